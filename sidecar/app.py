@@ -1,0 +1,185 @@
+"""Composition root: settings → store → engine → rules → servers; the only place that wires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+import grpc
+from aiohttp import web
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidecar.errors import RuleSetError, StorageError
+from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.rules.model import RuleSet
+from sidecar.rules.watcher import RulesManager
+from sidecar.server.grpc_rls import RateLimitServicer
+from sidecar.server.health import Health
+from sidecar.server.http import HttpApi
+from sidecar.server.metrics import Metrics
+from sidecar.settings import Settings
+from sidecar.storage.base import Store
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis import RedisOptions, RedisStore
+
+log = logging.getLogger("sidecar.app")
+
+HEALTH_SERVICE = "ratelimit"
+STORE_PROBE_SECONDS = 1.0
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.backend == "memory":
+        return MemoryStore()
+    socket_type = settings.redis_socket_type or (
+        "unix" if settings.redis_url.startswith("/") else "tcp")
+    return RedisStore(RedisOptions(
+        url=settings.redis_url, socket_type=socket_type, auth=settings.redis_auth,
+        tls=settings.redis_tls, tls_ca=settings.redis_tls_cacert,
+        tls_cert=settings.redis_tls_client_cert, tls_key=settings.redis_tls_client_key,
+        tls_skip_verify=settings.redis_tls_skip_verify, pool_size=settings.redis_pool_size,
+        timeout=settings.redis_timeout, db=settings.redis_db))
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        cache_key_prefix=settings.cache_key_prefix, near_limit_ratio=settings.near_limit_ratio,
+        shadow_mode=settings.shadow_mode, quota_mode=settings.quota_mode,
+        stop_increment_when_over_limit=settings.stop_increment_when_over_limit,
+        expiration_jitter_max_seconds=settings.expiration_jitter_max_seconds,
+        response_headers=settings.response_headers, limit_header=settings.limit_header,
+        remaining_header=settings.remaining_header, reset_header=settings.reset_header)
+
+
+class Sidecar:
+    """One running sidecar: its engine, rules watcher and servers."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = make_store(settings)
+        self.engine = Engine(self.store, engine_options(settings), self.metrics, clock)
+        self.health = Health(require_config=settings.healthy_with_config)
+        self.rules = RulesManager(
+            settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
+            include_dotfiles=not settings.ignore_dotfiles,
+            poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
+        self.grpc_server: grpc.aio.Server | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.debug_runner: web.AppRunner | None = None
+        self.grpc_health = grpc_health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
+        self.metrics.rules_loaded(ok, rules.version if rules else "",
+                                  rules.loaded_at if rules else 0.0)
+        if ok and rules is not None:
+            self.health.set("config", bool(rules.domains))
+
+    async def start(self) -> None:
+        """Load the rules, then open every port. RuleSetError when the rules are invalid."""
+        if not self.rules.load():
+            if not self.settings.force_start_without_initial_config:
+                raise self.rules.last_exception or RuleSetError([])
+            log.warning("starting without valid rules (FORCE_START_WITHOUT_INITIAL_CONFIG); "
+                        "every call fails until a valid version is loaded")
+        await self._probe_store()
+        await self._start_grpc()
+        await self._start_http()
+        loop = asyncio.get_running_loop()
+        self.rules.start(loop)
+        self._tasks.append(loop.create_task(self._watch_store()))
+        s = self.settings
+        log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
+                 s.rules_path, s.backend, s.grpc_host, s.grpc_port, s.host, s.port,
+                 s.debug_host, s.debug_port)
+
+    async def _start_grpc(self) -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
+            RateLimitServicer(self.engine, self.metrics), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
+        address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        await server.start()
+        self.grpc_server = server
+        self.health.subscribe(self._publish_health)
+
+    def _publish_health(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", HEALTH_SERVICE):
+            asyncio.get_running_loop().create_task(self.grpc_health.set(service, status))
+
+    async def _start_http(self) -> None:
+        api = HttpApi(self.engine, self.health, self.metrics, self.rules)
+        s = self.settings
+        self.http_runner = await _serve(api.main_app(), s.host, s.port)
+        if s.debug_port != s.port:
+            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port)
+
+    async def _probe_store(self) -> None:
+        try:
+            await self.store.ping()
+            ok = True
+        except StorageError as exc:
+            ok = False
+            log.warning("counter store unreachable: %s", exc)
+        if ok != self.health.components["store"]:
+            log.warning("counter store is %s", "back" if ok else "down")
+        self.health.set("store", ok)
+
+    async def _watch_store(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_PROBE_SECONDS)
+            await self._probe_store()
+
+    async def stop(self) -> None:
+        """Fail health, stop taking calls, let running ones finish, release everything."""
+        self.health.set("sigterm", False)
+        for task in self._tasks:
+            task.cancel()
+        await self.rules.stop()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(self.settings.shutdown_grace)
+        for runner in (self.http_runner, self.debug_runner):
+            if runner is not None:
+                await runner.cleanup()
+        await self.store.close()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        log.info("shutting down: draining in-flight calls (up to %.1fs)",
+                 self.settings.shutdown_grace)
+        await self.stop()
+
+
+async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host or None, port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def run_sidecar(settings: Settings) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Sidecar(settings).run())
+    return 0

@@ -1,0 +1,103 @@
+"""Command line: ``serve`` (the sidecar), ``validate`` (rules, offline), ``check`` (one call)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sidecar import __version__
+from sidecar.errors import RuleSetError, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="viva-ratelimit",
+        description="Envoy rate-limit sidecar (envoyproxy/ratelimit-compatible).")
+    parser.add_argument("--version", action="version", version=f"viva-ratelimit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sidecar (gRPC 8081, HTTP 8080, debug 6070)")
+    serve.add_argument("--config", help="rules directory or file (default ./config; env "
+                       "VIVA_CONFIG_DIR or RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config)")
+    serve.add_argument("--backend", choices=("memory", "redis"),
+                       help="counter store (env BACKEND_TYPE; default memory, or redis when "
+                       "REDIS_URL is set)")
+    serve.add_argument("--redis-url", help="host:port, a socket path, or redis:// / rediss:// "
+                       "URL (env REDIS_URL)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (env GRPC_PORT, default 8081)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (env PORT, default 8080)")
+    serve.add_argument("--debug-port", type=int, help="debug port (env DEBUG_PORT, "
+                       "default 6070)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
+                       help="env LOG_LEVEL, default warn")
+
+    validate = sub.add_parser("validate", help="check rules offline; exit 1 listing every "
+                              "problem")
+    validate.add_argument("path", nargs="?", default="config", help="file or directory")
+    validate.add_argument("--merge-domains", action="store_true",
+                          help="allow one domain across files (MERGE_DOMAIN_CONFIG)")
+
+    check = sub.add_parser("check", help="ask a running sidecar over gRPC")
+    check.add_argument("--address", default="localhost:8081")
+    check.add_argument("--domain", required=True)
+    check.add_argument("--descriptor", action="append", required=True, metavar="K=V[,K=V]",
+                       help="one descriptor; repeat for several")
+    check.add_argument("--hits", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.path, args.merge_domains)
+    if args.command == "check":
+        from sidecar.client import check_once
+
+        return check_once(args.address, args.domain, args.descriptor, args.hits)
+    return _serve(args)
+
+
+def _validate(path: str, merge: bool) -> int:
+    from sidecar.rules.loader import load_rules
+
+    try:
+        rules = load_rules(path, merge_domains=merge)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) found", file=sys.stderr)
+        return 1
+    limits = rules.iter_limits()
+    print(f"{path}: OK — {len(rules.domains)} domain(s), {len(limits)} limit(s), "
+          f"version {rules.version}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sidecar.app import run_sidecar
+    from sidecar.logs import configure_logging
+    from sidecar.settings import Settings
+
+    flags = {"config": args.config, "backend": args.backend, "redis_url": args.redis_url,
+             "grpc_port": args.grpc_port, "http_port": args.http_port,
+             "debug_port": args.debug_port, "log_level": args.log_level}
+    try:
+        settings = Settings.load(flags)
+    except SettingsError as exc:
+        print(f"viva-ratelimit: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return run_sidecar(settings)
+    except RuleSetError as exc:
+        print(f"viva-ratelimit: the rules in {settings.rules_path} are invalid:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except SettingsError as exc:
+        print(f"viva-ratelimit: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"viva-ratelimit: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""The engine: request → limits → store → decision. No transport, no I/O of its own."""

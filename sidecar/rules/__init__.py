@@ -1,0 +1,1 @@
+"""Rules: the envoyproxy/ratelimit YAML schema, loaded, validated and matched."""

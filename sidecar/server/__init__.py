@@ -1,0 +1,1 @@
+"""Transports over the engine: gRPC (RLS + health), HTTP (/json, /healthcheck, /rlconfig)."""

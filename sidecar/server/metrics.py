@@ -1,0 +1,106 @@
+"""Every Prometheus metric the sidecar exposes, declared once, in one registry per process.
+
+Per-rule counters keep the reference's Prometheus names and labels (domain, key1, key2) so its
+dashboards and alerts work unchanged. Labels carry descriptor values only where a rule opted in
+(detailed_metric / value_to_metric) or Envoy sent a limit override, as in the reference.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sidecar import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """The registry and its metrics; also the engine's RuleStats sink."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        rule = ("domain", "key1", "key2")
+        self.total_hits = Counter("ratelimit_service_rate_limit_total_hits",
+                                  "Hits counted against a rule", rule, registry=r)
+        self.over_limit = Counter("ratelimit_service_rate_limit_over_limit",
+                                  "Hits over a rule's limit", rule, registry=r)
+        self.near_limit = Counter("ratelimit_service_rate_limit_near_limit",
+                                  "Hits above NEAR_LIMIT_RATIO of a rule's limit", rule,
+                                  registry=r)
+        self.within_limit = Counter("ratelimit_service_rate_limit_within_limit",
+                                    "Hits within a rule's limit", rule, registry=r)
+        self.shadow_mode = Counter("ratelimit_service_rate_limit_shadow_mode",
+                                   "Over-limit hits allowed by the rule's shadow_mode", rule,
+                                   registry=r)
+        self.domain_not_found_total = Counter("ratelimit_service_rate_limit_domain_not_found",
+                                              "Descriptors for a domain with no rules",
+                                              ("domain",), registry=r)
+        self.global_shadow_mode = Counter("ratelimit_service_global_shadow_mode",
+                                          "Requests allowed only because SHADOW_MODE is on",
+                                          registry=r)
+        self.errors = Counter("ratelimit_service_should_rate_limit_error",
+                              "Requests answered with an error", ("err_type",), registry=r)
+        self.requests = Counter("ratelimit_service_total_requests", "Requests received",
+                                ("grpc_method",), registry=r)
+        self.response_time = Histogram("ratelimit_service_response_time_seconds",
+                                       "Time to answer a request", ("grpc_method",),
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.config_load_success = Counter("ratelimit_service_config_load_success",
+                                           "Successful rules loads", registry=r)
+        self.config_load_error = Counter("ratelimit_service_config_load_error",
+                                         "Failed rules loads (previous rules kept)", registry=r)
+        self.config_info = Gauge("viva_ratelimit_config_info",
+                                 "The active rules version (value 1)", ("version",), registry=r)
+        self.config_loaded_at = Gauge("viva_ratelimit_config_last_load_timestamp_seconds",
+                                      "When the active rules were loaded", registry=r)
+        self.build_info = Gauge("viva_ratelimit_build_info", "Version of the sidecar",
+                                ("version",), registry=r)
+        self.build_info.labels(__version__).set(1)
+        self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
+
+    def record(self, domain: str, stats_key: str, total: int, over: int, near: int,
+               within: int, shadow: int) -> None:
+        bound = self._children.get((domain, stats_key))
+        if bound is None:
+            bound = self._bind(domain, stats_key)
+        if total:
+            bound[0].inc(total)
+        if over:
+            bound[1].inc(over)
+        if near:
+            bound[2].inc(near)
+        if within:
+            bound[3].inc(within)
+        if shadow:
+            bound[4].inc(shadow)
+
+    def _bind(self, domain: str, stats_key: str) -> tuple[Counter, ...]:
+        rest = stats_key[len(domain) + 1:] if stats_key.startswith(domain + ".") else stats_key
+        key1, _, key2 = rest.partition(".")
+        labels = (domain, key1, key2)
+        bound = tuple(m.labels(*labels) for m in (self.total_hits, self.over_limit,
+                                                  self.near_limit, self.within_limit,
+                                                  self.shadow_mode))
+        self._children[(domain, stats_key)] = bound
+        return bound
+
+    def domain_not_found(self, domain: str) -> None:
+        self.domain_not_found_total.labels(domain).inc()
+
+    def global_shadow(self) -> None:
+        self.global_shadow_mode.inc()
+
+    def rules_loaded(self, ok: bool, version: str = "", loaded_at: float = 0.0) -> None:
+        if not ok:
+            self.config_load_error.inc()
+            return
+        self.config_load_success.inc()
+        self.config_info.clear()
+        self.config_info.labels(version).set(1)
+        self.config_loaded_at.set(loaded_at)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,192 @@
+"""One frozen Settings, built from command-line flags > environment > defaults.
+
+Names shared with envoyproxy/ratelimit keep its environment variable names (REDIS_URL, PORT,
+SHADOW_MODE, …); settings of our own are VIVA_*. Every knob is a field below, with its variable.
+A bad value raises SettingsError naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from sidecar.errors import SettingsError
+
+T = TypeVar("T")
+
+_TRUE = {"1", "t", "true", "yes", "y", "on"}
+_FALSE = {"0", "f", "false", "no", "n", "off", ""}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0}
+
+
+def parse_bool(name: str, text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingsError(f"{name}={text!r} is not a boolean; expected true or false")
+
+
+def parse_int(name: str, text: str, minimum: int = 0, maximum: int = 2**63) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name}={value} is out of range; expected {minimum}..{maximum}")
+    return value
+
+
+def parse_port(name: str, text: str) -> int:
+    return parse_int(name, text, 0, 65535)
+
+
+def parse_ratio(name: str, text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number; expected e.g. 0.8") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name}={value} is out of range; expected 0..1")
+    return value
+
+
+def parse_duration(name: str, text: str) -> float:
+    """Seconds from a Go-style duration ("10s", "50ms", "1m30s") or a bare number of seconds."""
+    raw = text.strip()
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    total, pos = 0.0, 0
+    for m in _DURATION.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(raw) or not raw:
+        raise SettingsError(f"{name}={text!r} is not a duration; expected e.g. 50ms, 2s, 1m")
+    return total
+
+
+def parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, text: str) -> str:
+        low = text.strip().lower()
+        if low not in choices:
+            raise SettingsError(f"{name}={text!r} is not supported; expected one of "
+                                f"{', '.join(choices)}")
+        return low
+
+    return parse
+
+
+def _str(name: str, text: str) -> str:
+    return text
+
+
+def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the sidecar. ``env`` names its variable; ``flag`` its serve option."""
+
+    # Rules
+    config_dir: str = _setting("VIVA_CONFIG_DIR", _str, "", "config")
+    runtime_root: str = _setting("RUNTIME_ROOT", _str, "")
+    runtime_subdirectory: str = _setting("RUNTIME_SUBDIRECTORY", _str, "")
+    runtime_appdirectory: str = _setting("RUNTIME_APPDIRECTORY", _str, "config")
+    ignore_dotfiles: bool = _setting("RUNTIME_IGNOREDOTFILES", parse_bool, True)
+    merge_domain_config: bool = _setting("MERGE_DOMAIN_CONFIG", parse_bool, False)
+    force_start_without_initial_config: bool = _setting(
+        "FORCE_START_WITHOUT_INITIAL_CONFIG", parse_bool, False)
+    reload_poll_interval: float = _setting("VIVA_RELOAD_POLL_INTERVAL", parse_duration, 5.0)
+    # Servers
+    host: str = _setting("HOST", _str, "0.0.0.0")
+    port: int = _setting("PORT", parse_port, 8080, "http_port")
+    grpc_host: str = _setting("GRPC_HOST", _str, "0.0.0.0")
+    grpc_port: int = _setting("GRPC_PORT", parse_port, 8081, "grpc_port")
+    debug_host: str = _setting("DEBUG_HOST", _str, "0.0.0.0")
+    debug_port: int = _setting("DEBUG_PORT", parse_port, 6070, "debug_port")
+    shutdown_grace: float = _setting("VIVA_SHUTDOWN_GRACE", parse_duration, 5.0)
+    healthy_with_config: bool = _setting("HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED", parse_bool,
+                                         False)
+    log_level: str = _setting("LOG_LEVEL", parse_choice(
+        ("debug", "info", "warn", "warning", "error", "critical")), "warn", "log_level")
+    log_format: str = _setting("LOG_FORMAT", parse_choice(("text", "json")), "text")
+    # Store
+    backend: str = _setting("BACKEND_TYPE", parse_choice(("memory", "redis")), "", "backend")
+    redis_url: str = _setting("REDIS_URL", _str, "", "redis_url")
+    redis_type: str = _setting("REDIS_TYPE", parse_choice(("single",)), "single")
+    redis_socket_type: str = _setting("REDIS_SOCKET_TYPE", parse_choice(("tcp", "unix")), "")
+    redis_auth: str = _setting("REDIS_AUTH", _str, "")
+    redis_tls: bool = _setting("REDIS_TLS", parse_bool, False)
+    redis_tls_cacert: str = _setting("REDIS_TLS_CACERT", _str, "")
+    redis_tls_client_cert: str = _setting("REDIS_TLS_CLIENT_CERT", _str, "")
+    redis_tls_client_key: str = _setting("REDIS_TLS_CLIENT_KEY", _str, "")
+    redis_tls_skip_verify: bool = _setting("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", parse_bool,
+                                           False)
+    redis_pool_size: int = _setting("REDIS_POOL_SIZE", parse_int, 10)
+    redis_timeout: float = _setting("REDIS_TIMEOUT", parse_duration, 0.1)
+    redis_db: int = _setting("VIVA_REDIS_DB", parse_int, 0)
+    # Engine
+    cache_key_prefix: str = _setting("CACHE_KEY_PREFIX", _str, "")
+    near_limit_ratio: float = _setting("NEAR_LIMIT_RATIO", parse_ratio, 0.8)
+    shadow_mode: bool = _setting("SHADOW_MODE", parse_bool, False)
+    quota_mode: bool = _setting("QUOTA_MODE", parse_bool, False)
+    stop_increment_when_over_limit: bool = _setting(
+        "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", parse_bool, False)
+    expiration_jitter_max_seconds: int = _setting("EXPIRATION_JITTER_MAX_SECONDS", parse_int,
+                                                  300)
+    response_headers: bool = _setting("LIMIT_RESPONSE_HEADERS_ENABLED", parse_bool, False)
+    limit_header: str = _setting("LIMIT_LIMIT_HEADER", _str, "RateLimit-Limit")
+    remaining_header: str = _setting("LIMIT_REMAINING_HEADER", _str, "RateLimit-Remaining")
+    reset_header: str = _setting("LIMIT_RESET_HEADER", _str, "RateLimit-Reset")
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any] | None = None,
+             env: Mapping[str, str] | None = None) -> Settings:
+        """Flags (already typed, None when not given) > environment (parsed) > defaults."""
+        flags = flags or {}
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            flag = meta["flag"]
+            if flag and flags.get(flag) is not None:
+                values[f.name] = flags[flag]
+            elif meta["env"] in env:
+                values[f.name] = meta["parse"](meta["env"], env[meta["env"]])
+        if not values.get("backend"):
+            values["backend"] = "redis" if values.get("redis_url") else "memory"
+        if values["backend"] == "redis" and not values.get("redis_url"):
+            values["redis_url"] = "localhost:6379"
+        return cls(**values)
+
+    @property
+    def rules_path(self) -> str:
+        """The rules directory: --config / VIVA_CONFIG_DIR, else RUNTIME_ROOT/SUBDIR/APPDIR,
+        else ./config."""
+        if self.config_dir:
+            return self.config_dir
+        if self.runtime_root:
+            return os.path.join(self.runtime_root, self.runtime_subdirectory,
+                                self.runtime_appdirectory)
+        return "config"
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting with its variable, for logs and /rlconfig (secrets masked)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_auth" and value:
+                value = "***"
+            out[f.metadata["env"]] = value
+        return out

@@ -1,0 +1,1 @@
+"""Counter stores: memory (embedded default) and Redis, behind one narrow Protocol."""

@@ -1,0 +1,36 @@
+"""The one interface the engine sees storage through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+
+class Increment(NamedTuple):
+    """Add ``hits`` to counter ``key`` and (re)set its time to live to ``ttl`` seconds."""
+
+    key: str
+    hits: int
+    ttl: int
+
+
+class Store(Protocol):
+    """A counter store. Every method raises only StorageError on failure."""
+
+    name: str
+
+    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
+        """Apply every increment in one round trip; return each counter's value afterwards."""
+        ...
+
+    async def get(self, keys: Sequence[str], now: float) -> list[int]:
+        """Current values (0 when absent) of ``keys`` in one round trip."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StorageError unless the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background work."""
+        ...

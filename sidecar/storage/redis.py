@@ -1,0 +1,131 @@
+"""Counters in Redis, laid out exactly as envoyproxy/ratelimit lays them out.
+
+Fixed windows are ``INCRBY key hits`` + ``EXPIRE key ttl`` for every counter of a request, in one
+pipelined round trip (no MULTI), so this service and the reference can share one Redis while a
+fleet migrates. Every redis-py exception becomes StorageError here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from sidecar.errors import SettingsError, StorageError
+from sidecar.storage.base import Increment
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """How to reach one Redis; built by settings from REDIS_* variables or flags."""
+
+    url: str
+    socket_type: str = "tcp"  # tcp | unix, for the reference's bare host:port / path form
+    auth: str = ""  # "password" or "user:password"
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_skip_verify: bool = False
+    pool_size: int = 10
+    timeout: float = 0.1  # seconds, connect and each command
+    db: int = 0
+
+
+def client_kwargs(opts: RedisOptions) -> dict[str, Any]:
+    """redis-py connection arguments for ``opts``; SettingsError names what cannot be used."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": opts.timeout,
+        "socket_connect_timeout": opts.timeout,
+        "max_connections": max(1, opts.pool_size),
+        "decode_responses": False,
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+    }
+    if opts.auth:
+        user, sep, password = opts.auth.partition(":")
+        kwargs.update({"username": user, "password": password} if sep else {"password": user})
+    if opts.tls:
+        kwargs.update({"ssl": True, "ssl_ca_certs": opts.tls_ca or None,
+                       "ssl_certfile": opts.tls_cert or None, "ssl_keyfile": opts.tls_key or None,
+                       "ssl_cert_reqs": "none" if opts.tls_skip_verify else "required",
+                       "ssl_check_hostname": not opts.tls_skip_verify})
+    return kwargs
+
+
+def make_client(opts: RedisOptions) -> aioredis.Redis:
+    url = opts.url.strip()
+    if not url:
+        raise SettingsError("REDIS_URL is empty; expected host:port, a unix socket path, or a "
+                            "redis://, rediss:// or unix:// URL")
+    kwargs = client_kwargs(opts)
+    if "://" in url:
+        if url.startswith("rediss://"):
+            kwargs.pop("ssl", None)
+        try:
+            return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise SettingsError(f"REDIS_URL {url!r} is not a Redis URL: {exc}") from exc
+    if opts.socket_type == "unix" or url.startswith("/"):
+        for key in ("ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                    "ssl_check_hostname"):
+            kwargs.pop(key, None)
+        return aioredis.Redis(unix_socket_path=url, db=opts.db, **kwargs)
+    host, sep, port = url.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SettingsError(f"REDIS_URL {url!r} is not host:port; expected e.g. localhost:6379 "
+                            "or redis://localhost:6379/0")
+    return aioredis.Redis(host=host.strip("[]"), port=int(port), db=opts.db, **kwargs)
+
+
+class RedisStore:
+    """Fixed-window counters in one standalone Redis."""
+
+    name = "redis"
+
+    def __init__(self, opts: RedisOptions, client: aioredis.Redis | None = None) -> None:
+        self.opts = opts
+        self.timeout = opts.timeout
+        self.client = client if client is not None else make_client(opts)
+
+    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
+        if not increments:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key, hits, ttl in increments:
+            pipe.incrby(key, hits)
+            pipe.expire(key, ttl)
+        replies = await self._run(pipe.execute())
+        return [int(v) for v in replies[0::2]]
+
+    async def get(self, keys: Sequence[str], now: float) -> list[int]:
+        if not keys:
+            return []
+        replies = await self._run(self.client.mget(list(keys)))
+        return [int(v) if v is not None else 0 for v in replies]
+
+    async def ping(self) -> None:
+        await self._run(self.client.ping())
+
+    async def close(self) -> None:
+        try:
+            await self.client.aclose()
+        except (redis.exceptions.RedisError, OSError):  # closing a dead pool is not an error
+            pass
+
+    async def _run(self, call: Any) -> Any:
+        """Await one Redis call, bounded by the timeout; every failure becomes StorageError."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call
+        except TimeoutError as exc:
+            raise StorageError(f"redis did not answer within {self.timeout * 1000:.0f} ms") \
+                from exc
+        except redis.exceptions.ResponseError as exc:
+            raise StorageError(f"redis error: {exc}", transient=False) from exc
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StorageError(f"redis unavailable: {exc}") from exc
