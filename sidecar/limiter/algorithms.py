@@ -1,0 +1,212 @@
+"""Rate-limit algorithms as pure functions of (state, now, hits, limit).
+
+The memory store keeps each key's state in a small list and calls these; the Redis store runs
+the Lua twin of each (storage/lua/*.lua) with the same arithmetic in the same order, so both
+stores reach the same decision for the same sequence of calls. Time is milliseconds since the
+epoch as a float; nothing here reads a clock.
+
+Every function returns ``(new_state, Verdict)``; ``new_state`` is None when nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+FIXED_WINDOW = "fixed_window"
+SLIDING_WINDOW = "sliding_window"
+SLIDING_LOG = "sliding_log"
+TOKEN_BUCKET = "token_bucket"
+LEAKY_BUCKET = "leaky_bucket"
+ALGORITHMS = (FIXED_WINDOW, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUCKET, LEAKY_BUCKET)
+
+
+class Limit(NamedTuple):
+    """What one rule allows: ``limit`` per ``window_ms``, with a ``burst`` for the buckets."""
+
+    limit: int
+    window_ms: float
+    burst: int
+    count_rejected: bool
+
+
+class Verdict(NamedTuple):
+    """The answer for one descriptor.
+
+    ``used`` is the fixed/sliding counter after this call (drives the near-limit stats);
+    ``reset_ms`` is the time until the window resets when allowed, or until a request of the
+    same size would be allowed when refused.
+    """
+
+    allowed: bool
+    remaining: int
+    reset_ms: float
+    used: int
+
+
+# -- fixed window: state = [count]; the key carries the window start -------------------------
+
+
+def fixed_window(state: list[float] | None, now: float, hits: int, lim: Limit,
+                 window_end: float) -> tuple[list[float] | None, Verdict]:
+    count = int(state[0]) if state else 0
+    after = count + hits
+    reset = window_end - now
+    if after > lim.limit and not lim.count_rejected:
+        return None, Verdict(False, 0, reset, count)
+    remaining = max(0, lim.limit - after)
+    return [after], Verdict(after <= lim.limit, remaining, reset, after)
+
+
+# -- sliding window: state = [window start, current count, previous count] -------------------
+
+
+def sliding_window(state: list[float] | None, now: float, hits: int,
+                   lim: Limit) -> tuple[list[float] | None, Verdict]:
+    w = lim.window_ms
+    start = now - now % w
+    cur = prev = 0.0
+    if state:
+        if state[0] == start:
+            cur, prev = state[1], state[2]
+        elif state[0] == start - w:
+            prev = state[1]
+    elapsed = now - start
+    weighted = math.floor(prev * ((w - elapsed) / w))
+    after = weighted + cur + hits
+    if after <= lim.limit:
+        return [start, cur + hits, prev], Verdict(True, int(lim.limit - after), w - elapsed,
+                                                  int(after))
+    wait = _sliding_wait(prev, cur, hits, lim.limit, w, elapsed)
+    new = [start, cur + hits, prev] if lim.count_rejected else None
+    return new, Verdict(False, 0, wait, int(after))
+
+
+def _sliding_wait(prev: float, cur: float, hits: int, limit: int, w: float,
+                  elapsed: float) -> float:
+    """Time until ``hits`` more would fit, as the previous window's weight decays."""
+    room = limit - cur - hits
+    if room >= 0 and prev > 0:
+        return max(1.0, w * (1 - room / prev) - elapsed)
+    room_next = limit - hits
+    if room_next < 0:
+        return 2 * w - elapsed  # larger than the limit itself: never, report two windows
+    if cur <= room_next:
+        return w - elapsed
+    return w - elapsed + max(1.0, w * (1 - room_next / cur))
+
+
+# -- sliding log: state = [t0, n0, t1, n1, ...] (time, hits) oldest first ----------------------
+
+
+def sliding_log(state: list[float] | None, now: float, hits: int,
+                lim: Limit) -> tuple[list[float] | None, Verdict]:
+    w = lim.window_ms
+    log = list(state or [])
+    cut = 0
+    while cut < len(log) and log[cut] <= now - w:
+        cut += 2
+    log = log[cut:]
+    used = sum(int(n) for n in log[1::2])
+    after = used + hits
+    if after <= lim.limit:
+        if hits > 0:
+            log += [now, hits]
+        reset = (log[0] + w - now) if log else w
+        return log, Verdict(True, lim.limit - after, reset, after)
+    return (log if cut else None), Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit),
+                                           after)
+
+
+def _log_wait(log: list[float], now: float, w: float, hits: int, limit: int) -> float:
+    """Time until enough of the oldest entries leave the window for ``hits`` to fit."""
+    if hits > limit:
+        return w
+    used = sum(int(n) for n in log[1::2])
+    for i in range(0, len(log), 2):
+        used -= int(log[i + 1])
+        if used + hits <= limit:
+            return max(1.0, log[i] + w - now)
+    return w
+
+
+# -- token bucket: state = [tokens, last refill time] ----------------------------------------
+
+
+def token_bucket(state: list[float] | None, now: float, hits: int,
+                 lim: Limit) -> tuple[list[float] | None, Verdict]:
+    rate = lim.limit / lim.window_ms  # tokens per ms
+    capacity = float(lim.burst)
+    tokens = capacity
+    if state:
+        tokens = min(capacity, state[0] + max(0.0, now - state[1]) * rate)
+    if hits <= tokens:
+        tokens -= hits
+        full_in = (capacity - tokens) / rate if rate > 0 else lim.window_ms
+        return [tokens, now], Verdict(True, math.floor(tokens), full_in, hits)
+    if hits > capacity or rate <= 0:
+        wait = lim.window_ms
+    else:
+        wait = (hits - tokens) / rate
+    return None, Verdict(False, 0, max(1.0, wait), hits)
+
+
+# -- leaky bucket (GCRA): state = [theoretical arrival time] ---------------------------------
+
+
+def leaky_bucket(state: list[float] | None, now: float, hits: int,
+                 lim: Limit) -> tuple[list[float] | None, Verdict]:
+    interval = lim.window_ms / lim.limit if lim.limit > 0 else math.inf
+    tolerance = (lim.burst - 1) * interval
+    tat = max(state[0], now) if state else now
+    new_tat = tat + hits * interval
+    allow_at = new_tat - tolerance - interval
+    if now < allow_at or math.isinf(interval):
+        wait = allow_at - now if not math.isinf(interval) else lim.window_ms
+        return None, Verdict(False, 0, max(1.0, wait), hits)
+    remaining = math.floor((tolerance + interval - (new_tat - now)) / interval)
+    return [new_tat], Verdict(True, max(0, remaining), new_tat - now, hits)
+
+
+# -- many descriptors at once, as the Lua driver does -----------------------------------------
+
+
+class Check(NamedTuple):
+    """One descriptor's call on one key."""
+
+    key: str
+    algorithm: str
+    limit: Limit
+    hits: int
+    ttl_ms: float
+    window_end_ms: float
+
+
+def judge(check: Check, state: list[float] | None, now: float,
+          hits: int | None = None) -> tuple[list[float] | None, Verdict]:
+    """Run ``check``'s algorithm on ``state`` (with ``hits`` overriding the check's own)."""
+    n = check.hits if hits is None else hits
+    algorithm = check.algorithm
+    if algorithm == FIXED_WINDOW:
+        return fixed_window(state, now, n, check.limit, check.window_end_ms)
+    if algorithm == SLIDING_WINDOW:
+        return sliding_window(state, now, n, check.limit)
+    if algorithm == SLIDING_LOG:
+        return sliding_log(state, now, n, check.limit)
+    if algorithm == TOKEN_BUCKET:
+        return token_bucket(state, now, n, check.limit)
+    return leaky_bucket(state, now, n, check.limit)
+
+
+def run_checks(states: list[list[float] | None], checks: list[Check], now: float,
+               atomic: bool) -> tuple[list[list[float] | None], list[Verdict]]:
+    """Judge every check; with ``atomic``, charge all of them or (if any is refused) none.
+
+    Returns the states to write (None: leave that key alone) and the verdicts, in order.
+    """
+    results = [judge(c, s, now) for c, s in zip(checks, states, strict=True)]
+    if atomic and not all(v.allowed for _, v in results):
+        verdicts = [v if not v.allowed else judge(c, s, now, 0)[1]
+                    for (_, v), c, s in zip(results, checks, states, strict=True)]
+        return [None] * len(checks), verdicts
+    return [s for s, _ in results], [v for _, v in results]

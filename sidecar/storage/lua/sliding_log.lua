@@ -1,0 +1,34 @@
+-- sliding_log(key, now, hits, limit, window_ms, burst, count_rejected, window_end)
+-- State: sorted set, score = time ms, member = "<time>:<hits>:<n>"; entries older than the
+-- window are trimmed on every call, and refused calls add nothing, so it holds <= limit entries.
+local function sliding_log(key, now, hits, limit, w, burst, count_rejected, window_end)
+  local trimmed = redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w)
+  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local log = {}
+  local used = 0
+  for i = 1, #entries, 2 do
+    local _, _, n = string.find(entries[i], '^[^:]+:(%d+):')
+    n = tonumber(n)
+    log[#log + 1] = {tonumber(entries[i + 1]), n}
+    used = used + n
+  end
+  local after = used + hits
+  if after <= limit then
+    local reset = w
+    if #log > 0 then reset = log[1][1] + w - now elseif hits > 0 then reset = w end
+    if hits > 0 then log[#log + 1] = {now, hits} end
+    return {'log', hits}, 1, limit - after, reset, after
+  end
+  local wait = w
+  if hits <= limit then
+    local left = used
+    for i = 1, #log do
+      left = left - log[i][2]
+      if left + hits <= limit then
+        wait = math.max(1.0, log[i][1] + w - now)
+        break
+      end
+    end
+  end
+  return nil, 0, 0, wait, after
+end

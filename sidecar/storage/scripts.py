@@ -1,0 +1,46 @@
+"""The Lua side of the algorithms: one script, assembled from one file per algorithm.
+
+Registered once per client (SCRIPT LOAD on first use, EVALSHA after; redis-py falls back to
+loading it again on NOSCRIPT, e.g. after a Redis restart or failover).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from sidecar.limiter.algorithms import ALGORITHMS, Check, Verdict
+
+_PARTS = (*ALGORITHMS, "driver")
+
+
+def script_source() -> str:
+    """The algorithm functions followed by the driver, as one Lua chunk."""
+    folder = resources.files("sidecar.storage").joinpath("lua")
+    return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+                     for name in _PARTS)
+
+
+def script_args(checks: Sequence[Check], now_ms: int, atomic: bool) -> tuple[list[str],
+                                                                           list[Any]]:
+    """KEYS and ARGV for the driver (see the header of lua/driver.lua)."""
+    keys = [c.key for c in checks]
+    argv: list[Any] = [now_ms, 1 if atomic else 0]
+    for c in checks:
+        lim = c.limit
+        argv += [c.algorithm, lim.limit, _num(lim.window_ms), lim.burst, c.hits,
+                 1 if lim.count_rejected else 0, max(1, int(c.ttl_ms)), _num(c.window_end_ms)]
+    return keys, argv
+
+
+def parse_reply(reply: Sequence[Any]) -> list[Verdict]:
+    out = []
+    for i in range(0, len(reply), 4):
+        out.append(Verdict(bool(int(reply[i])), int(reply[i + 1]), float(reply[i + 2]),
+                           int(reply[i + 3])))
+    return out
+
+
+def _num(x: float) -> str:
+    return repr(float(x)) if x != int(x) else str(int(x))
