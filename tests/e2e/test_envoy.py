@@ -288,11 +288,11 @@ def test_rules_reload_while_serving_and_a_bad_version_is_refused(
     assert in_one_window(HOUR, lambda: count(6)) == [200] * 5 + [429]
 
     # An invalid version (an unknown key) is reported and leaves the running rules alone.
-    bad = rules_text(7).replace("requests_per_unit: 7", "requests_per_unit: 7\n      burst: 2")
+    bad = rules_text(7).replace("requests_per_unit: 7", "requests_per_unit: 7\n      requests_per_minute: 2")
     write_rules(rules_dir, bad)
     error = eventually(lambda: get_json(rlconfig)["last_reload_error"], timeout=RELOAD_SECONDS)
     assert "rules.yaml" in error
-    assert "burst" in error
+    assert "requests_per_minute" in error
     assert limit_seen(stack.envoy) == 5
     assert [e["requests_per_unit"] for e in get_json(rlconfig)["limits"]] == [5]
 
