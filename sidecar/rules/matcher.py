@@ -70,31 +70,57 @@ def match_descriptor(root: DescriptorNode, domain: str, entries: Entries) -> Mat
     return None
 
 
-def _resolve(limit: RateLimit, domain: str, entries: Entries,
-             chosen: list[tuple[DescriptorNode, int]]) -> Match:
-    shared = any(how == 1 and node.share_threshold for node, how in chosen)
-    shared_values = (
-        tuple(node.final_key.split("_", 1)[1] if how == 1 and node.share_threshold else None
-              for node, how in chosen) if shared else ()
-    )
+def _resolve(
+    limit: RateLimit, domain: str, entries: Entries, chosen: list[tuple[DescriptorNode, int]]
+) -> Match:
+    shared = _shared_values(entries, chosen)
     if limit.detailed_metric:
-        names = [node.final_key if how == 1 and node.share_threshold else f"{k}_{v}"
-                 for (node, how), (k, v) in zip(chosen, entries, strict=True)]
+        names = [_detailed_name(k, v, s, bool(shared)) for (k, v), s in _zip(entries, shared)]
     elif any(node.value_to_metric for node, _ in chosen):
-        names = [_level_name(node, how, k, v) for (node, how), (k, v) in zip(chosen, entries,
-                                                                              strict=True)]
+        names = [
+            _level_name(node, how, k, v)
+            for (node, how), (k, v) in zip(chosen, entries, strict=True)
+        ]
     else:
-        return Match(limit, limit.stats_key, shared_values)
-    return Match(limit, sanitize_stat_name(".".join([domain, *names])), shared_values)
+        return Match(limit, limit.stats_key, shared)
+    return Match(limit, sanitize_stat_name(".".join([domain, *names])), shared)
+
+
+def _shared_values(
+    entries: Entries, chosen: list[tuple[DescriptorNode, int]]
+) -> tuple[str | None, ...]:
+    """Per entry, the pattern a share_threshold wildcard puts in place of the request value."""
+    if not any(how == 1 and node.share_threshold for node, how in chosen):
+        return ()
+    return tuple(
+        _pattern_value(node, key) if how == 1 and node.share_threshold else None
+        for (node, how), (key, _) in zip(chosen, entries, strict=True)
+    )
+
+
+def _pattern_value(node: DescriptorNode, key: str) -> str:
+    # The reference trims "<request key>_" off the pattern: a key with '_' must stay whole.
+    return node.final_key.removeprefix(f"{key}_")
+
+
+def _zip(
+    entries: Entries, shared: tuple[str | None, ...]
+) -> list[tuple[tuple[str, str], str | None]]:
+    return list(zip(entries, shared or (None,) * len(entries), strict=True))
+
+
+def _detailed_name(key: str, value: str, pattern: str | None, any_shared: bool) -> str:
+    if pattern is not None:
+        return f"{key}_{pattern}"
+    # Without share_threshold the reference always writes "key_value", even for an empty
+    # value; with it, entries that are not shared drop the '_' of an empty value.
+    return f"{key}_{value}" if value or not any_shared else key
 
 
 def _level_name(node: DescriptorNode, how: int, key: str, value: str) -> str:
-    if how == 0:
-        return f"{key}_{value}"
-    if how == 1:
-        return f"{key}_{value}" if node.value_to_metric and not node.share_threshold \
-            else node.final_key
-    return f"{key}_{value}" if node.value_to_metric and value else key
+    if how == 1 and (node.share_threshold or not node.value_to_metric):
+        return f"{key}_{_pattern_value(node, key)}"
+    return f"{key}_{value}" if value and (how == 0 or node.value_to_metric) else key
 
 
 _DOTTED_QUAD = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")

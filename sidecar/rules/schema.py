@@ -1,0 +1,565 @@
+"""One rules file's YAML → its domain and descriptor tree, with every problem found in it.
+
+Each problem reads ``<file>:<line>: <path in file>: <what is wrong>; expected <what is allowed>``.
+Scalars follow the reference's YAML 1.1 reading (gopkg.in/yaml.v2): ``value: 123`` is the
+string "123", ``value: yes`` is "yes", ``value: null`` is a key-only entry, dates stay text,
+floats are refused; ``<<: *anchor`` merge keys work. Unlike the reference, keys are checked
+per level, and a repeated key in one mapping, a second YAML document or a missing
+``requests_per_unit`` is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from sidecar.errors import RuleError
+from sidecar.rules.matcher import sanitize_stat_name
+from sidecar.rules.model import UNIT_NAMES, DescriptorNode, RateLimit, Unit
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+# yaml.v2 decodes these into a Go string field from their raw text.
+_TEXT_TAGS = (_STR, _INT, _BOOL, _TIMESTAMP)
+# yaml.v2 (YAML 1.1) also reads a plain y/n as a boolean; PyYAML does not.
+_SHORT_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
+_MAX_U32 = 2**32 - 1
+_COUNT = f"a whole number from 0 to {_MAX_U32} (0 refuses every request)"
+
+ROOT_KEYS = ("domain", "descriptors")
+DESCRIPTOR_KEYS = (
+    "key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode",
+    "detailed_metric", "value_to_metric", "share_threshold", "metadata",
+)  # fmt: skip
+RATE_LIMIT_KEYS = ("unit", "requests_per_unit", "unlimited", "name", "replaces")
+REPLACES_KEYS = ("name",)
+LIMIT_FLAGS = ("shadow_mode", "quota_mode", "detailed_metric")
+UNITS_TEXT = ", ".join(UNIT_NAMES)
+
+try:
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+
+_Pair = tuple[yaml.Node, yaml.Node]
+
+
+class _MetadataConstructor(SafeConstructor):
+    """Metadata values as yaml.v2 hands them to protobuf Struct: dates stay text."""
+
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
+        **SafeConstructor.yaml_constructors,
+        _TIMESTAMP: SafeConstructor.construct_yaml_str,
+    }
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """One rules file as read from disk: its display name and its text."""
+
+    name: str
+    text: str
+
+
+class Placed(NamedTuple):
+    """A top-level descriptor with where it was written, for errors found while merging."""
+
+    node: DescriptorNode
+    path: str
+    line: int | None
+
+
+@dataclass
+class ParsedFile:
+    """One file's domain and top-level descriptors, and every problem found in it."""
+
+    name: str
+    domain: str = ""
+    domain_line: int | None = None
+    descriptors: list[Placed] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+
+
+def _line(node: yaml.Node | None) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _is_null(node: yaml.Node | None) -> bool:
+    return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL)
+
+
+class _FileChecker:
+    """Walks one file's YAML nodes, building descriptor nodes and collecting errors."""
+
+    def __init__(self, name: str) -> None:
+        self.parsed = ParsedFile(name)
+        # flatten_mapping rewrites a node in place; an '*alias' visits the same node again.
+        self._split: dict[int, tuple[list[_Pair], list[_Pair]]] = {}
+        # (mapping, allowed key) for each "did you mean": that key is not also reported missing.
+        self._typos: set[tuple[int, str]] = set()
+
+    def fail(
+        self,
+        node: yaml.Node | None,
+        path: str,
+        problem: str,
+        expected: str,
+        line: int | None = None,
+    ) -> None:
+        line = line if line is not None else _line(node)
+        self.parsed.errors.append(
+            RuleError(self.parsed.name, path, f"{problem}; expected {expected}", line)
+        )
+
+    # -- mappings ----------------------------------------------------------------------------
+
+    def mapping(
+        self, node: yaml.Node | None, path: str, allowed: tuple[str, ...]
+    ) -> dict[str, yaml.Node] | None:
+        """A mapping node as {key: value node}, unknown and repeated keys reported."""
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(
+                node,
+                path,
+                f"{_describe(node)} is not a mapping",
+                f"a mapping with keys {_list(allowed)}",
+            )
+            return None
+        merged, own = self._pairs(node, path)
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in merged:  # keys from '<<:' merges: the mapping's own win
+            key = self._key(key_node, path, allowed, node)
+            if key is not None:
+                out[key] = value_node
+        seen: set[str] = set()
+        for key_node, value_node in own:
+            key = self._key(key_node, path, allowed, node)
+            if key is not None and key in seen:
+                self.fail(
+                    key_node,
+                    _join(path, key),
+                    f"key '{key}' appears twice in this mapping",
+                    "each key once",
+                )
+            elif key is not None:
+                seen.add(key)
+                out[key] = value_node
+        return out
+
+    def _pairs(self, node: yaml.MappingNode, path: str) -> tuple[list[_Pair], list[_Pair]]:
+        """(pairs brought in by '<<:' merge keys, the mapping's own pairs)."""
+        if id(node) not in self._split:
+            self._split[id(node)] = self._flatten(node, path)
+        return self._split[id(node)]
+
+    def _flatten(self, node: yaml.MappingNode, path: str) -> tuple[list[_Pair], list[_Pair]]:
+        own: list[_Pair] = [(k, v) for k, v in node.value if k.tag != _MERGE]
+        if len(own) == len(node.value):
+            return [], own
+        try:
+            SafeConstructor().flatten_mapping(node)
+        except ConstructorError as exc:
+            self.fail(
+                node,
+                path,
+                f"cannot merge '<<': {exc.problem}",
+                "'<<: *anchor' naming a mapping or a list of mappings",
+            )
+            return [], own
+        return list(node.value[: len(node.value) - len(own)]), own
+
+    def _key(
+        self, node: yaml.Node, path: str, allowed: tuple[str, ...], mapping: yaml.Node
+    ) -> str | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
+            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else _describe(node)
+            self.fail(node, path, f"key {shown} is not a string", f"one of {_list(allowed)}")
+            return None
+        key = str(node.value)
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self._typos.update((id(mapping), c) for c in close)
+            self.fail(
+                node, _join(path, key), f"unknown key '{key}'{hint}", f"one of {_list(allowed)}"
+            )
+            return None
+        return key
+
+    def misspelled(self, mapping: yaml.Node, key: str) -> bool:
+        """Whether an unknown key of ``mapping`` was reported as a typo of ``key`` already."""
+        return (id(mapping), key) in self._typos
+
+    # -- scalars -----------------------------------------------------------------------------
+
+    def string(self, node: yaml.Node | None, path: str) -> str:
+        if _is_null(node):
+            return ""
+        if isinstance(node, yaml.ScalarNode) and node.tag in _TEXT_TAGS:
+            return str(node.value)
+        quoted = f" (quote it: '{node.value}')" if isinstance(node, yaml.ScalarNode) else ""
+        self.fail(node, path, f"{_describe(node)} is not a string", f"text{quoted}")
+        return ""
+
+    def boolean(self, node: yaml.Node | None, path: str) -> bool:
+        if _is_null(node):
+            return False
+        assert node is not None
+        found = _bool_value(node)
+        if found is None:
+            self.fail(
+                node, path, f"{_describe(node)} is not a boolean", "true or false, without quotes"
+            )
+            return False
+        return found
+
+    def count(self, node: yaml.Node | None, path: str) -> int | None:
+        """A uint32 such as requests_per_unit; None when invalid (already reported)."""
+        number = _int_value(node)
+        if number is not None and 0 <= number <= _MAX_U32:
+            return number
+        if _is_null(node):
+            problem = "requests_per_unit has no value"
+        elif number is not None:
+            problem = f"{number} is out of range"
+        else:
+            problem = f"{_describe(node)} is not a whole number"
+        self.fail(node, path, problem, _COUNT)
+        return None
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def root(self, node: yaml.Node | None) -> None:
+        fields = {} if _is_null(node) else self.mapping(node, "", ROOT_KEYS)
+        if fields is None:
+            return
+        domain_node = fields.get("domain")
+        self.parsed.domain = self.string(domain_node, "domain")
+        self.parsed.domain_line = _line(domain_node)
+        if not self.parsed.domain:
+            self.fail(
+                domain_node or node,
+                "domain",
+                "config file cannot have empty domain",
+                "'domain: <name>' at the top of the file",
+                line=_line(domain_node or node) or 1,
+            )
+        self.parsed.descriptors = self.descriptors(
+            fields.get("descriptors"), "descriptors", self.parsed.domain
+        )
+
+    def descriptors(self, node: yaml.Node | None, path: str, parent: str) -> list[Placed]:
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(
+                node,
+                path,
+                f"{_describe(node)} is not a list",
+                "a list of descriptors ('- key: <name>')",
+            )
+            return []
+        out: list[Placed] = []
+        seen: dict[str, Placed] = {}
+        for i, item in enumerate(node.value):
+            where = f"{path}[{i}]"
+            desc = self.descriptor(item, where, parent)
+            if desc is None:
+                continue
+            first = seen.get(desc.final_key)
+            if first is not None:
+                self.fail(
+                    item,
+                    where,
+                    f"duplicate descriptor composite key "
+                    f"'{parent}.{desc.final_key}' (first at {first.path}, line {first.line})",
+                    "each key/value pair once per level",
+                )
+                continue
+            seen[desc.final_key] = Placed(desc, where, _line(item))
+            out.append(seen[desc.final_key])
+        return out
+
+    def descriptor(self, node: yaml.Node, path: str, parent: str) -> DescriptorNode | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(
+                node,
+                path,
+                f"{_describe(node)} is not a descriptor",
+                "a mapping with 'key' and optionally 'value', 'rate_limit', 'descriptors'",
+            )
+            return None
+        f = self.mapping(node, path, DESCRIPTOR_KEYS) or {}
+        key = self.string(f.get("key"), f"{path}.key")
+        if not key and not self.misspelled(node, "key"):
+            self.fail(
+                f.get("key", node), f"{path}.key", "descriptor has empty key", "'key: <name>'"
+            )
+        desc = DescriptorNode(key=key, value=self.string(f.get("value"), f"{path}.value"))
+        full = f"{parent}.{desc.final_key}"
+        self.node_flags(desc, f, path)
+        flags = {k: self.boolean(f.get(k), f"{path}.{k}") for k in LIMIT_FLAGS}
+        if not _is_null(f.get("rate_limit")):
+            desc.limit = self.rate_limit(f["rate_limit"], f"{path}.rate_limit", full, desc, flags)
+        for child in self.descriptors(f.get("descriptors"), f"{path}.descriptors", full):
+            add_child(desc, child.node)
+        return desc if key else None
+
+    def node_flags(self, desc: DescriptorNode, f: dict[str, yaml.Node], path: str) -> None:
+        """The flags that act on the node rather than on its limit."""
+        desc.value_to_metric = self.boolean(f.get("value_to_metric"), f"{path}.value_to_metric")
+        desc.share_threshold = self.boolean(f.get("share_threshold"), f"{path}.share_threshold")
+        if desc.share_threshold and not desc.is_wildcard:
+            self.fail(
+                f["share_threshold"],
+                f"{path}.share_threshold",
+                "share_threshold can only be used with wildcard values (containing '*'), "
+                f"but found key '{desc.final_key}'",
+                "a value with '*' such as 'prefix*', or no share_threshold",
+            )
+        desc.metadata = self.metadata(f.get("metadata"), f"{path}.metadata")
+
+    def rate_limit(
+        self, node: yaml.Node, path: str, full: str, desc: DescriptorNode, flags: dict[str, bool]
+    ) -> RateLimit | None:
+        f = self.mapping(node, path, RATE_LIMIT_KEYS)
+        if f is None:
+            return None
+        unlimited = self.boolean(f.get("unlimited"), f"{path}.unlimited")
+        unit = self.unit(f, node, path, unlimited)
+        rpu = self.requests(f, node, path, unlimited)
+        name = self.string(f.get("name"), f"{path}.name")
+        replaces = self.replaces(f.get("replaces"), f"{path}.replaces", name)
+        if unit is None or rpu is None or replaces is None:
+            return None
+        return RateLimit(
+            requests_per_unit=rpu,
+            unit=unit,
+            stats_key=sanitize_stat_name(full),
+            name=name,
+            unlimited=unlimited,
+            replaces=replaces,
+            metadata=desc.metadata,
+            **flags,
+        )
+
+    def unit(
+        self, f: dict[str, yaml.Node], node: yaml.Node, path: str, unlimited: bool
+    ) -> Unit | None:
+        """The unit; UNKNOWN for an unlimited limit; None when invalid (already reported)."""
+        text = self.string(f.get("unit"), f"{path}.unit")
+        unit = UNIT_NAMES.get(text.lower())
+        if unlimited and unit is not None:
+            self.fail(
+                f["unit"],
+                f"{path}.unit",
+                "should not specify rate limit unit when unlimited",
+                "either 'unlimited: true' without a unit, or a unit",
+            )
+            return None
+        if unlimited:
+            return Unit.UNKNOWN
+        if unit is None and not (not text and self.misspelled(node, "unit")):
+            problem = f"invalid rate limit unit '{text}'" if text else "rate limit unit is missing"
+            self.fail(
+                f.get("unit", node),
+                f"{path}.unit",
+                problem,
+                f"one of {UNITS_TEXT} (any case), or 'unlimited: true'",
+            )
+        return unit
+
+    def requests(
+        self, f: dict[str, yaml.Node], node: yaml.Node, path: str, unlimited: bool
+    ) -> int | None:
+        if "requests_per_unit" in f:
+            return self.count(f["requests_per_unit"], f"{path}.requests_per_unit")
+        if unlimited:
+            return 0
+        if not self.misspelled(node, "requests_per_unit"):
+            self.fail(node, f"{path}.requests_per_unit", "requests_per_unit is missing", _COUNT)
+        return None
+
+    def replaces(self, node: yaml.Node | None, path: str, own: str) -> tuple[str, ...] | None:
+        if _is_null(node):
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(
+                node,
+                path,
+                f"{_describe(node)} is not a list",
+                "a list of '- name: <name of another rate_limit>'",
+            )
+            return None
+        names = [self.replaced_name(item, f"{path}[{i}]", own) for i, item in enumerate(node.value)]
+        return None if None in names else tuple(n for n in names if n is not None)
+
+    def replaced_name(self, node: yaml.Node, path: str, own: str) -> str | None:
+        fields = self.mapping(node, path, REPLACES_KEYS)
+        if fields is None:
+            return None
+        name = self.string(fields.get("name"), f"{path}.name")
+        if not name:
+            self.fail(
+                fields.get("name", node),
+                f"{path}.name",
+                "should not have an empty replaces entry",
+                "'name: <name of another rate_limit>'",
+            )
+            return None
+        if name == own:
+            self.fail(
+                fields["name"],
+                f"{path}.name",
+                f"replaces should not contain name of same descriptor ('{name}')",
+                "the name of another rate_limit",
+            )
+            return None
+        return name
+
+    def metadata(self, node: yaml.Node | None, path: str) -> dict[str, Any] | None:
+        if _is_null(node):
+            return None
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(
+                node,
+                path,
+                f"error parsing metadata: {_describe(node)} is not a mapping",
+                "a mapping of names to values",
+            )
+            return None
+        try:
+            data = _MetadataConstructor().construct_document(node)
+            problem = _json_problem(data)
+        except (ConstructorError, ValueError, RecursionError) as exc:
+            problem = str(getattr(exc, "problem", None) or exc)
+        if problem:
+            self.fail(
+                node,
+                path,
+                f"error parsing metadata: {problem}",
+                "text, numbers, booleans, lists and mappings with text keys",
+            )
+            return None
+        return dict(data)
+
+
+def add_child(parent: DescriptorNode, child: DescriptorNode) -> None:
+    parent.children[child.final_key] = child
+    if child.is_wildcard:
+        parent.wildcards.append((child.final_key, tuple(child.final_key.split("*")), child))
+
+
+def _bool_value(node: yaml.Node) -> bool | None:
+    if not isinstance(node, yaml.ScalarNode):
+        return None
+    if node.tag == _BOOL:
+        found = yaml.SafeLoader.bool_values.get(str(node.value).lower())
+        return None if found is None else bool(found)
+    if node.tag == _STR and not node.style:  # plain: libyaml says "", PyYAML None
+        return _SHORT_BOOLS.get(node.value)
+    return None
+
+
+def _int_value(node: yaml.Node | None) -> int | None:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
+        return None
+    try:
+        return int(SafeConstructor().construct_yaml_int(node))
+    except ValueError:  # e.g. an explicit '!!int abc'
+        return None
+
+
+def _json_problem(data: Any) -> str:
+    """Why ``data`` cannot become a google.protobuf.Struct, or '' when it can."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(k, str):
+                return f"key {k!r} is not a string"
+            problem = _json_problem(v)
+            if problem:
+                return problem
+        return ""
+    if isinstance(data, list):
+        return next((p for p in map(_json_problem, data) if p), "")
+    if data is None or isinstance(data, str | int | float | bool):
+        return ""
+    return f"{data!r} is not a JSON value"
+
+
+def _describe(node: yaml.Node | None) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if _is_null(node):
+        return "an empty value"
+    assert isinstance(node, yaml.ScalarNode)
+    if node.tag == _STR and node.style in ("'", '"'):
+        return f"the quoted text {node.value!r}"
+    if node.tag == _FLOAT:
+        return f"the number {node.value}"
+    return repr(node.value)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _list(words: Iterable[str]) -> str:
+    return ", ".join(words)
+
+
+def parse_file(rule_file: RuleFile) -> ParsedFile:
+    """One file → its domain, top-level descriptors and every problem found in it."""
+    checker = _FileChecker(rule_file.name)
+    try:
+        documents = [d for d in yaml.compose_all(rule_file.text, Loader=_Loader) if not _is_null(d)]
+    except yaml.YAMLError as exc:
+        checker.fail(
+            None,
+            "",
+            f"error loading config file: {_yaml_problem(exc)}",
+            "valid YAML",
+            line=_mark_line(exc),
+        )
+        return checker.parsed
+    for extra in documents[1:]:
+        checker.fail(
+            extra,
+            "",
+            "a second YAML document ('---') in one file",
+            "one document per file; put each domain in its own file",
+        )
+    try:
+        checker.root(documents[0] if documents else None)
+    except RecursionError:
+        checker.fail(
+            None,
+            "",
+            "descriptors nest too deeply (a recursive '*alias'?)",
+            "a finite tree of descriptors",
+        )
+    checker.parsed.errors.sort(key=lambda e: e.line or 0)  # stable: same line keeps its order
+    return checker.parsed
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    context = getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{context}: {problem}" if context else str(problem)
+
+
+def _mark_line(exc: yaml.YAMLError) -> int | None:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return mark.line + 1 if mark is not None else None
