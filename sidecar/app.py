@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -74,8 +75,9 @@ class Sidecar:
         self.http_runner: web.AppRunner | None = None
         self.debug_runner: web.AppRunner | None = None
         self.grpc_health = grpc_health.aio.HealthServicer()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._stopped = False
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
         self.metrics.rules_loaded(ok, rules.version if rules else "",
@@ -84,22 +86,34 @@ class Sidecar:
             self.health.set("config", bool(rules.domains))
 
     async def start(self) -> None:
-        """Load the rules, then open every port. RuleSetError when the rules are invalid."""
+        """Load the rules, then open every port. RuleSetError when the rules are invalid,
+        OSError when a port cannot be opened; nothing is left running either way."""
         if not self.rules.load():
             if not self.settings.force_start_without_initial_config:
+                await self.store.close()
                 raise self.rules.last_exception or RuleSetError([])
             log.warning("starting without valid rules (FORCE_START_WITHOUT_INITIAL_CONFIG); "
                         "every call fails until a valid version is loaded")
-        await self._probe_store()
-        await self._start_grpc()
-        await self._start_http()
+        try:
+            await self._probe_store()
+            await self._start_grpc()
+            await self._start_http()
+        except BaseException:
+            await self.stop()
+            raise
         loop = asyncio.get_running_loop()
         self.rules.start(loop)
-        self._tasks.append(loop.create_task(self._watch_store()))
+        self._spawn(self._watch_store())
         s = self.settings
         log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
                  s.rules_path, s.backend, s.grpc_host, s.grpc_port, s.host, s.port,
                  s.debug_host, s.debug_port)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, holding a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _start_grpc(self) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -107,24 +121,29 @@ class Sidecar:
             RateLimitServicer(self.engine, self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
-        if server.add_insecure_port(address) == 0:
+        self.grpc_server = server
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio raises here when the port is taken
+            raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
+        if bound == 0:
             raise OSError(f"cannot listen for gRPC on {address}")
         await server.start()
-        self.grpc_server = server
         self.health.subscribe(self._publish_health)
 
     def _publish_health(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else \
             health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", HEALTH_SERVICE):
-            asyncio.get_running_loop().create_task(self.grpc_health.set(service, status))
+            self._spawn(self.grpc_health.set(service, status))
 
     async def _start_http(self) -> None:
         api = HttpApi(self.engine, self.health, self.metrics, self.rules)
         s = self.settings
-        self.http_runner = await _serve(api.main_app(), s.host, s.port)
+        grace = s.shutdown_grace
+        self.http_runner = await _serve(api.main_app(), s.host, s.port, grace)
         if s.debug_port != s.port:
-            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port)
+            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace)
 
     async def _probe_store(self) -> None:
         try:
@@ -132,9 +151,11 @@ class Sidecar:
             ok = True
         except StorageError as exc:
             ok = False
-            log.warning("counter store unreachable: %s", exc)
-        if ok != self.health.components["store"]:
-            log.warning("counter store is %s", "back" if ok else "down")
+            if self.health.components["store"]:
+                log.warning("counter store is unreachable: %s", exc)
+        else:
+            if not self.health.components["store"]:
+                log.warning("counter store is reachable again")
         self.health.set("store", ok)
 
     async def _watch_store(self) -> None:
@@ -143,9 +164,16 @@ class Sidecar:
             await self._probe_store()
 
     async def stop(self) -> None:
-        """Fail health, stop taking calls, let running ones finish, release everything."""
+        """Fail health, keep answering for VIVA_SHUTDOWN_DELAY (so load balancers and probes
+        notice), then stop taking calls, let running ones finish, release everything."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.health.set("sigterm", False)
-        for task in self._tasks:
+        await self.grpc_health.enter_graceful_shutdown()
+        if self.grpc_server is not None and self.settings.shutdown_delay > 0:
+            await asyncio.sleep(self.settings.shutdown_delay)
+        for task in list(self._tasks):
             task.cancel()
         await self.rules.stop()
         if self.grpc_server is not None:
@@ -157,18 +185,18 @@ class Sidecar:
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
-        await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
         await self._stopping.wait()
         log.info("shutting down: draining in-flight calls (up to %.1fs)",
                  self.settings.shutdown_grace)
         await self.stop()
 
 
-async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def _serve(app: web.Application, host: str, port: int, grace: float) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
     site = web.TCPSite(runner, host or None, port, reuse_address=True)
     await site.start()

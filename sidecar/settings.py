@@ -20,6 +20,9 @@ T = TypeVar("T")
 _TRUE = {"1", "t", "true", "yes", "y", "on"}
 _FALSE = {"0", "f", "false", "no", "n", "off", ""}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+_LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
 
@@ -60,19 +63,36 @@ def parse_ratio(name: str, text: str) -> float:
 def parse_duration(name: str, text: str) -> float:
     """Seconds from a Go-style duration ("10s", "50ms", "1m30s") or a bare number of seconds."""
     raw = text.strip()
-    try:
-        return float(raw)
-    except ValueError:
-        pass
     total, pos = 0.0, 0
-    for m in _DURATION.finditer(raw):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
+    if _NUMBER.fullmatch(raw):
+        total, pos = float(raw), len(raw)
+    else:
+        for m in _DURATION.finditer(raw):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
     if pos != len(raw) or not raw:
         raise SettingsError(f"{name}={text!r} is not a duration; expected e.g. 50ms, 2s, 1m")
     return total
+
+
+def parse_timeout(name: str, text: str) -> float:
+    """A duration that must be above zero (a zero timeout would fail every call)."""
+    value = parse_duration(name, text)
+    if value <= 0:
+        raise SettingsError(f"{name}={text!r} must be above zero; expected e.g. 100ms, 2s")
+    return value
+
+
+def parse_log_level(name: str, text: str) -> str:
+    """LOG_LEVEL, including logrus's names the reference accepts (trace, fatal, panic)."""
+    low = text.strip().lower()
+    low = _LOG_LEVEL_ALIASES.get(low, low)
+    if low not in _LOG_LEVELS:
+        raise SettingsError(f"{name}={text!r} is not a log level; expected one of "
+                            f"{', '.join(_LOG_LEVELS)}")
+    return low
 
 
 def parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
@@ -116,10 +136,11 @@ class Settings:
     debug_host: str = _setting("DEBUG_HOST", _str, "0.0.0.0")
     debug_port: int = _setting("DEBUG_PORT", parse_port, 6070, "debug_port")
     shutdown_grace: float = _setting("VIVA_SHUTDOWN_GRACE", parse_duration, 5.0)
+    # Between failing health and refusing new calls, so probes and load balancers move away.
+    shutdown_delay: float = _setting("VIVA_SHUTDOWN_DELAY", parse_duration, 0.0)
     healthy_with_config: bool = _setting("HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED", parse_bool,
                                          False)
-    log_level: str = _setting("LOG_LEVEL", parse_choice(
-        ("debug", "info", "warn", "warning", "error", "critical")), "warn", "log_level")
+    log_level: str = _setting("LOG_LEVEL", parse_log_level, "warn", "log_level")
     log_format: str = _setting("LOG_FORMAT", parse_choice(("text", "json")), "text")
     # Store
     backend: str = _setting("BACKEND_TYPE", parse_choice(("memory", "redis")), "", "backend")
@@ -134,7 +155,7 @@ class Settings:
     redis_tls_skip_verify: bool = _setting("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", parse_bool,
                                            False)
     redis_pool_size: int = _setting("REDIS_POOL_SIZE", parse_int, 10)
-    redis_timeout: float = _setting("REDIS_TIMEOUT", parse_duration, 0.1)
+    redis_timeout: float = _setting("REDIS_TIMEOUT", parse_timeout, 0.1)
     redis_db: int = _setting("VIVA_REDIS_DB", parse_int, 0)
     # Engine
     cache_key_prefix: str = _setting("CACHE_KEY_PREFIX", _str, "")

@@ -107,6 +107,22 @@ class _Check:
     window: int
 
 
+@dataclass(slots=True)
+class _Plan:
+    """Per descriptor: its status so far, the limit it is checked against (None when it has
+    none, is unlimited or was replaced) and whether it is unlimited; plus the store checks."""
+
+    statuses: list[DescriptorStatus] = field(default_factory=list)
+    limits: list[RateLimit | None] = field(default_factory=list)
+    unlimited: list[bool] = field(default_factory=list)
+    checks: list[_Check] = field(default_factory=list)
+
+    def add(self, status: DescriptorStatus, limit: RateLimit | None, unlimited: bool) -> None:
+        self.statuses.append(status)
+        self.limits.append(limit)
+        self.unlimited.append(unlimited)
+
+
 class Engine:
     """Decides requests against the current rules and a counter store."""
 
@@ -134,11 +150,11 @@ class Engine:
         if rules is None:
             raise NoRulesError()
         now = int(self.clock())
-        limits = self._match_all(rules, domain, descriptors)
-        statuses, checks = self._plan(domain, descriptors, limits, max(1, hits_addend), now)
-        if checks:
-            await self._charge(domain, checks, statuses, now)
-        return self._finish(statuses, limits, now)
+        plan = self._plan(domain, descriptors, self._match_all(rules, domain, descriptors),
+                          max(1, hits_addend), now)
+        if plan.checks:
+            await self._charge(domain, plan.checks, plan.statuses, now)
+        return self._finish(plan, now)
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -152,7 +168,7 @@ class Engine:
         out: list[Match | None] = []
         for i, desc in enumerate(descriptors):
             if desc.limit is not None:
-                out.append(self._override(domain, desc, i))
+                out.append(self._override(domain, desc.entries, desc.limit, i))
             elif desc.entries:
                 out.append(match_descriptor(root, domain, desc.entries))
             else:
@@ -160,37 +176,39 @@ class Engine:
         return out
 
     @staticmethod
-    def _override(domain: str, desc: Descriptor, index: int) -> Match:
-        rpu, unit = desc.limit  # type: ignore[misc]
+    def _override(domain: str, entries: Entries, override: tuple[int, Unit], index: int) -> Match:
+        """The limit Envoy sent with the descriptor; applied without consulting the rules."""
+        rpu, unit = override
         if unit not in UNIT_SECONDS:
             raise RequestError(f"descriptors[{index}].limit.unit: {int(unit)} is not a unit; "
                                "expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR")
-        key = override_stats_key(domain, desc.entries)
+        key = override_stats_key(domain, entries)
         return Match(RateLimit(requests_per_unit=rpu, unit=unit, stats_key=key), key)
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _plan(self, domain: str, descriptors: Sequence[Descriptor], limits: list[Match | None],
-              request_hits: int, now: int) -> tuple[list[DescriptorStatus], list[_Check]]:
-        replaced = {name for m in limits if m is not None for name in m.limit.replaces}
-        statuses: list[DescriptorStatus] = []
-        checks: list[_Check] = []
+    def _plan(self, domain: str, descriptors: Sequence[Descriptor], matches: list[Match | None],
+              request_hits: int, now: int) -> _Plan:
+        # As the reference: every matched limit (unlimited ones too) contributes its replaces;
+        # unlimited wins over being replaced; a replaced limit is dropped (status OK, no limit).
+        replaced = {name for m in matches if m is not None for name in m.limit.replaces}
+        plan = _Plan()
         prefix = self.options.cache_key_prefix
-        for i, (desc, match) in enumerate(zip(descriptors, limits, strict=True)):
-            if match is None or (match.limit.name and match.limit.name in replaced):
-                statuses.append(DescriptorStatus(Code.OK))
+        for i, (desc, match) in enumerate(zip(descriptors, matches, strict=True)):
+            limit = match.limit if match is not None else None
+            if limit is not None and limit.unlimited:
+                plan.add(DescriptorStatus(Code.OK, remaining=UNLIMITED_REMAINING), None, True)
                 continue
-            limit = match.limit
-            if limit.unlimited:
-                statuses.append(DescriptorStatus(Code.OK, remaining=UNLIMITED_REMAINING))
+            if match is None or limit is None or (limit.name and limit.name in replaced):
+                plan.add(DescriptorStatus(Code.OK), None, False)
                 continue
             hits = desc.hits_addend if desc.hits_addend is not None else request_hits
             window = UNIT_SECONDS[limit.unit]
             base = descriptor_key(prefix, domain, desc.entries, match.shared_values)
-            checks.append(_Check(i, limit, match.stats_key, window_key(base, now, window), hits,
-                                 window))
-            statuses.append(DescriptorStatus(Code.OK, limit, 0, window - now % window))
-        return statuses, checks
+            plan.checks.append(_Check(i, limit, match.stats_key, window_key(base, now, window),
+                                      hits, window))
+            plan.add(DescriptorStatus(Code.OK, limit, 0, window - now % window), limit, False)
+        return plan
 
     # -- charging ----------------------------------------------------------------------------
 
@@ -234,48 +252,46 @@ class Engine:
 
     # -- the answer --------------------------------------------------------------------------
 
-    def _finish(self, statuses: list[DescriptorStatus], limits: list[Match | None],
-                now: int) -> Decision:
+    def _finish(self, plan: _Plan, now: int) -> Decision:
         opts = self.options
         failed = quota_total = quota_failed = 0
-        for status, match in zip(statuses, limits, strict=True):
-            if match is None or match.limit.unlimited:
+        for status, limit, unlimited in zip(plan.statuses, plan.limits, plan.unlimited,
+                                            strict=True):
+            if unlimited:
                 continue
-            quota = opts.quota_mode or match.limit.quota_mode
             over = status.code == Code.OVER_LIMIT
-            if quota:
+            if opts.quota_mode or (limit is not None and limit.quota_mode):
                 quota_total += 1
                 quota_failed += over
             elif over:
                 failed += 1
+        # Quota descriptors fail the request only when every one of them is over.
         over = failed > 0 or (quota_total > 0 and quota_failed == quota_total)
-        decision = Decision(Code.OVER_LIMIT if over else Code.OK, statuses)
+        decision = Decision(Code.OVER_LIMIT if over else Code.OK, plan.statuses)
         if opts.response_headers:
-            decision.headers = self._headers(statuses, limits, now)
+            decision.headers = self._headers(plan, now)
         if over and opts.shadow_mode:
             decision.overall = Code.OK
             self.stats.global_shadow()
         return decision
 
-    def _headers(self, statuses: list[DescriptorStatus], limits: list[Match | None],
-                 now: int) -> list[tuple[str, str]]:
+    def _headers(self, plan: _Plan, now: int) -> list[tuple[str, str]]:
         """Headers from the most constrained status: the last non-quota OVER_LIMIT one, else
         the first with the lowest remaining (the reference's choice)."""
         lowest: DescriptorStatus | None = None
         over: DescriptorStatus | None = None
-        for status, match in zip(statuses, limits, strict=True):
-            if status.limit is None or match is None:
+        for status, limit in zip(plan.statuses, plan.limits, strict=True):
+            if status.limit is None or limit is None:
                 continue
             if lowest is None or status.remaining < lowest.remaining:
                 lowest = status
-            quota = self.options.quota_mode or match.limit.quota_mode
-            if status.code == Code.OVER_LIMIT and not quota:
+            if status.code == Code.OVER_LIMIT and not (self.options.quota_mode
+                                                       or limit.quota_mode):
                 over = status
         chosen = over or lowest
         if chosen is None or chosen.limit is None:
             return []
-        window = UNIT_SECONDS[chosen.limit.unit]
         opts = self.options
         return [(opts.limit_header, str(chosen.limit.requests_per_unit)),
                 (opts.remaining_header, str(chosen.remaining)),
-                (opts.reset_header, str(window - now % window))]
+                (opts.reset_header, str(chosen.reset_seconds))]

@@ -77,7 +77,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         self._requests = metrics.requests.labels(_METHOD)
         self._latency = metrics.response_time.labels(_METHOD)
 
-    async def ShouldRateLimit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ShouldRateLimit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         self._requests.inc()
         try:
@@ -89,10 +89,11 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except (StorageError, NoRulesError) as exc:
             # UNAVAILABLE rather than an answer: Envoy's failure_mode_deny then decides
-            # whether traffic passes while we cannot count.
+            # whether traffic passes while we cannot count. Not logged per call: the store
+            # probe logs outages once, and the error counter shows the rate.
             kind = "redis_error" if isinstance(exc, StorageError) else "no_config"
             self.metrics.errors.labels(kind).inc()
-            log.warning("answering UNAVAILABLE: %s", exc)
+            log.debug("answering UNAVAILABLE: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except Exception:
             log.exception("unexpected error answering ShouldRateLimit")

@@ -16,9 +16,11 @@ class MemoryStore:
     name = "memory"
 
     def __init__(self) -> None:
-        # key -> [value, expires_at]; a list so the hot path mutates in place.
+        # key -> [value, expires_at, registered_at]; a list so the hot path mutates in place.
         self._counters: dict[str, list[int]] = {}
-        # whole second -> keys whose expiry fell in it when set; checked again when swept.
+        # second -> keys registered to be looked at then. Each live key has exactly one
+        # registration (at ``registered_at``): extending a TTL does not add another, the sweep
+        # moves the registration instead, so a hot key costs O(1) memory however often it is hit.
         self._expiries: dict[int, list[str]] = {}
         self._swept_until = 0
 
@@ -36,12 +38,16 @@ class MemoryStore:
         for key, hits, ttl in increments:
             entry = counters.get(key)
             expires = now + ttl
-            if entry is None or entry[1] <= now:
-                counters[key] = entry = [0, expires]
-                self._expiries.setdefault(expires, []).append(key)
-            elif entry[1] < expires:
+            if entry is None:
+                # Never register in the past (a clock that stepped back) or the sweep misses it.
+                due = max(expires, self._swept_until + 1)
+                counters[key] = entry = [0, expires, due]
+                self._expiries.setdefault(due, []).append(key)
+            elif entry[1] <= now:  # expired, not swept yet: start over, keep its registration
+                entry[0] = 0
                 entry[1] = expires
-                self._expiries.setdefault(expires, []).append(key)
+            else:  # as Redis EXPIRE: every hit sets the time to live again
+                entry[1] = expires
             entry[0] += hits
             out.append(entry[0])
         return out
@@ -64,16 +70,22 @@ class MemoryStore:
     def _sweep(self, now: int) -> None:
         start = self._swept_until
         self._swept_until = now
-        if now - start > len(self._expiries):
-            due = [s for s in self._expiries if s <= now]
+        expiries = self._expiries
+        if now - start > len(expiries):
+            due = [s for s in expiries if s <= now]
         else:
-            due = [s for s in range(start, now + 1) if s in self._expiries]
+            due = [s for s in range(start, now + 1) if s in expiries]
         counters = self._counters
         for second in due:
-            for key in self._expiries.pop(second):
+            for key in expiries.pop(second):
                 entry = counters.get(key)
-                if entry is not None and entry[1] <= now:
+                if entry is None or entry[2] != second:
+                    continue
+                if entry[1] <= now:
                     del counters[key]
+                else:  # extended since it was registered: look again when it is due
+                    entry[2] = entry[1]
+                    expiries.setdefault(entry[1], []).append(key)
 
     async def ping(self) -> None:
         return None

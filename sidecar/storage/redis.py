@@ -8,12 +8,16 @@ fleet migrates. Every redis-py exception becomes StorageError here and nowhere e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from sidecar.errors import SettingsError, StorageError
 from sidecar.storage.base import Increment
@@ -36,21 +40,47 @@ class RedisOptions:
     db: int = 0
 
 
-def client_kwargs(opts: RedisOptions) -> dict[str, Any]:
-    """redis-py connection arguments for ``opts``; SettingsError names what cannot be used."""
+def redis_url(opts: RedisOptions) -> str:
+    """``opts.url`` as a redis://, rediss:// or unix:// URL; SettingsError when it is none.
+
+    Accepts the reference's bare forms too: ``host:port`` and a unix socket path.
+    """
+    url = opts.url.strip()
+    if not url:
+        raise SettingsError("REDIS_URL is empty; expected host:port, a unix socket path, or a "
+                            "redis://, rediss:// or unix:// URL")
+    if "://" in url:
+        if opts.tls and url.startswith("redis://"):
+            return "rediss://" + url[len("redis://"):]
+        return url
+    if opts.socket_type == "unix" or url.startswith("/"):
+        return f"unix://{quote(url)}?db={opts.db}"
+    host, sep, port = url.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SettingsError(f"REDIS_URL {url!r} is not host:port; expected e.g. localhost:6379 "
+                            "or redis://localhost:6379/0")
+    return f"{'rediss' if opts.tls else 'redis'}://{host}:{port}/{opts.db}"
+
+
+def pool_kwargs(opts: RedisOptions, tls: bool) -> dict[str, Any]:
+    """Connection-pool arguments for ``opts``: bounded waits everywhere, no blind retries."""
     kwargs: dict[str, Any] = {
+        "max_connections": max(1, opts.pool_size),
+        "timeout": opts.timeout,  # wait for a free connection at most this long
         "socket_timeout": opts.timeout,
         "socket_connect_timeout": opts.timeout,
-        "max_connections": max(1, opts.pool_size),
         "decode_responses": False,
-        "retry_on_timeout": False,
         "health_check_interval": 0,
+        "db": opts.db,
+        # One immediate retry on a fresh connection when a pooled one turns out dead (e.g.
+        # Redis restarted). Never on a timeout: the INCRBYs may have been applied already.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
     }
     if opts.auth:
         user, sep, password = opts.auth.partition(":")
         kwargs.update({"username": user, "password": password} if sep else {"password": user})
-    if opts.tls:
-        kwargs.update({"ssl": True, "ssl_ca_certs": opts.tls_ca or None,
+    if tls:
+        kwargs.update({"ssl_ca_certs": opts.tls_ca or None,
                        "ssl_certfile": opts.tls_cert or None, "ssl_keyfile": opts.tls_key or None,
                        "ssl_cert_reqs": "none" if opts.tls_skip_verify else "required",
                        "ssl_check_hostname": not opts.tls_skip_verify})
@@ -58,28 +88,15 @@ def client_kwargs(opts: RedisOptions) -> dict[str, Any]:
 
 
 def make_client(opts: RedisOptions) -> aioredis.Redis:
-    url = opts.url.strip()
-    if not url:
-        raise SettingsError("REDIS_URL is empty; expected host:port, a unix socket path, or a "
-                            "redis://, rediss:// or unix:// URL")
-    kwargs = client_kwargs(opts)
-    if "://" in url:
-        if url.startswith("rediss://"):
-            kwargs.pop("ssl", None)
-        try:
-            return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[no-any-return]
-        except ValueError as exc:
-            raise SettingsError(f"REDIS_URL {url!r} is not a Redis URL: {exc}") from exc
-    if opts.socket_type == "unix" or url.startswith("/"):
-        for key in ("ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
-                    "ssl_check_hostname"):
-            kwargs.pop(key, None)
-        return aioredis.Redis(unix_socket_path=url, db=opts.db, **kwargs)
-    host, sep, port = url.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SettingsError(f"REDIS_URL {url!r} is not host:port; expected e.g. localhost:6379 "
-                            "or redis://localhost:6379/0")
-    return aioredis.Redis(host=host.strip("[]"), port=int(port), db=opts.db, **kwargs)
+    """A client whose pool makes callers wait (up to the timeout) when every connection is busy,
+    as the reference's pool does, instead of failing with "Too many connections"."""
+    url = redis_url(opts)
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, **pool_kwargs(opts, url.startswith("rediss://")))
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL {opts.url!r} is not a Redis URL: {exc}") from exc
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisStore:
@@ -112,10 +129,9 @@ class RedisStore:
         await self._run(self.client.ping())
 
     async def close(self) -> None:
-        try:
+        # Closing a dead pool is not an error.
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
             await self.client.aclose()
-        except (redis.exceptions.RedisError, OSError):  # closing a dead pool is not an error
-            pass
 
     async def _run(self, call: Any) -> Any:
         """Await one Redis call, bounded by the timeout; every failure becomes StorageError."""

@@ -1,0 +1,181 @@
+"""Settings: flags > environment (reference names) > defaults; bad values name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.app import make_store
+from sidecar.errors import SettingsError
+from sidecar.settings import Settings, parse_duration
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis import RedisOptions, RedisStore, redis_url
+
+
+def load(flags: dict[str, object] | None = None, **env: str) -> Settings:
+    return Settings.load(flags=flags, env=env)
+
+
+def test_defaults() -> None:
+    s = load()
+    assert (s.host, s.port, s.grpc_host, s.grpc_port, s.debug_host, s.debug_port) == (
+        "0.0.0.0", 8080, "0.0.0.0", 8081, "0.0.0.0", 6070)
+    assert (s.backend, s.redis_url) == ("memory", "")
+    assert (s.near_limit_ratio, s.expiration_jitter_max_seconds, s.cache_key_prefix) == (
+        0.8, 300, "")
+    assert not (s.shadow_mode or s.quota_mode or s.response_headers
+                or s.stop_increment_when_over_limit or s.force_start_without_initial_config
+                or s.merge_domain_config or s.healthy_with_config)
+    assert (s.limit_header, s.remaining_header, s.reset_header) == (
+        "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+    assert s.rules_path == "config"
+    assert s.log_level == "warn"
+
+
+def test_reference_environment_names() -> None:
+    s = load(PORT="1", GRPC_PORT="2", DEBUG_PORT="3", HOST="127.0.0.1", GRPC_HOST="::1",
+             DEBUG_HOST="localhost", REDIS_URL="redis:6379", REDIS_AUTH="user:pw",
+             REDIS_TLS="true", REDIS_POOL_SIZE="4", REDIS_TIMEOUT="2s",
+             NEAR_LIMIT_RATIO="0.5", SHADOW_MODE="true", QUOTA_MODE="True",
+             LIMIT_RESPONSE_HEADERS_ENABLED="1", LIMIT_LIMIT_HEADER="A-Limit",
+             LIMIT_REMAINING_HEADER="A-Remaining", LIMIT_RESET_HEADER="A-Reset",
+             CACHE_KEY_PREFIX="prefix:", EXPIRATION_JITTER_MAX_SECONDS="0",
+             STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT="true", MERGE_DOMAIN_CONFIG="true",
+             FORCE_START_WITHOUT_INITIAL_CONFIG="true",
+             HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED="true", LOG_LEVEL="DEBUG",
+             LOG_FORMAT="json")
+    assert (s.port, s.grpc_port, s.debug_port) == (1, 2, 3)
+    assert (s.host, s.grpc_host, s.debug_host) == ("127.0.0.1", "::1", "localhost")
+    assert (s.backend, s.redis_url, s.redis_auth, s.redis_tls) == (
+        "redis", "redis:6379", "user:pw", True)
+    assert (s.redis_pool_size, s.redis_timeout) == (4, 2.0)
+    assert (s.near_limit_ratio, s.shadow_mode, s.quota_mode, s.response_headers) == (
+        0.5, True, True, True)
+    assert (s.limit_header, s.remaining_header, s.reset_header) == (
+        "A-Limit", "A-Remaining", "A-Reset")
+    assert (s.cache_key_prefix, s.expiration_jitter_max_seconds) == ("prefix:", 0)
+    assert s.stop_increment_when_over_limit and s.merge_domain_config
+    assert s.force_start_without_initial_config and s.healthy_with_config
+    assert (s.log_level, s.log_format) == ("debug", "json")
+
+
+def test_flags_beat_environment_beats_defaults() -> None:
+    env = {"GRPC_PORT": "9001", "PORT": "9002", "REDIS_URL": "envhost:1"}
+    s = Settings.load(flags={"grpc_port": 9000, "http_port": None, "redis_url": "flaghost:2"},
+                      env=env)
+    assert (s.grpc_port, s.port, s.debug_port, s.redis_url) == (9000, 9002, 6070, "flaghost:2")
+    assert Settings.load(flags={"backend": "memory"}, env=env).backend == "memory"
+
+
+def test_os_environ_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEBUG_PORT", "7070")
+    assert Settings.load().debug_port == 7070
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("50ms", 0.05), ("2s", 2.0), ("1m30s", 90.0), ("1h", 3600.0), ("1.5s", 1.5),
+    ("250us", 0.00025), ("100ns", 1e-7), ("3", 3.0), ("0.25", 0.25), (" 10s ", 10.0),
+])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_duration("REDIS_TIMEOUT", text) == pytest.approx(seconds)
+    assert load(REDIS_TIMEOUT=text).redis_timeout == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"PORT": "abc"}, "PORT='abc' is not a whole number"),
+    ({"GRPC_PORT": "70000"}, "GRPC_PORT=70000 is out of range"),
+    ({"DEBUG_PORT": "-1"}, "DEBUG_PORT=-1 is out of range"),
+    ({"PORT": ""}, "PORT=''"),
+    ({"SHADOW_MODE": "maybe"}, "SHADOW_MODE='maybe' is not a boolean"),
+    ({"NEAR_LIMIT_RATIO": "1.5"}, "NEAR_LIMIT_RATIO=1.5 is out of range"),
+    ({"NEAR_LIMIT_RATIO": "most"}, "NEAR_LIMIT_RATIO='most' is not a number"),
+    ({"NEAR_LIMIT_RATIO": "nan"}, "NEAR_LIMIT_RATIO"),
+    ({"REDIS_TIMEOUT": "fast"}, "REDIS_TIMEOUT='fast' is not a duration"),
+    ({"REDIS_TIMEOUT": "-1s"}, "REDIS_TIMEOUT='-1s' is not a duration"),
+    ({"REDIS_TIMEOUT": "-5"}, "REDIS_TIMEOUT='-5' is not a duration"),
+    ({"REDIS_TIMEOUT": "inf"}, "REDIS_TIMEOUT='inf' is not a duration"),
+    ({"REDIS_TIMEOUT": "10 s"}, "REDIS_TIMEOUT='10 s' is not a duration"),
+    ({"REDIS_TIMEOUT": "0s"}, "REDIS_TIMEOUT='0s' must be above zero"),
+    ({"VIVA_SHUTDOWN_GRACE": "2d"}, "VIVA_SHUTDOWN_GRACE='2d' is not a duration"),
+    ({"BACKEND_TYPE": "memcache"}, "BACKEND_TYPE='memcache' is not supported"),
+    ({"REDIS_TYPE": "cluster"}, "REDIS_TYPE='cluster' is not supported"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not a log level"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not supported"),
+    ({"EXPIRATION_JITTER_MAX_SECONDS": "-3"}, "EXPIRATION_JITTER_MAX_SECONDS=-3"),
+])
+def test_bad_values_name_the_variable(env: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.load(env=env)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(("given", "level"), [("trace", "debug"), ("WARN", "warn"),
+                                              ("Info", "info"), ("fatal", "critical"),
+                                              ("panic", "critical")])
+def test_log_levels_include_logrus_names(given: str, level: str) -> None:
+    assert load(LOG_LEVEL=given).log_level == level
+
+
+def test_backend_type_defaults() -> None:
+    assert load().backend == "memory"
+    assert (load(REDIS_URL="host:1").backend, load(REDIS_URL="host:1").redis_url) == (
+        "redis", "host:1")
+    s = load(BACKEND_TYPE="redis")
+    assert (s.backend, s.redis_url) == ("redis", "localhost:6379")
+    assert load(BACKEND_TYPE="memory", REDIS_URL="host:1").backend == "memory"
+    assert load(BACKEND_TYPE="REDIS", REDIS_URL="host:1").backend == "redis"
+
+
+def test_rules_path_from_runtime_variables() -> None:
+    assert load(RUNTIME_ROOT="/srv/runtime_data/current", RUNTIME_SUBDIRECTORY="ratelimit"
+                ).rules_path == "/srv/runtime_data/current/ratelimit/config"
+    assert load(RUNTIME_ROOT="/data", RUNTIME_SUBDIRECTORY="rl", RUNTIME_APPDIRECTORY="rules"
+                ).rules_path == "/data/rl/rules"
+    assert load(RUNTIME_ROOT="/data").rules_path == "/data/config"
+    assert load(RUNTIME_ROOT="/data", VIVA_CONFIG_DIR="/mine").rules_path == "/mine"
+    assert Settings.load(flags={"config": "/flag"}, env={"VIVA_CONFIG_DIR": "/mine"}
+                         ).rules_path == "/flag"
+
+
+def test_describe_masks_the_redis_password() -> None:
+    described = load(REDIS_AUTH="secret", REDIS_URL="h:1").describe()
+    assert described["REDIS_AUTH"] == "***"
+    assert described["REDIS_URL"] == "h:1"
+    assert load().describe()["REDIS_AUTH"] == ""
+
+
+# -- REDIS_URL forms -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "extra", "expected"), [
+    ("localhost:6379", {}, "redis://localhost:6379/0"),
+    ("[::1]:6380", {}, "redis://[::1]:6380/0"),
+    ("redis.svc:6379", {"tls": True}, "rediss://redis.svc:6379/0"),
+    ("redis.svc:6379", {"db": 3}, "redis://redis.svc:6379/3"),
+    ("/var/run/nutcracker/ratelimit.sock", {}, "unix:///var/run/nutcracker/ratelimit.sock?db=0"),
+    ("relative.sock", {"socket_type": "unix"}, "unix://relative.sock?db=0"),
+    ("redis://user:pw@host:1/2", {}, "redis://user:pw@host:1/2"),
+    ("redis://host:1", {"tls": True}, "rediss://host:1"),
+    ("rediss://host:1", {}, "rediss://host:1"),
+    ("unix:///tmp/r.sock", {}, "unix:///tmp/r.sock"),
+])
+def test_redis_url_forms(url: str, extra: dict[str, object], expected: str) -> None:
+    assert redis_url(RedisOptions(url=url, **extra)) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["localhost", "host:port", ":6379", "  "])
+def test_bad_redis_url_names_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        redis_url(RedisOptions(url=url))
+
+
+async def test_make_store_follows_the_settings() -> None:
+    assert isinstance(make_store(load()), MemoryStore)
+    for url, expected in [("127.0.0.1:1", "redis://127.0.0.1:1/0"),
+                          ("/tmp/redis.sock", "unix:///tmp/redis.sock?db=0"),
+                          ("redis://127.0.0.1:2/1", "redis://127.0.0.1:2/1")]:
+        store = make_store(load(REDIS_URL=url))
+        assert isinstance(store, RedisStore)
+        assert redis_url(store.opts) == expected
+        await store.close()
+    with pytest.raises(SettingsError, match="REDIS_URL 'ftp://x' is not a Redis URL"):
+        make_store(load(REDIS_URL="ftp://x"))
