@@ -77,23 +77,29 @@ def sliding_window(state: list[float] | None, now: float, hits: int,
     if after <= lim.limit:
         return [start, cur + hits, prev], Verdict(True, int(lim.limit - after), w - elapsed,
                                                   int(after))
+    if lim.count_rejected:  # charged anyway: the wait counts this request too
+        cur += hits
     wait = _sliding_wait(prev, cur, hits, lim.limit, w, elapsed)
-    new = [start, cur + hits, prev] if lim.count_rejected else None
+    new = [start, cur, prev] if lim.count_rejected else None
     return new, Verdict(False, 0, wait, int(after))
 
 
 def _sliding_wait(prev: float, cur: float, hits: int, limit: int, w: float,
                   elapsed: float) -> float:
-    """Time until ``hits`` more would fit, as the previous window's weight decays."""
+    """Time until ``hits`` more fit, as the previous window's weight decays.
+
+    floor(prev * left / w) <= room holds once prev * left / w < room + 1, i.e. once more than
+    w * (1 - (room + 1) / prev) of the window has passed: one millisecond after that point.
+    """
     room = limit - cur - hits
-    if room >= 0 and prev > 0:
-        return max(1.0, w * (1 - room / prev) - elapsed)
+    if room >= 0:
+        return max(1.0, w * (1 - (room + 1) / prev) - elapsed + 1)
     room_next = limit - hits
     if room_next < 0:
         return 2 * w - elapsed  # larger than the limit itself: never, report two windows
     if cur <= room_next:
         return w - elapsed
-    return w - elapsed + max(1.0, w * (1 - room_next / cur))
+    return w - elapsed + max(1.0, w * (1 - (room_next + 1) / cur) + 1)
 
 
 # -- sliding log: state = [t0, n0, t1, n1, ...] (time, hits) oldest first ----------------------
@@ -144,10 +150,7 @@ def token_bucket(state: list[float] | None, now: float, hits: int,
         tokens -= hits
         full_in = (capacity - tokens) / rate if rate > 0 else lim.window_ms
         return [tokens, now], Verdict(True, math.floor(tokens), full_in, hits)
-    if hits > capacity or rate <= 0:
-        wait = lim.window_ms
-    else:
-        wait = (hits - tokens) / rate
+    wait = lim.window_ms if hits > capacity or rate <= 0 else (hits - tokens) / rate
     return None, Verdict(False, 0, max(1.0, wait), hits)
 
 

@@ -13,13 +13,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sidecar.errors import NoRulesError, RequestError
+from sidecar.limiter.algorithms import (
+    FIXED_WINDOW,
+    LEAKY_BUCKET,
+    SLIDING_LOG,
+    SLIDING_WINDOW,
+    TOKEN_BUCKET,
+    Check,
+    Limit,
+    Verdict,
+)
 from sidecar.limiter.fixed_window import judge, near_threshold
 from sidecar.limiter.keys import descriptor_key, window_key
+from sidecar.limiter.windows import aligned_window, calendar_window
 from sidecar.rules.matcher import Entries, Match, match_descriptor, override_stats_key
-from sidecar.rules.model import UNIT_SECONDS, RateLimit, RuleSet, Unit
+from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, RuleSet, Unit
 from sidecar.storage.base import Increment, Store
+
+_NO_OPTIONS = DomainOptions()
 
 UNLIMITED_REMAINING = 4294967295
 
@@ -46,7 +60,8 @@ class DescriptorStatus:
     code: Code
     limit: RateLimit | None = None
     remaining: int = 0
-    reset_seconds: int = 0
+    reset_seconds: int = 0  # whole seconds, rounded up (what the reference reports)
+    reset_ms: int | None = None  # exact, for algorithms that know it to the millisecond
 
 
 @dataclass(slots=True)
@@ -105,6 +120,7 @@ class _Check:
     key: str
     hits: int
     window: int
+    algorithm: Check | None = None  # None: a plain INCRBY + EXPIRE (the reference's way)
 
 
 @dataclass(slots=True)
@@ -149,12 +165,13 @@ class Engine:
         rules = self.rules
         if rules is None:
             raise NoRulesError()
-        now = int(self.clock())
+        now_ms = int(self.clock() * 1000)
+        options = rules.options.get(domain, _NO_OPTIONS)
         plan = self._plan(domain, descriptors, self._match_all(rules, domain, descriptors),
-                          max(1, hits_addend), now)
+                          max(1, hits_addend), now_ms, options)
         if plan.checks:
-            await self._charge(domain, plan.checks, plan.statuses, now)
-        return self._finish(plan, now)
+            await self._charge(domain, plan.checks, plan.statuses, now_ms, options.atomic)
+        return self._finish(plan)
 
     # -- matching ----------------------------------------------------------------------------
 
@@ -188,12 +205,11 @@ class Engine:
     # -- planning ----------------------------------------------------------------------------
 
     def _plan(self, domain: str, descriptors: Sequence[Descriptor], matches: list[Match | None],
-              request_hits: int, now: int) -> _Plan:
+              request_hits: int, now_ms: int, options: DomainOptions) -> _Plan:
         # As the reference: every matched limit (unlimited ones too) contributes its replaces;
         # unlimited wins over being replaced; a replaced limit is dropped (status OK, no limit).
         replaced = {name for m in matches if m is not None for name in m.limit.replaces}
         plan = _Plan()
-        prefix = self.options.cache_key_prefix
         for i, (desc, match) in enumerate(zip(descriptors, matches, strict=True)):
             limit = match.limit if match is not None else None
             if limit is not None and limit.unlimited:
@@ -203,33 +219,94 @@ class Engine:
                 plan.add(DescriptorStatus(Code.OK), None, False)
                 continue
             hits = desc.hits_addend if desc.hits_addend is not None else request_hits
-            window = UNIT_SECONDS[limit.unit]
-            base = descriptor_key(prefix, domain, desc.entries, match.shared_values)
-            plan.checks.append(_Check(i, limit, match.stats_key, window_key(base, now, window),
-                                      hits, window))
-            plan.add(DescriptorStatus(Code.OK, limit, 0, window - now % window), limit, False)
+            check = self._check(i, domain, desc, match, hits, now_ms, options)
+            plan.checks.append(check)
+            plan.add(DescriptorStatus(Code.OK, limit, 0, check.window), limit, False)
         return plan
+
+    def _check(self, index: int, domain: str, desc: Descriptor, match: Match, hits: int,
+               now_ms: int, options: DomainOptions) -> _Check:
+        """How one descriptor is counted. ``window`` holds its reset in seconds until charged."""
+        limit = match.limit
+        # Atomic domains put every key in one hash slot, so one script can touch them all.
+        tag = f"{{{domain}}}" if options.atomic else domain
+        base = descriptor_key(self.options.cache_key_prefix, tag, desc.entries,
+                              match.shared_values)
+        if limit.reference_compatible and not options.atomic:
+            now = now_ms // 1000
+            window = limit.window_seconds
+            return _Check(index, limit, match.stats_key, window_key(base, now, window), hits,
+                          window - now % window)
+        return self._algorithm_check(index, limit, match.stats_key, base, hits, now_ms, options)
+
+    def _algorithm_check(self, index: int, limit: RateLimit, stats_key: str, base: str,
+                         hits: int, now_ms: int, options: DomainOptions) -> _Check:
+        window_ms = limit.window_length_ms
+        rpu = limit.requests_per_unit
+        algorithm = limit.algorithm
+        if algorithm == FIXED_WINDOW:
+            if limit.calendar:
+                start, end = calendar_window(now_ms, limit.unit.name.lower(),
+                                             _zone(options.time_zone))
+            else:
+                start, end = aligned_window(now_ms, window_ms)
+            key, ttl_ms = f"{base}{start // 1000}", end - now_ms + self._jitter_ms()
+        else:
+            key, end = f"{base}{algorithm}", now_ms + window_ms
+            ttl_ms = _state_ttl_ms(algorithm, rpu, window_ms, limit.burst)
+        burst = limit.burst or (rpu if algorithm == TOKEN_BUCKET else 1)
+        check = Check(key, algorithm, Limit(rpu, float(window_ms), burst, limit.count_rejected),
+                      hits, float(ttl_ms), float(end))
+        return _Check(index, limit, stats_key, key, hits, -(-(end - now_ms) // 1000), check)
+
+    def _jitter_ms(self) -> int:
+        jitter = self.options.expiration_jitter_max_seconds
+        return self.rng.randrange(jitter) * 1000 if jitter > 0 else 0
 
     # -- charging ----------------------------------------------------------------------------
 
     async def _charge(self, domain: str, checks: list[_Check], statuses: list[DescriptorStatus],
-                      now: int) -> None:
-        hits = [c.hits for c in checks]
-        if self.options.stop_increment_when_over_limit:
-            current = await self.store.get([c.key for c in checks], now)
-            flagged = [v + c.hits > c.limit.requests_per_unit for v, c in zip(current, checks,
+                      now_ms: int, atomic: bool) -> None:
+        plain = [c for c in checks if c.algorithm is None]
+        scripted = [c for c in checks if c.algorithm is not None]
+        hits = [c.hits for c in plain]
+        if plain and self.options.stop_increment_when_over_limit:
+            current = await self.store.get([c.key for c in plain], now_ms / 1000)
+            flagged = [v + c.hits > c.limit.requests_per_unit for v, c in zip(current, plain,
                                                                                strict=True)]
             if any(flagged):
                 hits = [h if f else 0 for h, f in zip(hits, flagged, strict=True)]
         jitter = self.options.expiration_jitter_max_seconds
         increments = [
-            Increment(c.key, h, c.window + (self.rng.randrange(jitter) if jitter > 0 else 0))
-            for c, h in zip(checks, hits, strict=True)
+            Increment(c.key, h, c.limit.window_seconds
+                      + (self.rng.randrange(jitter) if jitter > 0 else 0))
+            for c, h in zip(plain, hits, strict=True)
         ]
-        values = await self.store.increment(increments, now)
+        values, verdicts = await self.store.run(
+            increments, [c.algorithm for c in scripted if c.algorithm is not None], now_ms,
+            atomic)
         ratio = self.options.near_limit_ratio
-        for check, after in zip(checks, values, strict=True):
+        for check, after in zip(plain, values, strict=True):
             self._judge(domain, check, after, ratio, statuses[check.index])
+        for check, verdict in zip(scripted, verdicts, strict=True):
+            self._apply(domain, check, verdict, ratio, statuses[check.index])
+
+    def _apply(self, domain: str, check: _Check, verdict: Verdict, ratio: float,
+               status: DescriptorStatus) -> None:
+        """Status and stats from an algorithm's verdict."""
+        limit, hits = check.limit, check.hits
+        reset_ms = max(0, round(verdict.reset_ms))
+        status.reset_ms = reset_ms
+        status.reset_seconds = -(-reset_ms // 1000)
+        if verdict.allowed:
+            status.remaining = verdict.remaining
+            rpu = limit.requests_per_unit
+            outcome = judge(rpu - verdict.remaining, hits, rpu, near_threshold(rpu, ratio))
+            self.stats.record(domain, check.stats_key, hits, 0, outcome.near_hits, hits, 0)
+            return
+        status.code = Code.OK if limit.shadow_mode else Code.OVER_LIMIT
+        shadow = hits if limit.shadow_mode else 0
+        self.stats.record(domain, check.stats_key, hits, hits, 0, 0, shadow)
 
     def _judge(self, domain: str, check: _Check, after: int, ratio: float,
                status: DescriptorStatus) -> None:
@@ -252,7 +329,7 @@ class Engine:
 
     # -- the answer --------------------------------------------------------------------------
 
-    def _finish(self, plan: _Plan, now: int) -> Decision:
+    def _finish(self, plan: _Plan) -> Decision:
         opts = self.options
         failed = quota_total = quota_failed = 0
         for status, limit, unlimited in zip(plan.statuses, plan.limits, plan.unlimited,
@@ -269,13 +346,13 @@ class Engine:
         over = failed > 0 or (quota_total > 0 and quota_failed == quota_total)
         decision = Decision(Code.OVER_LIMIT if over else Code.OK, plan.statuses)
         if opts.response_headers:
-            decision.headers = self._headers(plan, now)
+            decision.headers = self._headers(plan)
         if over and opts.shadow_mode:
             decision.overall = Code.OK
             self.stats.global_shadow()
         return decision
 
-    def _headers(self, plan: _Plan, now: int) -> list[tuple[str, str]]:
+    def _headers(self, plan: _Plan) -> list[tuple[str, str]]:
         """Headers from the most constrained status: the last non-quota OVER_LIMIT one, else
         the first with the lowest remaining (the reference's choice)."""
         lowest: DescriptorStatus | None = None
@@ -295,3 +372,25 @@ class Engine:
         return [(opts.limit_header, str(chosen.limit.requests_per_unit)),
                 (opts.remaining_header, str(chosen.remaining)),
                 (opts.reset_header, str(chosen.reset_seconds))]
+
+
+def _state_ttl_ms(algorithm: str, rpu: int, window_ms: int, burst: int) -> int:
+    """How long an algorithm's state matters; past it, a missing key means the same thing."""
+    if algorithm == SLIDING_WINDOW:
+        return 2 * window_ms
+    if algorithm == SLIDING_LOG:
+        return window_ms
+    if algorithm in (TOKEN_BUCKET, LEAKY_BUCKET):
+        per_request = window_ms / max(1, rpu)
+        return int(per_request * max(1, burst or rpu) + per_request) + 1000
+    return window_ms
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def _zone(name: str) -> ZoneInfo:
+    zone = _ZONES.get(name)
+    if zone is None:
+        zone = _ZONES[name] = ZoneInfo(name)
+    return zone

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 
 from sidecar.errors import RuleError, RuleSetError
-from sidecar.rules.model import DescriptorNode, RuleSet
+from sidecar.rules.model import DescriptorNode, DomainOptions, RuleSet
 from sidecar.rules.schema import ParsedFile, RuleFile, add_child, parse_file
 
 __all__ = [
@@ -30,6 +30,7 @@ def build_rules(files: Iterable[RuleFile], merge_domains: bool = False) -> RuleS
     files = list(files)
     errors: list[RuleError] = []
     domains: dict[str, DescriptorNode] = {}
+    options: dict[str, DomainOptions] = {}
     owners: dict[tuple[str, ...], str] = {}  # (domain,) or (domain, key) -> first file with it
     for rule_file in files:
         parsed = parse_file(rule_file)
@@ -40,6 +41,9 @@ def build_rules(files: Iterable[RuleFile], merge_domains: bool = False) -> RuleS
             errors.append(_duplicate_domain(parsed, owners[(parsed.domain,)]))
             continue
         owners.setdefault((parsed.domain,), parsed.name)
+        first = options.setdefault(parsed.domain, parsed.options)
+        if first != parsed.options:
+            errors.append(_conflicting_options(parsed, owners[(parsed.domain,)]))
         root = domains.setdefault(parsed.domain, DescriptorNode(key=parsed.domain, value=""))
         _merge_into(root, parsed, owners, errors)
     if errors:
@@ -49,6 +53,17 @@ def build_rules(files: Iterable[RuleFile], merge_domains: bool = False) -> RuleS
         version=rules_version(files),
         loaded_at=time.time(),
         files=tuple(f.name for f in files),
+        options=options,
+    )
+
+
+def _conflicting_options(parsed: ParsedFile, owner: str) -> RuleError:
+    return RuleError(
+        parsed.name,
+        "domain",
+        f"domain '{parsed.domain}' is merged with {owner} but sets different atomic, "
+        "count_rejected or time_zone; expected the same domain options in every merged file",
+        parsed.domain_line,
     )
 
 

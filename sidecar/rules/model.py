@@ -49,10 +49,34 @@ class RateLimit:
     detailed_metric: bool = False
     replaces: tuple[str, ...] = ()
     metadata: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    # Extensions (envoyproxy/ratelimit files never set them, so they keep its behaviour).
+    algorithm: str = "fixed_window"
+    window_ms: int = 0  # 0: the unit's length
+    burst: int = 0  # token/leaky bucket capacity; 0: the algorithm's default
+    count_rejected: bool = True  # resolved at load from the rule, the domain and the algorithm
+    calendar: bool = False  # day/week/month/year aligned to the domain's time zone
 
     @property
     def window_seconds(self) -> int:
-        return UNIT_SECONDS.get(self.unit, 0)
+        return self.window_ms // 1000 if self.window_ms else UNIT_SECONDS.get(self.unit, 0)
+
+    @property
+    def window_length_ms(self) -> int:
+        return self.window_ms or UNIT_SECONDS.get(self.unit, 0) * 1000
+
+    @property
+    def reference_compatible(self) -> bool:
+        """Counted exactly as envoyproxy/ratelimit counts (INCRBY + EXPIRE on its keys)."""
+        return self.algorithm == "fixed_window" and self.count_rejected and not self.calendar
+
+
+@dataclass(frozen=True, slots=True)
+class DomainOptions:
+    """Domain-level extensions: defaults for its rules and how a request is charged."""
+
+    atomic: bool = False  # all descriptors of a request are charged together, or none
+    count_rejected: bool | None = None  # default for the domain's counting rules
+    time_zone: str = "UTC"  # for calendar windows
 
 
 @dataclass(slots=True)
@@ -86,6 +110,7 @@ class RuleSet:
     version: str
     loaded_at: float
     files: tuple[str, ...] = ()
+    options: dict[str, DomainOptions] = field(default_factory=dict)
 
     def iter_limits(self) -> list[tuple[str, RateLimit]]:
         """(full key, limit) for every limited descriptor, parents before children."""

@@ -11,16 +11,27 @@ per level, and a repeated key in one mapping, a second YAML document or a missin
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from sidecar.errors import RuleError
+from sidecar.limiter.algorithms import ALGORITHMS
+from sidecar.limiter.windows import CALENDAR_UNITS
 from sidecar.rules.matcher import sanitize_stat_name
-from sidecar.rules.model import UNIT_NAMES, DescriptorNode, RateLimit, Unit
+from sidecar.rules.model import (
+    UNIT_NAMES,
+    UNIT_SECONDS,
+    DescriptorNode,
+    DomainOptions,
+    RateLimit,
+    Unit,
+)
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -36,12 +47,20 @@ _SHORT_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
 _MAX_U32 = 2**32 - 1
 _COUNT = f"a whole number from 0 to {_MAX_U32} (0 refuses every request)"
 
-ROOT_KEYS = ("domain", "descriptors")
+ROOT_KEYS = ("domain", "descriptors", "atomic", "count_rejected", "time_zone")
 DESCRIPTOR_KEYS = (
     "key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode",
     "detailed_metric", "value_to_metric", "share_threshold", "metadata",
 )  # fmt: skip
-RATE_LIMIT_KEYS = ("unit", "requests_per_unit", "unlimited", "name", "replaces")
+RATE_LIMIT_KEYS = (
+    "unit", "requests_per_unit", "unlimited", "name", "replaces",
+    "algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected",
+)  # fmt: skip
+EXTENSION_KEYS = ("algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected")
+ALGORITHMS_TEXT = ", ".join(ALGORITHMS)
+BUCKETS = ("token_bucket", "leaky_bucket")
+COUNTERS = ("fixed_window", "sliding_window")  # the algorithms that can count refused requests
+_WINDOW = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 REPLACES_KEYS = ("name",)
 LIMIT_FLAGS = ("shadow_mode", "quota_mode", "detailed_metric")
 UNITS_TEXT = ", ".join(UNIT_NAMES)
@@ -88,6 +107,7 @@ class ParsedFile:
     domain_line: int | None = None
     descriptors: list[Placed] = field(default_factory=list)
     errors: list[RuleError] = field(default_factory=list)
+    options: DomainOptions = field(default_factory=DomainOptions)
 
 
 def _line(node: yaml.Node | None) -> int | None:
@@ -254,8 +274,28 @@ class _FileChecker:
                 "'domain: <name>' at the top of the file",
                 line=_line(domain_node or node) or 1,
             )
+        self.parsed.options = self.domain_options(fields)
         self.parsed.descriptors = self.descriptors(
             fields.get("descriptors"), "descriptors", self.parsed.domain
+        )
+
+    def domain_options(self, fields: dict[str, yaml.Node]) -> DomainOptions:
+        counted = fields.get("count_rejected")
+        zone = self.string(fields.get("time_zone"), "time_zone") or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail(
+                fields["time_zone"],
+                "time_zone",
+                f"unknown time zone '{zone}'",
+                "an IANA time zone name such as UTC, Europe/Paris or America/New_York",
+            )
+            zone = "UTC"
+        return DomainOptions(
+            atomic=self.boolean(fields.get("atomic"), "atomic"),
+            count_rejected=None if _is_null(counted) else self.boolean(counted, "count_rejected"),
+            time_zone=zone,
         )
 
     def descriptors(self, node: yaml.Node | None, path: str, parent: str) -> list[Placed]:
@@ -336,13 +376,19 @@ class _FileChecker:
         if f is None:
             return None
         unlimited = self.boolean(f.get("unlimited"), f"{path}.unlimited")
-        unit = self.unit(f, node, path, unlimited)
+        window = self.window(f, path) if "window" in f else None
+        if "window" in f and _is_null(f.get("unit")) and not unlimited:
+            unit: Unit | None = _unit_for(window) if window is not None else None
+        else:
+            unit = self.unit(f, node, path, unlimited)
         rpu = self.requests(f, node, path, unlimited)
         name = self.string(f.get("name"), f"{path}.name")
         replaces = self.replaces(f.get("replaces"), f"{path}.replaces", name)
-        if unit is None or rpu is None or replaces is None:
+        extra = self.extensions(f, path, unit, unlimited, window)
+        if unit is None or rpu is None or replaces is None or extra is None:
             return None
         return RateLimit(
+            **extra,
             requests_per_unit=rpu,
             unit=unit,
             stats_key=sanitize_stat_name(full),
@@ -350,8 +396,161 @@ class _FileChecker:
             unlimited=unlimited,
             replaces=replaces,
             metadata=desc.metadata,
-            **flags,
+            shadow_mode=flags["shadow_mode"],
+            quota_mode=flags["quota_mode"],
+            detailed_metric=flags["detailed_metric"],
         )
+
+    def extensions(
+        self,
+        f: dict[str, yaml.Node],
+        path: str,
+        unit: Unit | None,
+        unlimited: bool,
+        window: int | None,
+    ) -> dict[str, Any] | None:
+        """The algorithm and window extensions, checked together; None when invalid."""
+        given = [k for k in EXTENSION_KEYS if k in f]
+        if unlimited and given:
+            self.fail(
+                f[given[0]],
+                f"{path}.{given[0]}",
+                f"'{given[0]}' has no meaning on an unlimited limit",
+                "either 'unlimited: true' alone, or a limit with its algorithm",
+            )
+            return None
+        errors = len(self.parsed.errors)
+        algorithm = self.algorithm(f, path)
+        out: dict[str, Any] = {"algorithm": algorithm}
+        out["burst"] = self.burst(f, path, algorithm)
+        out["window_ms"] = self.window_length(f, path, unit, window)
+        out["calendar"] = self.calendar(f, path, unit, algorithm)
+        counted = f.get("count_rejected")
+        if not _is_null(counted):
+            out["count_rejected"] = self.boolean(counted, f"{path}.count_rejected")
+            if algorithm not in COUNTERS and out["count_rejected"]:
+                self.fail(
+                    counted,
+                    f"{path}.count_rejected",
+                    f"{algorithm} never charges refused requests",
+                    "count_rejected only with fixed_window or sliding_window",
+                )
+        else:
+            out["count_rejected"] = self._default_count_rejected(algorithm)
+        return out if len(self.parsed.errors) == errors else None
+
+    def _default_count_rejected(self, algorithm: str) -> bool:
+        """The domain's default where it set one; else only fixed windows count refusals (the
+        reference's behaviour)."""
+        if algorithm not in COUNTERS:
+            return False
+        domain = self.parsed.options.count_rejected
+        return algorithm == "fixed_window" if domain is None else domain
+
+    def algorithm(self, f: dict[str, yaml.Node], path: str) -> str:
+        text = self.string(f.get("algorithm"), f"{path}.algorithm") or "fixed_window"
+        if text not in ALGORITHMS:
+            self.fail(
+                f.get("algorithm"),
+                f"{path}.algorithm",
+                f"unknown algorithm '{text}'",
+                f"one of {ALGORITHMS_TEXT}",
+            )
+            return "fixed_window"
+        return text
+
+    def burst(self, f: dict[str, yaml.Node], path: str, algorithm: str) -> int:
+        node = f.get("burst")
+        if _is_null(node):
+            return 0
+        if algorithm not in BUCKETS:
+            self.fail(
+                node,
+                f"{path}.burst",
+                f"burst has no meaning for {algorithm}",
+                "burst only with algorithm token_bucket or leaky_bucket",
+            )
+            return 0
+        number = _int_value(node)
+        if number is None or not 1 <= number <= _MAX_U32:
+            self.fail(
+                node,
+                f"{path}.burst",
+                f"{_describe(node)} is not a valid burst",
+                f"a whole number from 1 to {_MAX_U32}",
+            )
+            return 0
+        return number
+
+    def window(self, f: dict[str, yaml.Node], path: str) -> int | None:
+        """``window: 90s`` → 90000 (ms); None when invalid (already reported)."""
+        node = f["window"]
+        text = self.string(node, f"{path}.window").strip()
+        match = _WINDOW.match(text)
+        seconds = 0
+        if match and text:
+            d, h, m, sec = (int(g) if g else 0 for g in match.groups())
+            seconds = ((d * 24 + h) * 60 + m) * 60 + sec
+        if seconds <= 0:
+            self.fail(
+                node,
+                f"{path}.window",
+                f"'{text}' is not a window length",
+                "a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d",
+            )
+            return None
+        return seconds * 1000
+
+    def window_length(
+        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, window: int | None
+    ) -> int:
+        node = f.get("unit_multiplier")
+        if _is_null(node):
+            return window or 0
+        if window is not None:
+            self.fail(
+                node,
+                f"{path}.unit_multiplier",
+                "unit_multiplier and window both given",
+                "one of them: 'unit_multiplier: 5' with a unit, or 'window: 5m'",
+            )
+            return 0
+        number = _int_value(node)
+        if number is None or not 1 <= number <= 1_000_000:
+            self.fail(
+                node,
+                f"{path}.unit_multiplier",
+                f"{_describe(node)} is not a valid multiplier",
+                "a whole number from 1 to 1000000",
+            )
+            return 0
+        return number * UNIT_SECONDS.get(unit or Unit.SECOND, 1) * 1000 if number > 1 else 0
+
+    def calendar(
+        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, algorithm: str
+    ) -> bool:
+        node = f.get("calendar")
+        if not self.boolean(node, f"{path}.calendar"):
+            return False
+        if algorithm != "fixed_window":
+            self.fail(
+                node,
+                f"{path}.calendar",
+                f"calendar windows need fixed_window, not {algorithm}",
+                "calendar: true only with the fixed_window algorithm",
+            )
+        elif (
+            unit is None
+            or unit.name.lower() not in CALENDAR_UNITS
+            or any(k in f for k in ("window", "unit_multiplier"))
+        ):
+            self.fail(
+                node,
+                f"{path}.calendar",
+                "calendar windows are one day, week, month or year",
+                f"unit one of {', '.join(CALENDAR_UNITS)}, without unit_multiplier or window",
+            )
+        return True
 
     def unit(
         self, f: dict[str, yaml.Node], node: yaml.Node, path: str, unlimited: bool
@@ -452,6 +651,14 @@ class _FileChecker:
             )
             return None
         return dict(data)
+
+
+def _unit_for(window_ms: int) -> Unit:
+    """The largest unit a window is a whole number of: what current_limit reports for it."""
+    for unit in (Unit.YEAR, Unit.MONTH, Unit.WEEK, Unit.DAY, Unit.HOUR, Unit.MINUTE):
+        if window_ms % (UNIT_SECONDS[unit] * 1000) == 0:
+            return unit
+    return Unit.SECOND
 
 
 def add_child(parent: DescriptorNode, child: DescriptorNode) -> None:

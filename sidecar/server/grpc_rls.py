@@ -11,7 +11,7 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Decision, Descriptor, Engine
+from sidecar.limiter.engine import Decision, Descriptor, DescriptorStatus, Engine
 from sidecar.rules.model import RateLimit, Unit
 from sidecar.server.metrics import Metrics
 
@@ -53,7 +53,7 @@ class ResponseBuilder:
             s = response.statuses.add(code=int(status.code), limit_remaining=status.remaining)
             if status.limit is not None:
                 s.current_limit.CopyFrom(self._limit(status.limit))
-                s.duration_until_reset.CopyFrom(Duration(seconds=status.reset_seconds))
+                s.duration_until_reset.CopyFrom(_duration(status))
         for key, value in decision.headers:
             response.response_headers_to_add.add(key=key, value=value)
         return response
@@ -102,3 +102,9 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         finally:
             self._latency.observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # context.abort always raises
+
+
+def _duration(status: DescriptorStatus) -> Any:
+    if status.reset_ms is None:
+        return Duration(seconds=status.reset_seconds)
+    return Duration(seconds=status.reset_ms // 1000, nanos=(status.reset_ms % 1000) * 1_000_000)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+from sidecar.limiter.algorithms import Check, Verdict
+
 
 class Increment(NamedTuple):
     """Add ``hits`` to counter ``key`` and (re)set its time to live to ``ttl`` seconds."""
@@ -21,6 +23,12 @@ class Store(Protocol):
 
     async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
         """Apply every increment in one round trip; return each counter's value afterwards."""
+        ...
+
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
+        """Plain increments (the reference's fixed windows) and algorithm checks (all of them
+        charged or none when ``atomic``), together in one round trip."""
         ...
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:

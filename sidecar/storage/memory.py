@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
+from sidecar.limiter.algorithms import FIXED_WINDOW, Check, Verdict, run_checks
 from sidecar.storage.base import Increment
 
 
@@ -17,7 +20,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         # key -> [value, expires_at, registered_at]; a list so the hot path mutates in place.
-        self._counters: dict[str, list[int]] = {}
+        # The value is an int counter, or an algorithm's state (a list of floats).
+        self._counters: dict[str, list[Any]] = {}
         # second -> keys registered to be looked at then. Each live key has exactly one
         # registration (at ``registered_at``): extending a TTL does not add another, the sweep
         # moves the registration instead, so a hot key costs O(1) memory however often it is hit.
@@ -34,23 +38,61 @@ class MemoryStore:
         """Synchronous form of ``increment`` for in-process callers."""
         if now > self._swept_until:
             self._sweep(now)
-        counters, out = self._counters, []
+        out = []
         for key, hits, ttl in increments:
-            entry = counters.get(key)
-            expires = now + ttl
-            if entry is None:
-                # Never register in the past (a clock that stepped back) or the sweep misses it.
-                due = max(expires, self._swept_until + 1)
-                counters[key] = entry = [0, expires, due]
-                self._expiries.setdefault(due, []).append(key)
-            elif entry[1] <= now:  # expired, not swept yet: start over, keep its registration
-                entry[0] = 0
-                entry[1] = expires
-            else:  # as Redis EXPIRE: every hit sets the time to live again
-                entry[1] = expires
+            entry = self._touch(key, now, ttl)
             entry[0] += hits
             out.append(entry[0])
         return out
+
+    def _touch(self, key: str, now: int, ttl: int) -> list[Any]:
+        """The live entry for ``key`` with its time to live set to ``ttl`` (as EXPIRE does)."""
+        entry = self._counters.get(key)
+        expires = now + ttl
+        if entry is None:
+            # Never register in the past (a clock that stepped back) or the sweep misses it.
+            due = max(expires, self._swept_until + 1)
+            self._counters[key] = entry = [0, expires, due]
+            self._expiries.setdefault(due, []).append(key)
+        elif entry[1] <= now:  # expired, not swept yet: start over, keep its registration
+            entry[0] = 0
+            entry[1] = expires
+        else:
+            entry[1] = expires
+        return entry
+
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
+        counts = await self.increment(increments, now_ms // 1000) if increments else []
+        return counts, self.run_now((), checks, now_ms, atomic)[1]
+
+    def run_now(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                atomic: bool) -> tuple[list[int], list[Verdict]]:
+        """Synchronous form of ``run``: the same algorithms the Lua scripts run in Redis."""
+        counts = self.increment_now(increments, now_ms // 1000) if increments else []
+        if not checks:
+            return counts, []
+        states = [self._state(c, now_ms) for c in checks]
+        new, verdicts = run_checks(states, list(checks), float(now_ms), atomic)
+        for check, state in zip(checks, new, strict=True):
+            if state is not None:
+                self._put_state(check, state, now_ms)
+        return counts, verdicts
+
+    def _state(self, check: Check, now_ms: int) -> list[float] | None:
+        entry = self._counters.get(check.key)
+        if entry is None or entry[1] * 1000 <= now_ms:
+            return None
+        value = entry[0]
+        return [float(value)] if isinstance(value, int) else list(value)
+
+    def _put_state(self, check: Check, state: list[float], now_ms: int) -> None:
+        ttl = max(1, math.ceil(check.ttl_ms / 1000))
+        value: Any = int(state[0]) if check.algorithm == FIXED_WINDOW else state
+        now = now_ms // 1000
+        if now > self._swept_until:
+            self._sweep(now)
+        self._touch(check.key, now, ttl)[0] = value
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:
         counters, t = self._counters, int(now)

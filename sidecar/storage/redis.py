@@ -20,7 +20,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sidecar.errors import SettingsError, StorageError
+from sidecar.limiter.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
+from sidecar.storage.scripts import parse_reply, script_args, script_sha, script_source
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,50 @@ class RedisStore:
         replies = await self._run(pipe.execute())
         return [int(v) for v in replies[0::2]]
 
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
+        """INCRBY + EXPIRE per plain increment and EVALSHA per check (one for all checks when
+        ``atomic``), pipelined in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, hits, ttl in increments:
+            pipe.incrby(key, hits)
+            pipe.expire(key, ttl)
+        calls = [list(checks)] if atomic and checks else [[c] for c in checks]
+        for group in calls:
+            keys, argv = script_args(group, now_ms, atomic)
+            pipe.evalsha(script_sha(), len(keys), *keys, *argv)
+        replies = await self._run(pipe.execute(raise_on_error=False))
+        counts = [self._reply(r) for r in replies[: 2 * len(increments): 2]]
+        script_replies = replies[2 * len(increments):]
+        if any(_is_noscript(r) for r in script_replies):
+            script_replies = await self._reload_and_retry(calls, script_replies, now_ms, atomic)
+        verdicts: list[Verdict] = []
+        for reply in script_replies:
+            verdicts.extend(parse_reply(self._reply(reply)))
+        return counts, verdicts
+
+    async def _reload_and_retry(self, calls: list[list[Check]], replies: list[Any], now_ms: int,
+                                atomic: bool) -> list[Any]:
+        """After a Redis restart or failover the script cache is empty: load the script and run
+        only the calls that were refused (the others already ran)."""
+        await self._run(self.client.script_load(script_source()))
+        pipe = self.client.pipeline(transaction=False)
+        again = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        for i in again:
+            keys, argv = script_args(calls[i], now_ms, atomic)
+            pipe.evalsha(script_sha(), len(keys), *keys, *argv)
+        retried = await self._run(pipe.execute(raise_on_error=False))
+        out = list(replies)
+        for i, reply in zip(again, retried, strict=True):
+            out[i] = reply
+        return out
+
+    @staticmethod
+    def _reply(reply: Any) -> Any:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise StorageError(f"redis error: {reply}", transient=False)
+        return reply
+
     async def get(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:
             return []
@@ -145,3 +191,7 @@ class RedisStore:
             raise StorageError(f"redis error: {exc}", transient=False) from exc
         except (redis.exceptions.RedisError, OSError) as exc:
             raise StorageError(f"redis unavailable: {exc}") from exc
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.NoScriptError)

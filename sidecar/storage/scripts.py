@@ -6,6 +6,8 @@ loading it again on NOSCRIPT, e.g. after a Redis restart or failover).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -15,6 +17,13 @@ from sidecar.limiter.algorithms import ALGORITHMS, Check, Verdict
 _PARTS = (*ALGORITHMS, "driver")
 
 
+@functools.cache
+def script_sha() -> str:
+    """SHA1 of the script, as EVALSHA names it."""
+    return hashlib.sha1(script_source().encode()).hexdigest()
+
+
+@functools.cache
 def script_source() -> str:
     """The algorithm functions followed by the driver, as one Lua chunk."""
     folder = resources.files("sidecar.storage").joinpath("lua")

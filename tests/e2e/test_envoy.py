@@ -288,7 +288,8 @@ def test_rules_reload_while_serving_and_a_bad_version_is_refused(
     assert in_one_window(HOUR, lambda: count(6)) == [200] * 5 + [429]
 
     # An invalid version (an unknown key) is reported and leaves the running rules alone.
-    bad = rules_text(7).replace("requests_per_unit: 7", "requests_per_unit: 7\n      requests_per_minute: 2")
+    bad = rules_text(7).replace("requests_per_unit: 7",
+                                "requests_per_unit: 7\n      requests_per_minute: 2")
     write_rules(rules_dir, bad)
     error = eventually(lambda: get_json(rlconfig)["last_reload_error"], timeout=RELOAD_SECONDS)
     assert "rules.yaml" in error
@@ -384,3 +385,46 @@ def test_sidecar_serves_the_shipped_rules_on_the_memory_store(
     assert status.current_limit.requests_per_unit == 3
     assert status.current_limit.unit == rls_pb2.RateLimitResponse.RateLimit.MINUTE
     assert status.limit_remaining == 2
+
+
+# -- algorithms beyond the fixed window --------------------------------------------------------
+
+ALGORITHM_RULES = """\
+domain: example
+descriptors:
+  - key: path
+    value: /sliding/*
+    rate_limit: {unit: hour, requests_per_unit: 3, algorithm: sliding_window}
+  - key: path
+    value: /tokens/*
+    rate_limit: {unit: hour, requests_per_unit: 3, algorithm: token_bucket}
+  - key: path
+    value: /paced/*
+    rate_limit: {unit: hour, requests_per_unit: 3600, algorithm: leaky_bucket}
+"""
+
+
+@pytest.mark.redis
+def test_sliding_window_and_token_bucket_through_envoy(
+        redis_clean: RedisServer, rules_dir: Path,
+        start_sidecar: Callable[[Path, dict[str, str]], SidecarProcess],
+        start_envoy: Callable[[int], EnvoyProcess]) -> None:
+    write_rules(rules_dir, ALGORITHM_RULES)
+    envoy = start_envoy(start_sidecar(rules_dir, redis_env(redis_clean)).grpc_port)
+    for prefix in ("/sliding/", "/tokens/"):
+        path = prefix + uuid.uuid4().hex[:8]
+        replies = [envoy.request(path) for _ in range(5)]
+        assert [r.status for r in replies] == [200, 200, 200, 429, 429], prefix
+        remaining = [int(r.headers["x-ratelimit-remaining"]) for r in replies]
+        assert remaining == [2, 1, 0, 0, 0], prefix
+        assert replies[0].headers["x-ratelimit-limit"] == "3, 3;w=3600"
+    # A refused token-bucket request learns when one token is back: 20 minutes at 3/hour.
+    assert 1190 <= int(replies[-1].headers["x-ratelimit-reset"]) <= 1200
+    client = redis_clean.client()
+    try:
+        assert client.hget(f"example_path_{path}_token_bucket", "t") is not None
+    finally:
+        client.close()
+    # Leaky bucket: one a second, strictly paced: a burst of two gets 200 then 429.
+    paced = "/paced/" + uuid.uuid4().hex[:8]
+    assert [envoy.request(paced).status for _ in range(2)] == [200, 429]

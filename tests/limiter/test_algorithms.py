@@ -42,7 +42,7 @@ def test_sliding_window_weights_the_previous_window() -> None:
     assert (v.allowed, v.remaining) == (True, 0)  # floor(10 * 0.5) + 0 + 5 = 10
     _, v = judge(Check("k", SLIDING_WINDOW, lim, 6, 0, 0), state, 90_000.0)
     assert not v.allowed
-    assert v.reset_ms == 6_000.0  # at 96 s: floor(10 * 0.4) + 6 = 10
+    assert v.reset_ms == 1.0  # floor(10 * 0.4999) + 6 = 10 fits a millisecond later
 
 
 def test_token_bucket_refills_continuously_up_to_burst() -> None:

@@ -20,7 +20,10 @@ DESCRIPTOR_KEYS = (
     "key, value, rate_limit, descriptors, shadow_mode, quota_mode, detailed_metric, "
     "value_to_metric, share_threshold, metadata"
 )
-RATE_LIMIT_KEYS = "unit, requests_per_unit, unlimited, name, replaces"
+RATE_LIMIT_KEYS = (
+    "unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, unit_multiplier, "
+    "window, calendar, count_rejected"
+)
 EMPTY_DOMAIN = (
     "domain: config file cannot have empty domain; expected 'domain: <name>' at the top of the file"
 )
@@ -121,7 +124,7 @@ ONE_ERROR = [
     (
         "unknown_root_key.yaml",
         "unknown_root_key.yaml:2: descriptor: unknown key 'descriptor' (did you mean "
-        "'descriptors'?); expected one of domain, descriptors",
+        "'descriptors'?); expected one of domain, descriptors, atomic, count_rejected, time_zone",
     ),
     (
         "unknown_descriptor_key.yaml",
@@ -362,7 +365,8 @@ def test_stats_key_is_the_sanitized_path() -> None:
         ),
         (
             "- domain: d\n",
-            "t.yaml:1: a list is not a mapping; expected a mapping with keys domain, descriptors",
+            "t.yaml:1: a list is not a mapping; expected a mapping with keys domain, "
+            "descriptors, atomic, count_rejected, time_zone",
         ),
         (
             "domain: d\ndescriptors: {key: a}\n",

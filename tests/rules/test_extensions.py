@@ -1,0 +1,225 @@
+"""Rule extensions: algorithm, burst, windows, calendar, count_rejected, atomic, time_zone."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.errors import RuleSetError
+from sidecar.rules.loader import RuleFile, build_rules
+from sidecar.rules.model import DomainOptions, RateLimit, Unit
+
+
+def limit_of(text: str, key: str = "k") -> RateLimit:
+    rules = build_rules([RuleFile("x.yaml", text)])
+    limit = rules.domains["d"].children[key].limit
+    assert limit is not None
+    return limit
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(RuleSetError) as info:
+        build_rules([RuleFile("x.yaml", text)])
+    return [str(e) for e in info.value.errors]
+
+
+def rule(body: str, domain_extra: str = "") -> str:
+    return f"domain: d\n{domain_extra}descriptors:\n  - key: k\n    rate_limit: {{{body}}}\n"
+
+
+def test_reference_files_keep_the_reference_algorithm() -> None:
+    limit = limit_of(rule("unit: minute, requests_per_unit: 5"))
+    assert (limit.algorithm, limit.count_rejected, limit.calendar) == ("fixed_window", True, False)
+    assert limit.window_length_ms == 60_000 and limit.reference_compatible
+
+
+@pytest.mark.parametrize(
+    ("body", "algorithm", "burst", "window_ms", "counted"),
+    [
+        (
+            "unit: second, requests_per_unit: 5, algorithm: token_bucket",
+            "token_bucket",
+            0,
+            1000,
+            False,
+        ),
+        (
+            "unit: second, requests_per_unit: 5, algorithm: token_bucket, burst: 20",
+            "token_bucket",
+            20,
+            1000,
+            False,
+        ),
+        (
+            "unit: minute, requests_per_unit: 60, algorithm: leaky_bucket, burst: 3",
+            "leaky_bucket",
+            3,
+            60_000,
+            False,
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, algorithm: sliding_window",
+            "sliding_window",
+            0,
+            60_000,
+            False,
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, algorithm: sliding_window, count_rejected: true",
+            "sliding_window",
+            0,
+            60_000,
+            True,
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, algorithm: sliding_log",
+            "sliding_log",
+            0,
+            60_000,
+            False,
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, unit_multiplier: 5",
+            "fixed_window",
+            0,
+            300_000,
+            True,
+        ),
+        ("requests_per_unit: 5, window: 90s", "fixed_window", 0, 90_000, True),
+        (
+            "requests_per_unit: 5, window: 1h30m, algorithm: sliding_log",
+            "sliding_log",
+            0,
+            5_400_000,
+            False,
+        ),
+    ],
+)
+def test_extensions_are_read(
+    body: str, algorithm: str, burst: int, window_ms: int, counted: bool
+) -> None:
+    limit = limit_of(rule(body))
+    assert (limit.algorithm, limit.burst, limit.window_length_ms, limit.count_rejected) == (
+        algorithm,
+        burst,
+        window_ms,
+        counted,
+    )
+
+
+def test_a_window_without_unit_reports_the_largest_whole_unit() -> None:
+    assert limit_of(rule("requests_per_unit: 5, window: 90s")).unit == Unit.SECOND
+    assert limit_of(rule("requests_per_unit: 5, window: 5m")).unit == Unit.MINUTE
+    assert limit_of(rule("requests_per_unit: 5, window: 2d")).unit == Unit.DAY
+
+
+def test_calendar_months_and_domain_options() -> None:
+    text = rule(
+        "unit: month, requests_per_unit: 5, calendar: true",
+        "atomic: true\ntime_zone: Europe/Paris\ncount_rejected: false\n",
+    )
+    rules = build_rules([RuleFile("x.yaml", text)])
+    assert rules.options["d"] == DomainOptions(
+        atomic=True, count_rejected=False, time_zone="Europe/Paris"
+    )
+    limit = rules.domains["d"].children["k"].limit
+    assert limit is not None and limit.calendar and not limit.count_rejected
+    assert not limit.reference_compatible
+
+
+def test_rule_count_rejected_overrides_the_domain() -> None:
+    text = rule(
+        "unit: minute, requests_per_unit: 5, count_rejected: true", "count_rejected: false\n"
+    )
+    assert limit_of(text).count_rejected
+
+
+@pytest.mark.parametrize(
+    ("body", "domain_extra", "message"),
+    [
+        (
+            "unit: minute, requests_per_unit: 5, algorithm: gcra",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.algorithm: unknown algorithm 'gcra'; expected "
+            "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket",
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, burst: 3",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.burst: burst has no meaning for fixed_window; "
+            "expected burst only with algorithm token_bucket or leaky_bucket",
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, algorithm: token_bucket, burst: 0",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.burst: '0' is not a valid burst; expected a "
+            "whole number from 1 to 4294967295",
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, unit_multiplier: 0",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.unit_multiplier: '0' is not a valid "
+            "multiplier; expected a whole number from 1 to 1000000",
+        ),
+        (
+            "unit: minute, requests_per_unit: 5, unit_multiplier: 2, window: 2m",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.unit_multiplier: unit_multiplier and window "
+            "both given; expected one of them: 'unit_multiplier: 5' with a unit, or "
+            "'window: 5m'",
+        ),
+        (
+            "requests_per_unit: 5, window: 1.5s",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.window: '1.5s' is not a window length; "
+            "expected a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d",
+        ),
+        (
+            "unit: hour, requests_per_unit: 5, calendar: true",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.calendar: calendar windows are one day, week, "
+            "month or year; expected unit one of day, week, month, year, without "
+            "unit_multiplier or window",
+        ),
+        (
+            "unit: day, requests_per_unit: 5, calendar: true, algorithm: token_bucket",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.calendar: calendar windows need fixed_window, "
+            "not token_bucket; expected calendar: true only with the fixed_window algorithm",
+        ),
+        (
+            "unit: day, requests_per_unit: 5, algorithm: token_bucket, count_rejected: true",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.count_rejected: token_bucket never charges "
+            "refused requests; expected count_rejected only with fixed_window or "
+            "sliding_window",
+        ),
+        (
+            "unlimited: true, algorithm: token_bucket",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.algorithm: 'algorithm' has no meaning on an "
+            "unlimited limit; expected either 'unlimited: true' alone, or a limit with its "
+            "algorithm",
+        ),
+        (
+            "unit: day, requests_per_unit: 5",
+            "time_zone: Mars/Olympus\n",
+            "x.yaml:2: time_zone: unknown time zone 'Mars/Olympus'; expected an IANA time zone "
+            "name such as UTC, Europe/Paris or America/New_York",
+        ),
+        (
+            "unit: day, requests_per_unit: 5",
+            "atomic: maybe\n",
+            "x.yaml:2: atomic: 'maybe' is not a boolean; expected true or false, without quotes",
+        ),
+    ],
+)
+def test_invalid_extensions_are_reported(body: str, domain_extra: str, message: str) -> None:
+    assert errors_of(rule(body, domain_extra)) == [message]
+
+
+def test_merged_files_must_agree_on_domain_options() -> None:
+    a = RuleFile("a.yaml", "domain: d\natomic: true\ndescriptors:\n  - key: a\n")
+    b = RuleFile("b.yaml", "domain: d\ndescriptors:\n  - key: b\n")
+    with pytest.raises(RuleSetError) as info:
+        build_rules([a, b], merge_domains=True)
+    assert "merged with a.yaml but sets different atomic" in str(info.value)
