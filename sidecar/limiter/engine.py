@@ -27,7 +27,7 @@ from sidecar.limiter.algorithms import (
     Verdict,
 )
 from sidecar.limiter.fixed_window import judge, near_threshold
-from sidecar.limiter.keys import descriptor_key, window_key
+from sidecar.limiter.keys import descriptor_key
 from sidecar.limiter.windows import aligned_window, calendar_window
 from sidecar.rules.matcher import Entries, Match, match_descriptor, override_stats_key
 from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, RuleSet, Unit
@@ -121,6 +121,7 @@ class _Check:
     hits: int
     window: int
     algorithm: Check | None = None  # None: a plain INCRBY + EXPIRE (the reference's way)
+    ttl: int = 0  # seconds, for the plain INCRBY + EXPIRE
 
 
 @dataclass(slots=True)
@@ -151,6 +152,7 @@ class Engine:
         self.clock = clock
         self.rng = rng or random.Random()
         self.rules: RuleSet | None = None
+        self._near_cache: dict[int, int] = {}
 
     def set_rules(self, rules: RuleSet) -> None:
         """Swap in a new rule set; requests already running keep the one they started with."""
@@ -208,7 +210,8 @@ class Engine:
               request_hits: int, now_ms: int, options: DomainOptions) -> _Plan:
         # As the reference: every matched limit (unlimited ones too) contributes its replaces;
         # unlimited wins over being replaced; a replaced limit is dropped (status OK, no limit).
-        replaced = {name for m in matches if m is not None for name in m.limit.replaces}
+        replaced = {name for m in matches if m is not None and m.limit.replaces
+                    for name in m.limit.replaces}
         plan = _Plan()
         for i, (desc, match) in enumerate(zip(descriptors, matches, strict=True)):
             limit = match.limit if match is not None else None
@@ -235,8 +238,10 @@ class Engine:
         if limit.reference_compatible and not options.atomic:
             now = now_ms // 1000
             window = limit.window_seconds
-            return _Check(index, limit, match.stats_key, window_key(base, now, window), hits,
-                          window - now % window)
+            jitter = self.options.expiration_jitter_max_seconds
+            ttl = window + self.rng.randrange(jitter) if jitter > 0 else window
+            return _Check(index, limit, match.stats_key, f"{base}{now - now % window}", hits,
+                          window - now % window, None, ttl)
         return self._algorithm_check(index, limit, match.stats_key, base, hits, now_ms, options)
 
     def _algorithm_check(self, index: int, limit: RateLimit, stats_key: str, base: str,
@@ -269,29 +274,37 @@ class Engine:
                       now_ms: int, atomic: bool) -> None:
         plain = [c for c in checks if c.algorithm is None]
         scripted = [c for c in checks if c.algorithm is not None]
-        hits = [c.hits for c in plain]
+        increments = [Increment(c.key, c.hits, c.ttl) for c in plain]
         if plain and self.options.stop_increment_when_over_limit:
-            current = await self.store.get([c.key for c in plain], now_ms / 1000)
-            flagged = [v + c.hits > c.limit.requests_per_unit for v, c in zip(current, plain,
-                                                                               strict=True)]
-            if any(flagged):
-                hits = [h if f else 0 for h, f in zip(hits, flagged, strict=True)]
-        jitter = self.options.expiration_jitter_max_seconds
-        increments = [
-            Increment(c.key, h, c.limit.window_seconds
-                      + (self.rng.randrange(jitter) if jitter > 0 else 0))
-            for c, h in zip(plain, hits, strict=True)
-        ]
+            increments = await self._stop_increment(plain, increments, now_ms)
         values, verdicts = await self.store.run(
             increments, [c.algorithm for c in scripted if c.algorithm is not None], now_ms,
             atomic)
-        ratio = self.options.near_limit_ratio
         for check, after in zip(plain, values, strict=True):
-            self._judge(domain, check, after, ratio, statuses[check.index])
+            self._judge(domain, check, after, statuses[check.index])
         for check, verdict in zip(scripted, verdicts, strict=True):
-            self._apply(domain, check, verdict, ratio, statuses[check.index])
+            self._apply(domain, check, verdict, statuses[check.index])
 
-    def _apply(self, domain: str, check: _Check, verdict: Verdict, ratio: float,
+    async def _stop_increment(self, plain: list[_Check], increments: list[Increment],
+                              now_ms: int) -> list[Increment]:
+        """STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: when some counters would go over, charge
+        only those (the reference's rule), so the others keep their quota."""
+        current = await self.store.get([c.key for c in plain], now_ms / 1000)
+        flagged = [v + c.hits > c.limit.requests_per_unit
+                   for v, c in zip(current, plain, strict=True)]
+        if not any(flagged):
+            return increments
+        return [i if f else i._replace(hits=0) for i, f in zip(increments, flagged, strict=True)]
+
+    def _near(self, rpu: int) -> int:
+        near = self._near_cache.get(rpu)
+        if near is None:
+            if len(self._near_cache) > 4096:  # overrides may bring any number of limits
+                self._near_cache.clear()
+            near = self._near_cache[rpu] = near_threshold(rpu, self.options.near_limit_ratio)
+        return near
+
+    def _apply(self, domain: str, check: _Check, verdict: Verdict,
                status: DescriptorStatus) -> None:
         """Status and stats from an algorithm's verdict."""
         limit, hits = check.limit, check.hits
@@ -301,21 +314,21 @@ class Engine:
         if verdict.allowed:
             status.remaining = verdict.remaining
             rpu = limit.requests_per_unit
-            outcome = judge(rpu - verdict.remaining, hits, rpu, near_threshold(rpu, ratio))
+            outcome = judge(rpu - verdict.remaining, hits, rpu, self._near(rpu))
             self.stats.record(domain, check.stats_key, hits, 0, outcome.near_hits, hits, 0)
             return
         status.code = Code.OK if limit.shadow_mode else Code.OVER_LIMIT
         shadow = hits if limit.shadow_mode else 0
         self.stats.record(domain, check.stats_key, hits, hits, 0, 0, shadow)
 
-    def _judge(self, domain: str, check: _Check, after: int, ratio: float,
+    def _judge(self, domain: str, check: _Check, after: int,
                status: DescriptorStatus) -> None:
         limit = check.limit
         rpu = limit.requests_per_unit
         # As the reference: the decision reads the counter as it is after the store call, even
         # when stop-increment mode charged 0; "before" (for the stats) assumes the full addend.
         hits = check.hits
-        outcome = judge(after, hits, rpu, near_threshold(rpu, ratio))
+        outcome = judge(after, hits, rpu, self._near(rpu))
         shadow = 0
         if outcome.over:
             status.code = Code.OVER_LIMIT

@@ -46,6 +46,7 @@ def match_descriptor(root: DescriptorNode, domain: str, entries: Entries) -> Mat
     """The limit for one request descriptor in one domain's tree, or None (no limit)."""
     parent = root
     chosen: list[tuple[DescriptorNode, int]] = []  # node, how: 0 exact, 1 wildcard, 2 key-only
+    special = False  # a share_threshold wildcard or value_to_metric on the way down
     last = len(entries) - 1
     for i, (key, value) in enumerate(entries):
         final_key = f"{key}_{value}"
@@ -62,8 +63,17 @@ def match_descriptor(root: DescriptorNode, domain: str, entries: Entries) -> Mat
         if node is None:
             return None
         chosen.append((node, how))
+        special = special or node.value_to_metric or (how == 1 and node.share_threshold)
         if i == last:
-            return _resolve(node.limit, domain, entries, chosen) if node.limit else None
+            limit = node.limit
+            if limit is None:
+                return None
+            if special or limit.detailed_metric:
+                return _resolve(limit, domain, entries, chosen)
+            plain = node.plain_match
+            if plain is None:  # the common case: one Match per node, made once
+                plain = node.plain_match = Match(limit, limit.stats_key)
+            return plain
         if not node.children:
             return None
         parent = node

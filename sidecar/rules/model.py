@@ -92,6 +92,7 @@ class DescriptorNode:
     value_to_metric: bool = False
     share_threshold: bool = False
     metadata: dict[str, Any] | None = None
+    plain_match: Any = None  # matcher's cache of the Match this node's limit gives
 
     @property
     def final_key(self) -> str:
