@@ -70,7 +70,7 @@ def match_descriptor(root: DescriptorNode, domain: str, entries: Entries) -> Mat
                 return None
             if special or limit.detailed_metric:
                 return _resolve(limit, domain, entries, chosen)
-            plain = node.plain_match
+            plain: Match | None = node.plain_match
             if plain is None:  # the common case: one Match per node, made once
                 plain = node.plain_match = Match(limit, limit.stats_key)
             return plain
