@@ -77,6 +77,9 @@ class DomainOptions:
     atomic: bool = False  # all descriptors of a request are charged together, or none
     count_rejected: bool | None = None  # default for the domain's counting rules
     time_zone: str = "UTC"  # for calendar windows
+    # What to answer when the counter store fails: allow | deny | unavailable | local;
+    # None: the service-wide default (VIVA_FAILURE_POLICY).
+    failure_policy: str | None = None
 
 
 @dataclass(slots=True)

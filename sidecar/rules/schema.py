@@ -47,7 +47,8 @@ _SHORT_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
 _MAX_U32 = 2**32 - 1
 _COUNT = f"a whole number from 0 to {_MAX_U32} (0 refuses every request)"
 
-ROOT_KEYS = ("domain", "descriptors", "atomic", "count_rejected", "time_zone")
+ROOT_KEYS = ("domain", "descriptors", "atomic", "count_rejected", "time_zone", "failure_policy")
+FAILURE_POLICIES = ("allow", "deny", "unavailable", "local")
 DESCRIPTOR_KEYS = (
     "key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode",
     "detailed_metric", "value_to_metric", "share_threshold", "metadata",
@@ -292,7 +293,17 @@ class _FileChecker:
                 "an IANA time zone name such as UTC, Europe/Paris or America/New_York",
             )
             zone = "UTC"
+        policy = self.string(fields.get("failure_policy"), "failure_policy") or None
+        if policy is not None and policy not in FAILURE_POLICIES:
+            self.fail(
+                fields["failure_policy"],
+                "failure_policy",
+                f"unknown failure policy '{policy}'",
+                f"one of {_list(FAILURE_POLICIES)}",
+            )
+            policy = None
         return DomainOptions(
+            failure_policy=policy,
             atomic=self.boolean(fields.get("atomic"), "atomic"),
             count_rejected=None if _is_null(counted) else self.boolean(counted, "count_rejected"),
             time_zone=zone,

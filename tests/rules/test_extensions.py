@@ -217,6 +217,16 @@ def test_invalid_extensions_are_reported(body: str, domain_extra: str, message: 
     assert errors_of(rule(body, domain_extra)) == [message]
 
 
+def test_failure_policy_per_domain() -> None:
+    rules = build_rules([RuleFile("x.yaml", rule("unit: day, requests_per_unit: 5",
+                                                 "failure_policy: local\n"))])
+    assert rules.options["d"].failure_policy == "local"
+    assert errors_of(rule("unit: day, requests_per_unit: 5", "failure_policy: open\n")) == [
+        "x.yaml:2: failure_policy: unknown failure policy 'open'; expected one of allow, deny, "
+        "unavailable, local"
+    ]
+
+
 def test_merged_files_must_agree_on_domain_options() -> None:
     a = RuleFile("a.yaml", "domain: d\natomic: true\ndescriptors:\n  - key: a\n")
     b = RuleFile("b.yaml", "domain: d\ndescriptors:\n  - key: b\n")

@@ -124,7 +124,8 @@ ONE_ERROR = [
     (
         "unknown_root_key.yaml",
         "unknown_root_key.yaml:2: descriptor: unknown key 'descriptor' (did you mean "
-        "'descriptors'?); expected one of domain, descriptors, atomic, count_rejected, time_zone",
+        "'descriptors'?); expected one of domain, descriptors, atomic, count_rejected, "
+        "time_zone, failure_policy",
     ),
     (
         "unknown_descriptor_key.yaml",
@@ -366,7 +367,7 @@ def test_stats_key_is_the_sanitized_path() -> None:
         (
             "- domain: d\n",
             "t.yaml:1: a list is not a mapping; expected a mapping with keys domain, "
-            "descriptors, atomic, count_rejected, time_zone",
+            "descriptors, atomic, count_rejected, time_zone, failure_policy",
         ),
         (
             "domain: d\ndescriptors: {key: a}\n",
