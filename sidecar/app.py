@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -28,6 +29,7 @@ from sidecar.settings import Settings
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.tracing import TracedStore, configure_tracing
 
 log = logging.getLogger("sidecar.app")
 
@@ -65,7 +67,10 @@ class Sidecar:
         self.settings = settings
         self.metrics = Metrics()
         self.store = make_store(settings)
-        self.engine = Engine(self.store, engine_options(settings), self.metrics, clock)
+        self.tracing = configure_tracing(os.environ)
+        engine_store = TracedStore(self.store, self.tracing) if self.tracing.enabled \
+            else self.store
+        self.engine = Engine(engine_store, engine_options(settings), self.metrics, clock)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -118,7 +123,7 @@ class Sidecar:
     async def _start_grpc(self) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-            RateLimitServicer(self.engine, self.metrics), server)
+            RateLimitServicer(self.engine, self.metrics, self.tracing), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
         self.grpc_server = server
@@ -182,6 +187,7 @@ class Sidecar:
             if runner is not None:
                 await runner.cleanup()
         await self.store.close()
+        self.tracing.shutdown()  # flushes spans still queued for export
 
     async def run(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""

@@ -14,6 +14,7 @@ from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Decision, Descriptor, DescriptorStatus, Engine
 from sidecar.rules.model import RateLimit, Unit
 from sidecar.server.metrics import Metrics
+from sidecar.tracing import Tracing
 
 log = logging.getLogger("sidecar.grpc")
 
@@ -70,17 +71,22 @@ class ResponseBuilder:
 
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
-    def __init__(self, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.tracing = tracing or Tracing()
         self.builder = ResponseBuilder()
         self._requests = metrics.requests.labels(_METHOD)
         self._latency = metrics.response_time.labels(_METHOD)
+        self._in_flight = metrics.in_flight.labels("grpcio")
 
     async def ShouldRateLimit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         self._requests.inc()
+        self._in_flight.inc()
         try:
+            if self.tracing.enabled:
+                return await self._traced(request, context)
             decision = await self.engine.should_rate_limit(
                 request.domain, descriptors_from_proto(request), request.hits_addend)
             return self.builder.build(decision)
@@ -100,8 +106,23 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             self.metrics.errors.labels("internal").inc()
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the sidecar log")
         finally:
+            self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # context.abort always raises
+
+    async def _traced(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _traced_call(self, request, context)
+
+
+async def _traced_call(servicer: RateLimitServicer, request: Any,
+                       context: grpc.aio.ServicerContext) -> Any:
+    with servicer.tracing.span("ShouldRateLimit", context.invocation_metadata(),
+                               **{"ratelimit.domain": request.domain,
+                                  "ratelimit.descriptors": len(request.descriptors)}) as span:
+        decision = await servicer.engine.should_rate_limit(
+            request.domain, descriptors_from_proto(request), request.hits_addend)
+        span.set_attribute("ratelimit.overall_code", decision.overall.name)
+        return servicer.builder.build(decision)
 
 
 def _duration(status: DescriptorStatus) -> Any:

@@ -36,6 +36,7 @@ class HttpApi:
         self.builder = ResponseBuilder()
         self._latency = metrics.response_time.labels("json")
         self._requests = metrics.requests.labels("json")
+        self._in_flight = metrics.in_flight.labels("http")
 
     def main_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -61,9 +62,11 @@ class HttpApi:
     async def json(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         self._requests.inc()
+        self._in_flight.inc()
         try:
             return await self._json(request)
         finally:
+            self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
 
     async def _json(self, request: web.Request) -> web.Response:

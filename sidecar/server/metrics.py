@@ -13,6 +13,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sidecar import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_RULE_SERIES = 10_000  # distinct (domain, stats key) label sets per process
+OVERFLOW_LABEL = "__overflow__"
+MAX_UNKNOWN_DOMAINS = 1_000
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                     0.25, 0.5, 1.0)
 
@@ -59,7 +62,14 @@ class Metrics:
         self.build_info = Gauge("viva_ratelimit_build_info", "Version of the sidecar",
                                 ("version",), registry=r)
         self.build_info.labels(__version__).set(1)
+        self.in_flight = Gauge("viva_ratelimit_in_flight_requests",
+                               "Requests being answered now", ("transport",), registry=r)
+        self.series_folded = Counter("viva_ratelimit_metric_series_folded",
+                                     "Per-rule hits counted under the overflow series because "
+                                     "the series limit was reached", registry=r)
         self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
+        self.max_series = MAX_RULE_SERIES
+        self._unknown_domains: set[str] = set()
 
     def record(self, domain: str, stats_key: str, total: int, over: int, near: int,
                within: int, shadow: int) -> None:
@@ -81,13 +91,28 @@ class Metrics:
         rest = stats_key[len(domain) + 1:] if stats_key.startswith(domain + ".") else stats_key
         key1, _, key2 = rest.partition(".")
         labels = (domain, key1, key2)
-        bound = tuple(m.labels(*labels) for m in (self.total_hits, self.over_limit,
-                                                  self.near_limit, self.within_limit,
-                                                  self.shadow_mode))
+        if len(self._children) >= self.max_series:
+            # Values in labels (detailed_metric, value_to_metric, Envoy's limit overrides) could
+            # otherwise grow the series without bound (the reference's issues #275, #1132):
+            # past the cap, new series share one overflow series per domain.
+            self.series_folded.inc()
+            labels = (domain, OVERFLOW_LABEL, "")
+            return tuple(m.labels(*labels) for m in self._rule_metrics())
+        bound = tuple(m.labels(*labels) for m in self._rule_metrics())
         self._children[(domain, stats_key)] = bound
         return bound
 
+    def _rule_metrics(self) -> tuple[Counter, ...]:
+        return (self.total_hits, self.over_limit, self.near_limit, self.within_limit,
+                self.shadow_mode)
+
     def domain_not_found(self, domain: str) -> None:
+        # The domain comes from the caller: bound the label values it can create.
+        if domain not in self._unknown_domains:
+            if len(self._unknown_domains) >= MAX_UNKNOWN_DOMAINS:
+                domain = OVERFLOW_LABEL
+            else:
+                self._unknown_domains.add(domain)
         self.domain_not_found_total.labels(domain).inc()
 
     def global_shadow(self) -> None:
