@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers import RedisServer
+from tests.topologies import redis_cluster, redis_sentinel  # noqa: F401
 
 
 @pytest.fixture(scope="session")

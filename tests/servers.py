@@ -113,6 +113,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        os.makedirs(self.dir, exist_ok=True)  # a restart after stop() gets it back
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, *self.extra],
@@ -124,6 +125,7 @@ class RedisServer:
         if self.proc is not None:
             stop_process(self.proc)
             self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def pause(self) -> None:
         assert self.proc is not None
