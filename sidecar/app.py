@@ -34,6 +34,7 @@ from sidecar.tracing import TracedStore, configure_tracing
 log = logging.getLogger("sidecar.app")
 
 HEALTH_SERVICE = "ratelimit"
+WORKER_ENV = "VIVA_WORKER_ID"  # set in worker processes by the supervisor
 STORE_PROBE_SECONDS = 1.0
 
 
@@ -121,7 +122,8 @@ class Sidecar:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_grpc(self) -> None:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        reuse = 1 if self.settings.workers > 1 else 0
+        server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
             RateLimitServicer(self.engine, self.metrics, self.tracing), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
@@ -146,9 +148,11 @@ class Sidecar:
         api = HttpApi(self.engine, self.health, self.metrics, self.rules)
         s = self.settings
         grace = s.shutdown_grace
-        self.http_runner = await _serve(api.main_app(), s.host, s.port, grace)
+        reuse = s.workers > 1
+        self.http_runner = await _serve(api.main_app(), s.host, s.port, grace, reuse)
         if s.debug_port != s.port:
-            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace)
+            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace,
+                                             reuse)
 
     async def _probe_store(self) -> None:
         try:
@@ -201,10 +205,12 @@ class Sidecar:
         await self.stop()
 
 
-async def _serve(app: web.Application, host: str, port: int, grace: float) -> web.AppRunner:
+async def _serve(app: web.Application, host: str, port: int, grace: float,
+                 reuse_port: bool = False) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
-    site = web.TCPSite(runner, host or None, port, reuse_address=True)
+    site = web.TCPSite(runner, host or None, port, reuse_address=True,
+                       reuse_port=reuse_port or None)
     await site.start()
     return runner
 
@@ -214,6 +220,10 @@ def _host(host: str) -> str:
 
 
 def run_sidecar(settings: Settings) -> int:
+    if settings.workers > 1 and not os.environ.get(WORKER_ENV):
+        from sidecar.workers import supervise
+
+        return supervise(settings)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Sidecar(settings).run())
     return 0

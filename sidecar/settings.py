@@ -46,6 +46,10 @@ def parse_int(name: str, text: str, minimum: int = 0, maximum: int = 2**63) -> i
     return value
 
 
+def parse_workers(name: str, text: str) -> int:
+    return parse_int(name, text, 1, 256)
+
+
 def parse_port(name: str, text: str) -> int:
     return parse_int(name, text, 0, 65535)
 
@@ -136,6 +140,8 @@ class Settings:
     debug_host: str = _setting("DEBUG_HOST", _str, "0.0.0.0")
     debug_port: int = _setting("DEBUG_PORT", parse_port, 6070, "debug_port")
     shutdown_grace: float = _setting("VIVA_SHUTDOWN_GRACE", parse_duration, 5.0)
+    # Worker processes sharing the ports (SO_REUSEPORT); more than one needs the Redis store.
+    workers: int = _setting("VIVA_WORKERS", parse_workers, 1, "workers")
     # Between failing health and refusing new calls, so probes and load balancers move away.
     shutdown_delay: float = _setting("VIVA_SHUTDOWN_DELAY", parse_duration, 0.0)
     healthy_with_config: bool = _setting("HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED", parse_bool,
@@ -189,6 +195,10 @@ class Settings:
             values["backend"] = "redis" if values.get("redis_url") else "memory"
         if values["backend"] == "redis" and not values.get("redis_url"):
             values["redis_url"] = "localhost:6379"
+        if values.get("workers", 1) > 1 and values["backend"] == "memory":
+            raise SettingsError(f"VIVA_WORKERS={values['workers']} needs BACKEND_TYPE=redis: "
+                                "with the memory store each worker would count on its own; "
+                                "expected 1 worker, or a Redis store")
         return cls(**values)
 
     @property

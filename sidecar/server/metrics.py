@@ -7,7 +7,16 @@ dashboards and alerts work unchanged. Labels carry descriptor values only where 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sidecar import __version__
@@ -55,15 +64,21 @@ class Metrics:
                                            "Successful rules loads", registry=r)
         self.config_load_error = Counter("ratelimit_service_config_load_error",
                                          "Failed rules loads (previous rules kept)", registry=r)
+        # With worker processes (PROMETHEUS_MULTIPROC_DIR set) gauges say how to combine the
+        # workers' values; without, prometheus-client ignores multiprocess_mode.
         self.config_info = Gauge("viva_ratelimit_config_info",
-                                 "The active rules version (value 1)", ("version",), registry=r)
+                                 "The active rules version (value 1)", ("version",), registry=r,
+                                 multiprocess_mode="livemax")
         self.config_loaded_at = Gauge("viva_ratelimit_config_last_load_timestamp_seconds",
-                                      "When the active rules were loaded", registry=r)
+                                      "When the active rules were loaded", registry=r,
+                                      multiprocess_mode="livemax")
         self.build_info = Gauge("viva_ratelimit_build_info", "Version of the sidecar",
-                                ("version",), registry=r)
+                                ("version",), registry=r, multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)
         self.in_flight = Gauge("viva_ratelimit_in_flight_requests",
-                               "Requests being answered now", ("transport",), registry=r)
+                               "Requests being answered now", ("transport",), registry=r,
+                               multiprocess_mode="livesum")
+        self._version = ""
         self.series_folded = Counter("viva_ratelimit_metric_series_folded",
                                      "Per-rule hits counted under the overflow series because "
                                      "the series limit was reached", registry=r)
@@ -123,9 +138,18 @@ class Metrics:
             self.config_load_error.inc()
             return
         self.config_load_success.inc()
-        self.config_info.clear()
+        if self._version and self._version != version:
+            # 0 before clearing: with workers, the value stays in this process' file.
+            self.config_info.labels(self._version).set(0)
+            self.config_info.remove(self._version)
+        self._version = version
         self.config_info.labels(version).set(1)
         self.config_loaded_at.set(loaded_at)
 
     def exposition(self) -> bytes:
+        """This process' metrics, or, with worker processes, every worker's combined."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return generate_latest(combined)
         return generate_latest(self.registry)
