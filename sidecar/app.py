@@ -29,7 +29,7 @@ from sidecar.settings import Settings
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis import RedisOptions, RedisStore
-from sidecar.tracing import TracedStore, configure_tracing
+from sidecar.tracing import ObservedStore, configure_tracing
 
 log = logging.getLogger("sidecar.app")
 
@@ -69,9 +69,8 @@ class Sidecar:
         self.metrics = Metrics()
         self.store = make_store(settings)
         self.tracing = configure_tracing(os.environ)
-        engine_store = TracedStore(self.store, self.tracing) if self.tracing.enabled \
-            else self.store
-        self.engine = Engine(engine_store, engine_options(settings), self.metrics, clock)
+        self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
+                             engine_options(settings), self.metrics, clock)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,

@@ -5,13 +5,15 @@ Off unless the ``otel`` extra is installed and a traces exporter is configured
 when ``OTEL_SDK_DISABLED=true``. The SDK and the OTLP exporter read the rest of the standard
 variables themselves (service name, resource attributes, sampler, endpoint, headers, protocol).
 Spans: ``ShouldRateLimit`` for each call (continuing the caller's trace from its
-``traceparent`` metadata) and ``store`` around each counter-store round trip.
+``traceparent`` metadata) and ``store`` around each counter-store round trip (ObservedStore,
+which also times and counts those round trips for the metrics).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -101,22 +103,40 @@ def _exporter(name: str, env: Mapping[str, str]) -> Any:
     return OTLPSpanExporter()
 
 
-class TracedStore:
-    """A Store whose round trips are ``store`` spans; everything else passes through."""
+class ObservedStore:
+    """A Store whose round trips are timed (``viva_ratelimit_store_latency_seconds``), whose
+    failures are counted (``viva_ratelimit_store_errors_total``) and, with tracing on, traced
+    as ``store`` spans. Everything else passes through to the wrapped store."""
 
-    def __init__(self, store: Any, tracing: Tracing) -> None:
+    def __init__(self, store: Any, tracing: Tracing, metrics: Any) -> None:
         self._store = store
         self._tracing = tracing
         self.name = store.name
+        self._latency = {op: metrics.store_latency.labels(store.name, op)
+                         for op in ("run", "get")}
+        self._errors = metrics.store_errors
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     async def run(self, increments: Any, checks: Any, now_ms: int, atomic: bool) -> Any:
-        with self._tracing.span("store", **{"db.system": self.name,
-                                           "viva.counters": len(increments) + len(checks)}):
-            return await self._store.run(increments, checks, now_ms, atomic)
+        return await self._observe("run", len(increments) + len(checks),
+                                   self._store.run(increments, checks, now_ms, atomic))
 
     async def get(self, keys: Any, now: float) -> Any:
-        with self._tracing.span("store", **{"db.system": self.name, "viva.counters": len(keys)}):
-            return await self._store.get(keys, now)
+        return await self._observe("get", len(keys), self._store.get(keys, now))
+
+    async def _observe(self, op: str, counters: int, call: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            if not self._tracing.enabled:
+                return await call
+            with self._tracing.span("store", **{"db.system": self.name,
+                                               "viva.counters": counters}):
+                return await call
+        except Exception as exc:
+            kind = "timeout" if "did not answer" in str(exc) else type(exc).__name__
+            self._errors.labels(self.name, kind).inc()
+            raise
+        finally:
+            self._latency[op].observe(time.perf_counter() - started)

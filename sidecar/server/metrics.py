@@ -82,6 +82,12 @@ class Metrics:
         self.series_folded = Counter("viva_ratelimit_metric_series_folded",
                                      "Per-rule hits counted under the overflow series because "
                                      "the series limit was reached", registry=r)
+        self.store_latency = Histogram("viva_ratelimit_store_latency_seconds",
+                                       "Time of one counter-store round trip", ("store", "op"),
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.store_errors = Counter("viva_ratelimit_store_errors",
+                                    "Counter-store calls that failed", ("store", "kind"),
+                                    registry=r)
         self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self.max_series = MAX_RULE_SERIES
         self._unknown_domains: set[str] = set()

@@ -87,6 +87,8 @@ def test_metrics_move_with_traffic_and_logs_are_json(sidecar: SidecarProcess) ->
     assert sample(text, "ratelimit_service_config_load_success_total") == 1
     assert sample(text, "viva_ratelimit_in_flight_requests", transport="grpcio") == 0
     assert sample(text, "viva_ratelimit_build_info") == 1
+    assert sample(text, "viva_ratelimit_store_latency_seconds_count", store="memory",
+                  op="run") == 3
     # The debug port serves the same registry.
     assert "ratelimit_service_rate_limit_total_hits_total" in scrape(sidecar, sidecar.debug_port)
     # Structured logs: every line is one JSON object, and no descriptor value is logged.
@@ -135,3 +137,29 @@ def test_values_in_labels_are_capped() -> None:
     assert sample(text, "ratelimit_service_rate_limit_total_hits_total",
                   key1=OVERFLOW_LABEL) == 150
     assert sample(text, "viva_ratelimit_metric_series_folded_total") == 150
+
+
+async def test_store_failures_are_counted_by_kind() -> None:
+    from sidecar.errors import StorageError
+    from sidecar.tracing import ObservedStore, Tracing
+
+    class DownStore:
+        name = "redis"
+
+        async def run(self, *args: object) -> object:
+            raise StorageError("redis did not answer within 15 ms")
+
+        async def get(self, *args: object) -> object:
+            raise StorageError("redis unavailable: connection refused")
+
+    metrics = Metrics()
+    store = ObservedStore(DownStore(), Tracing(), metrics)
+    for call in (store.run([], [], 0, False), store.get(["k"], 0.0)):
+        with pytest.raises(StorageError):
+            await call
+    text = metrics.exposition().decode()
+    assert sample(text, "viva_ratelimit_store_errors_total", store="redis", kind="timeout") == 1
+    assert sample(text, "viva_ratelimit_store_errors_total", store="redis",
+                  kind="StorageError") == 1
+    assert sample(text, "viva_ratelimit_store_latency_seconds_count", store="redis",
+                  op="get") == 1
