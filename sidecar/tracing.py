@@ -115,6 +115,8 @@ class ObservedStore:
         self._latency = {op: metrics.store_latency.labels(store.name, op)
                          for op in ("run", "get")}
         self._errors = metrics.store_errors
+        for kind in ("timeout", "StorageError"):  # exposed at 0, so alerts see the series
+            self._errors.labels(store.name, kind)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
