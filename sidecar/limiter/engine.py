@@ -213,18 +213,32 @@ class Engine:
         replaced = {name for m in matches if m is not None and m.limit.replaces
                     for name in m.limit.replaces}
         plan = _Plan()
-        for i, (desc, match) in enumerate(zip(descriptors, matches, strict=True)):
-            limit = match.limit if match is not None else None
-            if limit is not None and limit.unlimited:
-                plan.add(DescriptorStatus(Code.OK, remaining=UNLIMITED_REMAINING), None, True)
+        statuses, limits, unlimited, checks = plan.statuses, plan.limits, plan.unlimited, \
+            plan.checks
+        for i, match in enumerate(matches):
+            if match is None:
+                statuses.append(DescriptorStatus(Code.OK))
+                limits.append(None)
+                unlimited.append(False)
                 continue
-            if match is None or limit is None or (limit.name and limit.name in replaced):
-                plan.add(DescriptorStatus(Code.OK), None, False)
+            limit = match.limit
+            if limit.unlimited:
+                statuses.append(DescriptorStatus(Code.OK, remaining=UNLIMITED_REMAINING))
+                limits.append(None)
+                unlimited.append(True)
                 continue
+            if replaced and limit.name and limit.name in replaced:
+                statuses.append(DescriptorStatus(Code.OK))
+                limits.append(None)
+                unlimited.append(False)
+                continue
+            desc = descriptors[i]
             hits = desc.hits_addend if desc.hits_addend is not None else request_hits
             check = self._check(i, domain, desc, match, hits, now_ms, options)
-            plan.checks.append(check)
-            plan.add(DescriptorStatus(Code.OK, limit, 0, check.window), limit, False)
+            checks.append(check)
+            statuses.append(DescriptorStatus(Code.OK, limit, 0, check.window))
+            limits.append(limit)
+            unlimited.append(False)
         return plan
 
     def _check(self, index: int, domain: str, desc: Descriptor, match: Match, hits: int,
@@ -233,8 +247,12 @@ class Engine:
         limit = match.limit
         # Atomic domains put every key in one hash slot, so one script can touch them all.
         tag = f"{{{domain}}}" if options.atomic else domain
-        base = descriptor_key(self.options.cache_key_prefix, tag, desc.entries,
-                              match.shared_values)
+        if match.shared_values:
+            base = descriptor_key(self.options.cache_key_prefix, tag, desc.entries,
+                                  match.shared_values)
+        else:
+            base = "".join([self.options.cache_key_prefix, tag, "_",
+                            *[f"{k}_{v}_" for k, v in desc.entries]])
         if limit.reference_compatible and not options.atomic:
             now = now_ms // 1000
             window = limit.window_seconds
@@ -272,8 +290,8 @@ class Engine:
 
     async def _charge(self, domain: str, checks: list[_Check], statuses: list[DescriptorStatus],
                       now_ms: int, atomic: bool) -> None:
-        plain = [c for c in checks if c.algorithm is None]
         scripted = [c for c in checks if c.algorithm is not None]
+        plain = [c for c in checks if c.algorithm is None] if scripted else checks
         increments = [Increment(c.key, c.hits, c.ttl) for c in plain]
         if plain and self.options.stop_increment_when_over_limit:
             increments = await self._stop_increment(plain, increments, now_ms)

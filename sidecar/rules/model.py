@@ -55,19 +55,20 @@ class RateLimit:
     burst: int = 0  # token/leaky bucket capacity; 0: the algorithm's default
     count_rejected: bool = True  # resolved at load from the rule, the domain and the algorithm
     calendar: bool = False  # day/week/month/year aligned to the domain's time zone
+    # Derived once here, read on every request.
+    window_seconds: int = field(init=False, compare=False, repr=False)
+    # Counted exactly as envoyproxy/ratelimit counts (INCRBY + EXPIRE on its keys).
+    reference_compatible: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def window_seconds(self) -> int:
-        return self.window_ms // 1000 if self.window_ms else UNIT_SECONDS.get(self.unit, 0)
+    def __post_init__(self) -> None:
+        seconds = self.window_ms // 1000 if self.window_ms else UNIT_SECONDS.get(self.unit, 0)
+        object.__setattr__(self, "window_seconds", seconds)
+        object.__setattr__(self, "reference_compatible", self.algorithm == "fixed_window"
+                           and self.count_rejected and not self.calendar)
 
     @property
     def window_length_ms(self) -> int:
         return self.window_ms or UNIT_SECONDS.get(self.unit, 0) * 1000
-
-    @property
-    def reference_compatible(self) -> bool:
-        """Counted exactly as envoyproxy/ratelimit counts (INCRBY + EXPIRE on its keys)."""
-        return self.algorithm == "fixed_window" and self.count_rejected and not self.calendar
 
 
 @dataclass(frozen=True, slots=True)

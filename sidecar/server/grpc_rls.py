@@ -46,7 +46,7 @@ class ResponseBuilder:
     """Decision → RateLimitResponse, reusing one RateLimit message per configured limit."""
 
     def __init__(self) -> None:
-        self._limits: dict[RateLimit, Any] = {}
+        self._limits: dict[int, tuple[RateLimit, Any]] = {}
 
     def build(self, decision: Decision) -> Any:
         response = Response(overall_code=int(decision.overall))
@@ -60,14 +60,16 @@ class ResponseBuilder:
         return response
 
     def _limit(self, limit: RateLimit) -> Any:
-        proto = self._limits.get(limit)
-        if proto is None:
+        # Keyed by identity (hashing a RateLimit's fields costs more than building the answer);
+        # the entry keeps its RateLimit alive, so an id is never reused while cached.
+        entry = self._limits.get(id(limit))
+        if entry is None or entry[0] is not limit:
             if len(self._limits) > 10000:  # overrides can be unbounded: keep the cache bounded
                 self._limits.clear()
             proto = Response.RateLimit(requests_per_unit=limit.requests_per_unit,
                                        unit=int(limit.unit), name=limit.name)
-            self._limits[limit] = proto
-        return proto
+            entry = self._limits[id(limit)] = (limit, proto)
+        return entry[1]
 
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]

@@ -64,6 +64,8 @@ class MemoryStore:
     async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                   atomic: bool) -> tuple[list[int], list[Verdict]]:
         counts = await self.increment(increments, now_ms // 1000) if increments else []
+        if not checks:
+            return counts, []
         return counts, self.run_now((), checks, now_ms, atomic)[1]
 
     def run_now(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
