@@ -22,6 +22,7 @@ from sidecar.limiter.engine import Engine, EngineOptions
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
 from sidecar.server.grpc_rls import RateLimitServicer
+from sidecar.server.h2 import H2Options, H2Server, event_loop_factory
 from sidecar.server.health import Health
 from sidecar.server.http import HttpApi
 from sidecar.server.metrics import Metrics
@@ -77,6 +78,7 @@ class Sidecar:
             include_dotfiles=not settings.ignore_dotfiles,
             poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
         self.grpc_server: grpc.aio.Server | None = None
+        self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None
         self.debug_runner: web.AppRunner | None = None
         self.grpc_health = grpc_health.aio.HealthServicer()
@@ -101,7 +103,10 @@ class Sidecar:
                         "every call fails until a valid version is loaded")
         try:
             await self._probe_store()
-            await self._start_grpc()
+            if self.settings.transport == "fast":
+                await self._start_fast()
+            else:
+                await self._start_grpc()
             await self._start_http()
         except BaseException:
             await self.stop()
@@ -136,6 +141,15 @@ class Sidecar:
             raise OSError(f"cannot listen for gRPC on {address}")
         await server.start()
         self.health.subscribe(self._publish_health)
+
+    async def _start_fast(self) -> None:
+        """The purpose-built HTTP/2 transport (sidecar/server/h2); it reads Health on every
+        Check, so it needs no health publishing."""
+        options = H2Options(reuse_port=self.settings.workers > 1,
+                            eager_start=self.settings.backend == "memory")
+        self.h2_server = H2Server(self.engine, self.health, self.metrics, options,
+                                  tracing=self.tracing)
+        await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else \
@@ -179,13 +193,16 @@ class Sidecar:
         self._stopped = True
         self.health.set("sigterm", False)
         await self.grpc_health.enter_graceful_shutdown()
-        if self.grpc_server is not None and self.settings.shutdown_delay > 0:
+        serving = self.grpc_server is not None or self.h2_server is not None
+        if serving and self.settings.shutdown_delay > 0:
             await asyncio.sleep(self.settings.shutdown_delay)
         for task in list(self._tasks):
             task.cancel()
         await self.rules.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(self.settings.shutdown_grace)
+        if self.h2_server is not None:
+            await self.h2_server.stop(self.settings.shutdown_grace)
         for runner in (self.http_runner, self.debug_runner):
             if runner is not None:
                 await runner.cleanup()
@@ -223,6 +240,7 @@ def run_sidecar(settings: Settings) -> int:
         from sidecar.workers import supervise
 
         return supervise(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Sidecar(settings).run())
+    with contextlib.suppress(KeyboardInterrupt), \
+            asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(Sidecar(settings).run())
     return 0

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="HTTP port (env PORT, default 8080)")
     serve.add_argument("--debug-port", type=int, help="debug port (env DEBUG_PORT, "
                        "default 6070)")
+    serve.add_argument("--transport", choices=("fast", "grpcio"),
+                       help="gRPC server: fast (our HTTP/2 transport, default) or grpcio "
+                       "(env VIVA_TRANSPORT)")
     serve.add_argument("--workers", type=int, help="worker processes sharing the ports "
                        "(env VIVA_WORKERS, default 1; more than one needs the Redis store)")
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
@@ -84,7 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"config": args.config, "backend": args.backend, "redis_url": args.redis_url,
              "grpc_port": args.grpc_port, "http_port": args.http_port,
              "debug_port": args.debug_port, "log_level": args.log_level,
-             "workers": args.workers}
+             "workers": args.workers, "transport": args.transport}
     try:
         settings = Settings.load(flags)
     except SettingsError as exc:

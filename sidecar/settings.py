@@ -140,6 +140,9 @@ class Settings:
     debug_host: str = _setting("DEBUG_HOST", _str, "0.0.0.0")
     debug_port: int = _setting("DEBUG_PORT", parse_port, 6070, "debug_port")
     shutdown_grace: float = _setting("VIVA_SHUTDOWN_GRACE", parse_duration, 5.0)
+    # The gRPC port's server: fast (our HTTP/2 transport) or grpcio (grpc.aio).
+    transport: str = _setting("VIVA_TRANSPORT", parse_choice(("fast", "grpcio")), "fast",
+                              "transport")
     # Worker processes sharing the ports (SO_REUSEPORT); more than one needs the Redis store.
     workers: int = _setting("VIVA_WORKERS", parse_workers, 1, "workers")
     # Between failing health and refusing new calls, so probes and load balancers move away.

@@ -111,13 +111,19 @@ def redis_env(server: RedisServer) -> dict[str, str]:
 # -- fixtures ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["fast", "grpcio"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end test runs on both gRPC transports."""
+    return str(request.param)
+
+
 @pytest.fixture
-def start_sidecar() -> Iterator[Callable[[Path, dict[str, str]], SidecarProcess]]:
+def start_sidecar(transport: str) -> Iterator[Callable[[Path, dict[str, str]], SidecarProcess]]:
     """Start sidecars (``python -m sidecar serve``); all are stopped at teardown."""
     started: list[SidecarProcess] = []
 
     def start(config: Path, env: dict[str, str]) -> SidecarProcess:
-        sidecar = SidecarProcess(config, env)
+        sidecar = SidecarProcess(config, {**env, "VIVA_TRANSPORT": transport})
         started.append(sidecar)
         try:
             return sidecar.start()

@@ -1,0 +1,150 @@
+"""Fixtures for the fast transport: an engine on the memory store, and H2Server running in a
+thread with its own event loop, so that blocking clients (grpcio sync, h2load, h2spec, raw
+sockets) can talk to it from the test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.limiter.engine import Engine
+from sidecar.rules.loader import RuleFile, build_rules
+from sidecar.server.h2 import H2Options, H2Server
+from sidecar.server.h2 import server as h2_server_module
+from sidecar.server.health import Health
+from sidecar.server.metrics import Metrics
+from sidecar.storage.memory import MemoryStore
+from tests.servers import missing
+
+RULES = """\
+domain: test
+descriptors:
+  - key: client
+    rate_limit:
+      unit: minute
+      requests_per_unit: 3
+  - key: bulk
+    rate_limit:
+      unit: second
+      requests_per_unit: 1000000000
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "h2spec: runs the h2spec conformance tool (Go)")
+    config.addinivalue_line("markers", "h2load: runs nghttp2's h2load against the server")
+
+
+def make_engine(rules: str | None = RULES, clock: Callable[[], float] | None = None) -> Engine:
+    engine = Engine(MemoryStore(), clock=clock or (lambda: 1_000_000.0))
+    if rules is not None:
+        engine.set_rules(build_rules([RuleFile("rules.yaml", rules)]))
+    return engine
+
+
+class ThreadedServer:
+    """An H2Server on 127.0.0.1:<free port>, served by a loop in a background thread."""
+
+    def __init__(self, engine: Any, options: H2Options | None = None,
+                 health: Any = None, metrics: Metrics | None = None, port: int = 0) -> None:
+        self.requested_port = port
+        self.health = health if health is not None else Health()
+        self.metrics = metrics or Metrics()
+        self.server = H2Server(engine, self.health, self.metrics, options)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> ThreadedServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise TimeoutError("H2Server did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.start("127.0.0.1", self.requested_port))
+        except BaseException as exc:  # report to the test thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the server's loop and return its result."""
+        async def run() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Graceful stop (what the sidecar does on SIGTERM), then end the thread."""
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop)
+        future.result(grace + 10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def stop_async(self, grace: float) -> Any:
+        """Begin a graceful stop without waiting for it (a concurrent.futures.Future)."""
+        return asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop)
+
+
+@pytest.fixture
+def fast_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the servers' timeout housekeeping every 50 ms instead of every second."""
+    monkeypatch.setattr(h2_server_module, "TICK_SECONDS", 0.05)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ThreadedServer]]:
+    """serve(engine=None, options=None, health=None) -> a started ThreadedServer."""
+    started: list[ThreadedServer] = []
+
+    def start(engine: Any = None, options: H2Options | None = None, health: Any = None,
+              metrics: Metrics | None = None, port: int = 0) -> ThreadedServer:
+        server = ThreadedServer(engine if engine is not None else make_engine(), options,
+                                health, metrics, port).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(grace=0.2)
+
+
+@pytest.fixture
+def server(serve: Callable[..., ThreadedServer]) -> ThreadedServer:
+    return serve()
+
+
+def find_tool(name: str, package: str) -> str:
+    """A tool from PATH or Go's bin folder; fails under CI when absent, skips otherwise."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in (os.environ.get("GOBIN"), Path(os.environ.get("GOPATH", "~/go")) / "bin"):
+        if folder:
+            candidate = Path(folder).expanduser() / name
+            if candidate.exists():
+                return str(candidate)
+    missing(f"{name} ({package})")
+    raise AssertionError("unreachable")
