@@ -79,7 +79,14 @@ def make_engine() -> Any:
     from sidecar.rules.loader import RuleFile, build_rules
     from sidecar.storage.memory import MemoryStore
 
-    engine = Engine(MemoryStore())
+    url = os.environ.get("BENCH_REDIS_URL")
+    if url:
+        from sidecar.storage.redis import RedisOptions, RedisStore
+
+        store: Any = RedisStore(RedisOptions(url=url, timeout=1.0, pool_size=64))
+    else:
+        store = MemoryStore()
+    engine = Engine(store)
     engine.set_rules(build_rules([RuleFile("bench.yaml", RULES)]))
     return engine
 
@@ -225,7 +232,8 @@ def report(results: dict[str, Run], args: argparse.Namespace) -> None:
           f"{args.rate} req/s (-c {args.clients} -m {args.latency_streams} "
           f"--rps {args.rate // args.clients}); Python {sys.version.split()[0]}"
           f"{', uvloop' if args.uvloop else ''}{', no eager start' if args.no_eager else ''}"
-          f"{'' if PIN else ', not pinned'}")
+          f"{'' if PIN else ', not pinned'}"
+          f"; store: {'redis' if args.redis else 'memory'}")
     print(f"{'server':8} {'req/s':>10} {'failed':>7} {'at rate':>9} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'p99.9 ms':>9}")
     for mode, r in results.items():
@@ -235,6 +243,32 @@ def report(results: dict[str, Run], args: argparse.Namespace) -> None:
     for other in ("grpcio", "noop"):
         if fast and other in results and results[other].rps:
             print(f"fast/{other}: {fast.rps / results[other].rps:.2f}x")
+
+
+@contextmanager
+def redis_server(wanted: bool, folder: str) -> Iterator[None]:
+    """A throw-away redis-server for the run, its URL passed to the servers through the
+    environment; nothing when not wanted."""
+    if not wanted:
+        yield
+        return
+    port = free_port()
+    proc = subprocess.Popen([*pinned(1), shutil.which("redis-server") or "redis-server",
+                             "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", folder],
+                            stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        yield
+    finally:
+        os.environ.pop("BENCH_REDIS_URL", None)
+        proc.terminate()
+        proc.wait(10)
 
 
 def main() -> int:
@@ -253,11 +287,17 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="let the OS place the server and h2load (grpcio then spreads its "
                              "threads over every CPU)")
+    parser.add_argument("--redis", action="store_true",
+                        help="count in a real redis-server started for the run (it shares the "
+                             "second CPU with h2load), instead of the memory store")
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve_main(args.serve, args.port, not args.no_eager, args.uvloop)
+        # Eager start runs a call's first step outside a Task: fine on the memory store, but
+        # the Redis store's asyncio.timeout needs a current task.
+        eager = not args.no_eager and not os.environ.get("BENCH_REDIS_URL")
+        serve_main(args.serve, args.port, eager, args.uvloop)
         return 0
     global PIN
     PIN = not args.no_pin
@@ -265,7 +305,7 @@ def main() -> int:
         print("h2load not found (Debian package nghttp2-client)", file=sys.stderr)
         return 1
     results: dict[str, Run] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, redis_server(args.redis, tmp):
         data = Path(tmp, "request.bin")
         message = request_message()
         data.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
