@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.local_cache import LocalCache
+from sidecar.limiter.policy import FailurePolicy
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
 from sidecar.server.grpc_rls import RateLimitServicer
@@ -28,8 +30,10 @@ from sidecar.server.http import HttpApi
 from sidecar.server.metrics import Metrics
 from sidecar.settings import Settings
 from sidecar.storage.base import Store
+from sidecar.storage.breaker import BreakerListener
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.split import SplitStore
 from sidecar.tracing import ObservedStore, configure_tracing
 
 log = logging.getLogger("sidecar.app")
@@ -39,17 +43,37 @@ WORKER_ENV = "VIVA_WORKER_ID"  # set in worker processes by the supervisor
 STORE_PROBE_SECONDS = 1.0
 
 
-def make_store(settings: Settings) -> Store:
+def make_store(settings: Settings, listener: BreakerListener | None = None) -> Store:
+    """The counter store the settings name; with REDIS_PERSECOND, two Redis behind one
+    SplitStore. ``listener`` hears every circuit-breaker transition."""
     if settings.backend == "memory":
         return MemoryStore()
-    socket_type = settings.redis_socket_type or (
-        "unix" if settings.redis_url.startswith("/") else "tcp")
-    return RedisStore(RedisOptions(
-        url=settings.redis_url, socket_type=socket_type, auth=settings.redis_auth,
-        tls=settings.redis_tls, tls_ca=settings.redis_tls_cacert,
-        tls_cert=settings.redis_tls_client_cert, tls_key=settings.redis_tls_client_key,
-        tls_skip_verify=settings.redis_tls_skip_verify, pool_size=settings.redis_pool_size,
-        timeout=settings.redis_timeout, db=settings.redis_db))
+    main = RedisStore(redis_options(settings), listener=listener)
+    if not settings.redis_persecond:
+        return main
+    return SplitStore(main, RedisStore(redis_options(settings, per_second=True),
+                                       listener=listener))
+
+
+def redis_options(settings: Settings, per_second: bool = False) -> RedisOptions:
+    """REDIS_* (or REDIS_PERSECOND_*) settings as RedisOptions. The two sets have the same
+    names after their prefix; TLS files, the DB index, batching and the breaker are shared."""
+    s = settings
+
+    def own(name: str) -> Any:
+        return getattr(s, ("redis_persecond_" if per_second else "redis_") + name)
+
+    url: str = own("url")
+    return RedisOptions(
+        url=url, type=own("type"),
+        socket_type=own("socket_type") or ("unix" if url.startswith("/") else "tcp"),
+        auth=own("auth"), sentinel_auth=own("sentinel_auth"), tls=own("tls"),
+        tls_ca=s.redis_tls_cacert, tls_cert=s.redis_tls_client_cert,
+        tls_key=s.redis_tls_client_key, tls_skip_verify=s.redis_tls_skip_verify,
+        pool_size=own("pool_size"), timeout=own("timeout"), db=s.redis_db,
+        pipeline_window=own("pipeline_window"), pipeline_limit=own("pipeline_limit"),
+        batching=s.redis_batching, breaker_failures=s.breaker_failures,
+        breaker_cooldown=s.breaker_cooldown)
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -68,10 +92,15 @@ class Sidecar:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.store = make_store(settings)
+        self.store = make_store(settings, self.metrics.breaker_changed)
         self.tracing = configure_tracing(os.environ)
         self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
-                             engine_options(settings), self.metrics, clock)
+                             engine_options(settings), self.metrics, clock,
+                             policy=FailurePolicy(settings.failure_policy,
+                                                  self.metrics.policy_decision),
+                             local_cache=LocalCache(settings.local_cache_size,
+                                                    self.metrics.local_cache_hit)
+                             if settings.local_cache_size > 0 else None)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -84,6 +113,7 @@ class Sidecar:
         self.grpc_health = grpc_health.aio.HealthServicer()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._store_reachable = True
         self._stopped = False
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
@@ -168,17 +198,21 @@ class Sidecar:
                                              reuse)
 
     async def _probe_store(self) -> None:
+        """Ping the store (through its breakers, so a probe also lets a half-open breaker
+        close). Unreachable makes the sidecar unhealthy only when it cannot answer anyway:
+        with VIVA_FAILURE_POLICY allow, deny or local it still answers every call."""
         try:
             await self.store.ping()
-            ok = True
+            reachable = True
         except StorageError as exc:
-            ok = False
-            if self.health.components["store"]:
+            reachable = False
+            if self._store_reachable:
                 log.warning("counter store is unreachable: %s", exc)
         else:
-            if not self.health.components["store"]:
+            if not self._store_reachable:
                 log.warning("counter store is reachable again")
-        self.health.set("store", ok)
+        self._store_reachable = reachable
+        self.health.set("store", reachable or self.settings.failure_policy != "unavailable")
 
     async def _watch_store(self) -> None:
         while True:

@@ -9,7 +9,7 @@
     └── StorageError         the counter store failed or timed out (-> UNAVAILABLE)
 
 Third-party exceptions (redis, yaml, grpc) are translated into these at the boundary that meets
-them: storage/redis.py for redis, rules/loader.py for yaml.
+them: storage/redis.py and storage/topology.py for redis, rules/loader.py for yaml.
 """
 
 from __future__ import annotations

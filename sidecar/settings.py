@@ -22,6 +22,8 @@ _FALSE = {"0", "f", "false", "no", "n", "off", ""}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+REDIS_TYPES = ("single", "sentinel", "cluster")
+FAILURE_POLICIES = ("unavailable", "allow", "deny", "local")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
@@ -154,9 +156,10 @@ class Settings:
     # Store
     backend: str = _setting("BACKEND_TYPE", parse_choice(("memory", "redis")), "", "backend")
     redis_url: str = _setting("REDIS_URL", _str, "", "redis_url")
-    redis_type: str = _setting("REDIS_TYPE", parse_choice(("single",)), "single")
+    redis_type: str = _setting("REDIS_TYPE", parse_choice(REDIS_TYPES), "single")
     redis_socket_type: str = _setting("REDIS_SOCKET_TYPE", parse_choice(("tcp", "unix")), "")
     redis_auth: str = _setting("REDIS_AUTH", _str, "")
+    redis_sentinel_auth: str = _setting("REDIS_SENTINEL_AUTH", _str, "")
     redis_tls: bool = _setting("REDIS_TLS", parse_bool, False)
     redis_tls_cacert: str = _setting("REDIS_TLS_CACERT", _str, "")
     redis_tls_client_cert: str = _setting("REDIS_TLS_CLIENT_CERT", _str, "")
@@ -164,8 +167,35 @@ class Settings:
     redis_tls_skip_verify: bool = _setting("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", parse_bool,
                                            False)
     redis_pool_size: int = _setting("REDIS_POOL_SIZE", parse_int, 10)
-    redis_timeout: float = _setting("REDIS_TIMEOUT", parse_timeout, 0.1)
+    # Well under Envoy's 20 ms default rate-limit timeout (the reference waits 10 s).
+    redis_timeout: float = _setting("REDIS_TIMEOUT", parse_timeout, 0.015)
     redis_db: int = _setting("VIVA_REDIS_DB", parse_int, 0)
+    # Cross-request batching: concurrent requests share pipelines (storage/batching.py).
+    redis_batching: bool = _setting("VIVA_REDIS_BATCHING", parse_bool, True)
+    redis_pipeline_window: float = _setting("REDIS_PIPELINE_WINDOW", parse_duration, 0.0)
+    redis_pipeline_limit: int = _setting("REDIS_PIPELINE_LIMIT", parse_int, 0)
+    # A second Redis for one-second windows (the reference's REDIS_PERSECOND_*).
+    redis_persecond: bool = _setting("REDIS_PERSECOND", parse_bool, False)
+    redis_persecond_url: str = _setting("REDIS_PERSECOND_URL", _str, "")
+    redis_persecond_type: str = _setting("REDIS_PERSECOND_TYPE", parse_choice(REDIS_TYPES),
+                                         "single")
+    redis_persecond_socket_type: str = _setting("REDIS_PERSECOND_SOCKET_TYPE",
+                                                parse_choice(("tcp", "unix")), "")
+    redis_persecond_auth: str = _setting("REDIS_PERSECOND_AUTH", _str, "")
+    redis_persecond_sentinel_auth: str = _setting("REDIS_PERSECOND_SENTINEL_AUTH", _str, "")
+    redis_persecond_tls: bool = _setting("REDIS_PERSECOND_TLS", parse_bool, False)
+    redis_persecond_pool_size: int = _setting("REDIS_PERSECOND_POOL_SIZE", parse_int, 10)
+    redis_persecond_timeout: float = _setting("REDIS_PERSECOND_TIMEOUT", parse_timeout, 0.015)
+    redis_persecond_pipeline_window: float = _setting("REDIS_PERSECOND_PIPELINE_WINDOW",
+                                                      parse_duration, 0.0)
+    redis_persecond_pipeline_limit: int = _setting("REDIS_PERSECOND_PIPELINE_LIMIT",
+                                                   parse_int, 0)
+    # Store failures: a breaker per Redis endpoint, then the failure policy.
+    breaker_failures: int = _setting("VIVA_BREAKER_FAILURES", parse_int, 5)
+    breaker_cooldown: float = _setting("VIVA_BREAKER_COOLDOWN", parse_duration, 1.0)
+    failure_policy: str = _setting("VIVA_FAILURE_POLICY", parse_choice(FAILURE_POLICIES),
+                                   "unavailable")
+    local_cache_size: int = _setting("LOCAL_CACHE_SIZE_IN_BYTES", parse_int, 0)
     # Engine
     cache_key_prefix: str = _setting("CACHE_KEY_PREFIX", _str, "")
     near_limit_ratio: float = _setting("NEAR_LIMIT_RATIO", parse_ratio, 0.8)
@@ -198,6 +228,10 @@ class Settings:
             values["backend"] = "redis" if values.get("redis_url") else "memory"
         if values["backend"] == "redis" and not values.get("redis_url"):
             values["redis_url"] = "localhost:6379"
+        if values.get("redis_persecond") and values["backend"] == "redis" \
+                and not values.get("redis_persecond_url"):
+            raise SettingsError("REDIS_PERSECOND=true needs REDIS_PERSECOND_URL; expected the "
+                                "address of the Redis for one-second limits")
         if values.get("workers", 1) > 1 and values["backend"] == "memory":
             raise SettingsError(f"VIVA_WORKERS={values['workers']} needs BACKEND_TYPE=redis: "
                                 "with the memory store each worker would count on its own; "
@@ -220,7 +254,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "redis_auth" and value:
+            if f.name.endswith("_auth") and value:
                 value = "***"
             out[f.metadata["env"]] = value
         return out

@@ -3,11 +3,14 @@
 Per request: snapshot the rules, match each descriptor, drop unlimited and replaced limits, build
 the counter keys, charge them in one store call, then turn counts into per-descriptor statuses,
 the overall code and (optionally) response headers, following envoyproxy/ratelimit's semantics.
+Keys the local over-limit cache knows are refused skip the store (local_cache.py); when the
+store fails, the domain's failure policy answers instead (policy.py).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sidecar.errors import NoRulesError, RequestError
+from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.algorithms import (
     FIXED_WINDOW,
     LEAKY_BUCKET,
@@ -28,6 +31,8 @@ from sidecar.limiter.algorithms import (
 )
 from sidecar.limiter.fixed_window import judge, near_threshold
 from sidecar.limiter.keys import descriptor_key
+from sidecar.limiter.local_cache import LocalCache
+from sidecar.limiter.policy import DENY, LOCAL, UNAVAILABLE, FailurePolicy
 from sidecar.limiter.windows import aligned_window, calendar_window
 from sidecar.rules.matcher import Entries, Match, match_descriptor, override_stats_key
 from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, RuleSet, Unit
@@ -145,7 +150,9 @@ class Engine:
 
     def __init__(self, store: Store, options: EngineOptions | None = None,
                  stats: RuleStats | None = None, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 policy: FailurePolicy | None = None,
+                 local_cache: LocalCache | None = None) -> None:
         self.store = store
         self.options = options or EngineOptions()
         self.stats = stats or NullStats()
@@ -153,6 +160,9 @@ class Engine:
         self.rng = rng or random.Random()
         self.rules: RuleSet | None = None
         self._near_cache: dict[int, int] = {}
+        # What to answer when the store fails, and keys known over their limit (None: off).
+        self.policy = policy or FailurePolicy()
+        self.local_cache = local_cache
 
     def set_rules(self, rules: RuleSet) -> None:
         """Swap in a new rule set; requests already running keep the one they started with."""
@@ -171,8 +181,17 @@ class Engine:
         options = rules.options.get(domain, _NO_OPTIONS)
         plan = self._plan(domain, descriptors, self._match_all(rules, domain, descriptors),
                           max(1, hits_addend), now_ms, options)
-        if plan.checks:
-            await self._charge(domain, plan.checks, plan.statuses, now_ms, options.atomic)
+        checks, cached = plan.checks, False
+        if checks and self.local_cache is not None:
+            checks, cached = self._skip_cached(domain, checks, plan.statuses, now_ms,
+                                               options.atomic)
+        if checks:
+            try:
+                await self._charge(self.store, domain, checks, plan.statuses, now_ms,
+                                   options.atomic, cached)
+            except StorageError as exc:
+                await self._store_failed(exc, domain, checks, plan.statuses, now_ms, options,
+                                         cached)
         return self._finish(plan)
 
     # -- matching ----------------------------------------------------------------------------
@@ -288,31 +307,114 @@ class Engine:
 
     # -- charging ----------------------------------------------------------------------------
 
-    async def _charge(self, domain: str, checks: list[_Check], statuses: list[DescriptorStatus],
-                      now_ms: int, atomic: bool) -> None:
+    async def _charge(self, store: Store, domain: str, checks: list[_Check],
+                      statuses: list[DescriptorStatus], now_ms: int, atomic: bool,
+                      cached: bool = False) -> None:
         scripted = [c for c in checks if c.algorithm is not None]
         plain = [c for c in checks if c.algorithm is None] if scripted else checks
-        increments = [Increment(c.key, c.hits, c.ttl) for c in plain]
+        increments = [Increment(c.key, c.hits, c.ttl, c.limit.window_seconds) for c in plain]
         if plain and self.options.stop_increment_when_over_limit:
-            increments = await self._stop_increment(plain, increments, now_ms)
-        values, verdicts = await self.store.run(
+            if cached:  # as the reference: a local-cache hit means charge nothing else
+                increments = [i._replace(hits=0) for i in increments]
+            else:
+                increments = await self._stop_increment(store, plain, increments, now_ms)
+        values, verdicts = await store.run(
             increments, [c.algorithm for c in scripted if c.algorithm is not None], now_ms,
             atomic)
         for check, after in zip(plain, values, strict=True):
             self._judge(domain, check, after, statuses[check.index])
         for check, verdict in zip(scripted, verdicts, strict=True):
             self._apply(domain, check, verdict, statuses[check.index])
+        if self.local_cache is not None:
+            self._remember_over(plain, values, scripted, verdicts, now_ms)
 
-    async def _stop_increment(self, plain: list[_Check], increments: list[Increment],
-                              now_ms: int) -> list[Increment]:
+    async def _stop_increment(self, store: Store, plain: list[_Check],
+                              increments: list[Increment], now_ms: int) -> list[Increment]:
         """STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: when some counters would go over, charge
         only those (the reference's rule), so the others keep their quota."""
-        current = await self.store.get([c.key for c in plain], now_ms / 1000)
+        current = await store.get([c.key for c in plain], now_ms / 1000)
         flagged = [v + c.hits > c.limit.requests_per_unit
                    for v, c in zip(current, plain, strict=True)]
         if not any(flagged):
             return increments
         return [i if f else i._replace(hits=0) for i, f in zip(increments, flagged, strict=True)]
+
+    # -- store failure and the local over-limit cache ---------------------------------------
+
+    async def _store_failed(self, error: StorageError, domain: str, checks: list[_Check],
+                            statuses: list[DescriptorStatus], now_ms: int,
+                            options: DomainOptions, cached: bool) -> None:
+        """Answer by the domain's failure policy (see limiter/policy.py); ``unavailable``
+        re-raises, so the transport answers UNAVAILABLE and Envoy decides."""
+        policy = self.policy.choose(options.failure_policy)
+        self.policy.decided(domain, policy, error)
+        if policy == UNAVAILABLE:
+            raise error
+        if policy == LOCAL:
+            await self._charge(self.policy.fallback, domain, checks, statuses, now_ms,
+                               options.atomic, cached)
+            return
+        deny = policy == DENY
+        for check in checks:
+            status, limit = statuses[check.index], check.limit
+            if deny:
+                status.code = Code.OK if limit.shadow_mode else Code.OVER_LIMIT
+                status.remaining = 0
+            else:  # allow: as if this were the first request of its window
+                status.remaining = max(0, limit.requests_per_unit - check.hits)
+
+    def _skip_cached(self, domain: str, checks: list[_Check],
+                     statuses: list[DescriptorStatus], now_ms: int,
+                     atomic: bool) -> tuple[list[_Check], bool]:
+        """Answer the checks the local cache knows are over; return the others, and whether
+        any was answered."""
+        cache = self.local_cache
+        assert cache is not None
+        rest: list[_Check] = []
+        for check in checks:
+            until = cache.refused_until(check.key, check.hits, check.limit.requests_per_unit,
+                                        now_ms)
+            if until:
+                self._cached_over(domain, check, statuses[check.index], until - now_ms, cache)
+            else:
+                rest.append(check)
+        if len(rest) == len(checks):
+            return checks, False
+        if atomic:  # the request is refused: charge none of the others, only read them
+            rest = [_peek(c) for c in rest]
+        return rest, True
+
+    def _cached_over(self, domain: str, check: _Check, status: DescriptorStatus,
+                     reset_ms: int, cache: LocalCache) -> None:
+        """A refusal from the cache, with the stats a refusal from the store would have (plus
+        the cache's own ``over_limit_with_local_cache``), as the reference's TC-27."""
+        limit, hits = check.limit, check.hits
+        status.code = Code.OK if limit.shadow_mode else Code.OVER_LIMIT
+        status.remaining = 0
+        if check.algorithm is not None:  # exact, as the refusal that was cached said
+            status.reset_ms = reset_ms
+            status.reset_seconds = -(-reset_ms // 1000)
+        self.stats.record(domain, check.stats_key, hits, hits, 0, 0,
+                          hits if limit.shadow_mode else 0)
+        cache.note_hit(domain, check.stats_key, hits)
+
+    def _remember_over(self, plain: list[_Check], values: list[int], scripted: list[_Check],
+                       verdicts: list[Verdict], now_ms: int) -> None:
+        """Cache the keys this request found over their limit (see limiter/local_cache.py)."""
+        cache = self.local_cache
+        assert cache is not None
+        now = now_ms // 1000
+        for check, after in zip(plain, values, strict=True):
+            rpu = check.limit.requests_per_unit
+            if after > rpu:  # until the end of the window the key names
+                cache.add(check.key, (now + check.window) * 1000, rpu)
+        for check, verdict in zip(scripted, verdicts, strict=True):
+            limit = check.limit
+            if verdict.allowed or verdict.reset_ms <= 0 or (
+                    limit.count_rejected and limit.algorithm != FIXED_WINDOW):
+                continue
+            cache.add(check.key, now_ms + math.ceil(verdict.reset_ms),
+                      limit.requests_per_unit, check.hits)
 
     def _near(self, rpu: int) -> int:
         near = self._near_cache.get(rpu)
@@ -403,6 +505,13 @@ class Engine:
         return [(opts.limit_header, str(chosen.limit.requests_per_unit)),
                 (opts.remaining_header, str(chosen.remaining)),
                 (opts.reset_header, str(chosen.reset_seconds))]
+
+
+def _peek(check: _Check) -> _Check:
+    """``check`` sent with 0 hits: the store reports its state without charging it."""
+    assert check.algorithm is not None
+    return _Check(check.index, check.limit, check.stats_key, check.key, check.hits,
+                  check.window, check.algorithm._replace(hits=0), check.ttl)
 
 
 def _state_ttl_ms(algorithm: str, rpu: int, window_ms: int, burst: int) -> int:

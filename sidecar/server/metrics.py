@@ -25,6 +25,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_RULE_SERIES = 10_000  # distinct (domain, stats key) label sets per process
 OVERFLOW_LABEL = "__overflow__"
 MAX_UNKNOWN_DOMAINS = 1_000
+_BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                     0.25, 0.5, 1.0)
 
@@ -47,6 +48,11 @@ class Metrics:
         self.shadow_mode = Counter("ratelimit_service_rate_limit_shadow_mode",
                                    "Over-limit hits allowed by the rule's shadow_mode", rule,
                                    registry=r)
+        # The reference's over_limit_with_local_cache stat (it has no Prometheus mapping).
+        self.over_limit_local_cache = Counter(
+            "ratelimit_service_rate_limit_over_limit_with_local_cache",
+            "Over-limit hits answered from the local over-limit cache, without Redis", rule,
+            registry=r)
         self.domain_not_found_total = Counter("ratelimit_service_rate_limit_domain_not_found",
                                               "Descriptors for a domain with no rules",
                                               ("domain",), registry=r)
@@ -88,6 +94,21 @@ class Metrics:
         self.store_errors = Counter("viva_ratelimit_store_errors",
                                     "Counter-store calls that failed", ("store", "kind"),
                                     registry=r)
+        # Store failures: breakers (0 closed, 1 half-open, 2 open) and policy decisions.
+        self.breaker_state = Gauge("viva_ratelimit_store_breaker_state",
+                                   "Circuit breaker per Redis endpoint: 0 closed, 1 half-open "
+                                   "(probing), 2 open (failing fast)", ("endpoint",),
+                                   registry=r, multiprocess_mode="livemax")
+        self.breaker_opened = Counter("viva_ratelimit_store_breaker_opened",
+                                      "Times a Redis endpoint's circuit breaker opened",
+                                      ("endpoint",), registry=r)
+        self.policy_decisions = Counter("viva_ratelimit_failure_policy_decisions",
+                                        "Requests answered by the failure policy because the "
+                                        "counter store failed", ("domain", "policy"),
+                                        registry=r)
+        self.local_cache_hits = Counter("viva_ratelimit_local_cache_hits",
+                                        "Descriptors answered over-limit from the local cache",
+                                        registry=r)
         self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self.max_series = MAX_RULE_SERIES
         self._unknown_domains: set[str] = set()
@@ -125,7 +146,23 @@ class Metrics:
 
     def _rule_metrics(self) -> tuple[Counter, ...]:
         return (self.total_hits, self.over_limit, self.near_limit, self.within_limit,
-                self.shadow_mode)
+                self.shadow_mode, self.over_limit_local_cache)
+
+    def local_cache_hit(self, domain: str, stats_key: str, hits: int) -> None:
+        """A descriptor answered from the local over-limit cache (its over_limit is recorded
+        by ``record`` as for any refusal)."""
+        bound = self._children.get((domain, stats_key)) or self._bind(domain, stats_key)
+        if hits:
+            bound[5].inc(hits)
+        self.local_cache_hits.inc()
+
+    def breaker_changed(self, endpoint: str, state: str) -> None:
+        self.breaker_state.labels(endpoint).set(_BREAKER_STATES.get(state, 0))
+        if state == "open":
+            self.breaker_opened.labels(endpoint).inc()
+
+    def policy_decision(self, domain: str, policy: str) -> None:
+        self.policy_decisions.labels(domain, policy).inc()
 
     def domain_not_found(self, domain: str) -> None:
         # The domain comes from the caller: bound the label values it can create.

@@ -9,11 +9,16 @@ from sidecar.limiter.algorithms import Check, Verdict
 
 
 class Increment(NamedTuple):
-    """Add ``hits`` to counter ``key`` and (re)set its time to live to ``ttl`` seconds."""
+    """Add ``hits`` to counter ``key`` and (re)set its time to live to ``ttl`` seconds.
+
+    ``window`` is the rule's window in seconds (0: not known): with REDIS_PERSECOND, counters
+    of one-second windows live in their own Redis.
+    """
 
     key: str
     hits: int
     ttl: int
+    window: int = 0
 
 
 class Store(Protocol):

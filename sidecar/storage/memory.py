@@ -39,7 +39,7 @@ class MemoryStore:
         if now > self._swept_until:
             self._sweep(now)
         out = []
-        for key, hits, ttl in increments:
+        for key, hits, ttl, _ in increments:
             entry = self._touch(key, now, ttl)
             entry[0] += hits
             out.append(entry[0])

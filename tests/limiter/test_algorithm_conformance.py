@@ -1,4 +1,5 @@
-"""Every algorithm through the Engine, on the memory store and on a real Redis, fake clock.
+"""Every algorithm through the Engine, on the memory store, a real Redis and a real Redis
+Cluster, fake clock.
 
 The same scenario gives the same answers on both stores: window edges, bursts, refill,
 hits_addend > 1, count_rejected, atomic requests, calendar months in a non-UTC zone and
@@ -22,6 +23,7 @@ from sidecar.storage.redis import RedisOptions, RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
 from tests.servers import RedisServer
+from tests.topologies import RedisCluster
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, on a whole hour
@@ -71,13 +73,19 @@ descriptors:
 """
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_clean")
-    redis_store = RedisStore(RedisOptions(url=server.url, timeout=1.0))
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        opts = RedisOptions(url=cluster.startup_nodes, type="cluster", timeout=1.0)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_clean")
+        opts = RedisOptions(url=server.url, timeout=1.0)
+    redis_store = RedisStore(opts)
     yield redis_store
     await redis_store.close()
 

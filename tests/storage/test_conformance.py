@@ -1,12 +1,14 @@
 """The fixed-window scenarios on every store, through the Engine (reference §3.4-§3.6, TC-21..28).
 
-Each test runs on the memory store and on a real Redis; keys and TTLs are read back from the
-store itself, so they are exactly what the reference would find there.
+Each test runs on the memory store, on a real Redis and on a real Redis Cluster (3 masters, 3
+replicas); keys and TTLs are read back from the store itself (through a cluster client for the
+Cluster), so they are exactly what the reference would find there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,7 @@ from sidecar.storage.redis import RedisOptions, RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
 from tests.servers import RedisServer, free_port
+from tests.topologies import RedisCluster
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
 
@@ -60,9 +63,10 @@ descriptors:
 
 
 class Backend:
-    """A store under test plus a way to look inside it."""
+    """A store under test plus a way to look inside it (``server``: a RedisServer or a
+    RedisCluster, anything with ``client()``)."""
 
-    def __init__(self, store: Store, clock: FakeClock, server: RedisServer | None) -> None:
+    def __init__(self, store: Store, clock: FakeClock, server: Any) -> None:
         self.store = store
         self.clock = clock
         self.server = server
@@ -81,6 +85,12 @@ class Backend:
         return engine
 
     def keys(self) -> set[str]:
+        if isinstance(self.server, RedisCluster):  # every master's share of the key space
+            found: set[str] = set()
+            for node in self.server.masters:
+                with contextlib.closing(node.client()) as c:
+                    found |= set(c.keys("*"))
+            return found
         if self.client is not None:
             return set(self.client.keys("*"))
         return set(self.memory._counters)
@@ -116,10 +126,15 @@ class Backend:
             self.client.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 async def backend(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Backend]:
     if request.param == "memory":
         b = Backend(MemoryStore(), clock, None)
+    elif request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        b = Backend(RedisStore(RedisOptions(url=cluster.startup_nodes, type="cluster",
+                                            timeout=2.0)), clock, cluster)
     else:
         server: RedisServer = request.getfixturevalue("redis_clean")
         b = Backend(RedisStore(RedisOptions(url=server.url, timeout=2.0)), clock, server)

@@ -37,7 +37,8 @@ def python_side(states: dict[str, list[float] | None], checks: list[Check], now:
 step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(algorithm=st.sampled_from(ALGORITHMS), limit=st.integers(1, 12),
        burst=st.integers(1, 12), count_rejected=st.booleans(),
        steps=st.lists(step, min_size=1, max_size=40))

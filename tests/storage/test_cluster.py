@@ -1,0 +1,184 @@
+"""RedisStore on a real local Redis Cluster (3 masters, 3 replicas): what only a Cluster has.
+
+The behaviour scenarios run on the Cluster in test_conformance.py and
+test_algorithm_conformance.py; here: keys spread over the masters, one request's node
+pipelines run concurrently (one round trip, not one per node), NOSCRIPT answered per node,
+a breaker per node, and a failover followed within the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import pytest
+
+from sidecar.errors import StorageError
+from sidecar.limiter.algorithms import Check, Limit
+from sidecar.storage.base import Increment
+from sidecar.storage.redis import RedisOptions, RedisStore
+from tests.storage.test_conformance import command_calls
+from tests.topologies import ClusterNode, RedisCluster
+
+pytestmark = pytest.mark.redis
+
+# Busy-waits ARGV[1] microseconds inside the node: a stand-in for a slow round trip.
+BUSY = """
+local s = redis.call('TIME')
+repeat local n = redis.call('TIME')
+until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) >= tonumber(ARGV[1])
+return redis.call('INCR', KEYS[1])
+"""
+
+
+def cluster_store(cluster: RedisCluster, **options: Any) -> RedisStore:
+    options.setdefault("timeout", 2.0)
+    return RedisStore(RedisOptions(url=cluster.startup_nodes, type="cluster", **options))
+
+
+def keys_per_master(cluster: RedisCluster, keys: list[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for key in keys:
+        out.setdefault(cluster.node_for_key(key).port, []).append(key)
+    return out
+
+
+def one_key_per_master(cluster: RedisCluster) -> list[str]:
+    found: dict[int, str] = {}
+    for i in range(200):
+        key = f"spread_{i}"
+        found.setdefault(cluster.node_for_key(key).port, key)
+        if len(found) == len(cluster.masters):
+            break
+    return list(found.values())
+
+
+def calls_on(node: ClusterNode) -> dict[str, int]:
+    with contextlib.closing(node.client()) as c:
+        return command_calls(c)
+
+
+def reset_stats(cluster: RedisCluster) -> None:
+    for node in cluster.masters:
+        with contextlib.closing(node.client()) as c:
+            c.config_resetstat()
+
+
+async def test_keys_spread_over_every_master(redis_cluster: RedisCluster) -> None:
+    store = cluster_store(redis_cluster)
+    try:
+        keys = [f"domain_user_{i}_1200" for i in range(30)]
+        reset_stats(redis_cluster)
+        counts, _ = await store.run([Increment(k, 1, 60) for k in keys], [], 1_234_000, False)
+        assert counts == [1] * 30
+        spread = keys_per_master(redis_cluster, keys)
+        assert len(spread) == 3  # every master owns some of one request's keys
+        for master in redis_cluster.masters:
+            assert calls_on(master).get("incrby", 0) == len(spread[master.port])
+        assert sorted(b.endpoint for b in store.breakers()) == sorted(
+            m.address for m in redis_cluster.masters)
+    finally:
+        await store.close()
+
+
+async def test_node_pipelines_run_concurrently(redis_cluster: RedisCluster) -> None:
+    """Three nodes each busy 150 ms for their part of one round trip: ~150 ms in all, not
+    450 ms (the reference's #1149: per-key groups run one after the other)."""
+    store = cluster_store(redis_cluster)
+    sha = ""
+    for master in redis_cluster.masters:
+        with contextlib.closing(master.client()) as c:
+            sha = c.script_load(BUSY)
+    try:
+        keys = one_key_per_master(redis_cluster)
+        assert len(keys) == 3
+        await store.ping()  # connections open
+        started = time.monotonic()
+        replies = await store.topology.execute([("EVALSHA", sha, 1, k, 150_000) for k in keys])
+        elapsed = time.monotonic() - started
+        assert replies == [1, 1, 1]
+        assert elapsed < 0.35, f"{elapsed:.3f}s: the node groups ran one after the other"
+    finally:
+        await store.close()
+
+
+async def test_noscript_is_answered_per_node(redis_cluster: RedisCluster) -> None:
+    store = cluster_store(redis_cluster)
+    limit = Limit(10, 60_000.0, 10, False)
+    keys = one_key_per_master(redis_cluster)
+    checks = [Check(k, "token_bucket", limit, 1, 120_000.0, 0.0) for k in keys]
+    try:
+        await store.run([], checks, 1_000_000, False)  # the script is now on every master
+        flushed = redis_cluster.node_for_key(keys[0])
+        with contextlib.closing(flushed.client()) as c:
+            c.script_flush()
+        reset_stats(redis_cluster)
+        _, verdicts = await store.run([], checks, 1_000_000, False)
+        assert [v.remaining for v in verdicts] == [8, 8, 8]  # each ran exactly once more
+        for master in redis_cluster.masters:
+            loads = calls_on(master).get("script|load", 0)
+            assert loads == (1 if master is flushed else 0), master
+    finally:
+        await store.close()
+
+
+async def test_a_paused_master_fails_only_its_keys_and_its_breaker_opens(
+        redis_cluster: RedisCluster) -> None:
+    timeout = 0.1
+    store = cluster_store(redis_cluster, timeout=timeout, breaker_failures=2,
+                          breaker_cooldown=30.0)
+    keys = one_key_per_master(redis_cluster)
+    try:
+        await store.ping()
+        paused = redis_cluster.node_for_key(keys[0])
+        paused.pause()
+        try:
+            for attempt in range(4):
+                started = time.monotonic()
+                with pytest.raises(StorageError):
+                    await store.run([Increment(keys[0], 1, 60)], [], 1_000_000, False)
+                elapsed = time.monotonic() - started
+                # two timeouts open its breaker; after that it fails without waiting
+                assert elapsed < (timeout + 0.1 if attempt < 2 else 0.02), (attempt, elapsed)
+                counts, _ = await store.run([Increment(k, 1, 60) for k in keys[1:]], [],
+                                            1_000_000, False)
+                assert counts == [attempt + 1, attempt + 1]
+            states = {b.endpoint: b.state for b in store.breakers()}
+            assert states.pop(paused.address) == "open"
+            assert set(states.values()) == {"closed"}
+        finally:
+            paused.resume()
+    finally:
+        await store.close()
+
+
+async def test_failover_is_followed_within_the_timeout(redis_cluster: RedisCluster) -> None:
+    timeout = 0.05
+    store = cluster_store(redis_cluster, timeout=timeout, breaker_cooldown=0.2)
+    key = "{failover}_counter_1200"
+    try:
+        assert (await store.run([Increment(key, 1, 600)], [], 0, False))[0] == [1]
+        victim = redis_cluster.node_for_key(key)
+        with contextlib.closing(victim.client()) as c:
+            assert c.wait(1, 2000) == 1
+        victim.kill()
+        worst, failures, successes = 0.0, 0, 0
+        deadline = time.monotonic() + 15
+        while successes < 20 and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                await store.run([Increment(key, 1, 600)], [], 0, False)
+                successes += 1
+            except StorageError:
+                failures += 1
+            worst = max(worst, time.monotonic() - started)
+            await asyncio.sleep(0.01)
+        assert successes == 20, f"never recovered ({failures} failures)"
+        assert failures > 0
+        assert worst < timeout + 0.05, f"a call waited {worst:.3f}s"
+        with contextlib.closing(redis_cluster.client()) as c:
+            assert int(c.get(key)) == 21  # the replica had the first one
+    finally:
+        await store.close()
