@@ -22,12 +22,18 @@ ALGORITHMS = (FIXED_WINDOW, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUCKET, LEAKY_BUC
 
 
 class Limit(NamedTuple):
-    """What one rule allows: ``limit`` per ``window_ms``, with a ``burst`` for the buckets."""
+    """What one rule allows: ``limit`` per ``window_ms``, with a ``burst`` for the buckets.
+
+    ``always`` charges the hits even when refused, whatever the algorithm (usage reported
+    after the fact): a token bucket goes into debt, a leaky bucket's schedule moves on, a
+    sliding log records the entry, the window counters count it.
+    """
 
     limit: int
     window_ms: float
     burst: int
     count_rejected: bool
+    always: bool = False
 
 
 class Verdict(NamedTuple):
@@ -52,7 +58,7 @@ def fixed_window(state: list[float] | None, now: float, hits: int, lim: Limit,
     count = int(state[0]) if state else 0
     after = count + hits
     reset = window_end - now
-    if after > lim.limit and not lim.count_rejected:
+    if after > lim.limit and not (lim.count_rejected or lim.always):
         return None, Verdict(False, 0, reset, count)
     remaining = max(0, lim.limit - after)
     return [after], Verdict(after <= lim.limit, remaining, reset, after)
@@ -77,10 +83,11 @@ def sliding_window(state: list[float] | None, now: float, hits: int,
     if after <= lim.limit:
         return [start, cur + hits, prev], Verdict(True, int(lim.limit - after), w - elapsed,
                                                   int(after))
-    if lim.count_rejected:  # charged anyway: the wait counts this request too
+    charged = lim.count_rejected or lim.always
+    if charged:  # charged anyway: the wait counts this request too
         cur += hits
     wait = _sliding_wait(prev, cur, hits, lim.limit, w, elapsed)
-    new = [start, cur, prev] if lim.count_rejected else None
+    new = [start, cur, prev] if charged else None
     return new, Verdict(False, 0, wait, int(after))
 
 
@@ -120,6 +127,12 @@ def sliding_log(state: list[float] | None, now: float, hits: int,
             log += [now, hits]
         reset = (log[0] + w - now) if log else w
         return log, Verdict(True, lim.limit - after, reset, after)
+    if lim.always and hits > 0:
+        if used >= lim.limit and log:  # fold into the newest entry: at most limit + 1
+            log[-2:] = [now, log[-1] + hits]
+        else:
+            log += [now, hits]
+        return log, Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit), after)
     return (log if cut else None), Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit),
                                            after)
 
@@ -150,8 +163,12 @@ def token_bucket(state: list[float] | None, now: float, hits: int,
         tokens -= hits
         full_in = (capacity - tokens) / rate if rate > 0 else lim.window_ms
         return [tokens, now], Verdict(True, math.floor(tokens), full_in, hits)
+    new = None
+    if lim.always:  # into debt: refills pay it back before anything is allowed again
+        tokens -= hits
+        new = [tokens, now]
     wait = lim.window_ms if hits > capacity or rate <= 0 else (hits - tokens) / rate
-    return None, Verdict(False, 0, max(1.0, wait), hits)
+    return new, Verdict(False, 0, max(1.0, wait), hits)
 
 
 # -- leaky bucket (GCRA): state = [theoretical arrival time] ---------------------------------
@@ -164,9 +181,13 @@ def leaky_bucket(state: list[float] | None, now: float, hits: int,
     tat = max(state[0], now) if state else now
     new_tat = tat + hits * interval
     allow_at = new_tat - tolerance - interval
-    if now < allow_at or math.isinf(interval):
-        wait = allow_at - now if not math.isinf(interval) else lim.window_ms
-        return None, Verdict(False, 0, max(1.0, wait), hits)
+    if math.isinf(interval):
+        return None, Verdict(False, 0, lim.window_ms, hits)
+    if now < allow_at:
+        if lim.always:  # the schedule moves on: the next request waits for this one too
+            return [new_tat], Verdict(False, 0, max(1.0, allow_at + hits * interval - now),
+                                      hits)
+        return None, Verdict(False, 0, max(1.0, allow_at - now), hits)
     remaining = math.floor((tolerance + interval - (new_tat - now)) / interval)
     return [new_tat], Verdict(True, max(0, remaining), new_tat - now, hits)
 

@@ -169,7 +169,11 @@ class Engine:
         self.rules = rules
 
     async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
-                                hits_addend: int = 0) -> Decision:
+                                hits_addend: int = 0, *, charge_always: bool = False) -> Decision:
+        """Check and charge ``descriptors`` of ``domain``. ``charge_always`` (usage reported
+        after the fact) charges every hit even past the limit, whatever the algorithm and
+        ``count_rejected``; it skips the local cache and charges an atomic domain's
+        descriptors each on its own."""
         if not domain:
             raise RequestError("rate limit domain must not be empty")
         if not descriptors:
@@ -182,16 +186,19 @@ class Engine:
         plan = self._plan(domain, descriptors, self._match_all(rules, domain, descriptors),
                           max(1, hits_addend), now_ms, options)
         checks, cached = plan.checks, False
-        if checks and self.local_cache is not None:
+        if charge_always:
+            _charge_always(checks)
+        elif checks and self.local_cache is not None:
             checks, cached = self._skip_cached(domain, checks, plan.statuses, now_ms,
                                                options.atomic)
         if checks:
+            atomic = options.atomic and not charge_always
             try:
                 await self._charge(self.store, domain, checks, plan.statuses, now_ms,
-                                   options.atomic, cached)
+                                   atomic, cached, charge_always)
             except StorageError as exc:
                 await self._store_failed(exc, domain, checks, plan.statuses, now_ms, options,
-                                         cached)
+                                         cached, charge_always)
         return self._finish(plan)
 
     # -- matching ----------------------------------------------------------------------------
@@ -309,11 +316,11 @@ class Engine:
 
     async def _charge(self, store: Store, domain: str, checks: list[_Check],
                       statuses: list[DescriptorStatus], now_ms: int, atomic: bool,
-                      cached: bool = False) -> None:
+                      cached: bool = False, always: bool = False) -> None:
         scripted = [c for c in checks if c.algorithm is not None]
         plain = [c for c in checks if c.algorithm is None] if scripted else checks
         increments = [Increment(c.key, c.hits, c.ttl, c.limit.window_seconds) for c in plain]
-        if plain and self.options.stop_increment_when_over_limit:
+        if plain and self.options.stop_increment_when_over_limit and not always:
             if cached:  # as the reference: a local-cache hit means charge nothing else
                 increments = [i._replace(hits=0) for i in increments]
             else:
@@ -343,7 +350,7 @@ class Engine:
 
     async def _store_failed(self, error: StorageError, domain: str, checks: list[_Check],
                             statuses: list[DescriptorStatus], now_ms: int,
-                            options: DomainOptions, cached: bool) -> None:
+                            options: DomainOptions, cached: bool, always: bool = False) -> None:
         """Answer by the domain's failure policy (see limiter/policy.py); ``unavailable``
         re-raises, so the transport answers UNAVAILABLE and Envoy decides."""
         policy = self.policy.choose(options.failure_policy)
@@ -352,7 +359,7 @@ class Engine:
             raise error
         if policy == LOCAL:
             await self._charge(self.policy.fallback, domain, checks, statuses, now_ms,
-                               options.atomic, cached)
+                               options.atomic and not always, cached, always)
             return
         deny = policy == DENY
         for check in checks:
@@ -534,3 +541,12 @@ def _zone(name: str) -> ZoneInfo:
     if zone is None:
         zone = _ZONES[name] = ZoneInfo(name)
     return zone
+
+
+def _charge_always(checks: list[_Check]) -> None:
+    """Make every algorithm check charge its hits even when refused (``Limit.always``); the
+    plain INCRBY path always charges already."""
+    for check in checks:
+        if check.algorithm is not None:
+            lim = check.algorithm.limit._replace(always=True)
+            check.algorithm = check.algorithm._replace(limit=lim)

@@ -39,7 +39,8 @@ def script_args(checks: Sequence[Check], now_ms: int, atomic: bool) -> tuple[lis
     for c in checks:
         lim = c.limit
         argv += [c.algorithm, lim.limit, _num(lim.window_ms), lim.burst, c.hits,
-                 1 if lim.count_rejected else 0, max(1, int(c.ttl_ms)), _num(c.window_end_ms)]
+                 2 if lim.always else 1 if lim.count_rejected else 0, max(1, int(c.ttl_ms)),
+                 _num(c.window_end_ms)]
     return keys, argv
 
 

@@ -34,7 +34,8 @@ def python_side(states: dict[str, list[float] | None], checks: list[Check], now:
     return [tuple(v) for v in verdicts]  # type: ignore[misc]
 
 
-step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans())
+# (time step, hits, a second descriptor in an atomic request, charged always: /v1/report)
+step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans(), st.booleans())
 
 
 @settings(max_examples=60, deadline=None,
@@ -44,19 +45,20 @@ step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans())
        steps=st.lists(step, min_size=1, max_size=40))
 def test_same_decisions_on_memory_and_redis(lua: tuple[redis.Redis, object], algorithm: str,
                                             limit: int, burst: int, count_rejected: bool,
-                                            steps: list[tuple[int, int, bool]]) -> None:
+                                            steps: list[tuple[int, int, bool, bool]]) -> None:
     client, script = lua
     client.flushall()
     lim = Limit(limit, HOUR, burst, count_rejected and algorithm in ("fixed_window",
                                                                       "sliding_window"))
     states: dict[str, list[float] | None] = {}
     now = 1_700_000_000_000
-    for dt, hits, second in steps:
+    for dt, hits, second, always in steps:
         now += dt
         window_end = now - now % int(HOUR) + HOUR
         key = f"{algorithm}_k_{now - now % int(HOUR)}" if algorithm == "fixed_window" else \
             f"{algorithm}_k"
-        checks = [Check(key, algorithm, lim, hits, 2 * HOUR, window_end)]
+        checks = [Check(key, algorithm, lim._replace(always=always), hits, 2 * HOUR,
+                        window_end)]
         if second:  # a second descriptor in an atomic request
             checks.append(Check("tb_other", "token_bucket", Limit(2, HOUR, 2, False), 1,
                                 2 * HOUR, window_end))

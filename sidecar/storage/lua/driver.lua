@@ -1,8 +1,8 @@
 -- The entry point, appended after the algorithm functions.
 -- KEYS: one counter key per checked descriptor.
 -- ARGV[1] = now (ms since the epoch, integer), ARGV[2] = atomic (1: charge all or none),
--- then 8 values per key: algorithm, limit, window_ms, burst, hits, count_rejected,
--- ttl_ms, window_end_ms.
+-- then 8 values per key: algorithm, limit, window_ms, burst, hits, count_rejected (0, 1, or 2:
+-- charge even when refused, whatever the algorithm), ttl_ms, window_end_ms.
 -- Returns 4 values per key: allowed (0/1), remaining, reset_ms (string, full precision), used.
 local ALGORITHMS = {
   fixed_window = fixed_window, sliding_window = sliding_window, sliding_log = sliding_log,
@@ -30,7 +30,11 @@ local function save(key, v, now)
     redis.call('HSET', key, 's', fmt(s[1]), 'c', fmt(s[2]), 'p', fmt(s[3]))
     redis.call('PEXPIRE', key, v.ttl)
   elseif v.algo == 'sliding_log' then
-    if v.hits > 0 then
+    if s[1] == 'fold' then
+      redis.call('ZREM', key, s[3])
+      local n = redis.call('ZCOUNT', key, now, now)
+      redis.call('ZADD', key, now, string.format('%d:%d:%d', now, s[2], n))
+    elseif v.hits > 0 then
       local n = redis.call('ZCOUNT', key, now, now)
       redis.call('ZADD', key, now, string.format('%d:%d:%d', now, v.hits, n))
     end

@@ -11,6 +11,10 @@ local function leaky_bucket(key, now, hits, limit, w, burst, count_rejected, win
   local new_tat = tat + hits * interval
   local allow_at = new_tat - tolerance - interval
   if now < allow_at then
+    if count_rejected == 2 then
+      -- charged always (reported usage): the schedule moves on
+      return {new_tat}, 0, 0, math.max(1.0, allow_at + hits * interval - now), hits
+    end
     return nil, 0, 0, math.max(1.0, allow_at - now), hits
   end
   local remaining = math.floor((tolerance + interval - (new_tat - now)) / interval)

@@ -1,6 +1,7 @@
 -- sliding_log(key, now, hits, limit, window_ms, burst, count_rejected, window_end)
 -- State: sorted set, score = time ms, member = "<time>:<hits>:<n>"; entries older than the
--- window are trimmed on every call, and refused calls add nothing, so it holds <= limit entries.
+-- window are trimmed on every call, and refused calls add nothing, so it holds <= limit entries
+-- (limit + 1 with count_rejected = 2, charged always).
 local function sliding_log(key, now, hits, limit, w, burst, count_rejected, window_end)
   local trimmed = redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w)
   local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
@@ -29,6 +30,31 @@ local function sliding_log(key, now, hits, limit, w, burst, count_rejected, wind
         break
       end
     end
+  end
+  if count_rejected == 2 and hits > 0 then
+    -- Charged always (reported usage): recorded, and the wait counts it too. Once the log
+    -- holds the limit, further hits fold into its newest entry, moved to now, so the set
+    -- never holds more than limit + 1 entries.
+    local state = {'log', hits}
+    if used >= limit and #log > 0 then
+      local last = log[#log]
+      state = {'fold', last[2] + hits, entries[#entries - 1]}
+      log[#log] = {now, last[2] + hits}
+    else
+      log[#log + 1] = {now, hits}
+    end
+    wait = w
+    if hits <= limit then
+      local left = used + hits
+      for i = 1, #log do
+        left = left - log[i][2]
+        if left + hits <= limit then
+          wait = math.max(1.0, log[i][1] + w - now)
+          break
+        end
+      end
+    end
+    return state, 0, 0, wait, after
   end
   return nil, 0, 0, wait, after
 end

@@ -31,7 +31,7 @@ local function sliding_window(key, now, hits, limit, w, burst, count_rejected, w
   if after <= limit then
     return {start, cur + hits, prev}, 1, limit - after, w - elapsed, after
   end
-  if count_rejected == 1 then
+  if count_rejected >= 1 then
     -- charged anyway: the wait counts this request too
     cur = cur + hits
     return {start, cur, prev}, 0, 0, sliding_wait(prev, cur, hits, limit, w, elapsed), after

@@ -17,7 +17,13 @@ local function token_bucket(key, now, hits, limit, w, burst, count_rejected, win
     if rate > 0 then full_in = (capacity - tokens) / rate end
     return {tokens, now}, 1, math.floor(tokens), full_in, hits
   end
+  local state = nil
+  if count_rejected == 2 then
+    -- charged always (reported usage): into debt, paid back by refills
+    tokens = tokens - hits
+    state = {tokens, now}
+  end
   local wait = w
   if hits <= capacity and rate > 0 then wait = (hits - tokens) / rate end
-  return nil, 0, 0, math.max(1.0, wait), hits
+  return state, 0, 0, math.max(1.0, wait), hits
 end
