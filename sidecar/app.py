@@ -188,7 +188,7 @@ class Sidecar:
             self._spawn(self.grpc_health.set(service, status))
 
     async def _start_http(self) -> None:
-        api = HttpApi(self.engine, self.health, self.metrics, self.rules)
+        api = HttpApi(self.engine, self.health, self.metrics, self.rules, self.settings.rest)
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1

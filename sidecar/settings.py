@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 from sidecar.errors import SettingsError
+from sidecar.server.rest import RestOptions
 
 T = TypeVar("T")
 
@@ -209,6 +210,10 @@ class Settings:
     limit_header: str = _setting("LIMIT_LIMIT_HEADER", _str, "RateLimit-Limit")
     remaining_header: str = _setting("LIMIT_REMAINING_HEADER", _str, "RateLimit-Remaining")
     reset_header: str = _setting("LIMIT_RESET_HEADER", _str, "RateLimit-Reset")
+    # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
+    # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
+    rest: RestOptions = field(default_factory=RestOptions,
+                              metadata={"env": "VIVA_REST_*", "parse": None, "flag": None})
 
     @classmethod
     def load(cls, flags: Mapping[str, Any] | None = None,
@@ -222,8 +227,9 @@ class Settings:
             flag = meta["flag"]
             if flag and flags.get(flag) is not None:
                 values[f.name] = flags[flag]
-            elif meta["env"] in env:
+            elif meta["parse"] is not None and meta["env"] in env:
                 values[f.name] = meta["parse"](meta["env"], env[meta["env"]])
+        values["rest"] = RestOptions.from_env(env)
         if not values.get("backend"):
             values["backend"] = "redis" if values.get("redis_url") else "memory"
         if values["backend"] == "redis" and not values.get("redis_url"):
@@ -256,5 +262,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name.endswith("_auth") and value:
                 value = "***"
+            elif isinstance(value, RestOptions):
+                value = {k: sorted(v) if isinstance(v, frozenset) else v
+                         for k, v in asdict(value).items()}
             out[f.metadata["env"]] = value
         return out

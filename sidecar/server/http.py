@@ -20,6 +20,7 @@ from sidecar.rules.watcher import RulesManager
 from sidecar.server.grpc_rls import ResponseBuilder, descriptors_from_proto
 from sidecar.server.health import Health
 from sidecar.server.metrics import CONTENT_TYPE, Metrics
+from sidecar.server.rest import RestOptions, register_rest
 
 log = logging.getLogger("sidecar.http")
 
@@ -28,8 +29,9 @@ MAX_BODY_BYTES = 1 << 20
 
 class HttpApi:
     def __init__(self, engine: Engine, health: Health, metrics: Metrics,
-                 rules: RulesManager | None) -> None:
+                 rules: RulesManager | None, rest: RestOptions | None = None) -> None:
         self.engine = engine
+        self.rest = rest
         self.health = health
         self.metrics = metrics
         self.rules = rules
@@ -44,6 +46,8 @@ class HttpApi:
         app.router.add_route("*", "/json", self.json)
         app.router.add_get("/rlconfig", self.rlconfig)
         app.router.add_get("/metrics", self.prometheus)
+        if self.rest is not None:
+            register_rest(app, self.engine, self.rest)
         return app
 
     def debug_app(self) -> web.Application:

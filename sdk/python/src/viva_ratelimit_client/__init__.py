@@ -1,0 +1,27 @@
+"""Client of the Viva rate-limit sidecar: REST (``Client``, ``AsyncClient``), gRPC
+(``GrpcClient``, ``AsyncGrpcClient`` in ``viva_ratelimit_client.grpc_client``, with the
+``grpc`` extra) and middleware for ASGI, WSGI and Django (``.asgi``, ``.wsgi``, ``.django``).
+
+    from viva_ratelimit_client import Client
+    limiter = Client("http://127.0.0.1:8080")
+    if not limiter.allow("user_123", "api_requests"):
+        ...  # refuse
+"""
+
+from viva_ratelimit_client._transport import RetryPolicy
+from viva_ratelimit_client.client import AsyncClient, Client
+from viva_ratelimit_client.errors import InvalidRequest, RateLimitClientError, SidecarUnavailable
+from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+
+__all__ = [
+    "AsyncClient",
+    "CheckResult",
+    "Client",
+    "Descriptor",
+    "FailureMode",
+    "InvalidRequest",
+    "RateLimitClientError",
+    "RetryPolicy",
+    "SidecarUnavailable",
+]
+__version__ = "0.1.0"

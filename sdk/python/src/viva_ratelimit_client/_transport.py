@@ -1,0 +1,94 @@
+"""What the HTTP and gRPC clients share: the request body, retries and the failure mode."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from viva_ratelimit_client.errors import InvalidRequest, SidecarUnavailable
+from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+
+FAILURE_MODES = ("open", "closed", "raise")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a call that could not reach the sidecar, or that it answered 503.
+
+    ``attempts`` counts every try (1: no retry). Delays grow from ``backoff`` seconds, doubling,
+    capped at ``max_backoff``, each with full jitter so that many clients do not retry in step.
+    Only calls the sidecar cannot have counted are retried (connection refused, 503): a timeout
+    waiting for the answer is not, since the hits may already be charged.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts={self.attempts}; expected at least 1")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("RetryPolicy backoff values must not be negative")
+
+    def delays(self) -> Iterator[float]:
+        """The pause before each retry (``attempts - 1`` of them)."""
+        for n in range(self.attempts - 1):
+            yield random.uniform(0, min(self.max_backoff, self.backoff * 2**n))
+
+
+class Unanswered(Exception):
+    """An attempt got no usable answer; the failure mode decides."""
+
+
+class Retryable(Unanswered):
+    """An attempt failed in a way that another attempt may fix."""
+
+
+def check_failure_mode(mode: str) -> FailureMode:
+    if mode not in FAILURE_MODES:
+        raise ValueError(f"failure_mode={mode!r}; expected one of {', '.join(FAILURE_MODES)}")
+    return mode  # type: ignore[return-value]
+
+
+def check_body(identifier: str | None, namespace: str, hits: int,
+               descriptors: Sequence[Descriptor] | None) -> dict[str, Any]:
+    """The JSON body of /v1/check and /v1/report; ValueError for what cannot be right."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError("namespace must be a non-empty string")
+    if isinstance(hits, bool) or not isinstance(hits, int) or hits < 0:
+        raise ValueError(f"hits must be a whole number >= 0, not {hits!r}")
+    body: dict[str, Any] = {"namespace": namespace, "hits": hits}
+    if descriptors is not None:
+        if identifier is not None:
+            raise ValueError("pass either an identifier or descriptors, not both")
+        body["descriptors"] = [[{"key": k, "value": v} for k, v in d.items()]
+                               for d in descriptors]
+    elif not isinstance(identifier, str) or not identifier:
+        raise ValueError("identifier must be a non-empty string")
+    else:
+        body["identifier"] = identifier
+    return body
+
+
+def entries_of(body: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """The descriptors of a check body as (key, value) lists (for the gRPC client)."""
+    if "descriptors" in body:
+        return [[(e["key"], e["value"]) for e in d] for d in body["descriptors"]]
+    return [[("identifier", body["identifier"])]]
+
+
+def give_up(mode: FailureMode, error: str) -> CheckResult:
+    """The answer when the sidecar could not be asked: per the failure mode."""
+    if mode == "raise":
+        raise SidecarUnavailable(error)
+    return CheckResult.failure(mode, error)
+
+
+def invalid(doc: Any, status: int) -> InvalidRequest:
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        field = doc.get("field")
+        return InvalidRequest(doc["error"], field if isinstance(field, str) else None)
+    return InvalidRequest(f"the sidecar refused the request with HTTP {status}")
