@@ -31,7 +31,7 @@ from tests.servers import RedisServer, SidecarProcess
 pytestmark = pytest.mark.redis
 
 TIMEOUT = 0.05  # REDIS_TIMEOUT of these tests
-MARGIN = 0.05  # scheduling noise on a busy test machine
+MARGIN = 0.1  # scheduling noise on a busy 2-core test machine (seen: 97 ms over under load)
 COOLDOWN = 0.2  # VIVA_BREAKER_COOLDOWN: recovery is noticed this fast
 
 ENGINE_RULES = """
