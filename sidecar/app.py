@@ -9,13 +9,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from aiohttp import web
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
-from grpc_health.v1 import health as grpc_health
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.limiter.engine import Engine, EngineOptions
@@ -23,7 +19,6 @@ from sidecar.limiter.local_cache import LocalCache
 from sidecar.limiter.policy import FailurePolicy
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
-from sidecar.server.grpc_rls import RateLimitServicer
 from sidecar.server.h2 import H2Options, H2Server, event_loop_factory
 from sidecar.server.health import Health
 from sidecar.server.http import HttpApi
@@ -32,9 +27,16 @@ from sidecar.settings import Settings
 from sidecar.storage.base import Store
 from sidecar.storage.breaker import BreakerListener
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
-from sidecar.storage.split import SplitStore
 from sidecar.tracing import ObservedStore, configure_tracing
+
+if TYPE_CHECKING:
+    import grpc
+    from grpc_health.v1 import health as grpc_health
+
+    from sidecar.storage.redis import RedisOptions
+
+# grpcio (the grpcio transport) and redis-py (the Redis store) are imported only when the
+# settings ask for them: each costs 8-15 MB of resident memory (bench/memory.py).
 
 log = logging.getLogger("sidecar.app")
 
@@ -48,6 +50,9 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
     SplitStore. ``listener`` hears every circuit-breaker transition."""
     if settings.backend == "memory":
         return MemoryStore()
+    from sidecar.storage.redis import RedisStore
+    from sidecar.storage.split import SplitStore
+
     main = RedisStore(redis_options(settings), listener=listener)
     if not settings.redis_persecond:
         return main
@@ -58,6 +63,8 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
 def redis_options(settings: Settings, per_second: bool = False) -> RedisOptions:
     """REDIS_* (or REDIS_PERSECOND_*) settings as RedisOptions. The two sets have the same
     names after their prefix; TLS files, the DB index, batching and the breaker are shared."""
+    from sidecar.storage.redis import RedisOptions
+
     s = settings
 
     def own(name: str) -> Any:
@@ -110,7 +117,7 @@ class Sidecar:
         self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None
         self.debug_runner: web.AppRunner | None = None
-        self.grpc_health = grpc_health.aio.HealthServicer()
+        self.grpc_health: grpc_health.aio.HealthServicer | None = None  # grpcio transport
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._store_reachable = True
@@ -156,10 +163,18 @@ class Sidecar:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_grpc(self) -> None:
+        import grpc
+        from envoy.service.ratelimit.v3 import rls_pb2_grpc
+        from grpc_health.v1 import health as grpc_health
+        from grpc_health.v1 import health_pb2_grpc
+
+        from sidecar.server.grpc_rls import RateLimitServicer
+
         reuse = 1 if self.settings.workers > 1 else 0
         server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
             RateLimitServicer(self.engine, self.metrics, self.tracing), server)
+        self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
         self.grpc_server = server
@@ -182,6 +197,9 @@ class Sidecar:
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
+        from grpc_health.v1 import health_pb2
+
+        assert self.grpc_health is not None
         status = health_pb2.HealthCheckResponse.SERVING if ok else \
             health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", HEALTH_SERVICE):
@@ -226,7 +244,8 @@ class Sidecar:
             return
         self._stopped = True
         self.health.set("sigterm", False)
-        await self.grpc_health.enter_graceful_shutdown()
+        if self.grpc_health is not None:
+            await self.grpc_health.enter_graceful_shutdown()
         serving = self.grpc_server is not None or self.h2_server is not None
         if serving and self.settings.shutdown_delay > 0:
             await asyncio.sleep(self.settings.shutdown_delay)

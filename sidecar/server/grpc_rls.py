@@ -7,69 +7,17 @@ import time
 from typing import Any
 
 import grpc
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Decision, Descriptor, DescriptorStatus, Engine
-from sidecar.rules.model import RateLimit, Unit
+from sidecar.limiter.engine import Engine
 from sidecar.server.metrics import Metrics
+from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
 from sidecar.tracing import Tracing
 
 log = logging.getLogger("sidecar.grpc")
 
-Response = rls_pb2.RateLimitResponse
 _METHOD = "ShouldRateLimit"
-
-
-def descriptors_from_proto(request: Any) -> list[Descriptor]:
-    """RateLimitRequest.descriptors → engine descriptors; RequestError names a bad field."""
-    out = []
-    for i, d in enumerate(request.descriptors):
-        entries = tuple((e.key, e.value) for e in d.entries)
-        hits = d.hits_addend.value if d.HasField("hits_addend") else None
-        if hits is not None and hits > 2**32 - 1:
-            raise RequestError(f"descriptors[{i}].hits_addend: {hits} is too large; expected at "
-                               "most 4294967295")
-        limit = None
-        if d.HasField("limit"):
-            try:
-                limit = (d.limit.requests_per_unit, Unit(d.limit.unit))
-            except ValueError:
-                raise RequestError(f"descriptors[{i}].limit.unit: {d.limit.unit} is not a unit; "
-                                   "expected SECOND..YEAR") from None
-        out.append(Descriptor(entries, hits, limit))
-    return out
-
-
-class ResponseBuilder:
-    """Decision → RateLimitResponse, reusing one RateLimit message per configured limit."""
-
-    def __init__(self) -> None:
-        self._limits: dict[int, tuple[RateLimit, Any]] = {}
-
-    def build(self, decision: Decision) -> Any:
-        response = Response(overall_code=int(decision.overall))
-        for status in decision.statuses:
-            s = response.statuses.add(code=int(status.code), limit_remaining=status.remaining)
-            if status.limit is not None:
-                s.current_limit.CopyFrom(self._limit(status.limit))
-                s.duration_until_reset.CopyFrom(_duration(status))
-        for key, value in decision.headers:
-            response.response_headers_to_add.add(key=key, value=value)
-        return response
-
-    def _limit(self, limit: RateLimit) -> Any:
-        # Keyed by identity (hashing a RateLimit's fields costs more than building the answer);
-        # the entry keeps its RateLimit alive, so an id is never reused while cached.
-        entry = self._limits.get(id(limit))
-        if entry is None or entry[0] is not limit:
-            if len(self._limits) > 10000:  # overrides can be unbounded: keep the cache bounded
-                self._limits.clear()
-            proto = Response.RateLimit(requests_per_unit=limit.requests_per_unit,
-                                       unit=int(limit.unit), name=limit.name)
-            entry = self._limits[id(limit)] = (limit, proto)
-        return entry[1]
 
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
@@ -125,9 +73,3 @@ async def _traced_call(servicer: RateLimitServicer, request: Any,
             request.domain, descriptors_from_proto(request), request.hits_addend)
         span.set_attribute("ratelimit.overall_code", decision.overall.name)
         return servicer.builder.build(decision)
-
-
-def _duration(status: DescriptorStatus) -> Any:
-    if status.reset_ms is None:
-        return Duration(seconds=status.reset_seconds)
-    return Duration(seconds=status.reset_ms // 1000, nanos=(status.reset_ms % 1000) * 1_000_000)

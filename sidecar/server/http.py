@@ -17,10 +17,10 @@ from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Code, Engine
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
-from sidecar.server.grpc_rls import ResponseBuilder, descriptors_from_proto
 from sidecar.server.health import Health
 from sidecar.server.metrics import CONTENT_TYPE, Metrics
 from sidecar.server.rest import RestOptions, register_rest
+from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
 
 log = logging.getLogger("sidecar.http")
 

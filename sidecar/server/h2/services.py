@@ -1,6 +1,6 @@
 """The two unary methods the fast transport serves, as ``bytes -> bytes`` coroutines.
 
-ShouldRateLimit reuses grpc_rls's request conversion and ResponseBuilder, and maps errors and
+ShouldRateLimit reuses rls_proto's request conversion and ResponseBuilder, and maps errors and
 metrics exactly as RateLimitServicer does, so both transports answer the same way.
 """
 
@@ -17,10 +17,10 @@ from grpc_health.v1 import health_pb2
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Descriptor, Engine
-from sidecar.server.grpc_rls import ResponseBuilder, descriptors_from_proto
 from sidecar.server.h2.grpc_wire import GrpcError, Status
 from sidecar.server.health import Health
 from sidecar.server.metrics import Metrics
+from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
 from sidecar.tracing import Tracing
 
 log = logging.getLogger("sidecar.h2")
