@@ -120,28 +120,37 @@ def sliding_log(state: list[float] | None, now: float, hits: int,
     while cut < len(log) and log[cut] <= now - w:
         cut += 2
     log = log[cut:]
-    used = sum(int(n) for n in log[1::2])
+    used = int(sum(log[1::2]))
     after = used + hits
     if after <= lim.limit:
         if hits > 0:
-            log += [now, hits]
+            _append(log, now, hits)
         reset = (log[0] + w - now) if log else w
         return log, Verdict(True, lim.limit - after, reset, after)
     if lim.always and hits > 0:
         if used >= lim.limit and log:  # fold into the newest entry: at most limit + 1
             log[-2:] = [now, log[-1] + hits]
         else:
-            log += [now, hits]
+            _append(log, now, hits)
         return log, Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit), after)
     return (log if cut else None), Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit),
                                            after)
+
+
+def _append(log: list[float], now: float, hits: int) -> None:
+    """Add an entry; hits of the same millisecond share one (they leave the window together),
+    so a hot key holds at most one entry per millisecond of its window."""
+    if log and log[-2] == now:
+        log[-1] += hits
+    else:
+        log += [now, hits]
 
 
 def _log_wait(log: list[float], now: float, w: float, hits: int, limit: int) -> float:
     """Time until enough of the oldest entries leave the window for ``hits`` to fit."""
     if hits > limit:
         return w
-    used = sum(int(n) for n in log[1::2])
+    used = int(sum(log[1::2]))
     for i in range(0, len(log), 2):
         used -= int(log[i + 1])
         if used + hits <= limit:

@@ -60,6 +60,7 @@ RATE_LIMIT_KEYS = (
 EXTENSION_KEYS = ("algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected")
 ALGORITHMS_TEXT = ", ".join(ALGORITHMS)
 BUCKETS = ("token_bucket", "leaky_bucket")
+SLIDING_LOG_MAX = 10_000  # entries a sliding_log key may hold (one per allowed request)
 COUNTERS = ("fixed_window", "sliding_window")  # the algorithms that can count refused requests
 _WINDOW = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 REPLACES_KEYS = ("name",)
@@ -436,6 +437,8 @@ class _FileChecker:
         out["burst"] = self.burst(f, path, algorithm)
         out["window_ms"] = self.window_length(f, path, unit, window)
         out["calendar"] = self.calendar(f, path, unit, algorithm)
+        if algorithm == "sliding_log":
+            self.log_size(f.get("requests_per_unit"), path)
         counted = f.get("count_rejected")
         if not _is_null(counted):
             out["count_rejected"] = self.boolean(counted, f"{path}.count_rejected")
@@ -449,6 +452,18 @@ class _FileChecker:
         else:
             out["count_rejected"] = self._default_count_rejected(algorithm)
         return out if len(self.parsed.errors) == errors else None
+
+    def log_size(self, node: yaml.Node | None, path: str) -> None:
+        """sliding_log keeps one entry per allowed request and reads them all on each check:
+        its limit is capped so one hot key cannot cost unbounded memory and CPU."""
+        text = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if text.isdigit() and int(text) > SLIDING_LOG_MAX:
+            self.fail(
+                node,
+                f"{path}.requests_per_unit",
+                f"{text} is too many for sliding_log, which keeps one entry per request",
+                f"at most {SLIDING_LOG_MAX}, or algorithm: sliding_window for larger limits",
+            )
 
     def _default_count_rejected(self, algorithm: str) -> bool:
         """The domain's default where it set one; else only fixed windows count refusals (the

@@ -143,6 +143,13 @@ def test_rule_count_rejected_overrides_the_domain() -> None:
             "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket",
         ),
         (
+            "unit: minute, requests_per_unit: 20000, algorithm: sliding_log",
+            "",
+            "x.yaml:4: descriptors[0].rate_limit.requests_per_unit: 20000 is too many for "
+            "sliding_log, which keeps one entry per request; expected at most 10000, or "
+            "algorithm: sliding_window for larger limits",
+        ),
+        (
             "unit: minute, requests_per_unit: 5, burst: 3",
             "",
             "x.yaml:4: descriptors[0].rate_limit.burst: burst has no meaning for fixed_window; "
