@@ -47,7 +47,7 @@ class HttpApi:
         app.router.add_get("/rlconfig", self.rlconfig)
         app.router.add_get("/metrics", self.prometheus)
         if self.rest is not None:
-            register_rest(app, self.engine, self.rest)
+            register_rest(app, self.engine, self.rest, self.metrics)
         return app
 
     def debug_app(self) -> web.Application:

@@ -26,7 +26,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from aiohttp import web
 from sidecar.errors import NoRulesError, RequestError, SettingsError, StorageError
 from sidecar.limiter.engine import Code, Decision, Descriptor, DescriptorStatus, Engine
 from sidecar.rules.matcher import Entries
+from sidecar.server.metrics import Metrics
 
 log = logging.getLogger("sidecar.rest")
 
@@ -518,17 +519,44 @@ def _error(status: int, message: str, field_name: str | None) -> web.Response:
 FORWARD_AUTH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-def register_rest(app: web.Application, engine: Engine, options: RestOptions) -> RestApi:
-    """Add the REST routes to ``app`` (the HTTP port's application)."""
+def register_rest(app: web.Application, engine: Engine, options: RestOptions,
+                  metrics: Metrics | None = None) -> RestApi:
+    """Add the REST routes to ``app`` (the HTTP port's application); with ``metrics``, each
+    endpoint's requests and latency are counted (label ``grpc_method``: rest_check,
+    rest_report, forward_auth), as /json's are."""
     api = RestApi(engine, options)
-    app.router.add_post("/v1/check", api.check)
-    app.router.add_post("/v1/report", api.report)
+    app.router.add_post("/v1/check", _measured(api.check, metrics, "rest_check"))
+    app.router.add_post("/v1/report", _measured(api.report, metrics, "rest_report"))
+    forward_auth = _measured(api.forward_auth, metrics, "forward_auth")
     # Envoy's ext_authz appends the request's path (any characters) to the configured prefix.
     for path in ("/v1/forward-auth", r"/v1/forward-auth/{path:[\s\S]*}"):
         for method in FORWARD_AUTH_METHODS:
-            app.router.add_route(method, path, api.forward_auth)
+            app.router.add_route(method, path, forward_auth)
     app.router.add_get("/openapi.json", api.openapi_json)
     return api
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _measured(handler: Handler, metrics: Metrics | None, name: str) -> Handler:
+    if metrics is None:
+        return handler
+    requests = metrics.requests.labels(name)
+    latency = metrics.response_time.labels(name)
+    in_flight = metrics.in_flight.labels("http")
+
+    async def measured(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        requests.inc()
+        in_flight.inc()
+        try:
+            return await handler(request)
+        finally:
+            in_flight.dec()
+            latency.observe(time.perf_counter() - started)
+
+    return measured
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------
