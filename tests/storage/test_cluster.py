@@ -24,11 +24,12 @@ from tests.topologies import ClusterNode, RedisCluster
 
 pytestmark = pytest.mark.redis
 
-# Busy-waits ARGV[1] microseconds inside the node: a stand-in for a slow round trip.
+# Keeps the node busy for ARGV[1] loop turns, then INCR: a stand-in for a slow round trip.
+# (A loop on TIME would not do: some servers answer TIME from a clock frozen during a script.)
 BUSY = """
-local s = redis.call('TIME')
-repeat local n = redis.call('TIME')
-until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) >= tonumber(ARGV[1])
+local x = 0
+for i = 1, tonumber(ARGV[1]) do x = x + i end
+if #KEYS == 0 then return 0 end
 return redis.call('INCR', KEYS[1])
 """
 
@@ -91,12 +92,16 @@ async def test_node_pipelines_run_concurrently(redis_cluster: RedisCluster) -> N
     for master in redis_cluster.masters:
         with contextlib.closing(master.client()) as c:
             sha = c.script_load(BUSY)
+    with contextlib.closing(redis_cluster.masters[0].client()) as c:
+        started = time.monotonic()
+        c.evalsha(sha, 0, 2_000_000)
+        turns = int(2_000_000 * 0.15 / (time.monotonic() - started))  # about 150 ms
     try:
         keys = one_key_per_master(redis_cluster)
         assert len(keys) == 3
         await store.ping()  # connections open
         started = time.monotonic()
-        replies = await store.topology.execute([("EVALSHA", sha, 1, k, 150_000) for k in keys])
+        replies = await store.topology.execute([("EVALSHA", sha, 1, k, turns) for k in keys])
         elapsed = time.monotonic() - started
         assert replies == [1, 1, 1]
         assert elapsed < 0.35, f"{elapsed:.3f}s: the node groups ran one after the other"
