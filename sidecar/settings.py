@@ -13,13 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import SettingsError
 from sidecar.server.rest import RestOptions
 
 T = TypeVar("T")
 
-_TRUE = {"1", "t", "true", "yes", "y", "on"}
-_FALSE = {"0", "f", "false", "no", "n", "off", ""}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
@@ -28,25 +27,6 @@ FAILURE_POLICIES = ("unavailable", "allow", "deny", "local")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
-
-
-def parse_bool(name: str, text: str) -> bool:
-    low = text.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise SettingsError(f"{name}={text!r} is not a boolean; expected true or false")
-
-
-def parse_int(name: str, text: str, minimum: int = 0, maximum: int = 2**63) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{name}={value} is out of range; expected {minimum}..{maximum}")
-    return value
 
 
 def parse_workers(name: str, text: str) -> int:

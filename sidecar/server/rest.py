@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import NoRulesError, RequestError, SettingsError, StorageError
 from sidecar.limiter.engine import Code, Decision, Descriptor, DescriptorStatus, Engine
 from sidecar.rules.matcher import Entries
@@ -106,28 +107,8 @@ class RestOptions:
         return cls(**values)
 
 
-# Parsers of our own, not settings.py's: Settings may import this module to fold RestOptions in.
-def _int(name: str, text: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{name}={value} is out of range; expected {minimum}..{maximum}")
-    return value
-
-
-def _bool(name: str, text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "t", "true", "yes", "y", "on"):
-        return True
-    if low in ("0", "f", "false", "no", "n", "off", ""):
-        return False
-    raise SettingsError(f"{name}={text!r} is not a boolean; expected true or false")
-
-
 def _positive(maximum: int) -> Callable[[str, str], int]:
-    return lambda name, text: _int(name, text, 1, maximum)
+    return lambda name, text: parse_int(name, text, 1, maximum)
 
 
 def _header_name(optional: bool) -> Callable[[str, str], str]:
@@ -141,7 +122,7 @@ def _header_name(optional: bool) -> Callable[[str, str], str]:
 
 
 def _xff_index(name: str, text: str) -> int:
-    value = _int(name, text, -100, 100)
+    value = parse_int(name, text, -100, 100)
     if value == 0:
         raise SettingsError(f"{name}=0 is not a position; expected 1 (the first address), "
                             "-1 (the last), 2, -2, …")
@@ -149,7 +130,7 @@ def _xff_index(name: str, text: str) -> int:
 
 
 def _deny_status(name: str, text: str) -> int:
-    value = _int(name, text, 100, 599)
+    value = parse_int(name, text, 100, 599)
     if value not in DENY_STATUSES:
         raise SettingsError(f"{name}={text!r} is not supported; expected 429, or 403 for nginx")
     return value
@@ -175,7 +156,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "xff_index": ("VIVA_FORWARD_AUTH_XFF_INDEX", _xff_index),
     "namespace_header": ("VIVA_FORWARD_AUTH_NAMESPACE_HEADER", _header_name(True)),
     "default_namespace": ("VIVA_FORWARD_AUTH_DEFAULT_NAMESPACE", lambda _, text: text.strip()),
-    "hash_identifier": ("VIVA_FORWARD_AUTH_HASH_IDENTIFIER", _bool),
+    "hash_identifier": ("VIVA_FORWARD_AUTH_HASH_IDENTIFIER", parse_bool),
     "deny_status": ("VIVA_FORWARD_AUTH_DENY_STATUS", _deny_status),
     "headers": ("VIVA_RATELIMIT_HEADERS", _families),
 }
