@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import SettingsError
-from sidecar.server.rest import RestOptions
+from sidecar.server.rest_options import RestOptions
 
 T = TypeVar("T")
 

@@ -19,7 +19,8 @@ from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
 from sidecar.server.health import Health
 from sidecar.server.metrics import CONTENT_TYPE, Metrics
-from sidecar.server.rest import RestOptions, register_rest
+from sidecar.server.rest import register_rest
+from sidecar.server.rest_options import RestOptions
 from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
 
 log = logging.getLogger("sidecar.http")

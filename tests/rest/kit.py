@@ -15,7 +15,8 @@ from aiohttp import web
 
 from sidecar.limiter.engine import Engine, EngineOptions
 from sidecar.rules.loader import load_rules
-from sidecar.server.rest import RestOptions, register_rest
+from sidecar.server.rest import register_rest
+from sidecar.server.rest_options import RestOptions
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis import RedisOptions, RedisStore

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.server.rest import RestOptions
+from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
 from tests.rest.kit import Rest, serve_rest, write_rules
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server.rest import RestOptions
+from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis import RedisOptions, RedisStore
 from tests.conftest import FakeClock

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server.rest import RestOptions
+from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
 from tests.rest.kit import Rest, serve_rest, write_rules

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sidecar.limiter.engine import Code, Decision, DescriptorStatus
 from sidecar.rules.model import RateLimit, Unit
-from sidecar.server.rest import HEADER_FAMILIES, make_answer, rate_limit_headers
+from sidecar.server.rest import make_answer, rate_limit_headers
+from sidecar.server.rest_options import HEADER_FAMILIES
 
 ALL = frozenset(HEADER_FAMILIES)
 NOW = 1_000_000.25
