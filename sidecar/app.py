@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.app")
 
 HEALTH_SERVICE = "ratelimit"
-WORKER_ENV = "VIVA_WORKER_ID"  # set in worker processes by the supervisor
 STORE_PROBE_SECONDS = 1.0
 
 
@@ -289,10 +288,7 @@ def _host(host: str) -> str:
 
 
 def run_sidecar(settings: Settings) -> int:
-    if settings.workers > 1 and not os.environ.get(WORKER_ENV):
-        from sidecar.workers import supervise
-
-        return supervise(settings)
+    """Serve until SIGTERM/SIGINT (--workers > 1 goes through sidecar.workers.run first)."""
     with contextlib.suppress(KeyboardInterrupt), \
             asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(Sidecar(settings).run())

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sidecar import __version__
 from sidecar.errors import RuleSetError, SettingsError
+
+if TYPE_CHECKING:
+    from sidecar.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +85,6 @@ def _validate(path: str, merge: bool) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar.app import run_sidecar
     from sidecar.logs import configure_logging
     from sidecar.settings import Settings
 
@@ -95,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        return run_sidecar(settings)
+        return _run(settings)
     except RuleSetError as exc:
         print(f"viva-ratelimit: the rules in {settings.rules_path} are invalid:", file=sys.stderr)
         for error in exc.errors:
@@ -107,3 +111,15 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"viva-ratelimit: cannot start: {exc}", file=sys.stderr)
         return 1
+
+
+def _run(settings: Settings) -> int:
+    """The supervisor of --workers N (which needs only the settings: it stays small), or one
+    sidecar process."""
+    from sidecar.workers import WORKER_ENV, supervise
+
+    if settings.workers > 1 and not os.environ.get(WORKER_ENV):
+        return supervise(settings)
+    from sidecar.app import run_sidecar
+
+    return run_sidecar(settings)

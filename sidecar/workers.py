@@ -23,6 +23,7 @@ from sidecar.settings import Settings
 
 log = logging.getLogger("sidecar.workers")
 
+WORKER_ENV = "VIVA_WORKER_ID"  # set in worker processes by the supervisor
 CONFIG_ERRORS = (1, 2)  # the CLI's exit codes for invalid rules and bad settings
 RESTART_DELAY = 1.0
 
@@ -36,7 +37,7 @@ class Supervisor:
         self.exit_code = 0
 
     def start_worker(self, index: int) -> None:
-        env = {**os.environ, "VIVA_WORKER_ID": str(index),
+        env = {**os.environ, WORKER_ENV: str(index),
                "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
         argv = [sys.executable, "-m", "sidecar", *sys.argv[1:]]
         self.workers[index] = subprocess.Popen(argv, env=env)
