@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/grpc_direct.py [--seconds 6] [--rate-seconds 4]
         [--rates 500,1000,2000] [--stores memory,redis] [--transports fast,grpcio]
-        [--clients 4] [--streams 16] [--rounds 1] [--no-pin] [--profile]
+        [--clients 4] [--streams 16] [--workers 1,2] [--rounds 1] [--no-pin] [--profile]
 
 In one run, one after the other, each server alone on its own process:
   noop                 a grpc.aio servicer answering a constant OK RateLimitResponse: the floor,
@@ -17,7 +17,8 @@ check that is allowed): first at saturation (-c/-m for --seconds), then at fixed
 h2load only sees HTTP/2 statuses, so each server first answers one real call through grpcio
 (must be OK) and afterwards the sidecar's error counter must still be 0.
 
-The server is pinned to CPU 0; h2load (and redis-server) to CPU 1 (--no-pin: the OS decides).
+The server is pinned to CPU 0; h2load (and redis-server) to CPU 1 (--no-pin: the OS decides;
+a sidecar with --workers above 1 is never pinned, its workers share the machine's CPUs).
 Prints req/s and latency per server and the ratios ours/noop measured in this run. With
 --profile, one more saturation run per sidecar under `py-spy record --nonblocking` prints where
 its CPU goes (self time by area and by frame) and each thread's share of the CPU.
@@ -96,6 +97,7 @@ class Target:
     name: str
     store: str  # "-" for the no-op servicer
     transport: str = ""
+    workers: int = 1  # --workers of the sidecar (more than one: not pinned, Redis only)
 
     @property
     def ours(self) -> bool:
@@ -106,7 +108,7 @@ class Target:
 def server(target: Target, procs: Processes, rules: Path, redis_url: str | None,
            args: argparse.Namespace) -> Iterator[tuple[int, int, Sidecar | None]]:
     """(port, pid, sidecar or None) of the target, stopped on leaving."""
-    cpu = None if args.no_pin else SERVER_CPU
+    cpu = None if args.no_pin or target.workers > 1 else SERVER_CPU
     if not target.ours:
         port, pid = start_noop(procs, cpu=cpu)
         try:
@@ -117,7 +119,7 @@ def server(target: Target, procs: Processes, rules: Path, redis_url: str | None,
         return
     sidecar = start_sidecar(procs, rules, transport=target.transport,
                             redis_url=redis_url if target.store == "redis" else None, cpu=cpu,
-                            env=dict(e.split("=", 1) for e in args.env))
+                            workers=target.workers, env=dict(e.split("=", 1) for e in args.env))
     try:
         yield sidecar.grpc_port, sidecar.proc.pid, sidecar
     finally:
@@ -226,6 +228,10 @@ def main() -> int:
     parser.add_argument("--transports", default="fast,grpcio")
     parser.add_argument("--clients", type=int, default=4, help="h2load -c at saturation")
     parser.add_argument("--streams", type=int, default=16, help="h2load -m at saturation")
+    parser.add_argument("--workers", default="1",
+                        type=lambda s: [int(x) for x in s.split(",") if x],
+                        help="sidecar worker counts to measure, e.g. 1,2 (more than one: Redis "
+                             "only, not pinned)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the whole sequence; medians are reported")
     parser.add_argument("--no-pin", action="store_true")
@@ -240,7 +246,11 @@ def main() -> int:
     targets = [Target("noop (grpc.aio)", "-")]
     for store in args.stores.split(","):
         for transport in args.transports.split(","):
-            targets.append(Target(f"ours {transport}", store, transport))
+            for workers in args.workers:
+                if workers > 1 and store != "redis":
+                    continue  # the memory store refuses several workers
+                name = f"ours {transport}" + (f" x{workers}" if workers > 1 else "")
+                targets.append(Target(name, store, transport, workers))
     results = {id(t): Result(t.name, t.store) for t in targets}
     message = rls_request("bench", [[("client", "bench")]])
     with Processes() as procs:
