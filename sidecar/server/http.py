@@ -37,14 +37,11 @@ class HttpApi:
         self.metrics = metrics
         self.rules = rules
         self.builder = ResponseBuilder()
-        self._latency = metrics.response_time.labels("json")
-        self._requests = metrics.requests.labels("json")
-        self._in_flight = metrics.in_flight.labels("http")
 
     def main_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthcheck", self.healthcheck)
-        app.router.add_route("*", "/json", self.json)
+        app.router.add_route("*", "/json", self.metrics.measured(self.json, "json"))
         app.router.add_get("/rlconfig", self.rlconfig)
         app.router.add_get("/metrics", self.prometheus)
         if self.rest is not None:
@@ -65,16 +62,6 @@ class HttpApi:
         return web.Response(status=500, text="")
 
     async def json(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        self._requests.inc()
-        self._in_flight.inc()
-        try:
-            return await self._json(request)
-        finally:
-            self._in_flight.dec()
-            self._latency.observe(time.perf_counter() - started)
-
-    async def _json(self, request: web.Request) -> web.Response:
         body = await request.read()
         message = rls_pb2.RateLimitRequest()
         try:

@@ -393,6 +393,9 @@ def _error(status: int, message: str, field_name: str | None) -> web.Response:
 FORWARD_AUTH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
 def register_rest(app: web.Application, engine: Engine, options: RestOptions,
                   metrics: Metrics | None = None) -> RestApi:
     """Add the REST routes to ``app`` (the HTTP port's application); with ``metrics``, each
@@ -410,27 +413,8 @@ def register_rest(app: web.Application, engine: Engine, options: RestOptions,
     return api
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def _measured(handler: Handler, metrics: Metrics | None, name: str) -> Handler:
-    if metrics is None:
-        return handler
-    requests = metrics.requests.labels(name)
-    latency = metrics.response_time.labels(name)
-    in_flight = metrics.in_flight.labels("http")
-
-    async def measured(request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        requests.inc()
-        in_flight.inc()
-        try:
-            return await handler(request)
-        finally:
-            in_flight.dec()
-            latency.observe(time.perf_counter() - started)
-
-    return measured
+    return handler if metrics is None else metrics.measured(handler, name)
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------
