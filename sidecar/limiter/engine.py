@@ -197,8 +197,8 @@ class Engine:
                 await self._charge(self.store, domain, checks, plan.statuses, now_ms,
                                    atomic, cached, charge_always)
             except StorageError as exc:
-                await self._store_failed(exc, domain, checks, plan.statuses, now_ms, options,
-                                         cached, charge_always)
+                await self._store_failed(exc, domain, checks, plan.statuses, now_ms,
+                                         options.failure_policy, atomic, cached, charge_always)
         return self._finish(plan)
 
     # -- matching ----------------------------------------------------------------------------
@@ -350,16 +350,17 @@ class Engine:
 
     async def _store_failed(self, error: StorageError, domain: str, checks: list[_Check],
                             statuses: list[DescriptorStatus], now_ms: int,
-                            options: DomainOptions, cached: bool, always: bool = False) -> None:
+                            domain_policy: str | None, atomic: bool, cached: bool,
+                            always: bool) -> None:
         """Answer by the domain's failure policy (see limiter/policy.py); ``unavailable``
         re-raises, so the transport answers UNAVAILABLE and Envoy decides."""
-        policy = self.policy.choose(options.failure_policy)
+        policy = self.policy.choose(domain_policy)
         self.policy.decided(domain, policy, error)
         if policy == UNAVAILABLE:
             raise error
         if policy == LOCAL:
-            await self._charge(self.policy.fallback, domain, checks, statuses, now_ms,
-                               options.atomic and not always, cached, always)
+            await self._charge(self.policy.fallback, domain, checks, statuses, now_ms, atomic,
+                               cached, always)
             return
         deny = policy == DENY
         for check in checks:
