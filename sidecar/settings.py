@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import SettingsError
+from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
 from sidecar.server.rest_options import RestOptions
 
 T = TypeVar("T")
@@ -23,7 +24,6 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 REDIS_TYPES = ("single", "sentinel", "cluster")
-FAILURE_POLICIES = ("unavailable", "allow", "deny", "local")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}

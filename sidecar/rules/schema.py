@@ -22,6 +22,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 
 from sidecar.errors import RuleError
 from sidecar.limiter.algorithms import ALGORITHMS
+from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
 from sidecar.limiter.windows import CALENDAR_UNITS
 from sidecar.rules.matcher import sanitize_stat_name
 from sidecar.rules.model import (
@@ -48,7 +49,6 @@ _MAX_U32 = 2**32 - 1
 _COUNT = f"a whole number from 0 to {_MAX_U32} (0 refuses every request)"
 
 ROOT_KEYS = ("domain", "descriptors", "atomic", "count_rejected", "time_zone", "failure_policy")
-FAILURE_POLICIES = ("allow", "deny", "unavailable", "local")
 DESCRIPTOR_KEYS = (
     "key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode",
     "detailed_metric", "value_to_metric", "share_threshold", "metadata",
