@@ -39,6 +39,7 @@ from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, RuleSet,
 from sidecar.storage.base import Increment, Store
 
 _NO_OPTIONS = DomainOptions()
+_NO_RULES = RuleSet(domains={}, version="", loaded_at=0.0)
 
 UNLIMITED_REMAINING = 4294967295
 
@@ -57,7 +58,9 @@ class Descriptor:
 
     entries: Entries
     hits_addend: int | None = None  # per-descriptor; None when Envoy did not set it
-    limit: tuple[int, Unit] | None = None  # Envoy's limit override (requests_per_unit, unit)
+    # Envoy's limit override (requests_per_unit, unit), or an explicit RateLimit (a caller
+    # that decides the limit itself, e.g. an API key's plan): applied without the rules.
+    limit: tuple[int, Unit] | RateLimit | None = None
 
 
 @dataclass(slots=True)
@@ -169,20 +172,25 @@ class Engine:
         self.rules = rules
 
     async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
-                                hits_addend: int = 0, *, charge_always: bool = False) -> Decision:
+                                hits_addend: int = 0, *, charge_always: bool = False,
+                                options: DomainOptions | None = None) -> Decision:
         """Check and charge ``descriptors`` of ``domain``. ``charge_always`` (usage reported
         after the fact) charges every hit even past the limit, whatever the algorithm and
         ``count_rejected``; it skips the local cache and charges an atomic domain's
-        descriptors each on its own."""
+        descriptors each on its own. ``options`` replaces the domain options of the rules
+        (for callers whose descriptors carry explicit RateLimits)."""
         if not domain:
             raise RequestError("rate limit domain must not be empty")
         if not descriptors:
             raise RequestError("rate limit descriptor list must not be empty")
         rules = self.rules
         if rules is None:
-            raise NoRulesError()
+            if not all(isinstance(d.limit, RateLimit) for d in descriptors):
+                raise NoRulesError()
+            rules = _NO_RULES  # explicit limits need no rules
         now_ms = int(self.clock() * 1000)
-        options = rules.options.get(domain, _NO_OPTIONS)
+        if options is None:
+            options = rules.options.get(domain, _NO_OPTIONS)
         plan = self._plan(domain, descriptors, self._match_all(rules, domain, descriptors),
                           max(1, hits_addend), now_ms, options)
         checks, cached = plan.checks, False
@@ -206,13 +214,18 @@ class Engine:
     def _match_all(self, rules: RuleSet, domain: str,
                    descriptors: Sequence[Descriptor]) -> list[Match | None]:
         root = rules.domains.get(domain)
-        if root is None:
+        if root is None and not any(isinstance(d.limit, RateLimit) for d in descriptors):
             for _ in descriptors:
                 self.stats.domain_not_found(domain)
             return [None] * len(descriptors)
         out: list[Match | None] = []
         for i, desc in enumerate(descriptors):
-            if desc.limit is not None:
+            if isinstance(desc.limit, RateLimit):  # explicit: no rules needed for the domain
+                out.append(Match(desc.limit, desc.limit.stats_key))
+            elif root is None:  # as the reference: an unknown domain gives no limit
+                self.stats.domain_not_found(domain)
+                out.append(None)
+            elif desc.limit is not None:
                 out.append(self._override(domain, desc.entries, desc.limit, i))
             elif desc.entries:
                 out.append(match_descriptor(root, domain, desc.entries))

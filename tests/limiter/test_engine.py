@@ -17,7 +17,7 @@ from sidecar.limiter.engine import (
     EngineOptions,
 )
 from sidecar.limiter.fixed_window import near_threshold
-from sidecar.rules.model import UNIT_SECONDS, Unit
+from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, Unit
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
@@ -203,6 +203,47 @@ async def test_limit_override_with_an_unknown_unit_names_the_field(rig: MakeRig)
         await r.check("test-domain", desc(("key2", "a")),
                       desc(("k", "v"), limit=(5, Unit.UNKNOWN)))
     assert len(r.store) == 0  # nothing was charged
+
+
+# -- explicit RateLimits (callers that decide the limit themselves) -------------------------
+
+
+def _explicit(rpu: int, unit: Unit = Unit.MINUTE, **more: Any) -> RateLimit:
+    return RateLimit(requests_per_unit=rpu, unit=unit, stats_key="keys.pro.per_minute", **more)
+
+
+async def test_explicit_limit_needs_neither_the_domain_nor_any_rules(clock: FakeClock) -> None:
+    engine = Engine(MemoryStore(), EngineOptions(expiration_jitter_max_seconds=0), clock=clock)
+    one = Descriptor((("key", "key_1"), ("limit", "per_minute")), limit=_explicit(2))
+    codes = [(await engine.should_rate_limit("keys", [one])).overall for _ in range(3)]
+    assert codes == [OK, OK, OVER]
+    with pytest.raises(NoRulesError):  # a rules descriptor still needs rules
+        await engine.should_rate_limit("keys", [one, desc(("key1", "value1"))])
+
+
+async def test_explicit_limit_runs_its_algorithm_and_reports_its_name(rig: MakeRig) -> None:
+    r = rig()
+    bucket = _explicit(1, Unit.SECOND, algorithm="token_bucket", burst=3, count_rejected=False,
+                       name="burst")
+    entries = (("key", "key_1"), ("limit", "burst"))
+    codes = [(await r.check("unknown-domain", Descriptor(entries, limit=bucket))).overall
+             for _ in range(4)]
+    assert codes == [OK, OK, OK, OVER]
+    d = await r.check("unknown-domain", Descriptor(entries, limit=bucket))
+    assert d.statuses[0].limit is bucket and d.statuses[0].reset_ms is not None
+    assert r.stats.of("keys.pro.per_minute")["over"] == 2
+    assert r.stats.not_found == {}
+
+
+async def test_explicit_options_make_a_request_atomic(rig: MakeRig) -> None:
+    r = rig()
+    small, big = _explicit(1, name="small"), _explicit(5, name="big")
+    pair = [Descriptor((("k", "a"),), limit=small), Descriptor((("k", "b"),), limit=big)]
+    atomic = DomainOptions(atomic=True)
+    for _ in range(3):
+        await r.engine.should_rate_limit("keys", pair, options=atomic)
+    d = await r.engine.should_rate_limit("keys", pair[1:], options=atomic)
+    assert d.statuses[0].remaining == 3  # charged once with "small", not on its refusals
 
 
 # -- unlimited, replaces, whitelists, unknown domains ----------------------------------------
