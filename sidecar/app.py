@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import grpc
     from grpc_health.v1 import health as grpc_health
 
+    from sidecar.management.service import FullMode
     from sidecar.storage.redis import RedisOptions
 
 # grpcio (the grpcio transport) and redis-py (the Redis store) are imported only when the
@@ -112,6 +113,13 @@ class Sidecar:
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
             include_dotfiles=not settings.ignore_dotfiles,
             poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
+        # Full mode (customers, keys, plans, admin API): imported only when asked for, so a
+        # standalone sidecar never loads SQLAlchemy and the catalog.
+        self.full: FullMode | None = None
+        if settings.mode == "full":
+            from sidecar.management.service import FullMode
+
+            self.full = FullMode(settings, self.engine, self.metrics, clock)
         self.grpc_server: grpc.aio.Server | None = None
         self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None
@@ -138,6 +146,8 @@ class Sidecar:
             log.warning("starting without valid rules (FORCE_START_WITHOUT_INITIAL_CONFIG); "
                         "every call fails until a valid version is loaded")
         try:
+            if self.full is not None:
+                await self.full.start()
             await self._probe_store()
             if self.settings.transport == "fast":
                 await self._start_fast()
@@ -149,6 +159,8 @@ class Sidecar:
             raise
         loop = asyncio.get_running_loop()
         self.rules.start(loop)
+        if self.full is not None:
+            self.full.watch(loop)
         self._spawn(self._watch_store())
         s = self.settings
         log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
@@ -175,6 +187,8 @@ class Sidecar:
             RateLimitServicer(self.engine, self.metrics, self.tracing), server)
         self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
+        if self.full is not None:
+            self.full.add_to_grpcio(server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
         self.grpc_server = server
         try:
@@ -192,7 +206,8 @@ class Sidecar:
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
         self.h2_server = H2Server(self.engine, self.health, self.metrics, options,
-                                  tracing=self.tracing)
+                                  tracing=self.tracing,
+                                  routes=self.full.grpc_routes() if self.full else None)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
@@ -209,7 +224,10 @@ class Sidecar:
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1
-        self.http_runner = await _serve(api.main_app(), s.host, s.port, grace, reuse)
+        app = api.main_app()
+        if self.full is not None:
+            self.full.register_http(app)
+        self.http_runner = await _serve(app, s.host, s.port, grace, reuse)
         if s.debug_port != s.port:
             self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace,
                                              reuse)
@@ -258,6 +276,8 @@ class Sidecar:
         for runner in (self.http_runner, self.debug_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self.full is not None:
+            await self.full.stop()
         await self.store.close()
         self.tracing.shutdown()  # flushes spans still queued for export
 

@@ -41,6 +41,22 @@ def _parser() -> argparse.ArgumentParser:
                        "(env VIVA_WORKERS, default 1; more than one needs the Redis store)")
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
                        help="env LOG_LEVEL, default warn")
+    serve.add_argument("--mode", choices=("standalone", "full"),
+                       help="standalone (default) or full: customers, API keys, plans and the "
+                       "admin API on the HTTP port (env MODE or VIVA_MODE)")
+
+    db = sub.add_parser("db", help="full mode's catalog database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the migrations to VIVA_DATABASE_URL (the sidecar "
+                      "also does at start-up)")
+
+    admin = sub.add_parser("admin", help="full mode administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    root = admin_sub.add_parser("create-root-key", help="create a root key (admin "
+                                "credentials) and print it once")
+    root.add_argument("--scopes", required=True, help="comma-separated: admin, keys:write, "
+                      "keys:read, keys:verify, customers:write, customers:read")
+    root.add_argument("--name", default=None, help="a label to tell root keys apart")
 
     validate = sub.add_parser("validate", help="check rules offline; exit 1 listing every "
                               "problem")
@@ -65,7 +81,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.client import check_once
 
         return check_once(args.address, args.domain, args.descriptor, args.hits)
+    if args.command in ("db", "admin"):
+        return _manage(args)
     return _serve(args)
+
+
+def _manage(args: argparse.Namespace) -> int:
+    """``db upgrade`` and ``admin create-root-key``: full mode's commands (settings from the
+    environment, as for serve)."""
+    from sidecar.logs import configure_logging
+    from sidecar.management.commands import create_root_key, upgrade_database
+    from sidecar.settings import Settings
+
+    try:
+        settings = Settings.load({})
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "db":
+            return upgrade_database(settings)
+        return create_root_key(settings, args.scopes, args.name)
+    except SettingsError as exc:
+        print(f"viva-ratelimit: {exc}", file=sys.stderr)
+        return 2
 
 
 def _validate(path: str, merge: bool) -> int:
@@ -91,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"config": args.config, "backend": args.backend, "redis_url": args.redis_url,
              "grpc_port": args.grpc_port, "http_port": args.http_port,
              "debug_port": args.debug_port, "log_level": args.log_level,
-             "workers": args.workers, "transport": args.transport}
+             "workers": args.workers, "transport": args.transport, "mode": args.mode}
     try:
         settings = Settings.load(flags)
     except SettingsError as exc:
@@ -101,7 +137,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return _run(settings)
     except RuleSetError as exc:
-        print(f"viva-ratelimit: the rules in {settings.rules_path} are invalid:", file=sys.stderr)
+        where = settings.rules_path
+        if settings.mode == "full" and settings.plans_dir != where:
+            where += f" or the plans in {settings.plans_dir}"
+        print(f"viva-ratelimit: the rules in {where} are invalid:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1

@@ -97,14 +97,39 @@ def _str(name: str, text: str) -> str:
     return text
 
 
-def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "flag": flag})
+def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "",
+             aliases: tuple[str, ...] = ()) -> Any:
+    """A field read from flag ``flag``, else variable ``env``, else the first of ``aliases``
+    that is set."""
+    return field(default=default, metadata={"env": env, "parse": parse, "flag": flag,
+                                            "aliases": aliases})
+
+
+MODES = ("standalone", "full")
+
+
+def parse_root_key(name: str, text: str) -> str:
+    """A bootstrap root key: any string of at least 32 characters (never echoed back)."""
+    if text and len(text) < 32:
+        raise SettingsError(f"{name} is {len(text)} characters long; expected at least 32 "
+                            "(e.g. the output of 'viva-ratelimit admin create-root-key')")
+    return text
+
+
+def parse_header_list(name: str, text: str) -> tuple[str, ...]:
+    headers = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    if not headers:
+        raise SettingsError(f"{name}={text!r} names no header; expected e.g. "
+                            "x-api-key,authorization")
+    return headers
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the sidecar. ``env`` names its variable; ``flag`` its serve option."""
 
+    # Mode: standalone (the rate limiter) or full (plus customers, API keys, plans, admin API).
+    mode: str = _setting("MODE", parse_choice(MODES), "standalone", "mode", ("VIVA_MODE",))
     # Rules
     config_dir: str = _setting("VIVA_CONFIG_DIR", _str, "", "config")
     runtime_root: str = _setting("RUNTIME_ROOT", _str, "")
@@ -190,6 +215,15 @@ class Settings:
     limit_header: str = _setting("LIMIT_LIMIT_HEADER", _str, "RateLimit-Limit")
     remaining_header: str = _setting("LIMIT_REMAINING_HEADER", _str, "RateLimit-Remaining")
     reset_header: str = _setting("LIMIT_RESET_HEADER", _str, "RateLimit-Reset")
+    # Full mode: the catalog, the bootstrap root key, plans, key verification.
+    data_dir: str = _setting("VIVA_DATA_DIR", _str, "./data")
+    database_url: str = _setting("VIVA_DATABASE_URL", _str, "")
+    root_key: str = _setting("VIVA_ROOT_KEY", parse_root_key, "")
+    plans_path: str = _setting("VIVA_PLANS", _str, "")
+    key_headers: tuple[str, ...] = _setting("VIVA_KEY_HEADERS", parse_header_list,
+                                            ("x-api-key", "authorization"))
+    key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
+    verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
     # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
     # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
     rest: RestOptions = field(default_factory=RestOptions,
@@ -207,8 +241,10 @@ class Settings:
             flag = meta["flag"]
             if flag and flags.get(flag) is not None:
                 values[f.name] = flags[flag]
-            elif meta["parse"] is not None and meta["env"] in env:
-                values[f.name] = meta["parse"](meta["env"], env[meta["env"]])
+            elif meta["parse"] is not None:
+                name = next((n for n in (meta["env"], *meta.get("aliases", ())) if n in env), None)
+                if name is not None:
+                    values[f.name] = meta["parse"](name, env[name])
         values["rest"] = RestOptions.from_env(env)
         if not values.get("backend"):
             values["backend"] = "redis" if values.get("redis_url") else "memory"
@@ -223,6 +259,11 @@ class Settings:
                                 "with the memory store each worker would count on its own; "
                                 "expected 1 worker, or a Redis store")
         return cls(**values)
+
+    @property
+    def plans_dir(self) -> str:
+        """Where plans documents are read (full mode): VIVA_PLANS, else the rules path."""
+        return self.plans_path or self.rules_path
 
     @property
     def rules_path(self) -> str:
@@ -240,8 +281,10 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_auth") and value:
+            if (f.name.endswith("_auth") or f.name == "root_key") and value:
                 value = "***"
+            elif f.name == "database_url" and value:
+                value = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", value)
             elif isinstance(value, RestOptions):
                 value = {k: sorted(v) if isinstance(v, frozenset) else v
                          for k, v in asdict(value).items()}

@@ -7,13 +7,13 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sidecar.limiter.engine import Engine
 from sidecar.server.h2 import frames as fr
 from sidecar.server.h2.connection import Connection
 from sidecar.server.h2.options import H2Options
-from sidecar.server.h2.request import Router
+from sidecar.server.h2.request import Handler, Router
 from sidecar.server.h2.services import (
     HEALTH_CHECK_PATH,
     RATE_LIMIT_PATH,
@@ -42,11 +42,13 @@ class H2Server:
     def __init__(self, engine: Engine, health: HealthSource, metrics: Metrics,
                  options: H2Options | None = None,
                  health_services: tuple[str, ...] = ("", "ratelimit"),
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None,
+                 routes: Mapping[bytes, Handler] | None = None) -> None:
         self.options = options or H2Options()
         self.router = Router({
             RATE_LIMIT_PATH: RateLimitMethod(engine, metrics, tracing),
             HEALTH_CHECK_PATH: HealthMethod(health, health_services),
+            **(routes or {}),  # more unary methods (full mode: ext_authz Check)
         })
         self.preface = _server_preface(self.options)
         self.port = 0
