@@ -7,7 +7,8 @@ its SHA-256 and shown once, by the create or rotate answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,10 +49,23 @@ class Catalog:
     """Customers, keys, root keys and the audit log, over one session factory."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 plans: Callable[[], PlanSet | None], clock: Clock) -> None:
+                 plans: Callable[[], PlanSet | None], clock: Clock,
+                 committed: Callable[[Change], None] | None = None) -> None:
         self.sessions = sessions
         self.plans = plans
         self.clock = clock
+        # Hears this instance's own changes once committed (its cache need not wait for the
+        # change-log poll; other instances hear them from the poll).
+        self.committed = committed
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; the change-log rows it wrote are announced after it commits."""
+        async with self.sessions.begin() as session:
+            yield session
+        for change in session.info.get("changes", ()):
+            if self.committed is not None:
+                self.committed(change)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -66,7 +80,7 @@ class Catalog:
                        name=body.name, email=body.email, plan=body.plan, meta=body.meta,
                        limits=limits, created_at=now, updated_at=now)
         try:
-            async with self.sessions.begin() as session:
+            async with self._transaction() as session:
                 if await session.get(Customer, row.id) is not None:
                     raise Conflict(f"customer {row.id!r} exists already", "id")
                 session.add(row)
@@ -96,7 +110,7 @@ class Catalog:
         plan = body.plan if body.plan is not msgspec.UNSET else None
         if plan is not None:
             self._check_plan(plan)
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             row = await self._customer(session, customer_id, lock=True)
             scope = plan or row.plan
             if body.limits is not msgspec.UNSET:
@@ -116,7 +130,7 @@ class Catalog:
         """Mark the customer deleted and revoke every key it has (kept for the audit log and
         later billing)."""
         now = self.now()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             row = await self._customer(session, customer_id, lock=True)
             row.deleted_at = row.updated_at = now
             keys = (await session.scalars(select(ApiKey).where(
@@ -131,7 +145,7 @@ class Catalog:
 
     async def create_key(self, actor: Actor, body: s.KeyCreate) -> s.KeyCreated:
         now = self.now()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             customer = await self._customer(session, body.customer_id, lock=True,
                                             field="customer_id")
             await self._room_for_a_key(session, customer, now)
@@ -164,7 +178,7 @@ class Catalog:
         return s.KeyList(items, items[-1].id if len(rows) > limit else None)
 
     async def update_key(self, actor: Actor, key_id: str, body: s.KeyUpdate) -> s.Key:
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             row = await self._key(session, key_id, lock=True)
             plan = await self._plan_of(session, row.customer_id)
             if body.limits is not msgspec.UNSET:
@@ -182,7 +196,7 @@ class Catalog:
         """A new key with the old one's customer, limits and meta; the old one expires after
         ``grace_seconds`` (0: at once)."""
         now = self.now()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             old = await self._key(session, key_id, lock=True)
             if old.revoked_at is not None:
                 raise Conflict(f"key {key_id!r} is revoked; a revoked key cannot be rotated",
@@ -205,7 +219,7 @@ class Catalog:
         return _created(row, made.secret, plan)
 
     async def revoke_key(self, actor: Actor, key_id: str) -> s.Key:
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             row = await self._key(session, key_id, lock=True)
             if row.revoked_at is None:
                 row.revoked_at = row.updated_at = self.now()
@@ -230,7 +244,7 @@ class Catalog:
         made = new_key(ROOT_KEY_PREFIX)
         secret = secret or made.secret
         digest = hash_key(secret)
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             found = await session.scalar(select(RootKey).where(RootKey.hash == digest))
             if found is not None:
                 return found.id, secret
@@ -275,7 +289,7 @@ class Catalog:
     async def prune_changes(self, older_than: datetime) -> None:
         from sqlalchemy import delete
 
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             await session.execute(delete(Change).where(Change.at < older_than))
 
     # -- helpers -----------------------------------------------------------------------------
@@ -340,9 +354,11 @@ class Catalog:
 
     def _changed(self, session: AsyncSession, kind: str, key: ApiKey | None = None,
                  customer_id: str | None = None) -> None:
-        session.add(Change(at=self.now(), kind=kind, key_id=key.id if key else None,
-                           key_hash=key.hash if key else None,
-                           customer_id=key.customer_id if key else customer_id))
+        change = Change(at=self.now(), kind=kind, key_id=key.id if key else None,
+                        key_hash=key.hash if key else None,
+                        customer_id=key.customer_id if key else customer_id)
+        session.add(change)
+        session.info.setdefault("changes", []).append(change)
 
 
 def _fields(body: msgspec.Struct) -> dict[str, Any]:

@@ -50,7 +50,7 @@ class FullMode:
         self.plans = PlansManager(settings.plans_dir, not settings.ignore_dotfiles,
                                   settings.reload_poll_interval, on_change=self._plans_changed,
                                   on_result=self._plans_result)
-        self.catalog = Catalog(sessions(self.db), self._current_plans, clock)
+        self.catalog = Catalog(sessions(self.db), self._current_plans, clock, self._changed)
         self.cache = KeyCache(settings.key_cache_size, clock)
         self.verifications = Counter("viva_key_verifications", "Key verifications by code",
                                      ("code", "transport"), registry=metrics.registry)
