@@ -76,22 +76,25 @@ class AdminApi:
         r = app.router
         r.add_post("/v1/keys/verify", measured(self.verify, "key_verify"))
         r.add_get("/v1/admin/openapi.json", self.openapi_json)
-        admin = [
-            ("POST", "/v1/customers", self.create_customer),
-            ("GET", "/v1/customers", self.list_customers),
-            ("GET", "/v1/customers/{id}", self.get_customer),
-            ("PATCH", "/v1/customers/{id}", self.update_customer),
-            ("DELETE", "/v1/customers/{id}", self.delete_customer),
-            ("POST", "/v1/keys", self.create_key),
-            ("GET", "/v1/keys", self.list_keys),
-            ("GET", "/v1/keys/{id}", self.get_key),
-            ("PATCH", "/v1/keys/{id}", self.update_key),
-            ("POST", "/v1/keys/{id}/rotate", self.rotate_key),
-            ("POST", "/v1/keys/{id}/revoke", self.revoke_key),
-            ("GET", "/v1/audit", self.list_audit),
+        page = ("limit", "cursor")
+        # A key id never is "verify" or "forward-auth": those paths have their own routes.
+        key = "/v1/keys/{id:(?!verify$|forward-auth(?:/|$))[^/]+}"
+        admin: list[tuple[str, str, Handler, tuple[str, ...]]] = [
+            ("POST", "/v1/customers", self.create_customer, ()),
+            ("GET", "/v1/customers", self.list_customers, page),
+            ("GET", "/v1/customers/{id}", self.get_customer, ()),
+            ("PATCH", "/v1/customers/{id}", self.update_customer, ()),
+            ("DELETE", "/v1/customers/{id}", self.delete_customer, ()),
+            ("POST", "/v1/keys", self.create_key, ()),
+            ("GET", "/v1/keys", self.list_keys, ("customer_id", *page)),
+            ("GET", key, self.get_key, ()),
+            ("PATCH", key, self.update_key, ()),
+            ("POST", f"{key}/rotate", self.rotate_key, ()),
+            ("POST", f"{key}/revoke", self.revoke_key, ()),
+            ("GET", "/v1/audit", self.list_audit, ("target", *page)),
         ]
-        for method, path, handler in admin:
-            r.add_route(method, path, measured(_guarded(handler), "admin"))
+        for method, path, handler, query in admin:
+            r.add_route(method, path, measured(_guarded(handler, query), "admin"))
 
     # -- customers ---------------------------------------------------------------------------
 
@@ -225,9 +228,14 @@ def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=s.to_json(value), status=status, content_type="application/json")
 
 
-def _guarded(handler: Handler) -> Handler:
+def _guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
+    """``handler`` with unknown query parameters refused and every failure a JSON error."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
+            for name in request.query:
+                if name not in query:
+                    raise Invalid(f"unknown query parameter; expected "
+                                  f"{', '.join(query) or 'none'}", name[:64])
             return await handler(request)
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
