@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-
 from typing import Any
 
 import pytest
