@@ -47,8 +47,12 @@ from common import (
 
 ROOT_KEY = "bench-root-key-0123456789abcdefghijklmnopq"
 HUGE = 1_000_000_000
+# The same limit both ways: a plan's limits are charged atomically and never count refused
+# requests, so the rule does the same (the same algorithm path in the engine and in Redis).
 RULES = f"""\
 domain: bench
+atomic: true
+count_rejected: false
 descriptors:
   - key: identifier
     rate_limit: {{unit: hour, requests_per_unit: {HUGE}}}

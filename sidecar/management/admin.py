@@ -24,7 +24,7 @@ from aiohttp import web
 
 from sidecar.errors import RequestError, StorageError
 from sidecar.management import schemas as s
-from sidecar.management.answers import headers, verification
+from sidecar.management.answers import headers, rate_answer, verification
 from sidecar.management.catalog import MAX_PAGE, Actor, Catalog
 from sidecar.management.errors import AdminError, Forbidden, Invalid, Unauthorized
 from sidecar.management.keys import hash_key
@@ -174,9 +174,9 @@ class AdminApi:
                 body.key, request.remote or "", body.cost, body.limits, body.features or ())
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
-        now = self.verifier.engine.clock()
-        response = _json(verification(outcome, now))
-        for name, value in headers(outcome, now, self.rate_headers):
+        answer = rate_answer(outcome, self.verifier.engine.clock())
+        response = _json(verification(outcome, answer))
+        for name, value in headers(answer, self.rate_headers):
             response.headers[name] = value
         return response
 

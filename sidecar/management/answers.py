@@ -19,9 +19,12 @@ def rate_answer(outcome: Outcome, now: float) -> Answer | None:
     return make_answer(decision, entries, now)
 
 
-def verification(outcome: Outcome, now: float) -> s.Verification:
+def verification(outcome: Outcome, answer: Answer | None) -> s.Verification:
+    """The JSON answer; ``answer`` is ``rate_answer(outcome, now)`` (computed once per call,
+    for the body and the headers)."""
     key, plan = outcome.key, outcome.plan
-    answer = rate_answer(outcome, now) if outcome.decision is not None else None
+    if outcome.decision is None:
+        answer = None
     limits: list[s.VerifiedLimit] = []
     if answer is not None and outcome.decision is not None:
         for result, status in zip(answer.results, outcome.decision.statuses, strict=True):
@@ -41,15 +44,11 @@ def verification(outcome: Outcome, now: float) -> s.Verification:
         limits=limits)
 
 
-def headers(outcome: Outcome, now: float, families: frozenset[str]) -> list[tuple[str, str]]:
-    answer = rate_answer(outcome, now)
-    if answer is None:
-        return []
-    return rate_limit_headers(answer, families)
+def headers(answer: Answer | None, families: frozenset[str]) -> list[tuple[str, str]]:
+    return [] if answer is None else rate_limit_headers(answer, families)
 
 
-def retry_after(outcome: Outcome, now: float) -> int:
-    answer = rate_answer(outcome, now)
+def retry_after(answer: Answer | None) -> int:
     return max(1, answer.overall.retry_after or 1) if answer is not None else 1
 
 

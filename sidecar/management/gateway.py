@@ -35,7 +35,7 @@ from google.rpc import status_pb2
 
 from sidecar.errors import RequestError, StorageError
 from sidecar.management.answers import headers as rate_headers
-from sidecar.management.answers import retry_after
+from sidecar.management.answers import rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
 from sidecar.server.metrics import Metrics
 
@@ -98,6 +98,7 @@ class ExtAuthz:
         self.families = families
         self._requests = metrics.requests.labels("ext_authz")
         self._latency = metrics.response_time.labels("ext_authz")
+        self._templates: dict[tuple[str, str, str], bytes] = {}
 
     async def check(self, request: Any) -> Any:
         """CheckRequest → CheckResponse; StorageError when the counter store is down."""
@@ -134,17 +135,30 @@ class ExtAuthz:
     def _allowed(self, outcome: Outcome) -> Any:
         key = outcome.key
         assert key is not None
-        response = authz.CheckResponse(status=status_pb2.Status(code=0))
+        response = authz.CheckResponse()
+        # The upstream headers of a key never change while it is cached: built once.
+        response.MergeFromString(self._upstream(key.key_id, key.customer_id, key.plan))
         ok = response.ok_response
-        for name, value in (("x-viva-customer-id", key.customer_id),
-                            ("x-viva-key-id", key.key_id), ("x-viva-plan", key.plan)):
-            ok.headers.add(header=base_pb2.HeaderValue(key=name, value=value),
-                           append_action=_OVERWRITE)
-        now = self.verifier.engine.clock()
-        for name, value in rate_headers(outcome, now, self.families):
+        answer = rate_answer(outcome, self.verifier.engine.clock())
+        for name, value in rate_headers(answer, self.families):
             ok.response_headers_to_add.add(header=base_pb2.HeaderValue(key=name, value=value),
                                            append_action=_OVERWRITE)
         return response
+
+    def _upstream(self, key_id: str, customer_id: str, plan: str) -> bytes:
+        cached = self._templates.get((key_id, customer_id, plan))
+        if cached is None:
+            response = authz.CheckResponse(status=status_pb2.Status(code=0))
+            for name, value in (("x-viva-customer-id", customer_id), ("x-viva-key-id", key_id),
+                                ("x-viva-plan", plan)):
+                response.ok_response.headers.add(
+                    header=base_pb2.HeaderValue(key=name, value=value),
+                    append_action=_OVERWRITE)
+            if len(self._templates) >= 10_000:
+                self._templates.clear()
+            cached = self._templates[(key_id, customer_id, plan)] = \
+                response.SerializeToString()
+        return cached
 
     def _denied(self, code: str, outcome: Outcome | None) -> Any:
         status = http_status(code)
@@ -156,10 +170,10 @@ class ExtAuthz:
         if status == 401:
             pairs.append(("www-authenticate", 'Bearer realm="viva-ratelimit"'))
         if outcome is not None:
-            now = self.verifier.engine.clock()
-            pairs.extend(rate_headers(outcome, now, self.families))
+            answer = rate_answer(outcome, self.verifier.engine.clock())
+            pairs.extend(rate_headers(answer, self.families))
             if code in LIMITED and not any(k.lower() == "retry-after" for k, _ in pairs):
-                pairs.append(("retry-after", str(retry_after(outcome, now))))
+                pairs.append(("retry-after", str(retry_after(answer))))
         for name, value in pairs:
             denied.headers.add(header=base_pb2.HeaderValue(key=name, value=value),
                                append_action=_OVERWRITE)
@@ -255,9 +269,9 @@ class ForwardAuth:
             response.headers["X-Viva-Key-Id"] = outcome.key.key_id
             response.headers["X-Viva-Plan"] = outcome.key.plan
         if outcome is not None:
-            now = self.verifier.engine.clock()
-            for name, value in rate_headers(outcome, now, self.families):
+            answer = rate_answer(outcome, self.verifier.engine.clock())
+            for name, value in rate_headers(answer, self.families):
                 response.headers[name] = value
             if code in LIMITED and "Retry-After" not in response.headers:
-                response.headers["Retry-After"] = str(retry_after(outcome, now))
+                response.headers["Retry-After"] = str(retry_after(answer))
         return response

@@ -58,6 +58,7 @@ class FullMode:
                                    "previous plans)", ("result",), registry=metrics.registry)
         self.verifier = Verifier(self.catalog, self.cache, engine, self._current_plans,
                                  settings.verify_failures_per_minute, self._count)
+        self._counted: dict[tuple[str, str], Any] = {}
         self.roots = RootKeys()
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
                                prune=self.catalog.prune_changes)
@@ -73,7 +74,10 @@ class FullMode:
         return self.plans.current
 
     def _count(self, code: str, transport: str) -> None:
-        self.verifications.labels(code, transport).inc()
+        child = self._counted.get((code, transport))
+        if child is None:  # bounded: codes and transports are closed lists
+            child = self._counted[(code, transport)] = self.verifications.labels(code, transport)
+        child.inc()
 
     def _plans_result(self, ok: bool) -> None:
         self.plans_loads.labels("success" if ok else "error").inc()

@@ -80,10 +80,10 @@ class Verifier:
 
     async def _verify(self, secret: str, client: str, cost: int,
                       limit_names: Sequence[str] | None, features: Sequence[str]) -> Outcome:
-        if not well_formed(secret):  # refused without a lookup
-            return await self._failed("NOT_FOUND", None, client)
         key_hash = hash_key(secret)
-        entry = self.cache.get(key_hash)
+        entry = self.cache.get(key_hash)  # a cached key was well formed: no checksum again
+        if not isinstance(entry, CachedKey) and not well_formed(secret):
+            return await self._failed("NOT_FOUND", None, client)  # refused without a lookup
         if not isinstance(entry, CachedKey) or self._refusal(entry, self.plans()):
             throttled = await self._throttled(client)
             if throttled is not None:
