@@ -50,3 +50,15 @@ async def test_migrations_build_exactly_the_models(url: str) -> None:
             assert await connection.run_sync(diff) == []
     finally:
         await engine.dispose()
+
+
+async def test_instances_starting_together_migrate_once(url: str) -> None:
+    import asyncio
+
+    engines = [create_engine(database_url(url, "")) for _ in range(3)]
+    try:
+        revisions = await asyncio.gather(*(upgrade(e) for e in engines))
+        assert revisions == ["0001"] * 3
+    finally:
+        for engine in engines:
+            await engine.dispose()
