@@ -117,6 +117,25 @@ def _validate(path: str, merge: bool) -> int:
     limits = rules.iter_limits()
     print(f"{path}: OK — {len(rules.domains)} domain(s), {len(limits)} limit(s), "
           f"version {rules.version}")
+    return _validate_plans(path)
+
+
+def _validate_plans(path: str) -> int:
+    """Full mode's plans documents beside the rules, when there are any."""
+    from sidecar.management.plans import build_plans
+    from sidecar.rules.loader import read_rule_files
+
+    files = read_rule_files(path, plans=True)
+    if not files:
+        return 0
+    try:
+        plans = build_plans(files)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) found in the plans", file=sys.stderr)
+        return 1
+    print(f"plans: OK — {', '.join(plans.plans)}, version {plans.version}")
     return 0
 
 

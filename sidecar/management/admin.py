@@ -9,6 +9,7 @@ the HTTP API; a failed call changes nothing (catalog.py: one transaction per cal
     POST   /v1/keys                      keys:write         GET /v1/keys[/{id}]       keys:read
     PATCH  /v1/keys/{id}                 keys:write         POST /v1/keys/{id}/rotate|revoke
     POST   /v1/keys/verify               keys:verify        GET /v1/audit             admin
+    GET    /v1/plans                     customers:read     (the plans in force, last error)
     GET    /v1/admin/openapi.json        (no credentials: the document of all of the above)
 """
 
@@ -63,7 +64,9 @@ class RootKeys:
 
 class AdminApi:
     def __init__(self, catalog: Catalog, verifier: Verifier, roots: RootKeys,
-                 rate_headers: frozenset[str], max_body: int, openapi: bytes) -> None:
+                 rate_headers: frozenset[str], max_body: int, openapi: bytes,
+                 plans: Callable[[], s.Plans] | None = None) -> None:
+        self.plans_view = plans
         self.catalog = catalog
         self.verifier = verifier
         self.roots = roots
@@ -92,6 +95,7 @@ class AdminApi:
             ("POST", f"{key}/rotate", self.rotate_key, ()),
             ("POST", f"{key}/revoke", self.revoke_key, ()),
             ("GET", "/v1/audit", self.list_audit, ("target", *page)),
+            ("GET", "/v1/plans", self.list_plans, ()),
         ]
         for method, path, handler, query in admin:
             r.add_route(method, path, measured(_guarded(handler, query), "admin"))
@@ -162,6 +166,12 @@ class AdminApi:
             raise Invalid("not a cursor this API gave", "cursor")
         return _json(await self.catalog.list_audit(request.query.get("target"), limit,
                                                    int(cursor) if cursor else None))
+
+    async def list_plans(self, request: web.Request) -> web.Response:
+        self.roots.actor(request, "customers:read")
+        if self.plans_view is None:
+            raise Invalid("no plans manager")
+        return _json(self.plans_view())
 
     # -- verification ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from sidecar.management import schemas as s
 
 _TYPES = [s.CustomerCreate, s.CustomerUpdate, s.Customer, s.CustomerList, s.KeyCreate,
           s.KeyUpdate, s.KeyCreated, s.Key, s.KeyList, s.Rotate, s.Verify, s.Verification,
-          s.AuditList, s.Error]
+          s.AuditList, s.Plans, s.Error]
 _ERRORS = {"400": "Invalid request; `field` names the culprit",
            "401": "No valid root key (`Authorization: Bearer <root key>`)",
            "403": "The root key lacks the operation's scope",
@@ -95,6 +95,9 @@ def admin_openapi() -> dict[str, Any]:
             "post": _operation("verify_key", "keys:verify", "Verify a key and charge its "
                                "limits; 200 whenever well formed, the verdict in `code`",
                                "200", "Verification", "Verify")},
+        "/v1/plans": {
+            "get": _operation("list_plans", "customers:read", "The plans in force and the "
+                              "last refused reload of the plans files", "200", "Plans")},
         "/v1/audit": {
             "get": _operation("list_audit", "admin", "The audit log, newest first", "200",
                               "AuditList", params=[_query("target", "e.g. key:key_…",

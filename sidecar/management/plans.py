@@ -33,7 +33,7 @@ import yaml
 from sidecar.errors import RuleError, RuleSetError
 from sidecar.rules.loader import RuleFile, read_rule_files, rules_version
 from sidecar.rules.model import DescriptorNode, DomainOptions, RateLimit
-from sidecar.rules.schema import _FileChecker, _is_null, _list
+from sidecar.rules.schema import _describe, _FileChecker, _int_value, _is_null, _list
 from sidecar.rules.watcher import FileWatcher, LoadStatus
 
 log = logging.getLogger("sidecar.plans")
@@ -46,6 +46,7 @@ LIMIT_KEYS = ("name", "unit", "requests_per_unit", "algorithm", "burst", "window
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 NAME_TEXT = "1 to 64 letters, digits, '_', '.' or '-'"
 MAX_LIMITS = 20
+MAX_KEYS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,12 @@ class _PlanChecker(_FileChecker):
         features = self.features(f.get("features"), f"{path}.features")
         max_keys = None
         if not _is_null(f.get("max_keys")):
-            max_keys = self.count(f["max_keys"], f"{path}.max_keys")
+            max_keys = _int_value(f["max_keys"])
+            if max_keys is None or not 1 <= max_keys <= MAX_KEYS:
+                self.fail(f["max_keys"], f"{path}.max_keys",
+                          f"{_describe(f['max_keys'])} is not a number of keys",
+                          f"a whole number from 1 to {MAX_KEYS}, or no max_keys (no cap)")
+                max_keys = None
         return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys)
 
     def limits(self, node: yaml.Node | None, path: str, scope: str) -> list[RateLimit]:

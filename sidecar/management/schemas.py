@@ -175,6 +175,36 @@ class AuditList(Struct):
     next_cursor: str | None
 
 
+class PlanLimit(Struct):
+    """A plan's limit as loaded (defaults filled in)."""
+
+    name: str
+    unit: str
+    requests_per_unit: int
+    algorithm: str
+    window_seconds: int
+    burst: int
+    calendar: bool
+
+
+class PlanView(Struct):
+    id: str
+    name: str
+    features: list[str]
+    max_keys: int | None
+    limits: list[PlanLimit]
+
+
+class Plans(Struct):
+    """The plans in force, and why the last reload was refused (if it was)."""
+
+    version: str | None
+    loaded_at: datetime | None
+    files: list[str]
+    items: list[PlanView]
+    last_reload_error: str | None
+
+
 class Error(Struct):
     error: str
     field: str | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sidecar.errors import RuleSetError
 from sidecar.limiter.engine import Engine
+from sidecar.management import schemas as s
 from sidecar.management.admin import AdminApi, RootKeys
 from sidecar.management.cache import ChangeFeed, KeyCache
 from sidecar.management.catalog import Catalog
@@ -67,11 +69,23 @@ class FullMode:
         self.forward_auth = ForwardAuth(self.verifier, settings.key_headers, rest.headers,
                                         rest.xff_index)
         self.admin = AdminApi(self.catalog, self.verifier, self.roots, rest.headers,
-                              rest.max_body_bytes, to_json(admin_openapi()))
+                              rest.max_body_bytes, to_json(admin_openapi()), self.plans_view)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _current_plans(self) -> PlanSet | None:
         return self.plans.current
+
+    def plans_view(self) -> s.Plans:
+        """What GET /v1/plans shows: the plans in force and the last refused reload."""
+        plans, status = self.plans.current, self.plans.status
+        items = [] if plans is None else [
+            s.PlanView(p.id, p.name, sorted(p.features), p.max_keys, [
+                s.PlanLimit(x.name, x.unit.name.lower(), x.requests_per_unit, x.algorithm,
+                            x.window_length_ms // 1000, x.burst, x.calendar)
+                for x in p.limits]) for p in plans.plans.values()]
+        return s.Plans(plans.version if plans else None,
+                       datetime.fromtimestamp(plans.loaded_at, UTC) if plans else None,
+                       list(plans.files) if plans else [], items, status.last_error or None)
 
     def _count(self, code: str, transport: str) -> None:
         child = self._counted.get((code, transport))

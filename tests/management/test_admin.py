@@ -101,3 +101,46 @@ def test_bad_requests_name_the_field_and_never_echo_a_key(sidecar: FullSidecar) 
     huge = api.post("/v1/customers", {"name": "A", "plan": "basic", "meta": {"x": "y" * 70_000}})
     assert huge.status == 413
     assert secret not in sidecar.log()
+
+
+def test_plans_reload_in_a_running_sidecar_and_a_bad_version_is_shown_not_applied(
+        tmp_path: Path) -> None:
+    from tests.management.kit import PLANS
+    from tests.servers import eventually
+
+    config = write_config(tmp_path / "config")
+    process = FullSidecar(config, tmp_path / "data",
+                          env={"VIVA_RELOAD_POLL_INTERVAL": "200ms"}).start()
+    try:
+        api = process.api()
+        key = api.key(api.customer()["id"])["key"]
+        plans = api.get("/v1/plans")
+        assert [p["id"] for p in plans["items"]] == ["basic", "bigger"]
+        assert plans["items"][0]["limits"][0] == {
+            "name": "per_minute", "unit": "hour", "requests_per_unit": 3,
+            "algorithm": "fixed_window", "window_seconds": 3600, "burst": 0, "calendar": False}
+        assert plans["last_reload_error"] is None
+        (config / "plans.yaml").write_text(PLANS.replace("unit: hour", "unit: fortnight", 1))
+        shown = eventually(lambda: api.get("/v1/plans")["last_reload_error"], timeout=10)
+        assert "plans.yaml:8: plans.basic.limits[0].unit" in shown and "fortnight" in shown
+        assert api.verify(key)["limits"][0]["limit"] == 3  # the good plans still apply
+        (config / "plans.yaml").write_text(PLANS.replace("requests_per_unit: 3",
+                                                         "requests_per_unit: 7"))
+        eventually(lambda: api.verify(key)["limits"][0]["limit"] == 7, timeout=10)
+        assert api.get("/v1/plans")["last_reload_error"] is None
+        assert 'viva_plans_loads_total{result="error"} 1.0' in api.get("/metrics").body.decode()
+    finally:
+        process.stop()
+
+
+def test_validate_checks_the_plans_beside_the_rules(tmp_path: Path) -> None:
+    from tests.management.kit import PLANS
+
+    config = write_config(tmp_path / "config")
+    ok = cli("validate", str(config), env={})
+    assert ok.returncode == 0 and "plans: OK" in ok.stdout, ok.stdout + ok.stderr
+    (config / "plans.yaml").write_text(PLANS.replace("max_keys: 3", "max_keys: lots"))
+    bad = cli("validate", str(config), env={})
+    assert bad.returncode == 1
+    assert ("plans.yaml:5: plans.basic.max_keys: 'lots' is not a number of keys; expected a "
+            "whole number from 1 to 1000000") in bad.stderr
