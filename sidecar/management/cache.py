@@ -134,9 +134,13 @@ class ChangeFeed:
 
     def __init__(self, read_after: Callable[[int], Awaitable[list[Change]]],
                  apply: Callable[[Change], None], interval: float = POLL_SECONDS,
-                 prune: Callable[[datetime], Awaitable[None]] | None = None) -> None:
+                 prune: Callable[[datetime], Awaitable[None]] | None = None,
+                 resync: Callable[[], None] | None = None) -> None:
         self.read_after = read_after
         self.apply = apply
+        # Called when the log is readable again after failures: what was missed meanwhile
+        # may have been pruned, so whatever was cached must be dropped.
+        self.resync = resync
         self.interval = interval
         self.prune = prune
         self.floor = 0  # every id up to here has been applied or given up
@@ -187,10 +191,13 @@ class ChangeFeed:
             await asyncio.sleep(self.interval)
             try:
                 await self.poll()
+                if self.failures and self.resync is not None:
+                    log.warning("the change log is readable again; dropping cached keys")
+                    self.resync()
+                self.failures = 0
                 if self.prune is not None and time.monotonic() > next_prune:
                     next_prune = time.monotonic() + 600
                     await self.prune(datetime.now(UTC) - KEEP_CHANGES)
-                self.failures = 0
             except Exception as exc:  # the database away: keep trying, log once per outage
                 self.failures += 1
                 if self.failures == 1:

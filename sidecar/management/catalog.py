@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -287,8 +287,6 @@ class Catalog:
             return int(await session.scalar(select(func.coalesce(func.max(Change.id), 0))) or 0)
 
     async def prune_changes(self, older_than: datetime) -> None:
-        from sqlalchemy import delete
-
         async with self._transaction() as session:
             await session.execute(delete(Change).where(Change.at < older_than))
 

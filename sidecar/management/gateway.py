@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from sidecar.errors import RequestError, StorageError
+from sidecar.management.admin import failure
 from sidecar.management.answers import headers as rate_headers
 from sidecar.management.answers import rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
@@ -227,8 +228,6 @@ class ForwardAuth:
         self.xff_index = xff_index
 
     async def handle(self, request: web.Request) -> web.Response:
-        from sidecar.management.admin import failure
-
         try:
             deny = request.query.get("deny_status", "429")
             if deny not in ("403", "429"):

@@ -49,9 +49,10 @@ class FullMode:
         self.metrics = metrics
         self.url = database_url(settings.database_url, settings.data_dir)
         self.db = create_engine(self.url)
+        # A new plans version needs no push: cached keys resolve their limits again on next
+        # use (verify.py keys the resolution by the plans version).
         self.plans = PlansManager(settings.plans_dir, not settings.ignore_dotfiles,
-                                  settings.reload_poll_interval, on_change=self._plans_changed,
-                                  on_result=self._plans_result)
+                                  settings.reload_poll_interval, on_result=self._plans_result)
         self.catalog = Catalog(sessions(self.db), self._current_plans, clock, self._changed)
         self.cache = KeyCache(settings.key_cache_size, clock)
         self.verifications = Counter("viva_key_verifications", "Key verifications by code",
@@ -63,7 +64,7 @@ class FullMode:
         self._counted: dict[tuple[str, str], Any] = {}
         self.roots = RootKeys()
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
-                               prune=self.catalog.prune_changes)
+                               prune=self.catalog.prune_changes, resync=self.cache.clear)
         rest = settings.rest
         self.ext_authz = ExtAuthz(self.verifier, settings.key_headers, rest.headers, metrics)
         self.forward_auth = ForwardAuth(self.verifier, settings.key_headers, rest.headers,
@@ -95,10 +96,6 @@ class FullMode:
 
     def _plans_result(self, ok: bool) -> None:
         self.plans_loads.labels("success" if ok else "error").inc()
-
-    def _plans_changed(self, plans: PlanSet) -> None:
-        # Cached keys resolve their limits again on next use (verify.py keys them by version).
-        return None
 
     async def start(self) -> None:
         """Load the plans, migrate the catalog, register VIVA_ROOT_KEY, follow the change

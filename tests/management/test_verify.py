@@ -196,3 +196,24 @@ def test_override_limits_round_trip_through_the_schema() -> None:
                              "calendar": True}, s.Limit)
     assert msgspec.to_builtins(limit) == {"name": "daily", "unit": "day",
                                           "requests_per_unit": 7, "calendar": True}
+
+
+async def test_the_feed_drops_the_cache_when_the_log_is_readable_again() -> None:
+    import asyncio
+
+    calls: list[str] = []
+
+    async def read_after(floor: int) -> list[Change]:
+        calls.append("read")
+        if len(calls) <= 2:
+            raise OSError("database away")
+        return []
+
+    resynced = asyncio.Event()
+    feed = ChangeFeed(read_after, lambda c: None, interval=0.01, resync=resynced.set)
+    feed.start(0)
+    try:
+        await asyncio.wait_for(resynced.wait(), 5)
+    finally:
+        await feed.stop()
+    assert feed.failures == 0 and len(calls) >= 3
