@@ -217,3 +217,19 @@ async def test_the_feed_drops_the_cache_when_the_log_is_readable_again() -> None
     finally:
         await feed.stop()
     assert feed.failures == 0 and len(calls) >= 3
+
+
+async def test_a_customers_key_never_verifies_as_anothers(rig: Rig) -> None:
+    _, first = await new_key(rig, "acme")
+    _, second = await new_key(rig, "globex")
+    one = await rig.verifier.verify(first, "")
+    two = await rig.verifier.verify(second, "")
+    assert (one.key and one.key.customer_id, two.key and two.key.customer_id) == (
+        "acme", "globex")
+    assert one.entries[0] == (("customer", "acme"), ("limit", "per_minute"))
+    assert two.entries[0] == (("customer", "globex"), ("limit", "per_minute"))
+    # their counters are their own: acme's three uses leave globex's budget whole
+    for _ in range(3):
+        await rig.verifier.verify(first, "")
+    assert (await rig.verifier.verify(first, "")).code == "RATE_LIMITED"
+    assert (await rig.verifier.verify(second, "")).code == "VALID"
