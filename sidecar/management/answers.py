@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
-from sidecar.limiter.engine import Code
+from sidecar.limiter.engine import Code, Decision
 from sidecar.management import schemas as s
 from sidecar.management.verify import Outcome
 from sidecar.server.rest import Answer, make_answer, rate_limit_headers
@@ -46,6 +47,42 @@ def verification(outcome: Outcome, answer: Answer | None) -> s.Verification:
 
 def headers(answer: Answer | None, families: frozenset[str]) -> list[tuple[str, str]]:
     return [] if answer is None else rate_limit_headers(answer, families)
+
+
+def key_headers(decision: Decision, families: frozenset[str]) -> list[tuple[str, str]]:
+    """``rate_limit_headers(make_answer(decision, …))`` for a key's limits, built directly:
+    the gateways' hot path. A key's limits always have a limit, a unique name and a name
+    that needs no escaping (plans.NAME), so each status maps to one policy as it is; the
+    parity with make_answer is a property test (tests/management/test_answers.py)."""
+    out: list[tuple[str, str]] = []
+    statuses = decision.statuses
+    if "ietf" in families and statuses:
+        policies, states = [], []
+        for status in statuses:
+            limit = status.limit
+            assert limit is not None
+            window = max(1, math.ceil(limit.window_length_ms / 1000))
+            policies.append(f'"{limit.name}";q={limit.requests_per_unit};w={window}')
+            states.append(f'"{limit.name}";r={status.remaining};t={status.reset_seconds}')
+        out.append(("RateLimit-Policy", ", ".join(policies)))
+        out.append(("RateLimit", ", ".join(states)))
+    if not statuses:
+        return out
+    allowed = decision.overall != Code.OVER_LIMIT
+    refused = [st for st in statuses if st.code == Code.OVER_LIMIT]
+    if not allowed and refused:
+        chosen = refused[-1]
+        retry: int | None = max(max(1, st.reset_seconds) for st in refused)
+    else:
+        chosen = min(statuses, key=lambda st: st.remaining)
+        retry = None if allowed else max(1, chosen.reset_seconds or 1)
+    if "x" in families and chosen.limit is not None:
+        out.append(("X-RateLimit-Limit", str(chosen.limit.requests_per_unit)))
+        out.append(("X-RateLimit-Remaining", str(chosen.remaining)))
+        out.append(("X-RateLimit-Reset", str(chosen.reset_seconds)))
+    if "retry-after" in families and retry is not None:
+        out.append(("Retry-After", str(retry)))
+    return out
 
 
 def retry_after(answer: Answer | None) -> int:

@@ -36,7 +36,7 @@ from google.rpc import status_pb2
 from sidecar.errors import RequestError, StorageError
 from sidecar.management.admin import failure
 from sidecar.management.answers import headers as rate_headers
-from sidecar.management.answers import rate_answer, retry_after
+from sidecar.management.answers import key_headers, rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
 from sidecar.server.metrics import Metrics
 
@@ -87,6 +87,15 @@ def _body(outcome_code: str) -> str:
         "MISSING": "an API key is required", "FORBIDDEN": "the plan lacks this feature",
         "RATE_LIMITED": "rate limit exceeded", "QUOTA_EXCEEDED": "quota exceeded",
     }.get(outcome_code, "the API key is not valid")}) + "\n"
+
+
+def rate_pairs(outcome: Outcome, families: frozenset[str], now: float
+               ) -> tuple[list[tuple[str, str]], int]:
+    """The rate-limit headers of ``outcome`` and the Retry-After a refusal should carry."""
+    if outcome.decision is not None and outcome.code not in LIMITED:
+        return key_headers(outcome.decision, families), 1  # the hot path: no Answer built
+    answer = rate_answer(outcome, now)
+    return rate_headers(answer, families), retry_after(answer)
 
 
 class ExtAuthz:
@@ -140,8 +149,8 @@ class ExtAuthz:
         # The upstream headers of a key never change while it is cached: built once.
         response.MergeFromString(self._upstream(key.key_id, key.customer_id, key.plan))
         ok = response.ok_response
-        answer = rate_answer(outcome, self.verifier.engine.clock())
-        for name, value in rate_headers(answer, self.families):
+        pairs, _ = rate_pairs(outcome, self.families, self.verifier.engine.clock())
+        for name, value in pairs:
             ok.response_headers_to_add.add(header=base_pb2.HeaderValue(key=name, value=value),
                                            append_action=_OVERWRITE)
         return response
@@ -171,10 +180,10 @@ class ExtAuthz:
         if status == 401:
             pairs.append(("www-authenticate", 'Bearer realm="viva-ratelimit"'))
         if outcome is not None:
-            answer = rate_answer(outcome, self.verifier.engine.clock())
-            pairs.extend(rate_headers(answer, self.families))
+            rates, wait = rate_pairs(outcome, self.families, self.verifier.engine.clock())
+            pairs.extend(rates)
             if code in LIMITED and not any(k.lower() == "retry-after" for k, _ in pairs):
-                pairs.append(("retry-after", str(retry_after(answer))))
+                pairs.append(("retry-after", str(wait)))
         for name, value in pairs:
             denied.headers.add(header=base_pb2.HeaderValue(key=name, value=value),
                                append_action=_OVERWRITE)
@@ -268,9 +277,9 @@ class ForwardAuth:
             response.headers["X-Viva-Key-Id"] = outcome.key.key_id
             response.headers["X-Viva-Plan"] = outcome.key.plan
         if outcome is not None:
-            answer = rate_answer(outcome, self.verifier.engine.clock())
-            for name, value in rate_headers(answer, self.families):
+            rates, wait = rate_pairs(outcome, self.families, self.verifier.engine.clock())
+            for name, value in rates:
                 response.headers[name] = value
             if code in LIMITED and "Retry-After" not in response.headers:
-                response.headers["Retry-After"] = str(retry_after(answer))
+                response.headers["Retry-After"] = str(wait)
         return response
