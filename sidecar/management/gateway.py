@@ -38,6 +38,7 @@ from sidecar.management.admin import failure
 from sidecar.management.answers import headers as rate_headers
 from sidecar.management.answers import key_headers, rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
+from sidecar.server.h2.grpc_wire import GrpcError, Status
 from sidecar.server.metrics import Metrics
 
 log = logging.getLogger("sidecar.gateway")
@@ -109,6 +110,7 @@ class ExtAuthz:
         self._requests = metrics.requests.labels("ext_authz")
         self._latency = metrics.response_time.labels("ext_authz")
         self._templates: dict[tuple[str, str, str], bytes] = {}
+        self._misconfigured: set[str] = set()
 
     async def check(self, request: Any) -> Any:
         """CheckRequest → CheckResponse; StorageError when the counter store is down."""
@@ -130,8 +132,10 @@ class ExtAuthz:
         context = attributes.context_extensions
         try:
             cost = _cost(context.get("viva-cost"), "viva-cost")
-        except RequestError as exc:
-            log.warning("ext_authz route misconfigured: %s", exc)
+        except RequestError as exc:  # the route's configuration, not the client: log it once
+            if str(exc) not in self._misconfigured and len(self._misconfigured) < 100:
+                self._misconfigured.add(str(exc))
+                log.warning("ext_authz route misconfigured, charging 1: %s", exc)
             cost = 1
         if not secret:
             return self._denied("MISSING", None)
@@ -192,8 +196,6 @@ class ExtAuthz:
     # -- the fast transport's method: bytes in, bytes out --------------------------------
 
     async def fast(self, message: bytes) -> bytes:
-        from sidecar.server.h2.grpc_wire import GrpcError, Status
-
         try:
             request = authz.CheckRequest.FromString(message)
         except DecodeError as exc:
