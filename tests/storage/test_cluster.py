@@ -3,7 +3,8 @@
 The behaviour scenarios run on the Cluster in test_conformance.py and
 test_algorithm_conformance.py; here: keys spread over the masters, one request's node
 pipelines run concurrently (one round trip, not one per node), NOSCRIPT answered per node,
-a breaker per node, and a failover followed within the timeout.
+a breaker per node, a failover followed within the timeout, and a cluster still forming when
+the store starts.
 """
 
 from __future__ import annotations
@@ -200,3 +201,34 @@ async def test_failover_is_followed_within_the_timeout(redis_cluster: RedisClust
             assert int(c.get(key)) == 21  # the replica had the first one
     finally:
         await store.close()
+
+
+async def test_a_cluster_still_forming_fails_fast_then_serves() -> None:
+    # Nodes up, no slot assigned yet: redis-py cannot build a slot map (it even drops its
+    # seeds then). Every call fails within the timeout; once formed, the store connects.
+    cluster = RedisCluster(masters=3, replicas=0).start_unformed()
+    timeout = 0.5
+    store = cluster_store(cluster, timeout=timeout)
+    key = "{forming}_counter_1200"
+    try:
+        for call in (store.ping, lambda: store.increment([Increment(key, 1, 600)], 0),
+                     lambda: store.get([key], 0), store.ping):
+            started = time.monotonic()
+            with pytest.raises(StorageError):
+                await call()
+            assert time.monotonic() - started < timeout + 0.5
+        await asyncio.to_thread(cluster.form)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert await store.increment([Increment(key, 1, 600)], 0) == [1]
+                break
+            except StorageError:
+                assert time.monotonic() < deadline, "never connected once formed"
+                await asyncio.sleep(0.1)
+        await store.ping()
+        with contextlib.closing(cluster.client()) as c:
+            assert c.get(key) == "1"
+    finally:
+        await store.close()
+        cluster.stop()

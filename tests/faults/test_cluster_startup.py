@@ -1,0 +1,119 @@
+"""A sidecar process started against a Redis Cluster that is still forming (nodes up, no slot
+assigned, no peer known): its ports open at once, the failure policy answers (and health says
+so) until the cluster serves, then the store connects in the background and Redis counts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+
+from tests.server.kit import descriptor, health_status, request, write_rules
+from tests.servers import SidecarProcess, wait_port
+from tests.topologies import RedisCluster
+
+pytestmark = pytest.mark.redis
+
+RULES = """
+domain: forming
+descriptors:
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 1000000}
+"""
+
+# A sidecar on the memory store opens its ports in about half a second here; this leaves room
+# for a loaded machine and is still far below the 20 s once seen.
+STARTUP_SECONDS = 5.0
+OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
+OK = rls_pb2.RateLimitResponse.OK
+
+
+@pytest.fixture
+def unformed() -> Iterator[RedisCluster]:
+    cluster = RedisCluster(masters=3, replicas=0).start_unformed()
+    yield cluster
+    cluster.stop()
+
+
+def _healthcheck(url: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{url}/healthcheck", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _counted(cluster: RedisCluster) -> int:
+    """The hits Redis holds for user=a, over every master."""
+    total = 0
+    for node in cluster.masters:
+        with contextlib.closing(node.client()) as c:
+            total += sum(int(c.get(k)) for k in c.keys("forming_user_a_*"))
+    return total
+
+
+async def _call(stub: rls_pb2_grpc.RateLimitServiceStub) -> str:
+    try:
+        reply = await stub.ShouldRateLimit(request("forming", descriptor(("user", "a"))),
+                                           timeout=5)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+        return "unavailable"
+    return {OK: "ok", OVER: "over"}[reply.overall_code]
+
+
+@pytest.mark.parametrize(("policy", "answer", "health"), [
+    ("unavailable", "unavailable", "NOT_SERVING"), ("deny", "over", "SERVING")])
+async def test_ports_open_before_the_cluster_is_formed(tmp_path: Path, unformed: RedisCluster,
+                                                       policy: str, answer: str,
+                                                       health: str) -> None:
+    write_rules(tmp_path / "rules", {"forming.yaml": RULES})
+    sidecar = SidecarProcess(tmp_path / "rules", env={
+        "REDIS_TYPE": "cluster", "REDIS_URL": unformed.startup_nodes,
+        "VIVA_FAILURE_POLICY": policy, "LOG_LEVEL": "warn",
+        # roomy, so that a loaded machine cannot be what keeps the store from connecting
+        "REDIS_TIMEOUT": "500ms"})
+    started = time.monotonic()
+    sidecar.start(wait=False)
+    try:
+        for port in (sidecar.grpc_port, sidecar.http_port):
+            await asyncio.to_thread(wait_port, port, STARTUP_SECONDS, sidecar.proc)
+        assert time.monotonic() - started < STARTUP_SECONDS
+        async with grpc.aio.insecure_channel(sidecar.grpc_address) as channel:
+            stub = rls_pb2_grpc.RateLimitServiceStub(channel)
+            assert await health_status(sidecar.grpc_address, "ratelimit") == health
+            assert await asyncio.to_thread(_healthcheck, sidecar.http_url) == (
+                200 if health == "SERVING" else 500)
+            assert [await _call(stub) for _ in range(3)] == [answer] * 3
+
+            await asyncio.to_thread(unformed.form)
+            answers: list[str] = []
+            deadline = time.monotonic() + 15
+            while answers[-3:] != ["ok"] * 3:
+                assert time.monotonic() < deadline, f"still {answers[-5:]} once formed"
+                answers.append(await _call(stub))
+                await asyncio.sleep(0.05)
+            await _eventually_serving(sidecar.grpc_address)
+        # every call answered OK was counted in the cluster, and no call before it formed
+        assert 3 <= answers.count("ok") <= _counted(unformed) <= len(answers)
+        assert sidecar.proc is not None and sidecar.proc.poll() is None
+    finally:
+        code = sidecar.stop()
+        assert code in (0, -15), f"the sidecar exited with {code}:\n{sidecar.log()}"
+
+
+async def _eventually_serving(address: str, timeout: float = 5.0) -> bool:
+    """Health follows the store probe, which runs once a second."""
+    deadline = time.monotonic() + timeout
+    while await health_status(address, "ratelimit") != "SERVING":
+        assert time.monotonic() < deadline, "health never went back to SERVING"
+        await asyncio.sleep(0.1)
+    return True
