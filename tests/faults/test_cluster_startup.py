@@ -70,15 +70,17 @@ async def _call(stub: rls_pb2_grpc.RateLimitServiceStub) -> str:
     return {OK: "ok", OVER: "over"}[reply.overall_code]
 
 
-@pytest.mark.parametrize(("policy", "answer", "health"), [
-    ("unavailable", "unavailable", "NOT_SERVING"), ("deny", "over", "SERVING")])
+@pytest.mark.parametrize(("policy", "transport", "answer", "health"), [
+    ("unavailable", "fast", "unavailable", "NOT_SERVING"),
+    ("unavailable", "grpcio", "unavailable", "NOT_SERVING"),
+    ("deny", "fast", "over", "SERVING")])
 async def test_ports_open_before_the_cluster_is_formed(tmp_path: Path, unformed: RedisCluster,
-                                                       policy: str, answer: str,
-                                                       health: str) -> None:
+                                                       policy: str, transport: str,
+                                                       answer: str, health: str) -> None:
     write_rules(tmp_path / "rules", {"forming.yaml": RULES})
     sidecar = SidecarProcess(tmp_path / "rules", env={
         "REDIS_TYPE": "cluster", "REDIS_URL": unformed.startup_nodes,
-        "VIVA_FAILURE_POLICY": policy, "LOG_LEVEL": "warn",
+        "VIVA_FAILURE_POLICY": policy, "VIVA_TRANSPORT": transport, "LOG_LEVEL": "warn",
         # roomy, so that a loaded machine cannot be what keeps the store from connecting
         "REDIS_TIMEOUT": "500ms"})
     memory = SidecarProcess(tmp_path / "rules", env={"LOG_LEVEL": "warn"})
