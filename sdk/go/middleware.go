@@ -93,22 +93,21 @@ func OnError(fn func(r *http.Request, err error)) MiddlewareOption {
 	return func(c *middlewareConfig) { c.onError = fn }
 }
 
-// Rule is a middleware's configuration, resolved for one request by framework adapters.
-type Rule struct{ cfg middlewareConfig }
+// rule is a middleware's configuration.
+type rule struct{ cfg middlewareConfig }
 
-// NewRule builds the configuration shared by the net/http and Gin middleware.
-func NewRule(namespace string, opts ...MiddlewareOption) *Rule {
+func newRule(namespace string, opts ...MiddlewareOption) *rule {
 	cfg := middlewareConfig{identify: ClientIP, hits: 1, families: AllHeaders,
 		namespace: func(*http.Request) string { return namespace }}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	return &Rule{cfg: cfg}
+	return &rule{cfg: cfg}
 }
 
-// Decide checks r with c and returns what to do; ok is false when the request has no
+// decide checks r with c and returns what to do; ok is false when the request has no
 // identifier and goes on unchecked.
-func (rule *Rule) Decide(c *Client, r *http.Request) (v Verdict, ok bool) {
+func (rule *rule) decide(c *Client, r *http.Request) (v Verdict, ok bool) {
 	identifier := rule.cfg.identify(r)
 	if identifier == "" {
 		return Verdict{}, false
@@ -127,10 +126,10 @@ func (rule *Rule) Decide(c *Client, r *http.Request) (v Verdict, ok bool) {
 //
 //	http.ListenAndServe(":8000", ratelimiter.Middleware(client, "api_requests")(mux))
 func Middleware(c *Client, namespace string, opts ...MiddlewareOption) func(http.Handler) http.Handler {
-	rule := NewRule(namespace, opts...)
+	rule := newRule(namespace, opts...)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v, ok := rule.Decide(c, r)
+			v, ok := rule.decide(c, r)
 			if ok {
 				for name, values := range v.Header {
 					w.Header()[name] = values
