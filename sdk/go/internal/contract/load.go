@@ -121,7 +121,7 @@ func decodeFile(path string, into any) error {
 var knownExpect = map[string]bool{
 	"return": true, "result": true, "headers": true, "error": true, "unavailable": true,
 	"status": true, "body": true, "json": true, "sidecar_requests": true,
-	"silent_connections": true, "min_elapsed_ms": true, "max_elapsed_ms": true,
+	"silent_requests": true, "min_elapsed_ms": true, "max_elapsed_ms": true,
 }
 
 func (v Vector) validate(c *Contract) error {

@@ -243,10 +243,11 @@ func sampleValue(line, metric string, labels map[string][]string) (float64, bool
 	return 0, false
 }
 
-// SilentServer accepts connections, reads nothing, answers nothing, and counts them.
+// SilentServer accepts connections, reads what arrives, never answers, and counts the
+// connections a request arrived on (an HTTP client may open spare ones).
 type SilentServer struct {
 	Port     int
-	accepted atomic.Int64
+	requests atomic.Int64
 	mu       sync.Mutex
 	conns    []net.Conn
 }
@@ -265,10 +266,10 @@ func StartSilentServer(t testing.TB) *SilentServer {
 			if err != nil {
 				return
 			}
-			s.accepted.Add(1)
 			s.mu.Lock()
 			s.conns = append(s.conns, conn)
 			s.mu.Unlock()
+			go s.drain(conn)
 		}
 	}()
 	t.Cleanup(func() {
@@ -282,5 +283,18 @@ func StartSilentServer(t testing.TB) *SilentServer {
 	return s
 }
 
-// Accepted is how many connections it has accepted so far.
-func (s *SilentServer) Accepted() int64 { return s.accepted.Load() }
+func (s *SilentServer) drain(conn net.Conn) {
+	buf := make([]byte, 4096)
+	if _, err := conn.Read(buf); err != nil {
+		return
+	}
+	s.requests.Add(1)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// Requests is how many connections a request arrived on so far.
+func (s *SilentServer) Requests() int64 { return s.requests.Load() }

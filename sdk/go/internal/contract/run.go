@@ -149,7 +149,7 @@ func (tg target) read(t *testing.T) counters {
 		out.sidecar = tg.sidecar.Requests(t)
 	}
 	if tg.silent != nil {
-		out.silent = float64(tg.silent.Accepted())
+		out.silent = float64(tg.silent.Requests())
 	}
 	return out
 }
@@ -181,7 +181,7 @@ func check(expect, actual map[string]any, elapsed time.Duration, grew counters) 
 			}
 		case "sidecar_requests":
 			out = append(out, Match(key, want, grew.sidecar)...)
-		case "silent_connections":
+		case "silent_requests":
 			out = append(out, Match(key, want, grew.silent)...)
 		case "headers":
 			out = append(out, matchHeaders(want, actual["headers"])...)
