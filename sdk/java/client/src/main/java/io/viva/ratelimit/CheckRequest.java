@@ -8,7 +8,8 @@ import java.util.Map;
 /**
  * What to ask the sidecar: charge {@code hits} to an {@code identifier} (or to several
  * {@code descriptors}) in a {@code namespace}, a rules domain. {@code hits = 0} peeks without
- * charging. Mistakes that cannot be right are refused here, before any call.
+ * charging. Mistakes that cannot be right are refused here, before any call, with an
+ * {@link InvalidRequestException} naming the field.
  */
 public record CheckRequest(String namespace, String identifier, List<Descriptor> descriptors,
     long hits) {
@@ -16,14 +17,15 @@ public record CheckRequest(String namespace, String identifier, List<Descriptor>
   public CheckRequest {
     Descriptor.requireText(namespace, "namespace");
     if (hits < 0) {
-      throw new IllegalArgumentException("hits must be a whole number >= 0, not " + hits);
+      throw new InvalidRequestException("hits must be a whole number >= 0, not " + hits, "hits");
     }
     if (descriptors != null) {
       if (identifier != null) {
-        throw new IllegalArgumentException("pass either an identifier or descriptors, not both");
+        throw new InvalidRequestException("pass either an identifier or descriptors, not both",
+            "descriptors");
       }
       if (descriptors.isEmpty()) {
-        throw new IllegalArgumentException("descriptors must not be empty");
+        throw new InvalidRequestException("descriptors must not be empty", "descriptors");
       }
       descriptors = List.copyOf(descriptors);
     } else {

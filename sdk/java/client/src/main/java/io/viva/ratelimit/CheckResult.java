@@ -29,10 +29,11 @@ public final class CheckResult {
   private final String policy;
   private final List<CheckResult> results;
   private final String error;
+  private final int attempts;
 
   private CheckResult(boolean allowed, Long limit, Long remaining, Instant resetAt,
       Long resetAfterSeconds, Long retryAfterSeconds, Long windowSeconds, String policy,
-      List<CheckResult> results, String error) {
+      List<CheckResult> results, String error, int attempts) {
     this.allowed = allowed;
     this.limit = limit;
     this.remaining = remaining;
@@ -43,12 +44,19 @@ public final class CheckResult {
     this.policy = policy;
     this.results = List.copyOf(results);
     this.error = error;
+    this.attempts = attempts;
   }
 
   /** The answer of a failure mode (OPEN or CLOSED) when the sidecar is out of reach. */
-  static CheckResult failure(FailureMode mode, String error) {
+  static CheckResult failure(FailureMode mode, String error, int attempts) {
     return new CheckResult(mode == FailureMode.OPEN, null, null, null, null, null, null, null,
-        List.of(), Objects.requireNonNull(error));
+        List.of(), Objects.requireNonNull(error), attempts);
+  }
+
+  /** The same answer, reached after {@code tries} attempts. */
+  CheckResult withAttempts(int tries) {
+    return new CheckResult(allowed, limit, remaining, resetAt, resetAfterSeconds,
+        retryAfterSeconds, windowSeconds, policy, results, error, tries);
   }
 
   /** A result from the sidecar's /v1/check or /v1/report JSON object. */
@@ -65,7 +73,7 @@ public final class CheckResult {
     return new CheckResult(allowed, whole(map, "limit"), whole(map, "remaining"),
         instant(map.get("reset_at")), whole(map, "reset_after_seconds"),
         whole(map, "retry_after_seconds"), whole(map, "window_seconds"),
-        text(map, "policy"), results, null);
+        text(map, "policy"), results, null, 1);
   }
 
   private static Long whole(Map<?, ?> map, String name) {
@@ -148,6 +156,11 @@ public final class CheckResult {
     return Optional.ofNullable(error);
   }
 
+  /** The tries this answer took, the first included (more than 1 after refused connections). */
+  public int attempts() {
+    return attempts;
+  }
+
   /** The response headers the sidecar sends with this answer (every header family). */
   public List<Map.Entry<String, String>> headers() {
     return RateLimitHeaders.of(this, HeaderFamily.ALL);
@@ -192,6 +205,6 @@ public final class CheckResult {
         + ", resetAt=" + resetAt + ", resetAfterSeconds=" + resetAfterSeconds
         + ", retryAfterSeconds=" + retryAfterSeconds + ", windowSeconds=" + windowSeconds
         + ", policy=" + policy + ", results=" + results.size()
-        + (error == null ? "" : ", error=" + error) + "}";
+        + (error == null ? "" : ", error=" + error) + ", attempts=" + attempts + "}";
   }
 }

@@ -3,6 +3,7 @@ package io.viva.ratelimit;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 
 /**
  * One descriptor: entries (key, value) in order, as the rules match them, e.g. {@code route=/cart}
@@ -13,14 +14,16 @@ public record Descriptor(List<Entry> entries) {
   /** One key and value of a descriptor. */
   public record Entry(String key, String value) {
     public Entry {
-      requireText(key, "descriptor entry key");
-      requireText(value, "descriptor entry value");
+      // Only null is refused here: the sidecar checks the text and names the entry's place
+      // (descriptors[0][1].key), which this record does not know.
+      Objects.requireNonNull(key, "descriptor entry key");
+      Objects.requireNonNull(value, "descriptor entry value");
     }
   }
 
   public Descriptor {
     if (entries == null || entries.isEmpty()) {
-      throw new IllegalArgumentException("a descriptor needs at least one entry");
+      throw new InvalidRequestException("a descriptor needs at least one entry", "descriptors");
     }
     entries = List.copyOf(entries);
   }
@@ -45,9 +48,10 @@ public record Descriptor(List<Entry> entries) {
     return new Descriptor(entries);
   }
 
-  static void requireText(String value, String what) {
+  /** A request field that must be a non-empty string; the exception names it. */
+  static void requireText(String value, String field) {
     if (value == null || value.isEmpty()) {
-      throw new IllegalArgumentException(what + " must be a non-empty string");
+      throw new InvalidRequestException(field + " must be a non-empty string", field);
     }
   }
 }

@@ -1,8 +1,8 @@
 package io.viva.ratelimit;
 
 /**
- * What an unreachable sidecar means, once the retries have run out: no answer, a timeout, or a
- * 503 (its store is down). A malformed request (HTTP 400) is never covered: it always throws
+ * What an unreachable sidecar means, once the retries have run out: no connection, no answer in
+ * time, or a 503 (its store is down). A malformed request (HTTP 400) is never covered: it always throws
  * {@link InvalidRequestException}.
  */
 public enum FailureMode {

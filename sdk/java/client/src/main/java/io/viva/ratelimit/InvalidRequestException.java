@@ -2,8 +2,15 @@ package io.viva.ratelimit;
 
 import java.util.Optional;
 
-/** The sidecar says the request is invalid; {@link #field()} names the culprit when it can. */
-public class InvalidRequestException extends RateLimiterException {
+/**
+ * The request is malformed: refused by the client before sending (an empty identifier or
+ * namespace, negative hits) or by the sidecar with HTTP 400/413. {@link #field()} names the
+ * culprit when it can, e.g. {@code identifier}, {@code hits} or {@code descriptors[0][1].key}.
+ *
+ * <p>Always thrown, whatever the {@link FailureMode}: it is a bug in the caller, not an outage,
+ * and retrying cannot help.
+ */
+public class InvalidRequestException extends IllegalArgumentException {
   private static final long serialVersionUID = 1L;
 
   private final String field;
@@ -13,7 +20,7 @@ public class InvalidRequestException extends RateLimiterException {
     this.field = field;
   }
 
-  /** The request field at fault, e.g. {@code descriptors[0][1].key} or {@code hits}. */
+  /** The request field at fault. */
   public Optional<String> field() {
     return Optional.ofNullable(field);
   }

@@ -27,10 +27,11 @@ import java.util.concurrent.TimeUnit;
  * if (limiter.allow("user_123", "api_requests")) { ... }
  * }</pre>
  *
- * <p>Calls the sidecar cannot have counted (connection refused, connect timeout, HTTP 503) are
- * retried per the {@link RetryPolicy}; when the attempts run out, the {@link FailureMode}
- * answers. A timeout while waiting for the answer is not retried (the hits may be charged). An
- * HTTP 400 always throws {@link InvalidRequestException}.
+ * <p>Calls that never reached the sidecar (connection refused, connect timeout) are retried per
+ * the {@link RetryPolicy}; when the attempts run out, the {@link FailureMode} answers. Nothing
+ * else is retried: a timeout while waiting for the answer (the hits may be charged), an HTTP 503
+ * (the sidecar answered that its store is down) or any other answer. A malformed request always
+ * throws {@link InvalidRequestException}.
  */
 public final class RateLimiterClient {
   public static final String DEFAULT_ENDPOINT = "http://127.0.0.1:8080";
@@ -106,11 +107,11 @@ public final class RateLimiterClient {
    * {@link SidecarUnavailableException}.
    */
   public CompletableFuture<CheckResult> checkAsync(CheckRequest request) {
-    return callAsync(httpRequest("/v1/check", request), 0);
+    return callAsync(httpRequest("/v1/check", request), 1);
   }
 
   public CompletableFuture<CheckResult> reportAsync(CheckRequest request) {
-    return callAsync(httpRequest("/v1/report", request), 0);
+    return callAsync(httpRequest("/v1/report", request), 1);
   }
 
   public URI endpoint() {
@@ -133,7 +134,7 @@ public final class RateLimiterClient {
 
   private CheckResult call(String path, CheckRequest request) {
     HttpRequest httpRequest = httpRequest(path, request);
-    for (int attempt = 0; ; attempt++) {
+    for (int attempt = 1; ; attempt++) {
       Attempt outcome;
       try {
         outcome = Attempt.of(http.send(httpRequest, HttpResponse.BodyHandlers.ofString()));
@@ -141,19 +142,19 @@ public final class RateLimiterClient {
         outcome = Attempt.failed(e);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        return giveUp("interrupted while waiting for the sidecar");
+        return giveUp("interrupted while waiting for the sidecar", attempt);
       }
       if (outcome.result != null) {
-        return outcome.result;
+        return outcome.result.withAttempts(attempt);
       }
-      if (!outcome.retryable || attempt + 1 >= retry.attempts()) {
-        return giveUp(outcome.error);
+      if (!outcome.retryable || attempt >= retry.attempts()) {
+        return giveUp(outcome.error, attempt);
       }
       try {
-        Thread.sleep(retry.delay(attempt).toMillis());
+        Thread.sleep(retry.delay(attempt - 1).toMillis());
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        return giveUp(outcome.error);
+        return giveUp(outcome.error, attempt);
       }
     }
   }
@@ -164,12 +165,12 @@ public final class RateLimiterClient {
             ? Attempt.of(response) : Attempt.failed(unwrap(failure)))
         .thenCompose(outcome -> {
           if (outcome.result != null) {
-            return CompletableFuture.completedFuture(outcome.result);
+            return CompletableFuture.completedFuture(outcome.result.withAttempts(attempt));
           }
-          if (!outcome.retryable || attempt + 1 >= retry.attempts()) {
-            return giveUpAsync(outcome.error);
+          if (!outcome.retryable || attempt >= retry.attempts()) {
+            return giveUpAsync(outcome.error, attempt);
           }
-          long pause = retry.delay(attempt).toMillis();
+          long pause = retry.delay(attempt - 1).toMillis();
           return CompletableFuture.runAsync(() -> { },
                   CompletableFuture.delayedExecutor(pause, TimeUnit.MILLISECONDS))
               .thenCompose(ignored -> callAsync(httpRequest, attempt + 1));
@@ -188,16 +189,16 @@ public final class RateLimiterClient {
     return builder.build();
   }
 
-  private CheckResult giveUp(String error) {
+  private CheckResult giveUp(String error, int attempts) {
     if (failureMode == FailureMode.RAISE) {
-      throw new SidecarUnavailableException(error);
+      throw new SidecarUnavailableException(error, attempts);
     }
-    return CheckResult.failure(failureMode, error);
+    return CheckResult.failure(failureMode, error, attempts);
   }
 
-  private CompletableFuture<CheckResult> giveUpAsync(String error) {
+  private CompletableFuture<CheckResult> giveUpAsync(String error, int attempts) {
     try {
-      return CompletableFuture.completedFuture(giveUp(error));
+      return CompletableFuture.completedFuture(giveUp(error, attempts));
     } catch (SidecarUnavailableException e) {
       return CompletableFuture.failedFuture(e);
     }
@@ -240,9 +241,10 @@ public final class RateLimiterClient {
       }
       String detail = doc instanceof Map<?, ?> m && m.get("error") instanceof String s
           ? s : response.body();
-      String message = "HTTP " + status + " from the sidecar: " + truncate(detail, 200);
-      // 502-504: nothing was counted (the store is down, no rules yet, a proxy in between).
-      return new Attempt(null, message, status >= 502 && status <= 504);
+      // An answer, even a 503 (the store is down, no rules yet): the sidecar has decided
+      // that it cannot decide, and asking again at once would only add load to it.
+      return new Attempt(null, "HTTP " + status + " from the sidecar: " + truncate(detail, 200),
+          false);
     }
 
     static Attempt failed(Throwable e) {

@@ -4,9 +4,9 @@ import java.time.Duration;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * Retries of a call the sidecar cannot have counted: connection refused or timed out while
- * connecting, or HTTP 503. A timeout while waiting for the answer is not retried, since the hits
- * may already be charged.
+ * Retries of a call that never reached the sidecar: connection refused or timed out while
+ * connecting. A timeout while waiting for the answer is not retried, since the hits may already
+ * be charged, nor is any answer of the sidecar (a 503 included).
  *
  * <p>{@code attempts} counts every try (1: no retry). The pause before retry n (from 0) is drawn
  * uniformly from 0 to {@code min(maxBackoff, backoff * 2^n)} (full jitter, so that many clients

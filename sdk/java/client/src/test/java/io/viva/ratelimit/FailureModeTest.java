@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.viva.ratelimit.testing.ScriptedServer;
 import io.viva.ratelimit.testing.ScriptedServer.Step;
-import io.viva.ratelimit.testing.StalledServer;
+import io.viva.ratelimit.testing.SilentServer;
 import io.viva.ratelimit.testing.Tools;
 import java.net.URI;
 import java.time.Duration;
@@ -59,8 +59,8 @@ class FailureModeTest {
   @ParameterizedTest
   @EnumSource(value = FailureMode.class, names = {"OPEN", "CLOSED"})
   void theTimeoutBoundsAStalledSidecar(FailureMode mode) {
-    try (StalledServer stalled = new StalledServer()) {
-      RateLimiterClient client = RateLimiterClient.builder().endpoint(stalled.url())
+    try (SilentServer stalled = new SilentServer()) {
+      RateLimiterClient client = RateLimiterClient.builder().endpoint("127.0.0.1:" + stalled.port())
           .timeout(Duration.ofMillis(200)).retry(FAST).failureMode(mode).build();
       long started = System.nanoTime();
       CheckResult result = client.check(CheckRequest.of("u", "api"));
@@ -74,8 +74,8 @@ class FailureModeTest {
 
   @Test
   void theTimeoutBoundsAStalledSidecarAsync() {
-    try (StalledServer stalled = new StalledServer()) {
-      RateLimiterClient client = RateLimiterClient.builder().endpoint(stalled.url())
+    try (SilentServer stalled = new SilentServer()) {
+      RateLimiterClient client = RateLimiterClient.builder().endpoint("127.0.0.1:" + stalled.port())
           .timeout(Duration.ofMillis(200)).retry(FAST).build();
       CompletableFuture<CheckResult> call = client.checkAsync(CheckRequest.of("u", "api"));
       CheckResult result = call.orTimeout(2, TimeUnit.SECONDS).join();
@@ -95,31 +95,36 @@ class FailureModeTest {
     try (ScriptedServer late = new ScriptedServer(port, List.of(Step.ok()))) {
       CheckResult result = call.get(10, TimeUnit.SECONDS);
       assertTrue(result.allowed() && result.error().isEmpty(), result.toString());
+      assertTrue(result.attempts() > 1, result.toString());
       assertEquals(1, late.calls());
     }
   }
 
   @Test
-  void a503IsRetried() {
-    try (ScriptedServer server = new ScriptedServer(
-        List.of(Step.status(503), Step.status(503), Step.ok()))) {
-      CheckResult result = client(server.url(), FailureMode.CLOSED)
-          .check(CheckRequest.of("u", "api"));
-      assertTrue(result.allowed() && result.error().isEmpty(), result.toString());
-      assertEquals(3, server.calls());
+  void a503IsAnAnswerNotRetried() {
+    for (boolean async : new boolean[] {false, true}) {
+      try (ScriptedServer server = new ScriptedServer(List.of(Step.status(503), Step.ok()))) {
+        RateLimiterClient client = client(server.url(), FailureMode.CLOSED);
+        CheckRequest request = CheckRequest.of("u", "api");
+        CheckResult result = async ? client.checkAsync(request).join() : client.check(request);
+        assertFalse(result.allowed());
+        assertEquals("HTTP 503 from the sidecar: store down", result.error().orElseThrow());
+        assertEquals(1, result.attempts());
+        assertEquals(1, server.calls());
+      }
     }
   }
 
   @Test
-  void retriesRunOutIntoTheFailureMode() {
-    try (ScriptedServer server = new ScriptedServer(
-        List.of(Step.status(503), Step.status(503), Step.status(503)))) {
-      CheckResult result = client(server.url(), FailureMode.CLOSED)
-          .checkAsync(CheckRequest.of("u", "api")).join();
-      assertFalse(result.allowed());
-      assertEquals("HTTP 503 from the sidecar: store down", result.error().orElseThrow());
-      assertEquals(3, server.calls());
-    }
+  void retriesRunOutIntoTheFailureModeCountingAttempts() {
+    RateLimiterClient client = client(Tools.closedEndpoint(), FailureMode.CLOSED);
+    assertEquals(3, client.check(CheckRequest.of("u", "api")).attempts());
+    assertEquals(3, client.checkAsync(CheckRequest.of("u", "api")).join().attempts());
+    RateLimiterClient once = RateLimiterClient.builder().endpoint(Tools.closedEndpoint())
+        .retry(RetryPolicy.none()).failureMode(FailureMode.RAISE).build();
+    SidecarUnavailableException e = assertThrows(SidecarUnavailableException.class,
+        () -> once.check(CheckRequest.of("u", "api")));
+    assertEquals(1, e.attempts());
   }
 
   @Test

@@ -80,7 +80,10 @@ class JsonTest {
   void writesRequestBodies() {
     Map<String, Object> body = new LinkedHashMap<>();
     body.put("namespace", "api");
-    body.put("descriptors", List.of(List.of(Map.of("key", "k", "value", "q\"\\\n\u0001"))));
+    Map<String, Object> entry = new LinkedHashMap<>();
+    entry.put("key", "k");
+    entry.put("value", "q\"\\\n\u0001");
+    body.put("descriptors", List.of(List.of(entry)));
     body.put("hits", 2L);
     body.put("none", null);
     body.put("flag", true);

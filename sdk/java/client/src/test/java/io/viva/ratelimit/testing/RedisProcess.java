@@ -40,6 +40,10 @@ public final class RedisProcess implements AutoCloseable {
     }
   }
 
+  public int port() {
+    return port;
+  }
+
   public String url() {
     return "redis://127.0.0.1:" + port + "/0";
   }
