@@ -194,20 +194,19 @@ module Harness
     end
   end
 
-  # Accepts connections, reads nothing, answers nothing, counts them: a stuck sidecar.
+  # Accepts connections, reads what arrives, never answers: a stuck sidecar. Counts the
+  # connections a request arrived on (an HTTP client may open spare ones it never uses).
   class SilentServer
     def initialize
       @server = TCPServer.new("127.0.0.1", 0)
-      @accepted = 0
+      @requests = 0
       @open = []
       @lock = Mutex.new
       @thread = Thread.new do
         loop do
           socket = @server.accept
-          @lock.synchronize do
-            @open << socket
-            @accepted += 1
-          end
+          @lock.synchronize { @open << socket }
+          Thread.new { drain(socket) }
         end
       rescue IOError, SystemCallError
         nil # closed
@@ -218,14 +217,29 @@ module Harness
       @server.addr[1]
     end
 
-    def connections
-      @lock.synchronize { @accepted }
+    # Connections on which a request arrived so far.
+    def requests
+      @lock.synchronize { @requests }
     end
 
     def close
       @server.close
       @thread.join(2)
-      @lock.synchronize { @open.each(&:close) }
+      @lock.synchronize { @open.each { |s| s.close unless s.closed? } }
+    end
+
+    private
+
+    def drain(socket)
+      counted = false
+      while socket.readpartial(4096)
+        next if counted
+
+        counted = true
+        @lock.synchronize { @requests += 1 }
+      end
+    rescue IOError, SystemCallError
+      nil # the client gave up
     end
   end
 

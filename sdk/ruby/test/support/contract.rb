@@ -14,9 +14,9 @@ module Contract
   MIDDLEWARE_STEP_KEYS = %w[request client middleware expect].freeze
   CLIENT_SETTINGS = %w[endpoint timeout_ms attempts backoff_ms max_backoff_ms failure_mode].freeze
   MIDDLEWARE_SETTINGS = %w[namespace identifier_header hits].freeze
-  CLIENT_EXPECT = %w[return result headers error unavailable sidecar_requests silent_connections
+  CLIENT_EXPECT = %w[return result headers error unavailable sidecar_requests silent_requests
                      min_elapsed_ms max_elapsed_ms].freeze
-  MIDDLEWARE_EXPECT = %w[status body json headers sidecar_requests silent_connections
+  MIDDLEWARE_EXPECT = %w[status body json headers sidecar_requests silent_requests
                          min_elapsed_ms max_elapsed_ms].freeze
   REQUEST_KEYS = %w[method path headers].freeze
   TARGETS = %w[sidecar store_down closed_port silent_server].freeze

@@ -49,7 +49,7 @@ module Contract
       Contract.check_keys(expect, middleware ? MIDDLEWARE_EXPECT : CLIENT_EXPECT, "#{where} expect")
       client = client(Contract.settings("client", vector, step), port)
       requests_before = counter(expect, sidecar, where)
-      silent_before = silent ? @world.silent.connections : 0
+      silent_before = silent ? @world.silent.requests : 0
       started = Time.now
       t0 = monotonic
       if middleware
@@ -97,16 +97,16 @@ module Contract
     end
 
     def check_silent(expect, silent, before, where, problems)
-      return unless expect.key?("silent_connections")
-      raise "#{where}: silent_connections needs target silent_server" unless silent
+      return unless expect.key?("silent_requests")
+      raise "#{where}: silent_requests needs target silent_server" unless silent
 
-      want = expect["silent_connections"]
-      # The kernel completes a connection before the server thread accepts it: let the thread
-      # catch up, then compare exactly.
+      want = expect["silent_requests"]
+      # The server's threads see the bytes a moment after the client sent them: give them that
+      # moment, then compare exactly.
       deadline = monotonic + 2
-      sleep 0.01 while @world.silent.connections - before < want && monotonic < deadline
-      got = @world.silent.connections - before
-      problems << "#{where}: the silent server accepted #{got} connections, expected #{want}" if got != want
+      sleep 0.01 while @world.silent.requests - before < want && monotonic < deadline
+      got = @world.silent.requests - before
+      problems << "#{where}: #{got} requests reached the silent server, expected #{want}" if got != want
     end
 
     def elapsed(expect, t0, where, problems)

@@ -35,10 +35,10 @@ import java.util.concurrent.TimeUnit;
  */
 public final class ContractRunner {
   static final Set<String> CLIENT_EXPECT = Set.of("return", "result", "headers", "error",
-      "unavailable", "sidecar_requests", "silent_connections", "min_elapsed_ms",
+      "unavailable", "sidecar_requests", "silent_requests", "min_elapsed_ms",
       "max_elapsed_ms");
   static final Set<String> MIDDLEWARE_EXPECT = Set.of("status", "body", "json", "headers",
-      "sidecar_requests", "silent_connections", "min_elapsed_ms", "max_elapsed_ms");
+      "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms");
   static final Set<String> REQUEST_KEYS = Set.of("method", "path", "headers");
 
   /** Serves an app (every route: 200, text "ok") wrapped in the SDK's middleware. */
@@ -100,7 +100,7 @@ public final class ContractRunner {
     RateLimiterClient client = client(Contract.settings(world.contract, "client", vector, step),
         binding.port());
     double requestsBefore = counter(expect, binding, where);
-    int silentBefore = binding.silent() ? world.silentServer().connections() : 0;
+    int silentBefore = binding.silent() ? world.silentServer().requests() : 0;
     Instant started = Instant.now();
     long t0 = System.nanoTime();
     if (middleware) {
@@ -121,8 +121,8 @@ public final class ContractRunner {
         problems.add(where + ": the sidecar counted " + grew + " requests, expected " + want);
       }
     }
-    if (expect.containsKey("silent_connections")) {
-      checkSilent(((Number) expect.get("silent_connections")).intValue(), silentBefore, binding,
+    if (expect.containsKey("silent_requests")) {
+      checkSilent(((Number) expect.get("silent_requests")).intValue(), silentBefore, binding,
           where, problems);
     }
   }
@@ -140,18 +140,17 @@ public final class ContractRunner {
   private void checkSilent(int want, int before, Binding binding, String where,
       List<String> problems) {
     if (!binding.silent()) {
-      throw new IllegalStateException(where + ": silent_connections needs target silent_server");
+      throw new IllegalStateException(where + ": silent_requests needs target silent_server");
     }
-    // The kernel completes a connection before the server thread accepts it: give the thread
-    // a moment to catch up, then compare exactly.
+    // The server's threads see the bytes a moment after the client sent them: give them that
+    // moment, then compare exactly.
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
-    while (world.silentServer().connections() - before < want && System.nanoTime() < deadline) {
+    while (world.silentServer().requests() - before < want && System.nanoTime() < deadline) {
       SidecarPause.pause(10);
     }
-    int got = world.silentServer().connections() - before;
+    int got = world.silentServer().requests() - before;
     if (got != want) {
-      problems.add(where + ": the silent server accepted " + got + " connections, expected "
-          + want);
+      problems.add(where + ": " + got + " requests reached the silent server, expected " + want);
     }
   }
 
