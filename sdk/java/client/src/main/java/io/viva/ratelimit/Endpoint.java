@@ -37,6 +37,7 @@ final class Endpoint {
           + "[/path], without query or fragment");
     }
     String path = uri.getRawPath() == null ? "" : uri.getRawPath().replaceAll("/+$", "");
-    return URI.create(scheme.toLowerCase() + "://" + uri.getRawAuthority() + path);
+    return URI.create(scheme.toLowerCase(java.util.Locale.ROOT) + "://" + uri.getRawAuthority()
+        + path);
   }
 }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.viva.ratelimit.testing.CountingProxy;
 import io.viva.ratelimit.testing.SidecarProcess;
 import io.viva.ratelimit.testing.TestRules;
 import java.net.URI;
@@ -247,6 +248,19 @@ class RateLimiterClientTest {
     CheckResult after = client.check(CheckRequest.ofDescriptors("shop", 0,
         Descriptor.of("user", user)));
     assertEquals(OptionalLong.of(5), after.results().get(0).limit());
+  }
+
+  @Test
+  void connectionsAreReused(TestInfo info) throws Exception {
+    String user = user(info);
+    try (CountingProxy proxy = new CountingProxy(sidecar.httpPort())) {
+      RateLimiterClient fresh = RateLimiterClient.builder().endpoint(proxy.url())
+          .timeout(Duration.ofSeconds(5)).build();
+      for (int i = 0; i < 20; i++) {
+        assertTrue(fresh.peek(user, NS).error().isEmpty());
+      }
+      assertEquals(1, proxy.accepted());
+    }
   }
 
   @Test
