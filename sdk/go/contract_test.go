@@ -25,8 +25,9 @@ func TestContract(t *testing.T) {
 	})
 }
 
-// Without Identify the middleware counts per client address; OnError sees what went wrong.
-func TestMiddlewareDefaultsToTheClientAddress(t *testing.T) {
+// The README's example as written (the port aside), on the api_requests rules (3 an hour);
+// without Identify the middleware counts per client address; OnError sees what went wrong.
+func TestReadmeExampleAndMiddlewareDefaults(t *testing.T) {
 	dir, err := contract.FindDir()
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +37,22 @@ func TestMiddlewareDefaultsToTheClientAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	sidecar := contract.StartSidecar(t, c, "memory", 0)
+	ctx := context.Background()
+	{
+		client := ratelimiter.New(fmt.Sprintf("localhost:%d", sidecar.HTTPPort))
+		var answers []bool
+		for range 4 {
+			if allowed := client.Allow(ctx, "user_123", "api_requests"); !allowed {
+				answers = append(answers, false)
+				continue
+			}
+			answers = append(answers, true)
+		}
+		if fmt.Sprint(answers) != "[true true true false]" {
+			t.Fatalf("Allow x4 = %v", answers)
+		}
+	}
+
 	client := ratelimiter.New(fmt.Sprintf("127.0.0.1:%d", sidecar.HTTPPort))
 	server := httptest.NewServer(ratelimiter.Middleware(client, "contract_api")(contract.App))
 	defer server.Close()
@@ -49,7 +66,7 @@ func TestMiddlewareDefaultsToTheClientAddress(t *testing.T) {
 			t.Fatalf("request %d: status %d, want %d", i, resp.StatusCode, want)
 		}
 	}
-	res, err := client.Peek(context.Background(), ratelimiter.CheckRequest{Namespace: "contract_api", Identifier: "127.0.0.1"})
+	res, err := client.Peek(ctx, ratelimiter.CheckRequest{Namespace: "contract_api", Identifier: "127.0.0.1"})
 	if err != nil || res.Allowed || res.Remaining != 0 {
 		t.Fatalf("the client address's budget: %+v, %v", res, err)
 	}

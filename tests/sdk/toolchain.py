@@ -1,7 +1,5 @@
-"""Running an SDK's own test suite (Maven, Ruby, …) from pytest, so that ./scripts/test runs
-every SDK: the toolchain is found or reported missing (a failure under CI, a skip elsewhere),
-the suite gets the sidecar executable and redis-server of this environment, and its output is
-shown when it fails."""
+"""Running an SDK's own toolchain (go, npm, node) from pytest: the environment its contract
+runner needs (the sidecar executable, redis-server), and a command's output on failure."""
 
 from __future__ import annotations
 
@@ -9,66 +7,40 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import missing, redis_binary
+from tests.servers import ROOT, missing, redis_binary
+
+SDK = ROOT / "sdk"
 
 
-def require(*programs: str) -> dict[str, str]:
-    """The path of each program on the PATH; missing() for the first one absent."""
-    found = {}
-    for name in programs:
-        path = shutil.which(name)
-        if path is None:
-            missing(name)
-        found[name] = str(path)
-    return found
+def tool(name: str) -> str:
+    """The program's path; fails under CI, skips elsewhere, when it is not installed."""
+    found = shutil.which(name)
+    if found is None:
+        missing(name)
+    return str(found)
 
 
-def suite_env() -> dict[str, str]:
-    """This environment plus where the suites find the sidecar and redis-server."""
-    sidecar = Path(sys.executable).parent / "viva-ratelimit"
-    if not sidecar.exists():
+def sdk_env() -> dict[str, str]:
+    """This environment plus VIVA_RATELIMIT_BIN and VIVA_REDIS_SERVER for the runners."""
+    sidecar = os.environ.get("VIVA_RATELIMIT_BIN") or str(Path(sys.executable).parent /
+                                                          "viva-ratelimit")
+    if not Path(sidecar).exists():
         missing(f"the sidecar executable {sidecar}")
-    redis = redis_binary()
+    redis = os.environ.get("VIVA_REDIS_SERVER") or redis_binary()
     if redis is None:
         missing("redis-server")
-    return {**os.environ, "VIVA_RATELIMIT_BIN": str(sidecar), "VIVA_REDIS_SERVER": str(redis)}
+    return {**os.environ, "VIVA_RATELIMIT_BIN": sidecar, "VIVA_REDIS_SERVER": str(redis)}
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    seconds: float
-
-
-def run_suite(command: list[str], cwd: Path, timeout: float) -> Run:
-    """Run ``command`` in ``cwd``; the assertion message of a failure carries its output."""
-    started = time.monotonic()
-    done = subprocess.run(
-        command,
-        cwd=cwd,
-        env=suite_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    result = Run(done.returncode, done.stdout, time.monotonic() - started)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} (in {cwd}) exited with {result.returncode} after "
-        f"{result.seconds:.0f}s:\n{tail(result.output)}"
-    )
-    return result
-
-
-def tail(text: str, lines: int = 150) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def in_ci() -> bool:
-    return bool(os.environ.get("CI"))
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+        timeout: float = 900) -> str:
+    """Run a command, failing the test with its output when it does not exit 0."""
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} (in {cwd.relative_to(ROOT)}) exited "
+                             f"{done.returncode}:\n{output[-12000:]}")
+    return output
