@@ -19,10 +19,11 @@ from sidecar.server.rest_options import ENV_VARIABLES as REST_VARIABLES
 from sidecar.settings import Settings
 from sidecar.workers import WORKER_ENV
 
-# Ours (VIVA_), and those of the reference's names we read: the only variables checked.
-VARIABLE_PREFIXES = ("VIVA_", "REDIS_", "RUNTIME_", "GRPC_", "DEBUG_", "LIMIT_", "LOG_")
+# Ours (VIVA_), and those of the reference's names we read: the variables checked. Not GRPC_:
+# the gRPC runtime reads its own (GRPC_VERBOSITY, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, …).
+VARIABLE_PREFIXES = ("VIVA_", "REDIS_", "RUNTIME_", "DEBUG_", "LIMIT_", "LOG_")
 
-# envoyproxy/ratelimit settings under those prefixes that this service does not read.
+# envoyproxy/ratelimit settings that this service does not read (checked whatever the prefix).
 REFERENCE_ONLY = frozenset({
     "GRPC_UDS", "GRPC_MAX_CONNECTION_AGE", "GRPC_MAX_CONNECTION_AGE_GRACE",
     "GRPC_SERVER_USE_TLS", "GRPC_SERVER_TLS_CERT", "GRPC_SERVER_TLS_KEY",
@@ -54,8 +55,8 @@ def environment_warnings(env: Mapping[str, str]) -> list[str]:
     """The warnings for this environment, in the order of its variables' names."""
     known = known_variables()
     unread = [name for name in sorted(env)
-              if name.startswith(VARIABLE_PREFIXES) and name not in known
-              and not _service_link(name, env[name])]
+              if (name.startswith(VARIABLE_PREFIXES) or name in REFERENCE_ONLY)
+              and name not in known and not _service_link(name, env[name])]
     return [*(_unread(name, known) for name in unread), *_shadowed(env)]
 
 

@@ -38,12 +38,17 @@ def test_every_variable_a_setting_reads_is_silent() -> None:
 
 def test_other_prefixes_are_not_ours() -> None:
     assert environment_warnings({"PATH": "/bin", "HOME": "/", "OTEL_SDK_DISABLED": "true",
-                                 "REDISCLI_AUTH": "x", "PYTHONPATH": "."}) == []
+                                 "REDISCLI_AUTH": "x", "PYTHONPATH": ".",
+                                 "GRPC_VERBOSITY": "debug",  # the gRPC runtime's own
+                                 "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": "/etc/ssl/ca.pem"}) == []
     assert all(p.endswith("_") for p in VARIABLE_PREFIXES)
 
 
 def test_reference_settings_this_service_does_not_read() -> None:
-    assert environment_warnings({"REDIS_POOL_ON_EMPTY_BEHAVIOR": "WAIT"}) == [
+    assert environment_warnings({"REDIS_POOL_ON_EMPTY_BEHAVIOR": "WAIT",
+                                 "GRPC_MAX_CONNECTION_AGE": "1h"}) == [
+        "`GRPC_MAX_CONNECTION_AGE` is a setting of envoyproxy/ratelimit that this service "
+        "does not read",
         "`REDIS_POOL_ON_EMPTY_BEHAVIOR` is a setting of envoyproxy/ratelimit that this service "
         "does not read"]
 
