@@ -46,6 +46,10 @@ _TRANSPORT_ERRORS = (rex.ConnectionError, rex.TimeoutError, rex.ClusterDownError
                      rex.TryAgainError, rex.AskError, rex.ReadOnlyError,
                      rex.RedisClusterException, OSError)
 _ANY_ERROR = (rex.RedisError, rex.RedisClusterException, OSError)
+# redis-py's slot map of nodes that answer but serve no slot yet (a cluster not formed, e.g. a
+# new StatefulSet before its bootstrap Job) fails with an IndexError, not a RedisError.
+_UNFORMED = (IndexError,)
+_UNFORMED_TEXT = "redis cluster: no node serves any slot yet; is the cluster formed?"
 
 
 @dataclass(frozen=True)
@@ -363,6 +367,10 @@ class ClusterTopology(Topology):
         self._endpoints: dict[str, Endpoint] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
+        # redis-py replaces its seed list with the nodes a refresh discovers; nodes of a cluster
+        # not formed yet serve no slot and count as none, which would leave no node to ask
+        # ever again: the seeds are put back then (_unformed).
+        self._seeds = dict(client.nodes_manager.startup_nodes)
 
     def _node_endpoint(self, name: str) -> Endpoint:
         endpoint = self._endpoints.get(name)
@@ -387,6 +395,8 @@ class ClusterTopology(Topology):
                                f"{self.opts.timeout * 1000:.0f} ms") from exc
         except _ANY_ERROR as exc:
             raise StorageError(f"redis cluster unavailable: {exc}") from exc
+        except _UNFORMED as exc:
+            raise self._unformed() from exc
         nodes = client.nodes_manager
         groups: dict[str, list[int]] = {}
         for i, command in enumerate(commands):
@@ -436,6 +446,12 @@ class ClusterTopology(Topology):
             await self.client.nodes_manager.initialize()
         except _ANY_ERROR as exc:
             log.debug("redis cluster slot map refresh failed: %s", exc)
+        except _UNFORMED:
+            log.debug("%s", self._unformed())
+
+    def _unformed(self) -> StorageError:
+        self.client.nodes_manager.startup_nodes.update(self._seeds)
+        return StorageError(_UNFORMED_TEXT)
 
     async def mget(self, keys: Sequence[str]) -> list[Any]:
         """GETs grouped per master like any round trip (keys of several slots)."""

@@ -173,29 +173,8 @@ def cluster(rendered: Rendered, tmp_path_factory: pytest.TempPathFactory
         local.stop()
 
 
-def test_the_job_forms_the_cluster_and_leaves_it_alone_after(cluster: LocalCluster) -> None:
-    first = cluster.bootstrap()
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "cluster_state:ok" in first.stdout
-    info = dict(line.split(":", 1) for line in
-                cluster.cli(cluster.ports[0], "cluster", "info").split() if ":" in line)
-    assert (info["cluster_state"], info["cluster_known_nodes"], info["cluster_size"]) == (
-        "ok", "6", "3")
-    roles = [cluster.cli(p, "role").split()[0] for p in cluster.ports]
-    assert sorted(roles) == ["master"] * 3 + ["slave"] * 3
-    # A post-upgrade run: nothing to do, and it says so.
-    again = cluster.bootstrap()
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "already formed" in again.stdout
-    # Clients are sent to the announced name, not to an address that changes with the pod.
-    shards = cluster.cli(cluster.ports[0], "cluster", "shards")
-    assert "hostname\n127.0.0.1" in shards
-
-
-def test_the_sidecar_counts_in_the_cluster(cluster: LocalCluster, rendered: Rendered,
-                                           tmp_path: Path) -> None:
-    if "cluster_state:ok" not in cluster.cli(cluster.ports[0], "cluster", "info"):
-        assert cluster.bootstrap().returncode == 0
+def sidecar_for(cluster: LocalCluster, rendered: Rendered) -> SidecarProcess:
+    """The Deployment's container: its environment, the node names mapped to this machine."""
     env = dict(rendered.sidecar_env)
     assert (env["BACKEND_TYPE"], env["REDIS_TYPE"]) == ("redis", "cluster")
     nodes = cluster.address_map(env["REDIS_URL"].split(","))
@@ -204,8 +183,20 @@ def test_the_sidecar_counts_in_the_cluster(cluster: LocalCluster, rendered: Rend
     for name in ("VIVA_CONFIG_DIR", "PORT", "GRPC_PORT", "DEBUG_PORT", "VIVA_MODE"):
         env.pop(name)
     env["REDIS_TIMEOUT"] = "2s"  # a loaded test machine, not a pod's 15 ms budget
-    sidecar = SidecarProcess(ROOT / "config", env=env).start()
+    return SidecarProcess(ROOT / "config", env=env)
+
+
+def test_pods_then_the_job_then_counters_in_the_cluster(cluster: LocalCluster,
+                                                        rendered: Rendered) -> None:
+    """As on install: the sidecar and the nodes start together, unready until the
+    post-install Job has formed the cluster; then the sidecar counts there."""
+    sidecar = sidecar_for(cluster, rendered).start()
     try:
+        assert get(f"{sidecar.http_url}/healthcheck") == 500, "no cluster yet: not ready"
+        first = cluster.bootstrap()
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "cluster_state:ok" in first.stdout
+        eventually(lambda: get(f"{sidecar.http_url}/healthcheck") == 200, timeout=30)
         body = json.dumps({"domain": "example", "descriptors": [
             {"entries": [{"key": "path", "value": "/slow"}]}]}).encode()
         codes = [post(f"{sidecar.http_url}/json", body) for _ in range(4)]
@@ -217,6 +208,31 @@ def test_the_sidecar_counts_in_the_cluster(cluster: LocalCluster, rendered: Rend
     # …and, replication being asynchronous, soon on that master's replica too.
     eventually(lambda: sum(int(cluster.cli(p, "dbsize")) for p in cluster.ports) >= 2,
                timeout=15)
+
+
+def test_the_formed_cluster_and_a_second_job_run(cluster: LocalCluster) -> None:
+    if "cluster_state:ok" not in cluster.cli(cluster.ports[0], "cluster", "info"):
+        assert cluster.bootstrap().returncode == 0
+    info = dict(line.split(":", 1) for line in
+                cluster.cli(cluster.ports[0], "cluster", "info").split() if ":" in line)
+    assert (info["cluster_state"], info["cluster_known_nodes"], info["cluster_size"]) == (
+        "ok", "6", "3")
+    roles = [cluster.cli(p, "role").split()[0] for p in cluster.ports]
+    assert sorted(roles) == ["master"] * 3 + ["slave"] * 3
+    # Clients are sent to the announced name, not to an address that changes with the pod.
+    assert "hostname\n127.0.0.1" in cluster.cli(cluster.ports[0], "cluster", "shards")
+    # A post-upgrade run: nothing to do, and it says so.
+    again = cluster.bootstrap()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already formed" in again.stdout
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def post(url: str, body: bytes) -> int:
