@@ -127,7 +127,7 @@ class Sidecar:
         self.grpc_health: grpc_health.aio.HealthServicer | None = None  # grpcio transport
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._store_reachable = True
+        self._store_reachable: bool | None = None  # None: not probed yet
         self._stopped = False
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
@@ -137,23 +137,30 @@ class Sidecar:
             self.health.set("config", bool(rules.domains))
 
     async def start(self) -> None:
-        """Load the rules, then open every port. RuleSetError when the rules are invalid,
-        OSError when a port cannot be opened; nothing is left running either way."""
+        """Load the rules, open every port, then probe the store once. RuleSetError when the
+        rules are invalid, OSError when a port cannot be opened; nothing is left running
+        either way.
+
+        The ports open before the store is reached: a store that is not there yet (a Redis
+        Cluster still forming) must not keep them closed. Until a probe reaches it, calls get
+        the failure policy's answer and health counts the store as unreachable; the store
+        connects in the background and the probe runs every STORE_PROBE_SECONDS."""
         if not self.rules.load():
             if not self.settings.force_start_without_initial_config:
                 await self.store.close()
                 raise self.rules.last_exception or RuleSetError([])
             log.warning("starting without valid rules (FORCE_START_WITHOUT_INITIAL_CONFIG); "
                         "every call fails until a valid version is loaded")
+        self._set_store_health(False)
         try:
             if self.full is not None:
                 await self.full.start()
-            await self._probe_store()
             if self.settings.transport == "fast":
                 await self._start_fast()
             else:
                 await self._start_grpc()
             await self._start_http()
+            await self._probe_store()  # bounded by the store's timeout
         except BaseException:
             await self.stop()
             raise
@@ -241,12 +248,15 @@ class Sidecar:
             reachable = True
         except StorageError as exc:
             reachable = False
-            if self._store_reachable:
+            if self._store_reachable is not False:
                 log.warning("counter store is unreachable: %s", exc)
         else:
-            if not self._store_reachable:
+            if self._store_reachable is False:
                 log.warning("counter store is reachable again")
         self._store_reachable = reachable
+        self._set_store_health(reachable)
+
+    def _set_store_health(self, reachable: bool) -> None:
         self.health.set("store", reachable or self.settings.failure_policy != "unavailable")
 
     async def _watch_store(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the sidecar (gRPC 8081, HTTP 8080, debug 6070)")
+    serve.add_argument("--mode", choices=("standalone", "full"),
+                       help="standalone (default) or full: customers, API keys, plans and the "
+                       "admin API on the HTTP port (env VIVA_MODE or MODE)")
     serve.add_argument("--config", help="rules directory or file (default ./config; env "
                        "VIVA_CONFIG_DIR or RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config)")
     serve.add_argument("--backend", choices=("memory", "redis"),
@@ -41,9 +45,6 @@ def _parser() -> argparse.ArgumentParser:
                        "(env VIVA_WORKERS, default 1; more than one needs the Redis store)")
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
                        help="env LOG_LEVEL, default warn")
-    serve.add_argument("--mode", choices=("standalone", "full"),
-                       help="standalone (default) or full: customers, API keys, plans and the "
-                       "admin API on the HTTP port (env MODE or VIVA_MODE)")
 
     db = sub.add_parser("db", help="full mode's catalog database")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -143,16 +144,17 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar.logs import configure_logging
     from sidecar.settings import Settings
 
-    flags = {"config": args.config, "backend": args.backend, "redis_url": args.redis_url,
-             "grpc_port": args.grpc_port, "http_port": args.http_port,
+    flags = {"mode": args.mode, "config": args.config, "backend": args.backend,
+             "redis_url": args.redis_url, "grpc_port": args.grpc_port, "http_port": args.http_port,
              "debug_port": args.debug_port, "log_level": args.log_level,
-             "workers": args.workers, "transport": args.transport, "mode": args.mode}
+             "workers": args.workers, "transport": args.transport}
     try:
         settings = Settings.load(flags)
     except SettingsError as exc:
         print(f"viva-ratelimit: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    _warn_about_environment()
     try:
         return _run(settings)
     except RuleSetError as exc:
@@ -169,6 +171,18 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"viva-ratelimit: cannot start: {exc}", file=sys.stderr)
         return 1
+
+
+def _warn_about_environment() -> None:
+    """Unknown and shadowed variables, once (by the supervisor, not again by each worker)."""
+    from sidecar.envcheck import environment_warnings
+    from sidecar.workers import WORKER_ENV
+
+    if os.environ.get(WORKER_ENV):
+        return
+    log = logging.getLogger("sidecar.settings")
+    for warning in environment_warnings(os.environ):
+        log.warning("%s", warning)
 
 
 def _run(settings: Settings) -> int:

@@ -24,6 +24,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 REDIS_TYPES = ("single", "sentinel", "cluster")
+MODES = ("standalone", "full")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
@@ -99,13 +100,10 @@ def _str(name: str, text: str) -> str:
 
 def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "",
              aliases: tuple[str, ...] = ()) -> Any:
-    """A field read from flag ``flag``, else variable ``env``, else the first of ``aliases``
-    that is set."""
+    """``aliases``: other variables read when ``env`` is not set (the seed's deployment names);
+    sidecar/envcheck.py warns when both are set."""
     return field(default=default, metadata={"env": env, "parse": parse, "flag": flag,
                                             "aliases": aliases})
-
-
-MODES = ("standalone", "full")
 
 
 def parse_root_key(name: str, text: str) -> str:
@@ -124,12 +122,21 @@ def parse_header_list(name: str, text: str) -> tuple[str, ...]:
     return headers
 
 
+def _variable_of(meta: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The variable a setting is read from: its own, else the first of its aliases that is set."""
+    for name in (meta["env"], *meta.get("aliases", ())):
+        if name in env:
+            return str(name)
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the sidecar. ``env`` names its variable; ``flag`` its serve option."""
 
-    # Mode: standalone (the rate limiter) or full (plus customers, API keys, plans, admin API).
-    mode: str = _setting("MODE", parse_choice(MODES), "standalone", "mode", ("VIVA_MODE",))
+    # standalone: the rate-limit service; full: plus API keys, plans, usage and the web pages.
+    mode: str = _setting("VIVA_MODE", parse_choice(MODES), "standalone", "mode",
+                         aliases=("MODE",))
     # Rules
     config_dir: str = _setting("VIVA_CONFIG_DIR", _str, "", "config")
     runtime_root: str = _setting("RUNTIME_ROOT", _str, "")
@@ -161,7 +168,7 @@ class Settings:
     log_format: str = _setting("LOG_FORMAT", parse_choice(("text", "json")), "text")
     # Store
     backend: str = _setting("BACKEND_TYPE", parse_choice(("memory", "redis")), "", "backend")
-    redis_url: str = _setting("REDIS_URL", _str, "", "redis_url")
+    redis_url: str = _setting("REDIS_URL", _str, "", "redis_url", aliases=("REDIS_ADDR",))
     redis_type: str = _setting("REDIS_TYPE", parse_choice(REDIS_TYPES), "single")
     redis_socket_type: str = _setting("REDIS_SOCKET_TYPE", parse_choice(("tcp", "unix")), "")
     redis_auth: str = _setting("REDIS_AUTH", _str, "")
@@ -241,10 +248,8 @@ class Settings:
             flag = meta["flag"]
             if flag and flags.get(flag) is not None:
                 values[f.name] = flags[flag]
-            elif meta["parse"] is not None:
-                name = next((n for n in (meta["env"], *meta.get("aliases", ())) if n in env), None)
-                if name is not None:
-                    values[f.name] = meta["parse"](name, env[name])
+            elif meta["parse"] is not None and (name := _variable_of(meta, env)):
+                values[f.name] = meta["parse"](name, env[name])
         values["rest"] = RestOptions.from_env(env)
         if not values.get("backend"):
             values["backend"] = "redis" if values.get("redis_url") else "memory"

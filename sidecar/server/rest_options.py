@@ -120,3 +120,5 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "deny_status": ("VIVA_FORWARD_AUTH_DENY_STATUS", _deny_status),
     "headers": ("VIVA_RATELIMIT_HEADERS", _families),
 }
+# Every variable from_env reads (the start-up check of unknown variables knows them).
+ENV_VARIABLES = frozenset(variable for variable, _ in _ENV.values())

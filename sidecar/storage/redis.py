@@ -44,11 +44,15 @@ class RedisStore:
         scripts = {script_sha(): script_source()}
         self.topology = connect(opts, scripts, listener) if client is None else \
             Topology(client, opts.label, opts, scripts, listener)
-        self.client = self.topology.client
         self.batcher = Batcher(self.topology.execute, opts.pipeline_window,
                                opts.pipeline_limit) if opts.batching else None
         self._send = self.batcher.submit if self.batcher is not None else \
             self.topology.execute
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (a Cluster's is replaced until its first slot map is known)."""
+        return self.topology.client
 
     async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
         if not increments:

@@ -350,9 +350,14 @@ class Topology:
 
 class ClusterTopology(Topology):
     """A Redis Cluster: one endpoint (and breaker) per master, commands grouped by the master
-    that owns their slot, the groups' pipelines run concurrently."""
+    that owns their slot, the groups' pipelines run concurrently.
 
-    REFRESH_INTERVAL = 0.1  # seconds between two slot-map refreshes after failures
+    The first slot map is fetched in the background (``_connect``): a cluster still forming
+    has none to give, and nobody waits for it longer than the timeout meanwhile.
+    """
+
+    REFRESH_INTERVAL = 0.1  # seconds between two slot-map refreshes (or first fetches)
+    CONNECT_DEADLINE = 5.0  # seconds one first fetch may take in all, whatever the seeds
 
     def __init__(self, client: RedisCluster, opts: RedisOptions, scripts: dict[str, str],
                  listener: BreakerListener | None = None) -> None:
@@ -363,6 +368,10 @@ class ClusterTopology(Topology):
         self._endpoints: dict[str, Endpoint] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
+        self._connecting: asyncio.Task[None] | None = None
+        self._connected = False
+        self._connect_error = ""
+        self._next_connect = 0.0
 
     def _node_endpoint(self, name: str) -> Endpoint:
         endpoint = self._endpoints.get(name)
@@ -378,6 +387,8 @@ class ClusterTopology(Topology):
 
     async def _groups(self, commands: Sequence[Command]) -> dict[str, list[int]]:
         """Command indexes per owning master, from redis-py's slot map."""
+        if not self._connected:
+            await self._wait_connected()
         client = self.client
         try:
             async with asyncio.timeout(self.opts.timeout):
@@ -385,8 +396,8 @@ class ClusterTopology(Topology):
         except TimeoutError as exc:
             raise StorageError("redis cluster: no seed node answered within "
                                f"{self.opts.timeout * 1000:.0f} ms") from exc
-        except _ANY_ERROR as exc:
-            raise StorageError(f"redis cluster unavailable: {exc}") from exc
+        except (*_ANY_ERROR, IndexError) as exc:
+            raise StorageError(f"redis cluster unavailable: {_slot_map_error(exc)}") from exc
         nodes = client.nodes_manager
         groups: dict[str, list[int]] = {}
         for i, command in enumerate(commands):
@@ -420,6 +431,42 @@ class ClusterTopology(Topology):
         except StorageError as exc:
             return [exc] * len(commands)
 
+    async def _wait_connected(self) -> None:
+        """Wait (at most the timeout) for the background fetch of the first slot map, starting
+        one unless one failed less than REFRESH_INTERVAL ago; StorageError until it succeeds."""
+        loop = asyncio.get_running_loop()
+        if self._connecting is None and loop.time() >= self._next_connect:
+            self._connecting = loop.create_task(self._connect())
+        if self._connecting is not None:
+            try:
+                async with asyncio.timeout(self.opts.timeout):
+                    await asyncio.shield(self._connecting)
+            except TimeoutError as exc:
+                raise StorageError("redis cluster: no slot map yet after "
+                                   f"{self.opts.timeout * 1000:.0f} ms") from exc
+        if not self._connected:
+            raise StorageError(f"redis cluster unavailable: {self._connect_error}")
+
+    async def _connect(self) -> None:
+        """Fetch the first slot map, in the background: it outlives the caller that started it,
+        so a slow fetch still completes, and there is one at a time however many callers."""
+        try:
+            async with asyncio.timeout(self.CONNECT_DEADLINE):
+                await self.client.initialize()
+            self._connected = True
+        except (TimeoutError, *_ANY_ERROR, IndexError) as exc:
+            # A cluster still forming answers with no slot at all: redis-py then fails with
+            # IndexError, after replacing its seeds by the nodes it was told of (none), and
+            # has torn the client down. Start the next try from the seeds of REDIS_URL.
+            self._connect_error = _slot_map_error(exc)
+            self._next_connect = asyncio.get_running_loop().time() + self.REFRESH_INTERVAL
+            old, self.client = self.client, make_cluster_client(self.opts)
+            log.debug("redis cluster: no slot map yet: %s", self._connect_error)
+            with contextlib.suppress(*_ANY_ERROR):
+                await old.aclose()
+        finally:
+            self._connecting = None
+
     def _schedule_refresh(self) -> None:
         """Ask the cluster for its slot map again, in the background and not too often: after
         a failover the dead master's slots belong to a promoted replica."""
@@ -434,8 +481,8 @@ class ClusterTopology(Topology):
     async def _refresh_slots(self) -> None:
         try:
             await self.client.nodes_manager.initialize()
-        except _ANY_ERROR as exc:
-            log.debug("redis cluster slot map refresh failed: %s", exc)
+        except (*_ANY_ERROR, IndexError) as exc:
+            log.debug("redis cluster slot map refresh failed: %s", _slot_map_error(exc))
 
     async def mget(self, keys: Sequence[str]) -> list[Any]:
         """GETs grouped per master like any round trip (keys of several slots)."""
@@ -460,12 +507,20 @@ class ClusterTopology(Topology):
         return [e.breaker for e in self._endpoints.values()]
 
     async def close(self) -> None:
-        if self._refresh is not None:
-            self._refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_ANY_ERROR):
-                await self._refresh
+        for task in (self._refresh, self._connecting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_ANY_ERROR):
+                    await task
         with contextlib.suppress(*_ANY_ERROR):
             await self.client.aclose()
+
+
+def _slot_map_error(exc: BaseException) -> str:
+    """Why redis-py has no slot map; its IndexError means no node serves any slot yet."""
+    if isinstance(exc, IndexError):
+        return "no node serves any slot yet (the cluster is not formed)"
+    return str(exc) or type(exc).__name__
 
 
 def connect(opts: RedisOptions, scripts: dict[str, str],

@@ -43,6 +43,8 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 10, algorithm: sliding_window}
   - key: log
     rate_limit: {unit: minute, requests_per_unit: 3, algorithm: sliding_log}
+  - key: log_second
+    rate_limit: {unit: second, requests_per_unit: 3, algorithm: sliding_log}
   - key: tokens
     rate_limit: {unit: second, requests_per_unit: 2, algorithm: token_bucket, burst: 4}
   - key: paced
@@ -172,6 +174,19 @@ async def test_sliding_log_is_exact_over_any_window(store: Store, clock: FakeClo
     clock.now = T0 + 60.001
     assert (await hit(e, "log")).overall == OK
     assert (await hit(e, "log")).overall == OVER
+
+
+async def test_sliding_log_keeps_its_entries_a_whole_window(store: Store,
+                                                            clock: FakeClock) -> None:
+    # Written half-way through a second, the log must outlive the next whole second.
+    e = engine_for(store, clock)
+    clock.now = T0 + 0.5
+    assert await codes(e, "log_second", 3) == [OK, OK, OK]
+    clock.now = T0 + 1.2
+    d = await hit(e, "log_second")
+    assert d.overall == OVER and d.statuses[0].reset_ms == 300
+    clock.now = T0 + 1.5  # now a window has passed: the three leave the view together
+    assert await codes(e, "log_second", 4) == [OK, OK, OK, OVER]
 
 
 async def test_token_bucket_burst_then_refill(store: Store, clock: FakeClock) -> None:

@@ -31,6 +31,8 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 3}
   - key: tokens
     rate_limit: {unit: minute, requests_per_unit: 3, algorithm: token_bucket}
+  - key: log
+    rate_limit: {unit: second, requests_per_unit: 2, algorithm: sliding_log}
   - key: shadowed
     shadow_mode: true
     rate_limit: {unit: minute, requests_per_unit: 3}
@@ -151,6 +153,21 @@ async def test_local_counts_in_memory_until_redis_returns(clock: FakeClock) -> N
         await store.close()
         if server is not None:
             server.stop()
+
+
+async def test_local_keeps_algorithm_state_a_whole_window(dead_store: RedisStore,
+                                                          clock: FakeClock) -> None:
+    # The fallback store expires an algorithm's state to the millisecond, as PEXPIRE does.
+    engine = engine_with(dead_store, "local", clock)
+    clock.now = 1_000_000.5
+    codes = [(await engine.should_rate_limit("plain", [desc(("log", "a"))])).overall
+             for _ in range(3)]
+    assert codes == [OK, OK, OVER]
+    clock.now = 1_000_001.2  # past a whole second, not yet a window after the entries
+    d = await engine.should_rate_limit("plain", [desc(("log", "a"))])
+    assert (d.overall, d.statuses[0].reset_ms) == (OVER, 300)
+    clock.now = 1_000_001.5
+    assert (await engine.should_rate_limit("plain", [desc(("log", "a"))])).overall == OK
 
 
 async def test_the_domain_policy_beats_the_global_one(dead_store: RedisStore,

@@ -119,7 +119,7 @@ class Backend:
         if self.client is not None:
             self.client.expire(key, ttl)
         else:
-            self.memory._counters[key][1] = int(self.clock()) + ttl
+            self.memory._counters[key][1] = (int(self.clock()) + ttl) * 1000
 
     def close(self) -> None:
         if self.client is not None:
