@@ -5,8 +5,8 @@
 
 Each server runs alone in its own process, on the in-process memory store with one rule:
 
-    fast    sidecar.server.h2.H2Server (the transport under test)
-    grpcio  sidecar.server.grpc_rls.RateLimitServicer on grpc.aio (the transport it replaces)
+    fast    sidecar.h2.H2Server (the transport under test)
+    grpcio  sidecar.transports.grpcio.RateLimitServicer on grpc.aio (the transport it replaces)
     noop    a grpc.aio servicer that returns a constant OK response (grpcio's ceiling)
 
 For each: a short warm-up, then h2load at full speed for --duration seconds (-c/-m), then
@@ -81,7 +81,8 @@ def make_engine() -> Any:
 
     url = os.environ.get("BENCH_REDIS_URL")
     if url:
-        from sidecar.storage.redis import RedisOptions, RedisStore
+        from sidecar.storage.redis.options import RedisOptions
+        from sidecar.storage.redis.store import RedisStore
 
         store: Any = RedisStore(RedisOptions(url=url, timeout=1.0, pool_size=64))
     else:
@@ -97,11 +98,12 @@ async def serve(mode: str, port: int, eager: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if mode == "fast":
-        from sidecar.server.h2 import H2Options, H2Server
-        from sidecar.server.health import Health
-        from sidecar.server.metrics import Metrics
+        from sidecar.h2 import H2Options
+        from sidecar.observability.health import Health
+        from sidecar.observability.metrics import Metrics
+        from sidecar.transports.fast import rls_server
 
-        server = H2Server(make_engine(), Health(), Metrics(), H2Options(eager_start=eager))
+        server = rls_server(make_engine(), Health(), Metrics(), H2Options(eager_start=eager))
         await server.start("127.0.0.1", port)
         print("ready", flush=True)
         await stop.wait()
@@ -118,8 +120,8 @@ def grpcio_server(mode: str, port: int) -> Any:
     import grpc
     from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-    from sidecar.server.grpc_rls import RateLimitServicer
-    from sidecar.server.metrics import Metrics
+    from sidecar.observability.metrics import Metrics
+    from sidecar.transports.grpcio import RateLimitServicer
 
     class NoopServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
         response = rls_pb2.RateLimitResponse(overall_code=rls_pb2.RateLimitResponse.OK)
@@ -137,7 +139,7 @@ def grpcio_server(mode: str, port: int) -> Any:
 def serve_main(mode: str, port: int, eager: bool, use_uvloop: bool) -> None:
     factory = asyncio.new_event_loop
     if use_uvloop and mode == "fast":
-        from sidecar.server.h2 import event_loop_factory
+        from sidecar.app import event_loop_factory
 
         factory = event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:

@@ -9,7 +9,6 @@ store fails, the domain's failure policy answers instead (policy.py).
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 import time
@@ -19,61 +18,31 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.algorithms import (
-    FIXED_WINDOW,
-    LEAKY_BUCKET,
-    SLIDING_LOG,
-    SLIDING_WINDOW,
-    TOKEN_BUCKET,
-    Check,
-    Limit,
-    Verdict,
-)
 from sidecar.limiter.fixed_window import judge, near_threshold
 from sidecar.limiter.keys import descriptor_key
 from sidecar.limiter.local_cache import LocalCache
-from sidecar.limiter.policy import DENY, LOCAL, UNAVAILABLE, FailurePolicy
+from sidecar.limiter.policy import FailureHandler
 from sidecar.limiter.windows import aligned_window, calendar_window
-from sidecar.rules.matcher import Entries, Match, match_descriptor, override_stats_key
-from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, RuleSet, Unit
+from sidecar.model import (
+    UNLIMITED_REMAINING,
+    Algorithm,
+    Code,
+    Decision,
+    Descriptor,
+    DescriptorStatus,
+    FailurePolicy,
+    RateLimit,
+)
+from sidecar.rules.matcher import Match, match_descriptor
+from sidecar.rules.model import DomainOptions, RuleSet
+from sidecar.storage.algorithms import Check, Rate, Verdict
 from sidecar.storage.base import Increment, Store
 
 _NO_OPTIONS = DomainOptions()
-
-UNLIMITED_REMAINING = 4294967295
-
-
-class Code(enum.IntEnum):
-    """Envoy's RateLimitResponse.Code numbers."""
-
-    UNKNOWN = 0
-    OK = 1
-    OVER_LIMIT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    """One request descriptor: its entries, and what Envoy may add to it."""
-
-    entries: Entries
-    hits_addend: int | None = None  # per-descriptor; None when Envoy did not set it
-    limit: tuple[int, Unit] | None = None  # Envoy's limit override (requests_per_unit, unit)
-
-
-@dataclass(slots=True)
-class DescriptorStatus:
-    code: Code
-    limit: RateLimit | None = None
-    remaining: int = 0
-    reset_seconds: int = 0  # whole seconds, rounded up (what the reference reports)
-    reset_ms: int | None = None  # exact, for algorithms that know it to the millisecond
-
-
-@dataclass(slots=True)
-class Decision:
-    overall: Code
-    statuses: list[DescriptorStatus]
-    headers: list[tuple[str, str]] = field(default_factory=list)
+# Module names for the members: an Enum class attribute costs ~0.3 µs to look up on 3.11.
+_FIXED_WINDOW, _SLIDING_WINDOW, _SLIDING_LOG = (
+    Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW, Algorithm.SLIDING_LOG)
+_BUCKETS = (Algorithm.TOKEN_BUCKET, Algorithm.LEAKY_BUCKET)
 
 
 class RuleStats(Protocol):
@@ -151,7 +120,7 @@ class Engine:
     def __init__(self, store: Store, options: EngineOptions | None = None,
                  stats: RuleStats | None = None, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 policy: FailurePolicy | None = None,
+                 policy: FailureHandler | None = None,
                  local_cache: LocalCache | None = None) -> None:
         self.store = store
         self.options = options or EngineOptions()
@@ -161,7 +130,7 @@ class Engine:
         self.rules: RuleSet | None = None
         self._near_cache: dict[int, int] = {}
         # What to answer when the store fails, and keys known over their limit (None: off).
-        self.policy = policy or FailurePolicy()
+        self.policy = policy or FailureHandler()
         self.local_cache = local_cache
 
     def set_rules(self, rules: RuleSet) -> None:
@@ -213,22 +182,12 @@ class Engine:
         out: list[Match | None] = []
         for i, desc in enumerate(descriptors):
             if desc.limit is not None:
-                out.append(self._override(domain, desc.entries, desc.limit, i))
+                out.append(_explicit(desc.limit, i))
             elif desc.entries:
                 out.append(match_descriptor(root, domain, desc.entries))
             else:
                 out.append(None)
         return out
-
-    @staticmethod
-    def _override(domain: str, entries: Entries, override: tuple[int, Unit], index: int) -> Match:
-        """The limit Envoy sent with the descriptor; applied without consulting the rules."""
-        rpu, unit = override
-        if unit not in UNIT_SECONDS:
-            raise RequestError(f"descriptors[{index}].limit.unit: {int(unit)} is not a unit; "
-                               "expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR")
-        key = override_stats_key(domain, entries)
-        return Match(RateLimit(requests_per_unit=rpu, unit=unit, stats_key=key), key)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -293,7 +252,7 @@ class Engine:
         window_ms = limit.window_length_ms
         rpu = limit.requests_per_unit
         algorithm = limit.algorithm
-        if algorithm == FIXED_WINDOW:
+        if algorithm == _FIXED_WINDOW:
             if limit.calendar:
                 start, end = calendar_window(now_ms, limit.unit.name.lower(),
                                              _zone(options.time_zone))
@@ -303,8 +262,8 @@ class Engine:
         else:
             key, end = f"{base}{algorithm}", now_ms + window_ms
             ttl_ms = _state_ttl_ms(algorithm, rpu, window_ms, limit.burst)
-        burst = limit.burst or (rpu if algorithm == TOKEN_BUCKET else 1)
-        check = Check(key, algorithm, Limit(rpu, float(window_ms), burst, limit.count_rejected),
+        burst = limit.burst or (rpu if algorithm == Algorithm.TOKEN_BUCKET else 1)
+        check = Check(key, algorithm, Rate(rpu, float(window_ms), burst, limit.count_rejected),
                       hits, float(ttl_ms), float(end))
         return _Check(index, limit, stats_key, key, hits, -(-(end - now_ms) // 1000), check)
 
@@ -350,19 +309,20 @@ class Engine:
 
     async def _store_failed(self, error: StorageError, domain: str, checks: list[_Check],
                             statuses: list[DescriptorStatus], now_ms: int,
-                            domain_policy: str | None, atomic: bool, cached: bool,
+                            domain_policy: FailurePolicy | None, atomic: bool, cached: bool,
                             always: bool) -> None:
         """Answer by the domain's failure policy (see limiter/policy.py); ``unavailable``
         re-raises, so the transport answers UNAVAILABLE and Envoy decides."""
         policy = self.policy.choose(domain_policy)
         self.policy.decided(domain, policy, error)
-        if policy == UNAVAILABLE:
+        if policy == FailurePolicy.UNAVAILABLE:
             raise error
-        if policy == LOCAL:
+        if policy == FailurePolicy.LOCAL:
+            assert self.policy.fallback is not None  # choose() never picks local without it
             await self._charge(self.policy.fallback, domain, checks, statuses, now_ms, atomic,
                                cached, always)
             return
-        deny = policy == DENY
+        deny = policy == FailurePolicy.DENY
         for check in checks:
             status, limit = statuses[check.index], check.limit
             if deny:
@@ -419,7 +379,7 @@ class Engine:
         for check, verdict in zip(scripted, verdicts, strict=True):
             limit = check.limit
             if verdict.allowed or verdict.reset_ms <= 0 or (
-                    limit.count_rejected and limit.algorithm != FIXED_WINDOW):
+                    limit.count_rejected and limit.algorithm != _FIXED_WINDOW):
                 continue
             cache.add(check.key, now_ms + math.ceil(verdict.reset_ms),
                       limit.requests_per_unit, check.hits)
@@ -522,13 +482,21 @@ def _peek(check: _Check) -> _Check:
                   check.window, check.algorithm._replace(hits=0), check.ttl)
 
 
-def _state_ttl_ms(algorithm: str, rpu: int, window_ms: int, burst: int) -> int:
+def _explicit(limit: RateLimit, index: int) -> Match:
+    """A limit the caller sent with the descriptor, applied as it is; it must have a window."""
+    if not limit.unlimited and limit.window_length_ms <= 0:
+        raise RequestError(f"descriptors[{index}].limit.unit: {int(limit.unit)} is not a unit; "
+                           "expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR")
+    return Match(limit, limit.stats_key)
+
+
+def _state_ttl_ms(algorithm: Algorithm, rpu: int, window_ms: int, burst: int) -> int:
     """How long an algorithm's state matters; past it, a missing key means the same thing."""
-    if algorithm == SLIDING_WINDOW:
+    if algorithm == _SLIDING_WINDOW:
         return 2 * window_ms
-    if algorithm == SLIDING_LOG:
+    if algorithm == _SLIDING_LOG:
         return window_ms
-    if algorithm in (TOKEN_BUCKET, LEAKY_BUCKET):
+    if algorithm in _BUCKETS:
         per_request = window_ms / max(1, rpu)
         return int(per_request * max(1, burst or rpu) + per_request) + 1000
     return window_ms
@@ -545,9 +513,9 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _charge_always(checks: list[_Check]) -> None:
-    """Make every algorithm check charge its hits even when refused (``Limit.always``); the
+    """Make every algorithm check charge its hits even when refused (``Rate.always``); the
     plain INCRBY path always charges already."""
     for check in checks:
         if check.algorithm is not None:
-            lim = check.algorithm.limit._replace(always=True)
-            check.algorithm = check.algorithm._replace(limit=lim)
+            rate = check.algorithm.rate._replace(always=True)
+            check.algorithm = check.algorithm._replace(rate=rate)

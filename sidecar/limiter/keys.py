@@ -6,7 +6,7 @@ value gives ``key__``, and a share_threshold entry uses its pattern instead of t
 
 from __future__ import annotations
 
-from sidecar.rules.matcher import Entries
+from sidecar.model import Entries
 
 
 def descriptor_key(prefix: str, domain: str, entries: Entries,

@@ -21,18 +21,17 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from sidecar.errors import RuleError
-from sidecar.limiter.algorithms import ALGORITHMS
-from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
-from sidecar.limiter.windows import CALENDAR_UNITS
-from sidecar.rules.matcher import sanitize_stat_name
-from sidecar.rules.model import (
+from sidecar.model import (
+    CALENDAR_UNITS,
     UNIT_NAMES,
     UNIT_SECONDS,
-    DescriptorNode,
-    DomainOptions,
+    Algorithm,
+    FailurePolicy,
     RateLimit,
     Unit,
 )
+from sidecar.rules.matcher import sanitize_stat_name
+from sidecar.rules.model import DescriptorNode, DomainOptions
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -58,10 +57,11 @@ RATE_LIMIT_KEYS = (
     "algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected",
 )  # fmt: skip
 EXTENSION_KEYS = ("algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected")
-ALGORITHMS_TEXT = ", ".join(ALGORITHMS)
-BUCKETS = ("token_bucket", "leaky_bucket")
+ALGORITHMS_TEXT = ", ".join(Algorithm)
+BUCKETS = (Algorithm.TOKEN_BUCKET, Algorithm.LEAKY_BUCKET)
 SLIDING_LOG_MAX = 10_000  # entries a sliding_log key may hold (one per allowed request)
-COUNTERS = ("fixed_window", "sliding_window")  # the algorithms that can count refused requests
+# The algorithms that can count refused requests.
+COUNTERS = (Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW)
 _WINDOW = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 REPLACES_KEYS = ("name",)
 LIMIT_FLAGS = ("shadow_mode", "quota_mode", "detailed_metric")
@@ -295,16 +295,16 @@ class _FileChecker:
             )
             zone = "UTC"
         policy = self.string(fields.get("failure_policy"), "failure_policy") or None
-        if policy is not None and policy not in FAILURE_POLICIES:
+        if policy is not None and policy not in tuple(FailurePolicy):
             self.fail(
                 fields["failure_policy"],
                 "failure_policy",
                 f"unknown failure policy '{policy}'",
-                f"one of {_list(FAILURE_POLICIES)}",
+                f"one of {_list(FailurePolicy)}",
             )
             policy = None
         return DomainOptions(
-            failure_policy=policy,
+            failure_policy=FailurePolicy(policy) if policy else None,
             atomic=self.boolean(fields.get("atomic"), "atomic"),
             count_rejected=None if _is_null(counted) else self.boolean(counted, "count_rejected"),
             time_zone=zone,
@@ -437,7 +437,7 @@ class _FileChecker:
         out["burst"] = self.burst(f, path, algorithm)
         out["window_ms"] = self.window_length(f, path, unit, window)
         out["calendar"] = self.calendar(f, path, unit, algorithm)
-        if algorithm == "sliding_log":
+        if algorithm == Algorithm.SLIDING_LOG:
             self.log_size(f.get("requests_per_unit"), path)
         counted = f.get("count_rejected")
         if not _is_null(counted):
@@ -465,27 +465,27 @@ class _FileChecker:
                 f"at most {SLIDING_LOG_MAX}, or algorithm: sliding_window for larger limits",
             )
 
-    def _default_count_rejected(self, algorithm: str) -> bool:
+    def _default_count_rejected(self, algorithm: Algorithm) -> bool:
         """The domain's default where it set one; else only fixed windows count refusals (the
         reference's behaviour)."""
         if algorithm not in COUNTERS:
             return False
         domain = self.parsed.options.count_rejected
-        return algorithm == "fixed_window" if domain is None else domain
+        return algorithm == Algorithm.FIXED_WINDOW if domain is None else domain
 
-    def algorithm(self, f: dict[str, yaml.Node], path: str) -> str:
-        text = self.string(f.get("algorithm"), f"{path}.algorithm") or "fixed_window"
-        if text not in ALGORITHMS:
+    def algorithm(self, f: dict[str, yaml.Node], path: str) -> Algorithm:
+        text = self.string(f.get("algorithm"), f"{path}.algorithm") or Algorithm.FIXED_WINDOW
+        if text not in tuple(Algorithm):
             self.fail(
                 f.get("algorithm"),
                 f"{path}.algorithm",
                 f"unknown algorithm '{text}'",
                 f"one of {ALGORITHMS_TEXT}",
             )
-            return "fixed_window"
-        return text
+            return Algorithm.FIXED_WINDOW
+        return Algorithm(text)
 
-    def burst(self, f: dict[str, yaml.Node], path: str, algorithm: str) -> int:
+    def burst(self, f: dict[str, yaml.Node], path: str, algorithm: Algorithm) -> int:
         node = f.get("burst")
         if _is_null(node):
             return 0
@@ -553,12 +553,12 @@ class _FileChecker:
         return number * UNIT_SECONDS.get(unit or Unit.SECOND, 1) * 1000 if number > 1 else 0
 
     def calendar(
-        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, algorithm: str
+        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, algorithm: Algorithm
     ) -> bool:
         node = f.get("calendar")
         if not self.boolean(node, f"{path}.calendar"):
             return False
-        if algorithm != "fixed_window":
+        if algorithm != Algorithm.FIXED_WINDOW:
             self.fail(
                 node,
                 f"{path}.calendar",

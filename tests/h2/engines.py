@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.limiter.engine import Decision, Descriptor
+from sidecar.model import Decision, Descriptor
 from tests.h2.conftest import make_engine
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sidecar.server.h2 import H2Options
+from sidecar.h2 import H2Options
 from tests.e2e.envoy import EnvoyProcess
 from tests.h2.conftest import ThreadedServer, make_engine
 from tests.servers import ROOT, eventually

@@ -13,10 +13,10 @@ import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sidecar.server.grpc_rls import RateLimitServicer
-from sidecar.server.h2 import H2Options
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.h2 import H2Options
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.transports.grpcio import RateLimitServicer
 from tests.h2.conftest import ThreadedServer, make_engine
 from tests.h2.engines import SlowEngine
 from tests.h2.wire import RLS_PATH, rls_request

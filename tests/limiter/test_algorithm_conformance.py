@@ -16,10 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from sidecar.limiter.engine import Code, Decision, Engine, EngineOptions
+from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.model import Code, Decision
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
 from tests.servers import RedisServer

@@ -15,11 +15,12 @@ from aiohttp import web
 
 from sidecar.limiter.engine import Engine, EngineOptions
 from sidecar.rules.loader import load_rules
-from sidecar.server.rest import register_rest
-from sidecar.server.rest_options import RestOptions
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
+from sidecar.transports.rest.handlers import register_rest
+from sidecar.transports.rest.options import RestOptions
 from tests.servers import RedisServer, SidecarProcess, free_port
 
 RULES = """

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
+from sidecar.transports.rest.options import RestOptions
 from tests.rest.kit import Rest, serve_rest, write_rules
 
 OK = {"namespace": "api_requests", "identifier": "u"}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
+from sidecar.transports.rest.options import RestOptions
 from tests.conftest import FakeClock
 from tests.rest.kit import Rest, serve_rest, write_rules
 from tests.servers import free_port

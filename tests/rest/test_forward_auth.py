@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server.rest_options import RestOptions
 from sidecar.storage.memory import MemoryStore
+from sidecar.transports.rest.options import RestOptions
 from tests.conftest import FakeClock
 from tests.rest.kit import Rest, serve_rest, write_rules
 

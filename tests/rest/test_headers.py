@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from sidecar.limiter.engine import Code, Decision, DescriptorStatus
-from sidecar.rules.model import RateLimit, Unit
-from sidecar.server.rest import make_answer, rate_limit_headers
-from sidecar.server.rest_options import HEADER_FAMILIES
+from sidecar.model import Code, Decision, DescriptorStatus, RateLimit, Unit
+from sidecar.transports.rest.handlers import make_answer, rate_limit_headers
+from sidecar.transports.rest.options import HEADER_FAMILIES
 
 ALL = frozenset(HEADER_FAMILIES)
 NOW = 1_000_000.25

@@ -17,8 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.result import Ok
 
-from sidecar.server.rest import openapi_document
-from sidecar.server.rest_options import RestOptions
+from sidecar.transports.rest.handlers import openapi_document
+from sidecar.transports.rest.options import RestOptions
 from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
 
 EXAMPLES = 80

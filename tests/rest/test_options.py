@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.errors import SettingsError
-from sidecar.server.rest_options import RestOptions
+from sidecar.transports.rest.options import RestOptions
 
 
 def test_defaults() -> None:

@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 
 from sidecar.limiter.keys import descriptor_key, window_key
+from sidecar.model import Entries
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.rules.matcher import (
-    Entries,
-    Match,
-    match_descriptor,
-    override_stats_key,
-    wildcard_match,
-)
+from sidecar.rules.matcher import Match, match_descriptor, override_stats_key, wildcard_match
 from sidecar.rules.model import RuleSet
 
 RULES = {

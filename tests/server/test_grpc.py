@@ -11,6 +11,7 @@ import grpc
 import pytest
 from envoy.service.ratelimit.v3 import rls_pb2
 
+from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
@@ -175,15 +176,16 @@ async def test_health_follows_the_redis_store(tmp_path: Path) -> None:
 
 
 class SlowStore(MemoryStore):
-    """Takes ``delay`` seconds per increment, so a call is still running when stop begins."""
+    """Takes ``delay`` seconds per round trip, so a call is still running when stop begins."""
 
     def __init__(self, delay: float) -> None:
         super().__init__()
         self.delay = delay
 
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
         await asyncio.sleep(self.delay)
-        return await super().increment(increments, now)
+        return await super().run(increments, checks, now_ms, atomic)
 
 
 async def test_graceful_shutdown_finishes_calls_in_flight(tmp_path: Path) -> None:

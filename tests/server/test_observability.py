@@ -13,7 +13,7 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from sidecar.server.metrics import OVERFLOW_LABEL, Metrics
+from sidecar.observability.metrics import OVERFLOW_LABEL, Metrics
 from tests.servers import SidecarProcess, eventually
 
 RULES = """\
@@ -141,7 +141,7 @@ def test_values_in_labels_are_capped() -> None:
 
 async def test_store_failures_are_counted_by_kind() -> None:
     from sidecar.errors import StorageError
-    from sidecar.tracing import ObservedStore, Tracing
+    from sidecar.observability.tracing import ObservedStore, Tracing
 
     class DownStore:
         name = "redis"

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.algorithms import Check, Limit
+from sidecar.storage.algorithms import Check, Rate
 from sidecar.storage.base import Increment
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.storage.test_conformance import command_calls
 from tests.topologies import ClusterNode, RedisCluster
 
@@ -111,7 +112,7 @@ async def test_node_pipelines_run_concurrently(redis_cluster: RedisCluster) -> N
 
 async def test_noscript_is_answered_per_node(redis_cluster: RedisCluster) -> None:
     store = cluster_store(redis_cluster)
-    limit = Limit(10, 60_000.0, 10, False)
+    limit = Rate(10, 60_000.0, 10, False)
     keys = one_key_per_master(redis_cluster)
     checks = [Check(k, "token_bucket", limit, 1, 120_000.0, 0.0) for k in keys]
     try:

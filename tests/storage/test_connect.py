@@ -36,7 +36,7 @@ async def store_for(**env: str) -> AsyncIterator[Store]:
 async def works(**env: str) -> bool:
     async with store_for(**env) as store:
         try:
-            await store.increment([Increment("viva:connect", 1, 60)], 0)
+            await store.run([Increment("viva:connect", 1, 60)], (), 0, False)
         except StorageError:
             return False
         return True

@@ -14,14 +14,15 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Code, Engine
+from sidecar.limiter.engine import Engine
+from sidecar.model import Code
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import CONTENT_TYPE, Metrics
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
-from sidecar.server.health import Health
-from sidecar.server.metrics import CONTENT_TYPE, Metrics
-from sidecar.server.rest import register_rest
-from sidecar.server.rest_options import RestOptions
-from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
+from sidecar.transports.rest.handlers import register_rest
+from sidecar.transports.rest.options import RestOptions
+from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
 
 log = logging.getLogger("sidecar.http")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.server.h2.grpc_wire import Status, http_error, parse_timeout, trailers_only
-from sidecar.server.h2.hpack import Decoder, HeaderList
+from sidecar.h2.grpc_wire import Status, http_error, parse_timeout, trailers_only
+from sidecar.h2.hpack import Decoder, HeaderList
 
 Handler = Callable[[bytes], Coroutine[Any, Any, bytes]]
 

@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sidecar.storage.topology import Command
+from sidecar.storage.redis.topology import Command
 
 Execute = Callable[[Sequence[Command]], Awaitable[list[Any]]]
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.errors import ErrorCode, H2ConnectionError, StreamError
-from sidecar.server.h2.grpc_wire import (
+from sidecar.h2 import frames as fr
+from sidecar.h2.errors import ErrorCode, H2ConnectionError, StreamError
+from sidecar.h2.grpc_wire import (
     MESSAGE_PREFIX,
     RESPONSE_HEADERS,
     TRAILERS_OK,
     Status,
     trailers_only,
 )
-from sidecar.server.h2.hpack import DEFAULT_TABLE_SIZE, encode_table_size_update
-from sidecar.server.h2.stream import Stream
+from sidecar.h2.hpack import DEFAULT_TABLE_SIZE, encode_table_size_update
+from sidecar.h2.stream import Stream
 
 # HEADERS(:status 200, content-type) + DATA frame header + gRPC message prefix, in one pack;
 # then the message; then HEADERS(grpc-status 0) with END_STREAM.

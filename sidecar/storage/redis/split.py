@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.limiter.algorithms import Check, Verdict
+from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment, Store
 
 PER_SECOND_MS = 1000
@@ -25,7 +25,7 @@ def _per_second_increment(inc: Increment) -> bool:
 
 
 def _per_second_check(check: Check) -> bool:
-    return check.limit.window_ms <= PER_SECOND_MS
+    return check.rate.window_ms <= PER_SECOND_MS
 
 
 class SplitStore:
@@ -36,9 +36,6 @@ class SplitStore:
     def __init__(self, main: Store, per_second: Store) -> None:
         self.main = main
         self.per_second = per_second
-
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
-        return (await self.run(increments, (), int(now * 1000), False))[0]
 
     async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                   atomic: bool) -> tuple[list[int], list[Verdict]]:

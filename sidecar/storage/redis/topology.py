@@ -10,8 +10,9 @@ decides *where* each command of a round trip goes and keeps that bounded:
 - a ``Topology`` groups a round trip's commands per endpoint and runs the groups concurrently,
   so N descriptors spread over a Cluster cost one round trip, not N (the reference's #1149).
 
-Every redis-py / socket exception becomes StorageError here (or in redis.py); a reply that is a
+Every redis-py / socket exception becomes StorageError here (or in store.py); a reply that is a
 Redis error for one command stays with that command, so it fails only the request it belongs to.
+The clients themselves are made in clients.py from the options of options.py.
 """
 
 from __future__ import annotations
@@ -20,24 +21,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.backoff import NoBackoff
 
 from sidecar.errors import SettingsError, StorageError
-from sidecar.storage.breaker import Breaker, BreakerListener
+from sidecar.storage.redis.breaker import Breaker, BreakerListener
+from sidecar.storage.redis.clients import make_client, make_cluster_client, make_sentinel_client
+from sidecar.storage.redis.options import TYPES, RedisOptions
 
 log = logging.getLogger("sidecar.storage")
 
 Command = tuple[Any, ...]  # ("INCRBY", key, 3), ("EVALSHA", sha, n, *keys, *argv), …
-TYPES = ("single", "sentinel", "cluster")
 
 # Errors that mean "this endpoint did not really answer" (also when they come back as one
 # command's reply): they fail its whole round trip and count against its breaker. Any other
@@ -46,169 +42,6 @@ _TRANSPORT_ERRORS = (rex.ConnectionError, rex.TimeoutError, rex.ClusterDownError
                      rex.TryAgainError, rex.AskError, rex.ReadOnlyError,
                      rex.RedisClusterException, OSError)
 _ANY_ERROR = (rex.RedisError, rex.RedisClusterException, OSError)
-
-
-@dataclass(frozen=True)
-class RedisOptions:
-    """How to reach one Redis deployment; built by settings from REDIS_* variables or flags."""
-
-    url: str
-    type: str = "single"  # single | sentinel | cluster (REDIS_TYPE)
-    socket_type: str = "tcp"  # tcp | unix, for the reference's bare host:port / path form
-    auth: str = ""  # "password" or "user:password" (ACL)
-    sentinel_auth: str = ""  # for the sentinels themselves, same forms
-    tls: bool = False
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_skip_verify: bool = False
-    pool_size: int = 10  # connections (per node in a Cluster)
-    timeout: float = 0.015  # seconds: connect, and each round trip end to end
-    db: int = 0
-    pipeline_window: float = 0.0  # batching: 0 coalesces per event-loop turn
-    pipeline_limit: int = 0  # batching: commands per pipeline at most; 0 no cap
-    batching: bool = True
-    breaker_failures: int = 5
-    breaker_cooldown: float = 1.0
-
-    @property
-    def label(self) -> str:
-        """A name for logs and metrics, without secrets."""
-        return self.url.split(",", 1)[0] if self.type == "sentinel" else self.url
-
-
-def redis_url(opts: RedisOptions) -> str:
-    """``opts.url`` as a redis://, rediss:// or unix:// URL; SettingsError when it is none.
-
-    Accepts the reference's bare forms too: ``host:port`` and a unix socket path.
-    """
-    url = opts.url.strip()
-    if not url:
-        raise SettingsError("REDIS_URL is empty; expected host:port, a unix socket path, or a "
-                            "redis://, rediss:// or unix:// URL")
-    if "://" in url:
-        if opts.tls and url.startswith("redis://"):
-            return "rediss://" + url[len("redis://"):]
-        return url
-    if opts.socket_type == "unix" or url.startswith("/"):
-        return f"unix://{quote(url)}?db={opts.db}"
-    host, port = _host_port(url, "REDIS_URL")
-    host = f"[{host}]" if ":" in host else host  # IPv6
-    return f"{'rediss' if opts.tls else 'redis'}://{host}:{port}/{opts.db}"
-
-
-def _host_port(text: str, setting: str) -> tuple[str, int]:
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise SettingsError(f"{setting} {text!r} is not host:port; expected e.g. "
-                            "localhost:6379")
-    return host.strip("[]"), int(port)
-
-
-def _credentials(auth: str) -> dict[str, Any]:
-    """REDIS_AUTH's two forms: ``password`` or ``user:password`` (an ACL user)."""
-    if not auth:
-        return {}
-    user, sep, password = auth.partition(":")
-    return {"username": user, "password": password} if sep else {"password": user}
-
-
-def _tls_kwargs(opts: RedisOptions) -> dict[str, Any]:
-    return {"ssl_ca_certs": opts.tls_ca or None, "ssl_certfile": opts.tls_cert or None,
-            "ssl_keyfile": opts.tls_key or None,
-            "ssl_cert_reqs": "none" if opts.tls_skip_verify else "required",
-            "ssl_check_hostname": not opts.tls_skip_verify}
-
-
-def _socket_kwargs(opts: RedisOptions) -> dict[str, Any]:
-    """Bounded waits everywhere, raw bytes, no background health checks."""
-    return {"socket_timeout": opts.timeout, "socket_connect_timeout": opts.timeout,
-            "decode_responses": False, "health_check_interval": 0}
-
-
-def pool_kwargs(opts: RedisOptions, tls: bool) -> dict[str, Any]:
-    """Connection-pool arguments for a standalone or Sentinel-managed Redis."""
-    kwargs: dict[str, Any] = {
-        **_socket_kwargs(opts),
-        "max_connections": max(1, opts.pool_size),
-        "timeout": opts.timeout,  # wait for a free connection at most this long
-        "db": opts.db,
-        # One immediate retry on a fresh connection when a pooled one turns out dead (e.g.
-        # Redis restarted). Never on a timeout: the INCRBYs may have been applied already.
-        "retry": Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,)),
-        **_credentials(opts.auth),
-    }
-    if tls:
-        kwargs.update(_tls_kwargs(opts))
-    return kwargs
-
-
-def make_client(opts: RedisOptions) -> aioredis.Redis:
-    """A standalone client whose pool makes callers wait (up to the timeout) when every
-    connection is busy, as the reference's pool does, instead of failing at once."""
-    url = redis_url(opts)
-    try:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, **pool_kwargs(opts, url.startswith("rediss://")))
-    except ValueError as exc:
-        raise SettingsError(f"REDIS_URL {opts.url!r} is not a Redis URL: {exc}") from exc
-    return aioredis.Redis.from_pool(pool)
-
-
-class BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
-    """The Sentinel-managed pool (asks the sentinels where the master is, reconnects after a
-    failover) with the blocking pool's bounded wait for a free connection."""
-
-
-def sentinel_address(opts: RedisOptions) -> tuple[str, list[tuple[str, int]]]:
-    """The reference's Sentinel REDIS_URL, ``mastername,host:port[,host:port…]``."""
-    parts = [p.strip() for p in opts.url.split(",") if p.strip()]
-    if len(parts) < 2 or ":" in parts[0]:
-        raise SettingsError(f"REDIS_URL {opts.url!r} is not a Sentinel address; expected "
-                            "mastername,host:port[,host:port…] with REDIS_TYPE=sentinel")
-    return parts[0], [_host_port(p, "REDIS_URL") for p in parts[1:]]
-
-
-def make_sentinel_client(opts: RedisOptions) -> tuple[aioredis.Redis, Sentinel]:
-    """A client of the master the sentinels name, and the sentinels' client (to close with
-    it); REDIS_SENTINEL_AUTH logs into the sentinels, REDIS_AUTH into the data nodes."""
-    name, sentinels = sentinel_address(opts)
-    tls = _tls_kwargs(opts) if opts.tls else {}
-    sentinel_kwargs = {**_socket_kwargs(opts), **_credentials(opts.sentinel_auth), **tls}
-    if opts.tls:
-        sentinel_kwargs["ssl"] = True
-    manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    kwargs = pool_kwargs(opts, opts.tls)
-    if opts.tls:
-        kwargs["ssl"] = True
-    client: aioredis.Redis = manager.master_for(name, redis_class=aioredis.Redis,
-                                                connection_pool_class=BlockingSentinelPool,
-                                                **kwargs)
-    return client, manager
-
-
-def cluster_nodes(opts: RedisOptions) -> list[tuple[str, int]]:
-    """The reference's Cluster REDIS_URL: seed nodes ``host:port[,host:port…]``."""
-    parts = [p.strip() for p in opts.url.split(",") if p.strip()]
-    if not parts:
-        raise SettingsError("REDIS_URL is empty; expected host:port[,host:port…] seed nodes "
-                            "with REDIS_TYPE=cluster")
-    return [_host_port(p, "REDIS_URL") for p in parts]
-
-
-def make_cluster_client(opts: RedisOptions) -> RedisCluster:
-    """redis-py's RedisCluster, with its own retries off: a retry there closes every
-    connection and sleeps 250 ms; here a failed round trip fails fast and the slot map is
-    refreshed in the background instead (ClusterTopology)."""
-    if opts.db:
-        raise SettingsError(f"VIVA_REDIS_DB={opts.db}: a Redis Cluster has only database 0")
-    kwargs: dict[str, Any] = {**_socket_kwargs(opts), **_credentials(opts.auth)}
-    if opts.tls:
-        kwargs.update(ssl=True, **_tls_kwargs(opts))
-    return RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in cluster_nodes(opts)],
-        max_connections=max(1, opts.pool_size), retry=Retry(NoBackoff(), 0),
-        require_full_coverage=False, **kwargs)
 
 
 class Endpoint:

@@ -11,9 +11,9 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Engine
-from sidecar.server.metrics import Metrics
-from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
-from sidecar.tracing import Tracing
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.tracing import Tracing
+from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
 
 log = logging.getLogger("sidecar.grpc")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sidecar.server.h2.request import RequestHead
+from sidecar.h2.request import RequestHead
 
 
 class Stream:

@@ -14,22 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.errors import StorageError
-from sidecar.limiter.algorithms import Check, Verdict
+from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
-from sidecar.storage.batching import Batcher
-from sidecar.storage.breaker import Breaker, BreakerListener
-from sidecar.storage.scripts import parse_reply, script_args, script_sha, script_source
-from sidecar.storage.topology import (
-    Command,
-    RedisOptions,
-    Topology,
-    connect,
-    make_client,
-    pool_kwargs,
-    redis_url,
-)
-
-__all__ = ["RedisOptions", "RedisStore", "make_client", "pool_kwargs", "redis_url"]
+from sidecar.storage.redis.batching import Batcher
+from sidecar.storage.redis.breaker import Breaker, BreakerListener
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.scripts import parse_reply, script_args, script_sha, script_source
+from sidecar.storage.redis.topology import Command, Topology, connect
 
 
 class RedisStore:
@@ -49,11 +40,6 @@ class RedisStore:
                                opts.pipeline_limit) if opts.batching else None
         self._send = self.batcher.submit if self.batcher is not None else \
             self.topology.execute
-
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
-        if not increments:
-            return []
-        return (await self.run(increments, (), int(now * 1000), False))[0]
 
     async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                   atomic: bool) -> tuple[list[int], list[Verdict]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from sidecar.server.h2.hpack import encode_block
+from sidecar.h2.hpack import encode_block
 
 CONTENT_TYPE = b"application/grpc"
 MESSAGE_PREFIX = struct.Struct(">BL")  # compressed flag, message length

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from sidecar.server.h2.errors import HPACKError
-from sidecar.server.h2.huffman import huffman_decode, huffman_encode
+from sidecar.h2.errors import HPACKError
+from sidecar.h2.huffman import huffman_decode, huffman_encode
 
 Header = tuple[bytes, bytes]
 HeaderList = list[Header]

@@ -7,7 +7,7 @@ complete at most one symbol because the shortest code is 5 bits long.
 
 from __future__ import annotations
 
-from sidecar.server.h2.errors import HPACKError
+from sidecar.h2.errors import HPACKError
 
 # (code, length in bits) for symbols 0..255 and EOS (256), from RFC 7541 appendix B.
 CODES: tuple[tuple[int, int], ...] = (

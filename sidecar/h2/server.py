@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
-from collections.abc import Callable
 
-from sidecar.limiter.engine import Engine
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.connection import Connection
-from sidecar.server.h2.options import H2Options
-from sidecar.server.h2.request import Router
-from sidecar.server.h2.services import (
-    HEALTH_CHECK_PATH,
-    RATE_LIMIT_PATH,
-    HealthMethod,
-    HealthSource,
-    RateLimitMethod,
-)
-from sidecar.server.metrics import Metrics
-from sidecar.tracing import Tracing
+from sidecar.h2 import frames as fr
+from sidecar.h2.connection import Connection
+from sidecar.h2.options import H2Options
+from sidecar.h2.request import Router
 
 log = logging.getLogger("sidecar.h2")
 
@@ -30,24 +18,18 @@ TICK_SECONDS = 1.0
 
 
 class H2Server:
-    """Unary gRPC (ShouldRateLimit and Health/Check) over cleartext HTTP/2 with prior
-    knowledge, the way Envoy's gRPC client connects.
+    """Unary gRPC methods over cleartext HTTP/2 with prior knowledge, the way Envoy's gRPC
+    client connects. The methods are the router's: ``path -> async (message) -> message``.
 
-        server = H2Server(engine, health, metrics)
+        server = H2Server(Router({b"/pkg.Service/Method": handler}))
         await server.start("0.0.0.0", 8081)
         ...
         await server.stop(grace=5.0)
     """
 
-    def __init__(self, engine: Engine, health: HealthSource, metrics: Metrics,
-                 options: H2Options | None = None,
-                 health_services: tuple[str, ...] = ("", "ratelimit"),
-                 tracing: Tracing | None = None) -> None:
+    def __init__(self, router: Router, options: H2Options | None = None) -> None:
         self.options = options or H2Options()
-        self.router = Router({
-            RATE_LIMIT_PATH: RateLimitMethod(engine, metrics, tracing),
-            HEALTH_CHECK_PATH: HealthMethod(health, health_services),
-        })
+        self.router = router
         self.preface = _server_preface(self.options)
         self.port = 0
         self.refused = 0
@@ -139,13 +121,3 @@ def _server_preface(options: H2Options) -> bytes:
 def _bind_host(host: str) -> str | None:
     host = host.strip("[]")
     return host or None
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop when it is installed (optional), else asyncio's; for asyncio.Runner."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return asyncio.new_event_loop
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory

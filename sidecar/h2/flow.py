@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.errors import ErrorCode, H2ConnectionError
+from sidecar.h2 import frames as fr
+from sidecar.h2.errors import ErrorCode, H2ConnectionError
 
 
 class ReceiveWindow:

@@ -1,7 +1,8 @@
-"""The two unary methods the fast transport serves, as ``bytes -> bytes`` coroutines.
+"""The fast transport: the RLS service and gRPC health as routes of the h2 library's server.
 
-ShouldRateLimit reuses rls_proto's request conversion and ResponseBuilder, and maps errors and
-metrics exactly as RateLimitServicer does, so both transports answer the same way.
+The two unary methods are ``bytes -> bytes`` coroutines. ShouldRateLimit reuses rls_proto's
+request conversion and ResponseBuilder, and maps errors and metrics exactly as the grpcio
+servicer does, so both transports answer the same way.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Descriptor, Engine
-from sidecar.server.h2.grpc_wire import GrpcError, Status
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
-from sidecar.server.rls_proto import ResponseBuilder, descriptors_from_proto
-from sidecar.tracing import Tracing
+from sidecar.h2 import GrpcError, H2Options, H2Server, Router, Status
+from sidecar.limiter.engine import Engine
+from sidecar.model import Descriptor
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.tracing import Tracing
+from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
 
 log = logging.getLogger("sidecar.h2")
 
@@ -130,3 +132,14 @@ class HealthMethod:
         if service not in self.services:
             raise GrpcError(Status.NOT_FOUND, f"unknown service {service!r}")
         return self._serving if self._ok() else self._not_serving
+
+
+def rls_server(engine: Engine, health: HealthSource, metrics: Metrics,
+               options: H2Options | None = None,
+               health_services: tuple[str, ...] = ("", "ratelimit"),
+               tracing: Tracing | None = None) -> H2Server:
+    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check."""
+    return H2Server(Router({
+        RATE_LIMIT_PATH: RateLimitMethod(engine, metrics, tracing),
+        HEALTH_CHECK_PATH: HealthMethod(health, health_services),
+    }), options)

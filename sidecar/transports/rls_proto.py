@@ -9,8 +9,8 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from sidecar.errors import RequestError
-from sidecar.limiter.engine import Decision, Descriptor, DescriptorStatus
-from sidecar.rules.model import RateLimit, Unit
+from sidecar.model import Decision, Descriptor, DescriptorStatus, Entries, RateLimit, Unit
+from sidecar.rules.matcher import override_stats_key
 
 Response = rls_pb2.RateLimitResponse
 
@@ -18,6 +18,7 @@ Response = rls_pb2.RateLimitResponse
 def descriptors_from_proto(request: Any) -> list[Descriptor]:
     """RateLimitRequest.descriptors → engine descriptors; RequestError names a bad field."""
     out = []
+    domain = request.domain
     for i, d in enumerate(request.descriptors):
         entries = tuple((e.key, e.value) for e in d.entries)
         hits = d.hits_addend.value if d.HasField("hits_addend") else None
@@ -27,12 +28,21 @@ def descriptors_from_proto(request: Any) -> list[Descriptor]:
         limit = None
         if d.HasField("limit"):
             try:
-                limit = (d.limit.requests_per_unit, Unit(d.limit.unit))
+                unit = Unit(d.limit.unit)
             except ValueError:
                 raise RequestError(f"descriptors[{i}].limit.unit: {d.limit.unit} is not a unit; "
                                    "expected SECOND..YEAR") from None
+            limit = envoy_override(domain, entries, d.limit.requests_per_unit, unit)
         out.append(Descriptor(entries, hits, limit))
     return out
+
+
+def envoy_override(domain: str, entries: Entries, requests_per_unit: int,
+                   unit: Unit) -> RateLimit:
+    """The limit Envoy sends with a descriptor, as the reference applies it: a fixed window,
+    never shadowed, counted under a stats key made of the request's values."""
+    return RateLimit(requests_per_unit=requests_per_unit, unit=unit,
+                     stats_key=override_stats_key(domain, entries))
 
 
 class ResponseBuilder:

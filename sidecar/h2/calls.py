@@ -18,12 +18,12 @@ from collections.abc import Callable, Coroutine, Generator
 from functools import partial
 from typing import Any
 
-from sidecar.server.h2.errors import ErrorCode, StreamError
-from sidecar.server.h2.grpc_wire import MESSAGE_PREFIX, GrpcError, Status, unframe
-from sidecar.server.h2.options import H2Options
-from sidecar.server.h2.request import Handler
-from sidecar.server.h2.sending import Sender
-from sidecar.server.h2.stream import Stream
+from sidecar.h2.errors import ErrorCode, StreamError
+from sidecar.h2.grpc_wire import MESSAGE_PREFIX, GrpcError, Status, unframe
+from sidecar.h2.options import H2Options
+from sidecar.h2.request import Handler
+from sidecar.h2.sending import Sender
+from sidecar.h2.stream import Stream
 
 log = logging.getLogger("sidecar.h2")
 

@@ -33,10 +33,10 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Code, Decision, Descriptor, DescriptorStatus, Engine
-from sidecar.rules.matcher import Entries
-from sidecar.server.metrics import Metrics
-from sidecar.server.rest_options import DENY_STATUSES, RestOptions
+from sidecar.limiter.engine import Engine
+from sidecar.model import Code, Decision, Descriptor, DescriptorStatus, Entries
+from sidecar.observability.metrics import Metrics
+from sidecar.transports.rest.options import DENY_STATUSES, RestOptions
 
 log = logging.getLogger("sidecar.rest")
 

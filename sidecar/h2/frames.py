@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from sidecar.server.h2.errors import ErrorCode, H2ConnectionError
+from sidecar.h2.errors import ErrorCode, H2ConnectionError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

@@ -1,7 +1,7 @@
-"""Rate-limit algorithms as pure functions of (state, now, hits, limit).
+"""Rate-limit algorithms as pure functions of (state, now, hits, rate).
 
 The memory store keeps each key's state in a small list and calls these; the Redis store runs
-the Lua twin of each (storage/lua/*.lua) with the same arithmetic in the same order, so both
+the Lua twin of each (redis/lua/*.lua) with the same arithmetic in the same order, so both
 stores reach the same decision for the same sequence of calls. Time is milliseconds since the
 epoch as a float; nothing here reads a clock.
 
@@ -13,23 +13,24 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-FIXED_WINDOW = "fixed_window"
-SLIDING_WINDOW = "sliding_window"
-SLIDING_LOG = "sliding_log"
-TOKEN_BUCKET = "token_bucket"
-LEAKY_BUCKET = "leaky_bucket"
-ALGORITHMS = (FIXED_WINDOW, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUCKET, LEAKY_BUCKET)
+from sidecar.model import Algorithm
+
+# Module names for the members: an Enum class attribute costs ~0.3 µs to look up on 3.11.
+_FIXED_WINDOW, _SLIDING_WINDOW, _SLIDING_LOG, _TOKEN_BUCKET = (
+    Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW, Algorithm.SLIDING_LOG,
+    Algorithm.TOKEN_BUCKET)
 
 
-class Limit(NamedTuple):
-    """What one rule allows: ``limit`` per ``window_ms``, with a ``burst`` for the buckets.
+class Rate(NamedTuple):
+    """What one limit allows, as the algorithms read it: ``requests`` per ``window_ms``, with a
+    ``burst`` for the buckets.
 
     ``always`` charges the hits even when refused, whatever the algorithm (usage reported
     after the fact): a token bucket goes into debt, a leaky bucket's schedule moves on, a
     sliding log records the entry, the window counters count it.
     """
 
-    limit: int
+    requests: int
     window_ms: float
     burst: int
     count_rejected: bool
@@ -53,22 +54,22 @@ class Verdict(NamedTuple):
 # -- fixed window: state = [count]; the key carries the window start -------------------------
 
 
-def fixed_window(state: list[float] | None, now: float, hits: int, lim: Limit,
+def fixed_window(state: list[float] | None, now: float, hits: int, lim: Rate,
                  window_end: float) -> tuple[list[float] | None, Verdict]:
     count = int(state[0]) if state else 0
     after = count + hits
     reset = window_end - now
-    if after > lim.limit and not (lim.count_rejected or lim.always):
+    if after > lim.requests and not (lim.count_rejected or lim.always):
         return None, Verdict(False, 0, reset, count)
-    remaining = max(0, lim.limit - after)
-    return [after], Verdict(after <= lim.limit, remaining, reset, after)
+    remaining = max(0, lim.requests - after)
+    return [after], Verdict(after <= lim.requests, remaining, reset, after)
 
 
 # -- sliding window: state = [window start, current count, previous count] -------------------
 
 
 def sliding_window(state: list[float] | None, now: float, hits: int,
-                   lim: Limit) -> tuple[list[float] | None, Verdict]:
+                   lim: Rate) -> tuple[list[float] | None, Verdict]:
     w = lim.window_ms
     start = now - now % w
     cur = prev = 0.0
@@ -80,13 +81,13 @@ def sliding_window(state: list[float] | None, now: float, hits: int,
     elapsed = now - start
     weighted = math.floor(prev * ((w - elapsed) / w))
     after = weighted + cur + hits
-    if after <= lim.limit:
-        return [start, cur + hits, prev], Verdict(True, int(lim.limit - after), w - elapsed,
+    if after <= lim.requests:
+        return [start, cur + hits, prev], Verdict(True, int(lim.requests - after), w - elapsed,
                                                   int(after))
     charged = lim.count_rejected or lim.always
     if charged:  # charged anyway: the wait counts this request too
         cur += hits
-    wait = _sliding_wait(prev, cur, hits, lim.limit, w, elapsed)
+    wait = _sliding_wait(prev, cur, hits, lim.requests, w, elapsed)
     new = [start, cur, prev] if charged else None
     return new, Verdict(False, 0, wait, int(after))
 
@@ -113,7 +114,7 @@ def _sliding_wait(prev: float, cur: float, hits: int, limit: int, w: float,
 
 
 def sliding_log(state: list[float] | None, now: float, hits: int,
-                lim: Limit) -> tuple[list[float] | None, Verdict]:
+                lim: Rate) -> tuple[list[float] | None, Verdict]:
     w = lim.window_ms
     log = list(state or [])
     cut = 0
@@ -122,18 +123,18 @@ def sliding_log(state: list[float] | None, now: float, hits: int,
     log = log[cut:]
     used = int(sum(log[1::2]))
     after = used + hits
-    if after <= lim.limit:
+    if after <= lim.requests:
         if hits > 0:
             _append(log, now, hits)
         reset = (log[0] + w - now) if log else w
-        return log, Verdict(True, lim.limit - after, reset, after)
+        return log, Verdict(True, lim.requests - after, reset, after)
     if lim.always and hits > 0:
-        if used >= lim.limit and log:  # fold into the newest entry: at most limit + 1
+        if used >= lim.requests and log:  # fold into the newest entry: at most limit + 1
             log[-2:] = [now, log[-1] + hits]
         else:
             _append(log, now, hits)
-        return log, Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit), after)
-    return (log if cut else None), Verdict(False, 0, _log_wait(log, now, w, hits, lim.limit),
+        return log, Verdict(False, 0, _log_wait(log, now, w, hits, lim.requests), after)
+    return (log if cut else None), Verdict(False, 0, _log_wait(log, now, w, hits, lim.requests),
                                            after)
 
 
@@ -162,8 +163,8 @@ def _log_wait(log: list[float], now: float, w: float, hits: int, limit: int) -> 
 
 
 def token_bucket(state: list[float] | None, now: float, hits: int,
-                 lim: Limit) -> tuple[list[float] | None, Verdict]:
-    rate = lim.limit / lim.window_ms  # tokens per ms
+                 lim: Rate) -> tuple[list[float] | None, Verdict]:
+    rate = lim.requests / lim.window_ms  # tokens per ms
     capacity = float(lim.burst)
     tokens = capacity
     if state:
@@ -184,8 +185,8 @@ def token_bucket(state: list[float] | None, now: float, hits: int,
 
 
 def leaky_bucket(state: list[float] | None, now: float, hits: int,
-                 lim: Limit) -> tuple[list[float] | None, Verdict]:
-    interval = lim.window_ms / lim.limit if lim.limit > 0 else math.inf
+                 lim: Rate) -> tuple[list[float] | None, Verdict]:
+    interval = lim.window_ms / lim.requests if lim.requests > 0 else math.inf
     tolerance = (lim.burst - 1) * interval
     tat = max(state[0], now) if state else now
     new_tat = tat + hits * interval
@@ -208,38 +209,38 @@ class Check(NamedTuple):
     """One descriptor's call on one key."""
 
     key: str
-    algorithm: str
-    limit: Limit
+    algorithm: Algorithm
+    rate: Rate
     hits: int
     ttl_ms: float
     window_end_ms: float
 
 
-def judge(check: Check, state: list[float] | None, now: float,
-          hits: int | None = None) -> tuple[list[float] | None, Verdict]:
+def run_check(check: Check, state: list[float] | None, now: float,
+              hits: int | None = None) -> tuple[list[float] | None, Verdict]:
     """Run ``check``'s algorithm on ``state`` (with ``hits`` overriding the check's own)."""
     n = check.hits if hits is None else hits
     algorithm = check.algorithm
-    if algorithm == FIXED_WINDOW:
-        return fixed_window(state, now, n, check.limit, check.window_end_ms)
-    if algorithm == SLIDING_WINDOW:
-        return sliding_window(state, now, n, check.limit)
-    if algorithm == SLIDING_LOG:
-        return sliding_log(state, now, n, check.limit)
-    if algorithm == TOKEN_BUCKET:
-        return token_bucket(state, now, n, check.limit)
-    return leaky_bucket(state, now, n, check.limit)
+    if algorithm == _FIXED_WINDOW:
+        return fixed_window(state, now, n, check.rate, check.window_end_ms)
+    if algorithm == _SLIDING_WINDOW:
+        return sliding_window(state, now, n, check.rate)
+    if algorithm == _SLIDING_LOG:
+        return sliding_log(state, now, n, check.rate)
+    if algorithm == _TOKEN_BUCKET:
+        return token_bucket(state, now, n, check.rate)
+    return leaky_bucket(state, now, n, check.rate)
 
 
 def run_checks(states: list[list[float] | None], checks: list[Check], now: float,
                atomic: bool) -> tuple[list[list[float] | None], list[Verdict]]:
-    """Judge every check; with ``atomic``, charge all of them or (if any is refused) none.
+    """Run every check; with ``atomic``, charge all of them or (if any is refused) none.
 
     Returns the states to write (None: leave that key alone) and the verdicts, in order.
     """
-    results = [judge(c, s, now) for c, s in zip(checks, states, strict=True)]
+    results = [run_check(c, s, now) for c, s in zip(checks, states, strict=True)]
     if atomic and not all(v.allowed for _, v in results):
-        verdicts = [v if not v.allowed else judge(c, s, now, 0)[1]
+        verdicts = [v if not v.allowed else run_check(c, s, now, 0)[1]
                     for (_, v), c, s in zip(results, checks, states, strict=True)]
         return [None] * len(checks), verdicts
     return [s for s, _ in results], [v for _, v in results]

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from sidecar.limiter.algorithms import ALGORITHMS, Check, Verdict
+from sidecar.model import Algorithm
+from sidecar.storage.algorithms import Check, Verdict
 
-_PARTS = (*ALGORITHMS, "driver")
+_PARTS = (*Algorithm, "driver")
 
 
 @functools.cache
@@ -26,7 +27,7 @@ def script_sha() -> str:
 @functools.cache
 def script_source() -> str:
     """The algorithm functions followed by the driver, as one Lua chunk."""
-    folder = resources.files("sidecar.storage").joinpath("lua")
+    folder = resources.files("sidecar.storage.redis").joinpath("lua")
     return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
                      for name in _PARTS)
 
@@ -37,9 +38,9 @@ def script_args(checks: Sequence[Check], now_ms: int, atomic: bool) -> tuple[lis
     keys = [c.key for c in checks]
     argv: list[Any] = [now_ms, 1 if atomic else 0]
     for c in checks:
-        lim = c.limit
-        argv += [c.algorithm, lim.limit, _num(lim.window_ms), lim.burst, c.hits,
-                 2 if lim.always else 1 if lim.count_rejected else 0, max(1, int(c.ttl_ms)),
+        rate = c.rate
+        argv += [c.algorithm, rate.requests, _num(rate.window_ms), rate.burst, c.hits,
+                 2 if rate.always else 1 if rate.count_rejected else 0, max(1, int(c.ttl_ms)),
                  _num(c.window_end_ms)]
     return keys, argv
 

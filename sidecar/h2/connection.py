@@ -16,16 +16,16 @@ import struct
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.calls import CallRunner
-from sidecar.server.h2.errors import ErrorCode, H2ConnectionError, H2Error, StreamError
-from sidecar.server.h2.flow import ReceiveWindow
-from sidecar.server.h2.grpc_wire import MESSAGE_PREFIX, Status
-from sidecar.server.h2.hpack import Decoder
-from sidecar.server.h2.options import H2Options
-from sidecar.server.h2.request import HeadCache, RequestHead, Router, check_trailers
-from sidecar.server.h2.sending import Sender
-from sidecar.server.h2.stream import Stream
+from sidecar.h2 import frames as fr
+from sidecar.h2.calls import CallRunner
+from sidecar.h2.errors import ErrorCode, H2ConnectionError, H2Error, StreamError
+from sidecar.h2.flow import ReceiveWindow
+from sidecar.h2.grpc_wire import MESSAGE_PREFIX, Status
+from sidecar.h2.hpack import Decoder
+from sidecar.h2.options import H2Options
+from sidecar.h2.request import HeadCache, RequestHead, Router, check_trailers
+from sidecar.h2.sending import Sender
+from sidecar.h2.stream import Stream
 
 log = logging.getLogger("sidecar.h2")
 
