@@ -95,9 +95,10 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def servicer() -> Any:
     from sidecar.observability.metrics import Metrics
+    from sidecar.service import RateLimitService
     from sidecar.transports.grpcio import RateLimitServicer
 
-    return RateLimitServicer(make_engine(), Metrics())
+    return RateLimitServicer(RateLimitService(make_engine(), Metrics()))
 
 
 async def serve_async(option: str, port: int) -> None:
@@ -109,9 +110,11 @@ async def serve_async(option: str, port: int) -> None:
         from sidecar.h2 import H2Options
         from sidecar.observability.health import Health
         from sidecar.observability.metrics import Metrics
+        from sidecar.service import RateLimitService
         from sidecar.transports.fast import rls_server
 
-        server: Any = rls_server(make_engine(), Health(), Metrics(), H2Options(eager_start=True))
+        server: Any = rls_server(RateLimitService(make_engine(), Metrics()), Health(),
+                                 H2Options(eager_start=True))
         await server.start("127.0.0.1", port)
     else:
         import grpc

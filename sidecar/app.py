@@ -25,6 +25,7 @@ from sidecar.observability.metrics import Metrics
 from sidecar.observability.tracing import ObservedStore, configure_tracing
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
+from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
@@ -110,6 +111,7 @@ class Sidecar:
                              local_cache=LocalCache(settings.local_cache_size,
                                                     self.metrics.local_cache_hit)
                              if settings.local_cache_size > 0 else None)
+        self.service = RateLimitService(self.engine, self.metrics, self.tracing)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -175,7 +177,7 @@ class Sidecar:
         reuse = 1 if self.settings.workers > 1 else 0
         server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-            RateLimitServicer(self.engine, self.metrics, self.tracing), server)
+            RateLimitServicer(self.service), server)
         self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
@@ -194,8 +196,7 @@ class Sidecar:
         Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
-        self.h2_server = rls_server(self.engine, self.health, self.metrics, options,
-                                    tracing=self.tracing)
+        self.h2_server = rls_server(self.service, self.health, options)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
@@ -208,7 +209,7 @@ class Sidecar:
             self._spawn(self.grpc_health.set(service, status))
 
     async def _start_http(self) -> None:
-        api = HttpApi(self.engine, self.health, self.metrics, self.rules, self.settings.rest)
+        api = HttpApi(self.service, self.health, self.rules, self.settings.rest)
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1

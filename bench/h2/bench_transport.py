@@ -101,9 +101,11 @@ async def serve(mode: str, port: int, eager: bool) -> None:
         from sidecar.h2 import H2Options
         from sidecar.observability.health import Health
         from sidecar.observability.metrics import Metrics
+        from sidecar.service import RateLimitService
         from sidecar.transports.fast import rls_server
 
-        server = rls_server(make_engine(), Health(), Metrics(), H2Options(eager_start=eager))
+        server = rls_server(RateLimitService(make_engine(), Metrics()), Health(),
+                            H2Options(eager_start=eager))
         await server.start("127.0.0.1", port)
         print("ready", flush=True)
         await stop.wait()
@@ -121,6 +123,7 @@ def grpcio_server(mode: str, port: int) -> Any:
     from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
     from sidecar.observability.metrics import Metrics
+    from sidecar.service import RateLimitService
     from sidecar.transports.grpcio import RateLimitServicer
 
     class NoopServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
@@ -130,7 +133,8 @@ def grpcio_server(mode: str, port: int) -> Any:
             return self.response
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    servicer = NoopServicer() if mode == "noop" else RateLimitServicer(make_engine(), Metrics())
+    servicer = NoopServicer() if mode == "noop" else \
+        RateLimitServicer(RateLimitService(make_engine(), Metrics()))
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     return server

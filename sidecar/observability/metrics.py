@@ -8,9 +8,6 @@ dashboards and alerts work unchanged. Labels carry descriptor values only where 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,8 +22,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sidecar import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-Request = TypeVar("Request")
-Reply = TypeVar("Reply")
 MAX_RULE_SERIES = 10_000  # distinct (domain, stats key) label sets per process
 OVERFLOW_LABEL = "__overflow__"
 MAX_UNKNOWN_DOMAINS = 1_000
@@ -180,26 +175,6 @@ class Metrics:
 
     def global_shadow(self) -> None:
         self.global_shadow_mode.inc()
-
-    def measured(self, handler: Callable[[Request], Awaitable[Reply]], method: str,
-                 transport: str = "http") -> Callable[[Request], Awaitable[Reply]]:
-        """``handler`` counted as ``method`` in the request counter and latency histogram, and
-        in the in-flight gauge of ``transport`` while it runs."""
-        requests = self.requests.labels(method)
-        latency = self.response_time.labels(method)
-        in_flight = self.in_flight.labels(transport)
-
-        async def measured(request: Request) -> Reply:
-            started = time.perf_counter()
-            requests.inc()
-            in_flight.inc()
-            try:
-                return await handler(request)
-            finally:
-                in_flight.dec()
-                latency.observe(time.perf_counter() - started)
-
-        return measured
 
     def rules_loaded(self, ok: bool, version: str = "", loaded_at: float = 0.0) -> None:
         if not ok:

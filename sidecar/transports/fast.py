@@ -1,14 +1,13 @@
 """The fast transport: the RLS service and gRPC health as routes of the h2 library's server.
 
-The two unary methods are ``bytes -> bytes`` coroutines. ShouldRateLimit reuses rls_proto's
-request conversion and ResponseBuilder, and maps errors and metrics exactly as the grpcio
-servicer does, so both transports answer the same way.
+The two unary methods are ``bytes -> bytes`` coroutines. ShouldRateLimit keeps the request it
+parsed from each (small) message, since Envoy sends the same descriptors again and again, and
+decides through the service as the grpcio servicer does, so both transports answer the same
+way.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,20 +15,15 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
-from sidecar.errors import NoRulesError, RequestError, StorageError
+from sidecar.errors import RequestError
 from sidecar.h2 import GrpcError, H2Options, H2Server, Router, Status
-from sidecar.limiter.engine import Engine
 from sidecar.model import Descriptor
 from sidecar.observability.health import Health
-from sidecar.observability.metrics import Metrics
-from sidecar.observability.tracing import Tracing
+from sidecar.service import RateLimitService, ServiceError
 from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
-
-log = logging.getLogger("sidecar.h2")
 
 RATE_LIMIT_PATH = b"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 HEALTH_CHECK_PATH = b"/grpc.health.v1.Health/Check"
-_METHOD = "ShouldRateLimit"
 _CACHE_ENTRIES = 4096  # parsed requests kept; Envoy repeats descriptors (same clients, paths)
 _CACHE_MAX_BYTES = 1024  # only small requests are worth keeping: bounds the cache to ~4 MiB
 
@@ -37,51 +31,22 @@ ParsedRequest = tuple[str, Sequence[Descriptor], int]
 
 
 class RateLimitMethod:
-    """envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the Engine."""
+    """envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None) -> None:
-        self.engine = engine
+    def __init__(self, service: RateLimitService) -> None:
+        self.method = service.method("ShouldRateLimit", "fast")
         self.builder = ResponseBuilder()
-        self.tracing = tracing or Tracing()
-        self._in_flight = metrics.in_flight.labels("fast")
-        self._requests = metrics.requests.labels(_METHOD)
-        self._latency = metrics.response_time.labels(_METHOD)
-        self._errors = {kind: metrics.errors.labels(kind)
-                        for kind in ("service_error", "redis_error", "no_config", "internal")}
         # message bytes -> parsed request, or the message of the RequestError it raised (not
         # the exception: re-raising one object would grow its traceback on every call).
         self._parsed: dict[bytes, ParsedRequest | str] = {}
 
     async def __call__(self, message: bytes) -> bytes:
-        started = time.perf_counter()
-        self._requests.inc()
-        self._in_flight.inc()
         try:
             domain, descriptors, hits = self._parse(message)
-            if self.tracing.enabled:
-                attributes: dict[str, Any] = {"ratelimit.domain": domain,
-                                              "ratelimit.descriptors": len(descriptors)}
-                with self.tracing.span("ShouldRateLimit", None, **attributes):
-                    decision = await self.engine.should_rate_limit(domain, descriptors, hits)
-            else:
-                decision = await self.engine.should_rate_limit(domain, descriptors, hits)
-            return self.builder.build(decision).SerializeToString()  # type: ignore[no-any-return]
-        except RequestError as exc:
-            self._errors["service_error"].inc()
-            raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None
-        except (StorageError, NoRulesError) as exc:
-            # UNAVAILABLE rather than an answer: Envoy's failure_mode_deny then decides whether
-            # traffic passes while we cannot count (as RateLimitServicer does).
-            self._errors["redis_error" if isinstance(exc, StorageError) else "no_config"].inc()
-            log.debug("answering UNAVAILABLE: %s", exc)
-            raise GrpcError(Status.UNAVAILABLE, str(exc)) from None
-        except Exception:
-            log.exception("unexpected error answering ShouldRateLimit")
-            self._errors["internal"].inc()
-            raise GrpcError(Status.INTERNAL, "internal error; see the sidecar log") from None
-        finally:
-            self._in_flight.dec()
-            self._latency.observe(time.perf_counter() - started)
+            decision = await self.method.decide(domain, descriptors, hits)
+        except ServiceError as exc:
+            raise GrpcError(Status(exc.failure.grpc_status), exc.failure.message) from None
+        return self.builder.build(decision).SerializeToString()  # type: ignore[no-any-return]
 
     def _parse(self, message: bytes) -> ParsedRequest:
         cached = self._parsed.get(message)
@@ -92,7 +57,7 @@ class RateLimitMethod:
                     self._parsed.clear()
                 self._parsed[message] = cached
         if isinstance(cached, str):
-            raise RequestError(cached)
+            raise self.method.reject(RequestError(cached))
         return cached
 
     @staticmethod
@@ -134,12 +99,11 @@ class HealthMethod:
         return self._serving if self._ok() else self._not_serving
 
 
-def rls_server(engine: Engine, health: HealthSource, metrics: Metrics,
+def rls_server(service: RateLimitService, health: HealthSource,
                options: H2Options | None = None,
-               health_services: tuple[str, ...] = ("", "ratelimit"),
-               tracing: Tracing | None = None) -> H2Server:
+               health_services: tuple[str, ...] = ("", "ratelimit")) -> H2Server:
     """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check."""
     return H2Server(Router({
-        RATE_LIMIT_PATH: RateLimitMethod(engine, metrics, tracing),
+        RATE_LIMIT_PATH: RateLimitMethod(service),
         HEALTH_CHECK_PATH: HealthMethod(health, health_services),
     }), options)

@@ -5,48 +5,48 @@ The same handlers serve the HTTP port (8080) and the debug port (6070).
 
 from __future__ import annotations
 
-import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
-from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.errors import RequestError
 from sidecar.model import Code
 from sidecar.observability.health import Health
-from sidecar.observability.metrics import CONTENT_TYPE, Metrics
+from sidecar.observability.metrics import CONTENT_TYPE
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
+from sidecar.service import RateLimitService, ServiceError
 from sidecar.transports.rest.handlers import register_rest
 from sidecar.transports.rest.options import RestOptions
 from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
-
-log = logging.getLogger("sidecar.http")
 
 MAX_BODY_BYTES = 1 << 20
 
 
 class HttpApi:
-    def __init__(self, engine: Engine, health: Health, metrics: Metrics,
+    def __init__(self, service: RateLimitService, health: Health,
                  rules: RulesManager | None, rest: RestOptions | None = None) -> None:
-        self.engine = engine
+        self.service = service
+        self.engine = service.engine
+        self.metrics = service.metrics
         self.rest = rest
         self.health = health
-        self.metrics = metrics
         self.rules = rules
         self.builder = ResponseBuilder()
+        self._json = service.method("json", "http")
 
     def main_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthcheck", self.healthcheck)
-        app.router.add_route("*", "/json", self.metrics.measured(self.json, "json"))
+        app.router.add_route("*", "/json", self.json)
         app.router.add_get("/rlconfig", self.rlconfig)
         app.router.add_get("/metrics", self.prometheus)
         if self.rest is not None:
-            register_rest(app, self.engine, self.rest, self.metrics)
+            register_rest(app, self.service, self.rest)
         return app
 
     def debug_app(self) -> web.Application:
@@ -63,22 +63,23 @@ class HttpApi:
         return web.Response(status=500, text="")
 
     async def json(self, request: web.Request) -> web.Response:
+        """ShouldRateLimit with a JSON RateLimitRequest, as the reference's /json."""
         body = await request.read()
         message = rls_pb2.RateLimitRequest()
         try:
-            json_format.Parse(body.decode("utf-8"), message)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            return _bad_request(f"the body is not a JSON RateLimitRequest: {exc}")
-        try:
-            decision = await self.engine.should_rate_limit(
-                message.domain, descriptors_from_proto(message), message.hits_addend)
-        except RequestError as exc:
-            self.metrics.errors.labels("service_error").inc()
-            return _bad_request(str(exc))
-        except (StorageError, NoRulesError) as exc:
-            self.metrics.errors.labels("redis_error" if isinstance(exc, StorageError)
-                                       else "no_config").inc()
-            return web.Response(status=503, text=f"Service Unavailable: {exc}\n")
+            try:
+                json_format.Parse(body.decode("utf-8"), message)
+                descriptors = descriptors_from_proto(message)
+            except (json_format.ParseError, UnicodeDecodeError) as exc:
+                raise self._json.reject(RequestError(
+                    f"the body is not a JSON RateLimitRequest: {exc}")) from None
+            except RequestError as exc:
+                raise self._json.reject(exc) from None
+            decision = await self._json.decide(message.domain, descriptors, message.hits_addend)
+        except ServiceError as exc:
+            status = exc.failure.http_status
+            return web.Response(status=status,
+                                text=f"{HTTPStatus(status).phrase}: {exc.failure.message}\n")
         response = self.builder.build(decision)
         status = 429 if decision.overall == Code.OVER_LIMIT else 200
         text = json_format.MessageToJson(response, indent=None)
@@ -137,9 +138,4 @@ def _rlconfig_line(key: str, limit: Any) -> str:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def _bad_request(message: str) -> web.Response:
-    return web.Response(status=400, text=f"Bad Request: {message}\n")
-
 

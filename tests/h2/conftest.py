@@ -20,6 +20,7 @@ from sidecar.limiter.engine import Engine
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import RuleFile, build_rules
+from sidecar.service import RateLimitService
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.fast import rls_server
 from tests.servers import missing
@@ -58,7 +59,7 @@ class ThreadedServer:
         self.requested_port = port
         self.health = health if health is not None else Health()
         self.metrics = metrics or Metrics()
-        self.server = rls_server(engine, self.health, self.metrics, options)
+        self.server = rls_server(RateLimitService(engine, self.metrics), self.health, options)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
         self._ready = threading.Event()

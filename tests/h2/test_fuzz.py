@@ -34,6 +34,7 @@ from sidecar.h2.errors import ErrorCode, HPACKError
 from sidecar.h2.hpack import Decoder
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.transports.fast import rls_server
 from tests.h2.conftest import make_engine
 from tests.h2.wire import RLS_PATH, grpc_body, rls_request
@@ -173,7 +174,7 @@ def errors() -> Iterator[ErrorLog]:
 
 def feed(loop: asyncio.AbstractEventLoop, chunks: list[bytes], eager: bool) -> bytes:
     """Run one connection over ``chunks``; return what it wrote."""
-    owner = rls_server(make_engine(), Health(), Metrics(), H2Options(**{
+    owner = rls_server(RateLimitService(make_engine(), Metrics()), Health(), H2Options(**{
         **OPTIONS.__dict__, "eager_start": eager}))
 
     async def run() -> bytes:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sidecar.h2 import H2Options
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.transports.grpcio import RateLimitServicer
 from tests.h2.conftest import ThreadedServer, make_engine
 from tests.h2.engines import SlowEngine
@@ -136,7 +137,7 @@ class GrpcioServer:
         async def start() -> None:
             self.server = grpc.aio.server()
             rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-                RateLimitServicer(engine, Metrics()), self.server)
+                RateLimitServicer(RateLimitService(engine, Metrics())), self.server)
             self.port = self.server.add_insecure_port("127.0.0.1:0")
             await self.server.start()
             ready.set()

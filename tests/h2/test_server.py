@@ -17,6 +17,7 @@ from sidecar.h2.connection import Connection
 from sidecar.h2.hpack import encode_block
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.transports.fast import rls_server
 from tests.h2.conftest import make_engine
 from tests.h2.engines import SlowEngine
@@ -25,7 +26,7 @@ from tests.h2.wire import grpc_body, request_headers, rls_request
 
 
 def new_server(**options: object) -> H2Server:
-    return rls_server(make_engine(), Health(), Metrics(), H2Options(**options))  # type: ignore[arg-type]
+    return rls_server(RateLimitService(make_engine(), Metrics()), Health(), H2Options(**options))  # type: ignore[arg-type]
 
 
 async def call_once(port: int) -> int:
@@ -88,7 +89,7 @@ async def test_closing_after_the_peer_is_gone_does_not_raise() -> None:
 
 
 async def test_peer_eof_closes_once_streams_are_answered() -> None:
-    server = rls_server(SlowEngine(0.05), Health(), Metrics())
+    server = rls_server(RateLimitService(SlowEngine(0.05), Metrics()), Health())
     connection = Connection(server)
     transport = FakeTransport()
     connection.connection_made(transport)

@@ -14,7 +14,9 @@ import aiohttp
 from aiohttp import web
 
 from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import load_rules
+from sidecar.service import RateLimitService
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
@@ -117,7 +119,7 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
                                                                              engine_options)
     engine.set_rules(load_rules(str(rules_dir)))
     app = web.Application()
-    register_rest(app, engine, options or RestOptions())
+    register_rest(app, RateLimitService(engine, Metrics()), options or RestOptions())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

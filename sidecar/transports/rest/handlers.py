@@ -26,16 +26,15 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
-from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.errors import RequestError, RequestTooLarge
 from sidecar.model import Code, Decision, Descriptor, DescriptorStatus, Entries
-from sidecar.observability.metrics import Metrics
+from sidecar.service import Method, RateLimitService, ServiceError
 from sidecar.transports.rest.options import DENY_STATUSES, RestOptions
 
 log = logging.getLogger("sidecar.rest")
@@ -265,29 +264,36 @@ def _rfc3339(epoch: float) -> str:
 # -- the handlers ----------------------------------------------------------------------------
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(RequestTooLarge):
+    def __init__(self) -> None:
+        super().__init__("the body is too large (see VIVA_REST_MAX_BODY_BYTES)")
 
 
 class RestApi:
-    """The handlers of standalone mode over one engine."""
+    """The handlers of standalone mode, deciding through the service."""
 
-    def __init__(self, engine: Engine, options: RestOptions) -> None:
-        self.engine = engine
+    def __init__(self, service: RateLimitService, options: RestOptions) -> None:
         self.options = options
+        self.clock = service.engine.clock
         self.openapi = json.dumps(openapi_document(options)).encode()
+        self._check = service.method("rest_check", "http")
+        self._report = service.method("rest_report", "http")
+        self._forward_auth = service.method("forward_auth", "http")
 
     async def check(self, request: web.Request) -> web.Response:
-        return await self._decide(request, report=False)
+        return await self._decide(request, self._check, report=False)
 
     async def report(self, request: web.Request) -> web.Response:
-        return await self._decide(request, report=True)
+        return await self._decide(request, self._report, report=True)
 
-    async def _decide(self, request: web.Request, report: bool) -> web.Response:
+    async def _decide(self, request: web.Request, method: Method, report: bool) -> web.Response:
         try:
-            ask = parse_check(await self._body(request), self.options)
-            answer = await self._answer(ask.namespace, ask.descriptors, ask.hits, report)
-        except Exception as exc:  # every failure becomes a JSON error
+            try:
+                ask = parse_check(await self._body(request), self.options)
+            except Exception as exc:  # refused before the engine: counted all the same
+                raise method.reject(exc) from None
+            answer = await self._answer(method, ask.namespace, ask.descriptors, ask.hits, report)
+        except ServiceError as exc:
             return _failure(exc)
         doc = answer.overall.to_json()
         if ask.itemized:
@@ -295,12 +301,16 @@ class RestApi:
         return self._respond(200, doc, answer)
 
     async def forward_auth(self, request: web.Request) -> web.Response:
+        method = self._forward_auth
         try:
-            deny = _query_deny_status(request, self.options.deny_status)
-            namespace = self._namespace(request)
-            identifier = self._identifier(request)
-            answer = await self._answer(namespace, [((IDENTIFIER_KEY, identifier),)], 1)
-        except Exception as exc:  # every failure becomes a JSON error
+            try:
+                deny = _query_deny_status(request, self.options.deny_status)
+                namespace = self._namespace(request)
+                identifier = self._identifier(request)
+            except Exception as exc:  # refused before the engine: counted all the same
+                raise method.reject(exc) from None
+            answer = await self._answer(method, namespace, [((IDENTIFIER_KEY, identifier),)], 1)
+        except ServiceError as exc:
             return _failure(exc)
         return self._respond(200 if answer.overall.allowed else deny, answer.overall.to_json(),
                              answer)
@@ -308,14 +318,14 @@ class RestApi:
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
 
-    async def _answer(self, namespace: str, descriptors: list[Entries], hits: int,
-                      report: bool = False) -> Answer:
+    async def _answer(self, method: Method, namespace: str, descriptors: list[Entries],
+                      hits: int, report: bool = False) -> Answer:
         # Per-descriptor hits_addend: 0 then means "do not charge" (a request-level 0 means 1).
         # A report charges every hit, past the limit too, whatever the rule's algorithm.
-        decision = await self.engine.should_rate_limit(
+        decision = await method.decide(
             namespace, [Descriptor(entries, hits) for entries in descriptors],
             charge_always=report)
-        return make_answer(decision, descriptors, self.engine.clock())
+        return make_answer(decision, descriptors, self.clock())
 
     def _respond(self, status: int, doc: dict[str, Any], answer: Answer) -> web.Response:
         response = web.json_response(doc, status=status)
@@ -371,50 +381,35 @@ def _query_deny_status(request: web.Request, default: int) -> int:
     return int(text)
 
 
-def _failure(exc: Exception) -> web.Response:
-    if isinstance(exc, FieldError):
-        return _error(400, str(exc), exc.field)
-    if isinstance(exc, RequestError):
-        return _error(400, str(exc), None)
-    if isinstance(exc, BodyTooLarge):
-        return _error(413, "the body is too large (see VIVA_REST_MAX_BODY_BYTES)", None)
-    if isinstance(exc, StorageError | NoRulesError):
-        # Not logged per call: the store probe logs outages once. The caller (the SDK's
-        # failure mode, the gateway's config) decides whether traffic passes meanwhile.
-        return _error(503, f"cannot decide now: {exc}", None)
-    log.exception("unexpected error in the REST API", exc_info=exc)
-    return _error(500, "internal error; see the sidecar log", None)
-
-
-def _error(status: int, message: str, field_name: str | None) -> web.Response:
-    return web.json_response({"error": message, "field": field_name}, status=status)
+def _failure(exc: ServiceError) -> web.Response:
+    """The JSON error answer: the status the service chose, the field a FieldError names.
+    Unavailable is not an answer: the caller (the SDK's failure mode, the gateway's config)
+    decides whether traffic passes meanwhile."""
+    failure = exc.failure
+    message = failure.message
+    if failure.http_status == 503:
+        message = f"cannot decide now: {message}"
+    field_name = exc.cause.field if isinstance(exc.cause, FieldError) else None
+    return web.json_response({"error": message, "field": field_name},
+                             status=failure.http_status)
 
 
 FORWARD_AUTH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def register_rest(app: web.Application, engine: Engine, options: RestOptions,
-                  metrics: Metrics | None = None) -> RestApi:
-    """Add the REST routes to ``app`` (the HTTP port's application); with ``metrics``, each
-    endpoint's requests and latency are counted (label ``grpc_method``: rest_check,
-    rest_report, forward_auth), as /json's are."""
-    api = RestApi(engine, options)
-    app.router.add_post("/v1/check", _measured(api.check, metrics, "rest_check"))
-    app.router.add_post("/v1/report", _measured(api.report, metrics, "rest_report"))
-    forward_auth = _measured(api.forward_auth, metrics, "forward_auth")
+def register_rest(app: web.Application, service: RateLimitService,
+                  options: RestOptions) -> RestApi:
+    """Add the REST routes to ``app`` (the HTTP port's application). Each endpoint is a
+    method of the service (label ``grpc_method``: rest_check, rest_report, forward_auth)."""
+    api = RestApi(service, options)
+    app.router.add_post("/v1/check", api.check)
+    app.router.add_post("/v1/report", api.report)
     # Envoy's ext_authz appends the request's path (any characters) to the configured prefix.
     for path in ("/v1/forward-auth", r"/v1/forward-auth/{path:[\s\S]*}"):
         for method in FORWARD_AUTH_METHODS:
-            app.router.add_route(method, path, forward_auth)
+            app.router.add_route(method, path, api.forward_auth)
     app.router.add_get("/openapi.json", api.openapi_json)
     return api
-
-
-def _measured(handler: Handler, metrics: Metrics | None, name: str) -> Handler:
-    return handler if metrics is None else metrics.measured(handler, name)
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------
