@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from sidecar.model import Code, Decision, DescriptorStatus, RateLimit, Unit
-from sidecar.transports.rest.handlers import make_answer, rate_limit_headers
+from sidecar.transports.rest.answers import make_answer, rate_limit_headers
 from sidecar.transports.rest.options import HEADER_FAMILIES
 
 ALL = frozenset(HEADER_FAMILIES)
@@ -64,7 +66,7 @@ def test_no_limit_no_headers() -> None:
     decision = Decision(Code.OK, [status(Code.OK, None, 4294967295)])
     answer = make_answer(decision, [(("a", "1"),)], NOW)
     assert rate_limit_headers(answer, ALL) == []
-    assert answer.overall.to_json()["limit"] is None
+    assert msgspec.to_builtins(answer.overall.body())["limit"] is None
 
 
 def test_sub_second_windows_round_up() -> None:

@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.result import Ok
 
-from sidecar.transports.rest.handlers import openapi_document
+from sidecar.transports.rest.openapi import openapi_document
 from sidecar.transports.rest.options import RestOptions
 from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
 
