@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import Algorithm, Descriptor
 from sidecar.rules.loader import RuleFile, build_rules
 from sidecar.storage.algorithms import Check, Rate, run_check

@@ -32,7 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.limiter.engine import Engine, EngineOptions  # noqa: E402
+from sidecar.limiter.engine import Engine  # noqa: E402
+from sidecar.limiter.options import EngineOptions  # noqa: E402
 from sidecar.model import Descriptor  # noqa: E402
 from sidecar.rules.loader import RuleFile, build_rules  # noqa: E402
 from sidecar.storage.redis.options import RedisOptions  # noqa: E402

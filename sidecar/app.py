@@ -16,8 +16,9 @@ from aiohttp import web
 
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
+from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import FailurePolicy
 from sidecar.observability.health import Health

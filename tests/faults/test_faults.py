@@ -21,7 +21,8 @@ import grpc
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import Code
 from sidecar.storage.memory import MemoryStore

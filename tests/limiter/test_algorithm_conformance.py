@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import Code, Decision
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore

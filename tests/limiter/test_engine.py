@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.fixed_window import near_threshold
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import UNIT_SECONDS, UNLIMITED_REMAINING, Code, Decision, Descriptor, Unit
 from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import UNLIMITED_REMAINING, Code
 from sidecar.observability.metrics import Metrics

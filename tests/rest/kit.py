@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import load_rules
 from sidecar.service import RateLimitService

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import Code, Decision, Descriptor, Unit
 from sidecar.storage.base import Increment, Store
 from sidecar.storage.memory import MemoryStore

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import ENTRY_OVERHEAD, LocalCache
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import Code
 from sidecar.storage.base import Increment, Store
 from sidecar.storage.memory import MemoryStore

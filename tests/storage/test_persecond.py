@@ -9,7 +9,8 @@ import pytest
 
 from sidecar.app import make_store
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.model import Code
 from sidecar.settings import Settings
 from sidecar.storage.redis.split import SplitStore

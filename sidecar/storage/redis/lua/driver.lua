@@ -11,7 +11,7 @@ local ALGORITHMS = {
 
 local function fmt(x) return string.format('%.17g', x) end
 
-local function judge(i, now, hits_override)
+local function run_check(i, now, hits_override)
   local b = 2 + (i - 1) * 8
   local algo = ALGORITHMS[ARGV[b + 1]]
   local hits = tonumber(ARGV[b + 5])
@@ -52,13 +52,13 @@ local atomic = ARGV[2] == '1'
 local verdicts = {}
 local refused = false
 for i = 1, #KEYS do
-  verdicts[i] = judge(i, now, nil)
+  verdicts[i] = run_check(i, now, nil)
   if verdicts[i].allowed == 0 then refused = true end
 end
 if atomic and refused then
   -- All or nothing: charge nobody, and show the others what they have left untouched.
   for i = 1, #KEYS do
-    if verdicts[i].allowed == 1 then verdicts[i] = judge(i, now, 0) end
+    if verdicts[i].allowed == 1 then verdicts[i] = run_check(i, now, 0) end
     verdicts[i].state = nil
   end
 end
