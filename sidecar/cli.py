@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -98,6 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"viva-ratelimit: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    logging.getLogger("sidecar.settings").debug("settings: %s", settings.describe())
     try:
         return _run(settings)
     except RuleSetError as exc:

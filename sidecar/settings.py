@@ -240,7 +240,7 @@ class Settings:
         return "config"
 
     def describe(self) -> dict[str, Any]:
-        """Every setting with its variable, for logs and /rlconfig (secrets masked)."""
+        """Every setting by its variable, secrets masked: what ``serve`` logs at debug level."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
