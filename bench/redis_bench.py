@@ -123,7 +123,7 @@ class _Trips:
 
 @contextlib.contextmanager
 def targets(names: list[str]) -> Iterator[dict[str, tuple[RedisOptions, list[Any]]]]:
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
     from tests.topologies import RedisCluster
 
     started: list[Any] = []

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.server.kit import RULES
-from tests.servers import ROOT, SidecarProcess, eventually, free_port
+from tests.support import ROOT
+from tests.support.ports import eventually, free_port
+from tests.support.servers import SidecarProcess
 
 BAD_UNIT = """
 domain: first

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.support.ports import free_port, wait_port  # noqa: E402
+from tests.support.processes import pin  # noqa: E402
+from tests.support.servers import redis_argv, redis_binary  # noqa: E402
 
 PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 RULES = """\
@@ -153,19 +156,11 @@ def serve_main(mode: str, port: int, eager: bool, use_uvloop: bool) -> None:
 # -- the driver ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 PIN = True
 
 
 def pinned(cpu: int) -> list[str]:
-    if PIN and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu)]
-    return []
+    return pin(cpu) if PIN else []
 
 
 @contextmanager
@@ -259,16 +254,11 @@ def redis_server(wanted: bool, folder: str) -> Iterator[None]:
         yield
         return
     port = free_port()
-    proc = subprocess.Popen([*pinned(1), shutil.which("redis-server") or "redis-server",
-                             "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", folder],
+    proc = subprocess.Popen([*pinned(1), *redis_argv(redis_binary() or "redis-server", port,
+                                                     folder)],
                             stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_port(port, proc)
         os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         yield
     finally:

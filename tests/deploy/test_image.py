@@ -24,7 +24,9 @@ import pytest
 
 from tests.deploy import dockerfile
 from tests.deploy.tools import require_tool
-from tests.servers import ROOT, free_port, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
 
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|clang|make|cmake|build-essential|[\w.+-]+-dev|"

@@ -27,7 +27,10 @@ import yaml
 
 from tests.deploy import envoyfilter as ef
 from tests.deploy.tools import require_envoy, require_tool
-from tests.servers import ROOT, SidecarProcess, free_port, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import SidecarProcess
 
 Doc = dict[str, Any]
 

@@ -30,7 +30,7 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
 from tests.server.kit import RULES, descriptor, health_status, request, write_rules
-from tests.servers import RedisServer, SidecarProcess
+from tests.support.servers import RedisServer, SidecarProcess
 
 pytestmark = pytest.mark.redis
 

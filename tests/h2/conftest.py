@@ -23,7 +23,7 @@ from sidecar.rules.loader import RuleFile, build_rules
 from sidecar.service import RateLimitService
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.fast import rls_server
-from tests.servers import missing
+from tests.support.servers import missing
 
 RULES = """\
 domain: test

@@ -12,7 +12,8 @@ import pytest
 from sidecar.h2 import H2Options
 from tests.e2e.envoy import EnvoyProcess
 from tests.h2.conftest import ThreadedServer, make_engine
-from tests.servers import ROOT, eventually
+from tests.support import ROOT
+from tests.support.ports import eventually
 
 Serve = Callable[..., ThreadedServer]
 RULES = (ROOT / "config" / "example.yaml").read_text()

@@ -25,7 +25,7 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 from tests.topologies import RedisCluster
 
 OK, OVER = Code.OK, Code.OVER_LIMIT

@@ -22,7 +22,8 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -24,7 +24,8 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.rest.handlers import register_rest
 from sidecar.transports.rest.options import RestOptions
-from tests.servers import RedisServer, SidecarProcess, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer, SidecarProcess
 
 RULES = """
 domain: api_requests

@@ -12,7 +12,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port, missing, stop_process, wait_port
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import missing
 
 # The README's example, verbatim apart from the {placeholders} and the test-only realip lines.
 SITE = """

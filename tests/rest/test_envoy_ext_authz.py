@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.envoy import EnvoyProcess
 from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 BOOTSTRAP = """
 admin:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
-from tests.servers import ROOT, RedisServer
+from tests.support import ROOT
+from tests.support.servers import RedisServer
 
 try:  # installed with `pip install -e sdk/python[grpc]`; else straight from the source tree
     import viva_ratelimit_client  # noqa: F401

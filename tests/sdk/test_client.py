@@ -19,7 +19,7 @@ from viva_ratelimit_client import (
 )
 
 from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 NS = "api_requests"
 

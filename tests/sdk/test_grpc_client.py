@@ -10,7 +10,7 @@ from viva_ratelimit_client import Client, InvalidRequest, RetryPolicy, SidecarUn
 from viva_ratelimit_client.grpc_client import AsyncGrpcClient, GrpcClient
 
 from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 NS = "api_requests"
 FAST = RetryPolicy(attempts=2, backoff=0.01)

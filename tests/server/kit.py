@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.app import Sidecar
 from sidecar.settings import Settings
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 RULES = """
 domain: test-domain

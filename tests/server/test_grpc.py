@@ -22,7 +22,8 @@ from tests.server.kit import (
     rls_stub,
     running,
 )
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 Response = rls_pb2.RateLimitResponse
 OK, OVER = Response.OK, Response.OVER_LIMIT

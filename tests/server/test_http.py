@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FakeClock
 from tests.server.kit import RULES, Running, running
-from tests.servers import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture

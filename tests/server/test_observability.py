@@ -14,7 +14,8 @@ from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from sidecar.observability.metrics import OVERFLOW_LABEL, Metrics
-from tests.servers import SidecarProcess, eventually
+from tests.support.ports import eventually
+from tests.support.servers import SidecarProcess
 
 RULES = """\
 domain: obs

@@ -24,8 +24,8 @@ from sidecar.storage.redis.batching import Batcher
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
-from tests.servers import RedisServer
 from tests.storage.test_conformance import command_calls
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 

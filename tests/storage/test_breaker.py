@@ -14,7 +14,8 @@ from sidecar.storage.redis.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 
 def make(clock: FakeClock, failures: int = 3) -> tuple[Breaker, list[tuple[str, str]]]:

@@ -18,7 +18,8 @@ from sidecar.app import make_store
 from sidecar.errors import StorageError
 from sidecar.settings import Settings
 from sidecar.storage.base import Increment, Store
-from tests.servers import RedisServer, free_port, missing
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer, missing
 from tests.topologies import RedisSentinel
 
 pytestmark = pytest.mark.redis

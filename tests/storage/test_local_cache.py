@@ -26,8 +26,8 @@ from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
 from tests.server.kit import descriptor, request, rls_stub, running
-from tests.servers import RedisServer
 from tests.storage.test_conformance import command_calls
+from tests.support.servers import RedisServer
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
 

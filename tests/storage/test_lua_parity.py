@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sidecar.model import Algorithm
 from sidecar.storage.algorithms import Check, Rate, run_checks
 from sidecar.storage.redis.scripts import parse_reply, script_args, script_source
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 HOUR = 3_600_000.0
 pytestmark = pytest.mark.redis

@@ -17,7 +17,7 @@ from sidecar.storage.redis.split import SplitStore
 from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 

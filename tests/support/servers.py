@@ -1,6 +1,8 @@
-"""Real servers for tests: redis-server, the sidecar itself, Envoy — on free loopback ports.
+"""Real servers: redis-server, the sidecar itself, Envoy's binary — on free loopback ports.
 
-When CI is set, a missing binary is a failure, never a skip.
+The command lines are built here once (``redis_argv``, ``sidecar_argv``) for the tests'
+RedisServer and SidecarProcess and for the benchmarks' Processes. When CI is set, a missing
+binary fails a test, never skips it.
 """
 
 from __future__ import annotations
@@ -8,57 +10,21 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns a truthy value without raising; re-raise at the end."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition still false after {timeout}s: {result!r}")
-        except (AssertionError, OSError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(interval)
-
-
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open within {timeout}s")
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
 
 
 def missing(what: str) -> None:
     """A needed binary is absent: fail under CI, skip on a developer machine."""
+    import pytest  # the benchmarks import this module without pytest
+
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI but was not found", pytrace=False)
     pytest.skip(f"{what} not found")
@@ -83,16 +49,19 @@ def envoy_binary() -> str | None:
     return str(exe) if exe.exists() else shutil.which("envoy")
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGCONT)
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def redis_argv(binary: str, port: int, folder: str | Path,
+               extra: list[str] | None = None) -> list[str]:
+    """A throw-away redis-server on 127.0.0.1:``port``: no persistence, files in ``folder``."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(folder), *(extra or [])]
+
+
+def sidecar_argv(config: str | Path, grpc_port: int, http_port: int, debug_port: int,
+                 args: list[str] | None = None) -> list[str]:
+    """``python -m sidecar serve`` with its rules and ports."""
+    return [sys.executable, "-m", "sidecar", "serve", "--config", str(config),
+            "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            "--debug-port", str(debug_port), *(args or [])]
 
 
 class RedisServer:
@@ -114,10 +83,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         os.makedirs(self.dir, exist_ok=True)  # a restart after stop() gets it back
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(redis_argv(self.binary, self.port, self.dir, self.extra),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, proc=self.proc)
         return self
 
@@ -156,9 +123,8 @@ class SidecarProcess:
     def start(self, wait: bool = True) -> SidecarProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "serve", "--config", self.config,
-             "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
-             "--debug-port", str(self.debug_port), *self.args],
+            sidecar_argv(self.config, self.grpc_port, self.http_port, self.debug_port,
+                         self.args),
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT))
         if wait:
             wait_port(self.grpc_port, proc=self.proc)
