@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.kit import RULES
 from tests.support import ROOT
 from tests.support.ports import eventually, free_port
 from tests.support.servers import SidecarProcess
+from tests.transports.kit import RULES
 
 BAD_UNIT = """
 domain: first

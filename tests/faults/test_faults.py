@@ -29,8 +29,8 @@ from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
-from tests.server.kit import RULES, descriptor, health_status, request, write_rules
 from tests.support.servers import RedisServer, SidecarProcess
+from tests.transports.kit import RULES, descriptor, health_status, request, write_rules
 
 pytestmark = pytest.mark.redis
 

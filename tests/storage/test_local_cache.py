@@ -25,9 +25,9 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
-from tests.server.kit import descriptor, request, rls_stub, running
 from tests.storage.test_conformance import command_calls
 from tests.support.servers import RedisServer
+from tests.transports.kit import descriptor, request, rls_stub, running
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
 

@@ -10,7 +10,7 @@ import pytest
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.rest.options import RestOptions
 from tests.conftest import FakeClock
-from tests.rest.kit import Rest, serve_rest, write_rules
+from tests.transports.rest.kit import Rest, serve_rest, write_rules
 
 CLIENT = {"X-Forwarded-For": "203.0.113.7, 10.0.0.1", "X-RateLimit-Namespace": "api_requests"}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
-from tests.rest.nginx import NginxProcess
+from tests.transports.rest.kit import LOOPBACK, RestSidecar, write_rules
+from tests.transports.rest.nginx import NginxProcess
 
 
 @pytest.fixture

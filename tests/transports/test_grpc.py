@@ -15,15 +15,15 @@ from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
-from tests.server.kit import (
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
+from tests.transports.kit import (
     descriptor,
     health_status,
     request,
     rls_stub,
     running,
 )
-from tests.support.ports import free_port
-from tests.support.servers import RedisServer
 
 Response = rls_pb2.RateLimitResponse
 OK, OVER = Response.OK, Response.OVER_LIMIT

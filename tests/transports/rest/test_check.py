@@ -11,8 +11,8 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.rest.options import RestOptions
 from tests.conftest import FakeClock
-from tests.rest.kit import Rest, serve_rest, write_rules
 from tests.support.ports import free_port
+from tests.transports.rest.kit import Rest, serve_rest, write_rules
 
 # The fake clock stands at 1_000_000 s: 40 s into a minute, 2800 s into an hour.
 MINUTE_END = "1970-01-12T13:47:00Z"

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FakeClock
-from tests.server.kit import RULES, Running, running
 from tests.support.ports import free_port
+from tests.transports.kit import RULES, Running, running
 
 
 @pytest.fixture

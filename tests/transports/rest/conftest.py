@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeClock
-from tests.rest.kit import Rest, make_store, serve_rest, write_rules
+from tests.transports.rest.kit import Rest, make_store, serve_rest, write_rules
 
 STORES = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 

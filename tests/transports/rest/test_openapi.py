@@ -19,7 +19,7 @@ from schemathesis.core.result import Ok
 
 from sidecar.transports.rest.openapi import openapi_document
 from sidecar.transports.rest.options import RestOptions
-from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
+from tests.transports.rest.kit import LOOPBACK, RestSidecar, write_rules
 
 EXAMPLES = 80
 

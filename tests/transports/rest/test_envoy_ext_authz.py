@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.envoy import EnvoyProcess
-from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
 from tests.support.ports import free_port
+from tests.transports.rest.kit import LOOPBACK, RestSidecar, write_rules
 
 BOOTSTRAP = """
 admin:

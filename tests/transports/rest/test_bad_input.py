@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.rest.options import RestOptions
-from tests.rest.kit import Rest, serve_rest, write_rules
+from tests.transports.rest.kit import Rest, serve_rest, write_rules
 
 OK = {"namespace": "api_requests", "identifier": "u"}
 ENTRY = {"key": "user", "value": "u1"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeClock
-from tests.rest.kit import Rest, make_store, serve_rest
+from tests.transports.rest.kit import Rest, make_store, serve_rest
 
 
 async def test_report_charges_and_answers_where_the_budget_stands(rest: Rest) -> None:

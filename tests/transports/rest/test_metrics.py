@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
 from tests.support.ports import free_port
+from tests.transports.rest.kit import LOOPBACK, RestSidecar, write_rules
 
 
 @pytest.fixture
