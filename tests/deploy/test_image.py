@@ -204,7 +204,7 @@ def test_wheel_carries_the_package_data(image: Image) -> None:
     assert image.wheel is not None
     names = zipfile.ZipFile(image.wheel).namelist()
     assert "sidecar/py.typed" in names
-    assert any(n.startswith("sidecar/storage/lua/") and n.endswith(".lua") for n in names)
+    assert any(n.startswith("sidecar/storage/redis/lua/") and n.endswith(".lua") for n in names)
     assert not any(n.startswith(("tests/", "config/", "deploy/")) for n in names)
 
 
