@@ -88,7 +88,7 @@ def make_sentinel_client(opts: RedisOptions) -> tuple[aioredis.Redis, Sentinel]:
     sentinel_kwargs = {**_socket_kwargs(opts), **_credentials(opts.sentinel_auth), **tls}
     if opts.tls:
         sentinel_kwargs["ssl"] = True
-    manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+    manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
     kwargs = pool_kwargs(opts, opts.tls)
     if opts.tls:
         kwargs["ssl"] = True
