@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -14,27 +15,31 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sidecar.errors import RuleSetError, StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.h2 import H2Options, H2Server
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
-from sidecar.limiter.policy import FailurePolicy
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.policy import FailureHandler
+from sidecar.model import FailurePolicy
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.tracing import ObservedStore, configure_tracing
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
-from sidecar.server.h2 import H2Options, H2Server, event_loop_factory
-from sidecar.server.health import Health
-from sidecar.server.http import HttpApi
-from sidecar.server.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.storage.base import Store
-from sidecar.storage.breaker import BreakerListener
 from sidecar.storage.memory import MemoryStore
-from sidecar.tracing import ObservedStore, configure_tracing
+from sidecar.transports.fast import rls_server
+from sidecar.transports.http import HttpApi
 
 if TYPE_CHECKING:
     import grpc
     from grpc_health.v1 import health as grpc_health
 
     from sidecar.management.service import FullMode
-    from sidecar.storage.redis import RedisOptions
+    from sidecar.storage.redis.breaker import BreakerListener
+    from sidecar.storage.redis.options import RedisOptions
 
 # grpcio (the grpcio transport) and redis-py (the Redis store) are imported only when the
 # settings ask for them: each costs 8-15 MB of resident memory (bench/memory.py).
@@ -50,8 +55,8 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
     SplitStore. ``listener`` hears every circuit-breaker transition."""
     if settings.backend == "memory":
         return MemoryStore()
-    from sidecar.storage.redis import RedisStore
-    from sidecar.storage.split import SplitStore
+    from sidecar.storage.redis.split import SplitStore
+    from sidecar.storage.redis.store import RedisStore
 
     main = RedisStore(redis_options(settings), listener=listener)
     if not settings.redis_persecond:
@@ -63,7 +68,7 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
 def redis_options(settings: Settings, per_second: bool = False) -> RedisOptions:
     """REDIS_* (or REDIS_PERSECOND_*) settings as RedisOptions. The two sets have the same
     names after their prefix; TLS files, the DB index, batching and the breaker are shared."""
-    from sidecar.storage.redis import RedisOptions
+    from sidecar.storage.redis.options import RedisOptions
 
     s = settings
 
@@ -103,11 +108,12 @@ class Sidecar:
         self.tracing = configure_tracing(os.environ)
         self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
                              engine_options(settings), self.metrics, clock,
-                             policy=FailurePolicy(settings.failure_policy,
-                                                  self.metrics.policy_decision),
+                             policy=FailureHandler(settings.failure_policy, MemoryStore(),
+                                                   self.metrics.policy_decision),
                              local_cache=LocalCache(settings.local_cache_size,
                                                     self.metrics.local_cache_hit)
                              if settings.local_cache_size > 0 else None)
+        self.service = RateLimitService(self.engine, self.metrics, self.tracing)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -186,12 +192,12 @@ class Sidecar:
         from grpc_health.v1 import health as grpc_health
         from grpc_health.v1 import health_pb2_grpc
 
-        from sidecar.server.grpc_rls import RateLimitServicer
+        from sidecar.transports.grpcio import RateLimitServicer
 
         reuse = 1 if self.settings.workers > 1 else 0
         server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-            RateLimitServicer(self.engine, self.metrics, self.tracing), server)
+            RateLimitServicer(self.service), server)
         self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         if self.full is not None:
@@ -208,13 +214,12 @@ class Sidecar:
         self.health.subscribe(self._publish_health)
 
     async def _start_fast(self) -> None:
-        """The purpose-built HTTP/2 transport (sidecar/server/h2); it reads Health on every
-        Check, so it needs no health publishing."""
+        """The purpose-built HTTP/2 transport (transports/fast.py over sidecar/h2); it reads
+        Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
-        self.h2_server = H2Server(self.engine, self.health, self.metrics, options,
-                                  tracing=self.tracing,
-                                  routes=self.full.grpc_routes() if self.full else None)
+        self.h2_server = rls_server(self.service, self.health, options,
+                                    routes=self.full.grpc_routes() if self.full else None)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
@@ -227,7 +232,7 @@ class Sidecar:
             self._spawn(self.grpc_health.set(service, status))
 
     async def _start_http(self) -> None:
-        api = HttpApi(self.engine, self.health, self.metrics, self.rules, self.settings.rest)
+        api = HttpApi(self.service, self.health, self.rules, self.settings.rest)
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1
@@ -257,7 +262,8 @@ class Sidecar:
         self._set_store_health(reachable)
 
     def _set_store_health(self, reachable: bool) -> None:
-        self.health.set("store", reachable or self.settings.failure_policy != "unavailable")
+        self.health.set("store", reachable
+                        or self.settings.failure_policy != FailurePolicy.UNAVAILABLE)
 
     async def _watch_store(self) -> None:
         while True:
@@ -315,6 +321,16 @@ async def _serve(app: web.Application, host: str, port: int, grace: float,
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (optional), else asyncio's; for asyncio.Runner."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run_sidecar(settings: Settings) -> int:

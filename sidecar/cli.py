@@ -155,6 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     _warn_about_environment()
+    logging.getLogger("sidecar.settings").debug("settings: %s", settings.describe())
     try:
         return _run(settings)
     except RuleSetError as exc:

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 
-from sidecar.server.rest_options import ENV_VARIABLES as REST_VARIABLES
 from sidecar.settings import Settings
+from sidecar.transports.rest.options import ENV_VARIABLES as REST_VARIABLES
 from sidecar.workers import WORKER_ENV
 
 # Ours (VIVA_), and those of the reference's names we read: the variables checked. Not GRPC_:

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import SettingsError
-from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
-from sidecar.server.rest_options import RestOptions
+from sidecar.model import FailurePolicy
+from sidecar.transports.rest.options import RestOptions
 
 T = TypeVar("T")
 
@@ -92,6 +92,10 @@ def parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
         return low
 
     return parse
+
+
+def parse_failure_policy(name: str, text: str) -> FailurePolicy:
+    return FailurePolicy(parse_choice(tuple(FailurePolicy))(name, text))
 
 
 def _str(name: str, text: str) -> str:
@@ -206,8 +210,8 @@ class Settings:
     # Store failures: a breaker per Redis endpoint, then the failure policy.
     breaker_failures: int = _setting("VIVA_BREAKER_FAILURES", parse_int, 5)
     breaker_cooldown: float = _setting("VIVA_BREAKER_COOLDOWN", parse_duration, 1.0)
-    failure_policy: str = _setting("VIVA_FAILURE_POLICY", parse_choice(FAILURE_POLICIES),
-                                   "unavailable")
+    failure_policy: FailurePolicy = _setting("VIVA_FAILURE_POLICY", parse_failure_policy,
+                                             FailurePolicy.UNAVAILABLE)
     local_cache_size: int = _setting("LOCAL_CACHE_SIZE_IN_BYTES", parse_int, 0)
     # Engine
     cache_key_prefix: str = _setting("CACHE_KEY_PREFIX", _str, "")
@@ -282,7 +286,7 @@ class Settings:
         return "config"
 
     def describe(self) -> dict[str, Any]:
-        """Every setting with its variable, for logs and /rlconfig (secrets masked)."""
+        """Every setting by its variable, secrets masked: what ``serve`` logs at debug level."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.kit import RULES
-from tests.servers import ROOT, SidecarProcess, eventually, free_port
+from tests.support import ROOT
+from tests.support.ports import eventually, free_port
+from tests.support.servers import SidecarProcess
+from tests.transports.kit import RULES
 
 BAD_UNIT = """
 domain: first
@@ -154,3 +156,15 @@ def test_sigterm_drains_and_exits_0(good_rules: Path) -> None:
         code = proc.stop()
     assert code == 0
     assert "shutting down" in proc.log()
+
+
+def test_serve_logs_its_settings_at_debug_level_without_secrets(good_rules: Path) -> None:
+    proc = SidecarProcess(good_rules, env={"LOG_LEVEL": "debug", "REDIS_AUTH": "hunter2",
+                                           "NEAR_LIMIT_RATIO": "0.5"}).start()
+    try:
+        line = eventually(lambda: next((x for x in proc.log().splitlines()
+                                        if "sidecar.settings: settings:" in x), None))
+    finally:
+        proc.stop()
+    assert "'REDIS_AUTH': '***'" in line and "'NEAR_LIMIT_RATIO': 0.5" in line
+    assert "hunter2" not in proc.log()

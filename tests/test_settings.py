@@ -8,7 +8,8 @@ from sidecar.app import make_store
 from sidecar.errors import SettingsError
 from sidecar.settings import Settings, parse_duration
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore, redis_url
+from sidecar.storage.redis.options import RedisOptions, redis_url
+from sidecar.storage.redis.store import RedisStore
 
 
 def load(flags: dict[str, object] | None = None, **env: str) -> Settings:

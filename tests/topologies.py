@@ -31,7 +31,9 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from tests.servers import eventually, free_port, missing, redis_binary, stop_process, wait_port
+from tests.support.ports import eventually, free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import missing, redis_binary
 
 HOST = "127.0.0.1"
 SLOTS = 16384

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from sidecar.limiter.engine import Code, Decision
 from sidecar.management import schemas as s
 from sidecar.management.verify import Outcome
-from sidecar.server.rest import Answer, make_answer, rate_limit_headers
+from sidecar.model import Code, Decision
+from sidecar.transports.rest.answers import Answer, make_answer, rate_limit_headers
 
 
 def rate_answer(outcome: Outcome, now: float) -> Answer | None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sidecar.management.db.models import Change
-from sidecar.rules.model import RateLimit
+from sidecar.model import RateLimit
 
 log = logging.getLogger("sidecar.keys")
 

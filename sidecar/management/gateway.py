@@ -34,12 +34,12 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from sidecar.errors import RequestError, StorageError
+from sidecar.h2.grpc_wire import GrpcError, Status
 from sidecar.management.admin import failure
 from sidecar.management.answers import headers as rate_headers
 from sidecar.management.answers import key_headers, rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
-from sidecar.server.h2.grpc_wire import GrpcError, Status
-from sidecar.server.metrics import Metrics
+from sidecar.observability.metrics import Metrics
 
 log = logging.getLogger("sidecar.gateway")
 

@@ -31,10 +31,13 @@ from typing import Any
 import yaml
 
 from sidecar.errors import RuleError, RuleSetError
+from sidecar.model import RateLimit
+from sidecar.rules.checker import listing
 from sidecar.rules.loader import RuleFile, read_rule_files, rules_version
-from sidecar.rules.model import DescriptorNode, DomainOptions, RateLimit
-from sidecar.rules.schema import _describe, _FileChecker, _int_value, _is_null, _list
+from sidecar.rules.model import DescriptorNode, DomainOptions
+from sidecar.rules.schema import FileChecker
 from sidecar.rules.watcher import FileWatcher, LoadStatus
+from sidecar.rules.yaml11 import describe, int_value, is_null
 
 log = logging.getLogger("sidecar.plans")
 
@@ -72,14 +75,14 @@ class PlanSet:
     options: DomainOptions = field(default_factory=DomainOptions)
 
 
-class _PlanChecker(_FileChecker):
+class _PlanChecker(FileChecker):
     """The rules' checker, walking a plans document instead of a domain."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         # A refused request uses up none of a plan's limits (and atomic verification charges
         # all of a key's limits or none).
-        self.parsed.options = DomainOptions(count_rejected=False, atomic=True)
+        self.domain_count_rejected = False
 
     def plans_root(self, node: yaml.Node | None) -> tuple[dict[str, Plan], str]:
         fields = self.mapping(node, "", ROOT_KEYS) or {}
@@ -113,17 +116,17 @@ class _PlanChecker(_FileChecker):
         limits = self.limits(f.get("limits"), f"{path}.limits", plan_id)
         features = self.features(f.get("features"), f"{path}.features")
         max_keys = None
-        if not _is_null(f.get("max_keys")):
-            max_keys = _int_value(f["max_keys"])
+        if not is_null(f.get("max_keys")):
+            max_keys = int_value(f["max_keys"])
             if max_keys is None or not 1 <= max_keys <= MAX_KEYS:
                 self.fail(f["max_keys"], f"{path}.max_keys",
-                          f"{_describe(f['max_keys'])} is not a number of keys",
+                          f"{describe(f['max_keys'])} is not a number of keys",
                           f"a whole number from 1 to {MAX_KEYS}, or no max_keys (no cap)")
                 max_keys = None
         return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys)
 
     def limits(self, node: yaml.Node | None, path: str, scope: str) -> list[RateLimit]:
-        if _is_null(node):
+        if is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode) or len(node.value) > MAX_LIMITS:
             self.fail(node, path, "not a list of at most 20 limits",
@@ -158,7 +161,7 @@ class _PlanChecker(_FileChecker):
         return self.rate_limit(node, path, full, DescriptorNode(key=name, value=""), flags)
 
     def features(self, node: yaml.Node | None, path: str) -> list[str]:
-        if _is_null(node):
+        if is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.fail(node, path, "features is not a list", "a list of feature names")
@@ -178,7 +181,7 @@ def parse_plans_file(plans_file: RuleFile) -> tuple[dict[str, Plan], str, list[R
     checker = _PlanChecker(plans_file.name)
     try:
         documents = [d for d in yaml.compose_all(plans_file.text, Loader=yaml.SafeLoader)
-                     if not _is_null(d)]
+                     if not is_null(d)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         checker.fail(None, "", f"error loading plans file: {exc}", "valid YAML",
@@ -213,7 +216,7 @@ def build_plans(files: Iterable[RuleFile]) -> PlanSet:
             plans[plan_id] = plan
     if len(zones) > 1:
         errors.append(RuleError(files[-1].name, "time_zone", f"plans files disagree on "
-                                f"time_zone ({_list(sorted(zones))}); expected one"))
+                                f"time_zone ({listing(sorted(zones))}); expected one"))
     if not files:
         errors.append(RuleError("plans", "", "no plans file found; expected a YAML file with "
                                 "a top-level 'plans:' key (see config/plans.yaml)"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,7 @@ from sidecar.management.openapi import admin_openapi
 from sidecar.management.plans import PlanSet, PlansManager
 from sidecar.management.schemas import to_json
 from sidecar.management.verify import Verifier
-from sidecar.server.metrics import Metrics
+from sidecar.observability.metrics import Metrics
 from sidecar.settings import Settings
 
 log = logging.getLogger("sidecar.full")
@@ -130,12 +131,30 @@ class FullMode:
     # -- transports --------------------------------------------------------------------------
 
     def register_http(self, app: web.Application) -> None:
-        measured: Callable[[Handler, str], Handler] = self.metrics.measured
-        self.admin.register(app, measured)
-        handler = measured(self.forward_auth.handle, "key_forward_auth")
+        self.admin.register(app, self._measured)
+        handler = self._measured(self.forward_auth.handle, "key_forward_auth")
         for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):
             for method in FORWARD_AUTH_METHODS:
                 app.router.add_route(method, path, handler)
+
+    def _measured(self, handler: Handler, method: str) -> Handler:
+        """``handler`` counted as ``method`` in the request counter and latency histogram, and
+        in the HTTP transport's in-flight gauge, as the standalone endpoints are."""
+        requests = self.metrics.requests.labels(method)
+        latency = self.metrics.response_time.labels(method)
+        in_flight = self.metrics.in_flight.labels("http")
+
+        async def measured(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            requests.inc()
+            in_flight.inc()
+            try:
+                return await handler(request)
+            finally:
+                in_flight.dec()
+                latency.observe(time.perf_counter() - started)
+
+        return measured
 
     def grpc_routes(self) -> dict[bytes, Callable[[bytes], Any]]:
         """The fast transport's extra methods."""

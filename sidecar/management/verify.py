@@ -27,12 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sidecar.errors import RequestError, RuleSetError, StorageError
-from sidecar.limiter.engine import Code, Decision, Descriptor, Engine
+from sidecar.limiter.engine import Engine
 from sidecar.management.cache import CachedKey, KeyCache, cached_key
 from sidecar.management.catalog import Catalog
 from sidecar.management.keys import hash_key, well_formed
 from sidecar.management.plans import DOMAIN, Plan, PlanSet, check_limits, merge_limits, scoped
-from sidecar.rules.model import DomainOptions, RateLimit, Unit
+from sidecar.model import Code, Decision, Descriptor, RateLimit, Unit
+from sidecar.rules.model import DomainOptions
 
 log = logging.getLogger("sidecar.keys")
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.limiter.algorithms import FIXED_WINDOW, Check, Verdict, run_checks
+from sidecar.model import Algorithm
+from sidecar.storage.algorithms import Check, Verdict, run_checks
 from sidecar.storage.base import Increment
+
+_FIXED_WINDOW = Algorithm.FIXED_WINDOW  # an Enum attribute lookup costs ~0.3 µs on 3.11
 
 
 class MemoryStore:
@@ -35,11 +38,8 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._counters)
 
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
-        return self.increment_now(increments, int(now))
-
     def increment_now(self, increments: Sequence[Increment], now: int) -> list[int]:
-        """Synchronous form of ``increment`` for in-process callers."""
+        """Add each increment's hits to its counter (as INCRBY + EXPIRE); the values after."""
         if now > self._swept_until:
             self._sweep(now)
         out = []
@@ -66,10 +66,7 @@ class MemoryStore:
 
     async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                   atomic: bool) -> tuple[list[int], list[Verdict]]:
-        counts = await self.increment(increments, now_ms // 1000) if increments else []
-        if not checks:
-            return counts, []
-        return counts, self.run_now((), checks, now_ms, atomic)[1]
+        return self.run_now(increments, checks, now_ms, atomic)
 
     def run_now(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                 atomic: bool) -> tuple[list[int], list[Verdict]]:
@@ -92,7 +89,7 @@ class MemoryStore:
         return [float(value)] if isinstance(value, int) else list(value)
 
     def _put_state(self, check: Check, state: list[float], now_ms: int) -> None:
-        value: Any = int(state[0]) if check.algorithm == FIXED_WINDOW else state
+        value: Any = int(state[0]) if check.algorithm == _FIXED_WINDOW else state
         now = now_ms // 1000
         if now > self._swept_until:
             self._sweep(now)
@@ -108,7 +105,8 @@ class MemoryStore:
         return out
 
     def ttl(self, key: str, now: float) -> int | None:
-        """Seconds left for ``key`` (None when absent); for tests and /rlconfig-like views."""
+        """Seconds left for ``key`` (None when absent). Only the store conformance suite asks,
+        to hold the memory store's expiries against Redis' TTL."""
         entry = self._counters.get(key)
         if entry is None or entry[1] <= now * 1000:
             return None

@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from tests.deploy import envoyfilter as ef
-from tests.servers import ROOT, missing
+from tests.support import ROOT
+from tests.support.servers import missing
 
 Doc = dict[str, Any]
 

@@ -38,7 +38,8 @@ from tests.deploy.kube import (
 )
 from tests.deploy.test_dashboard import exposed, label_uses, selectors
 from tests.deploy.tools import require_tool
-from tests.servers import ROOT, SidecarProcess
+from tests.support import ROOT
+from tests.support.servers import SidecarProcess
 
 BRIEF = ("helm install viva-rate-limiter ./charts/viva-rate-limiter --set mode=full "
          "--set replicas=3 --set redis.cluster.enabled=true")

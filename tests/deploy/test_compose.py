@@ -19,7 +19,7 @@ import yaml
 from sidecar.envcheck import environment_warnings
 from tests.deploy import dockerfile
 from tests.deploy.tools import require_tool
-from tests.servers import ROOT
+from tests.support import ROOT
 
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 # What `POSTGRES_PASSWORD=… docker compose up` puts in the file.

@@ -29,7 +29,10 @@ import pytest
 
 from tests.deploy import dockerfile
 from tests.deploy.tools import require_tool
-from tests.servers import ROOT, RedisServer, free_port, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import RedisServer
 
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_NAME = "viva/rate-limiter"
@@ -238,7 +241,7 @@ def test_wheel_carries_the_package_data(image: Image) -> None:
     assert image.wheel is not None
     names = zipfile.ZipFile(image.wheel).namelist()
     assert "sidecar/py.typed" in names
-    assert any(n.startswith("sidecar/storage/lua/") and n.endswith(".lua") for n in names)
+    assert any(n.startswith("sidecar/storage/redis/lua/") and n.endswith(".lua") for n in names)
     migrations = "sidecar/management/db/migrations/"
     assert {f"{migrations}env.py", f"{migrations}script.py.mako",
             f"{migrations}versions/0001_catalog.py"} <= set(names)

@@ -47,7 +47,10 @@ from tests.deploy.kube import (
     run_helm,
 )
 from tests.deploy.tools import require_envoy, require_tool
-from tests.servers import ROOT, SidecarProcess, free_port, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import SidecarProcess
 
 ISTIO = ROOT / "deploy" / "istio"
 SENTINEL_URL = "mymaster,sentinel-0.sentinel:26379,sentinel-1.sentinel:26379"

@@ -36,16 +36,10 @@ from tests.deploy.kube import (
 )
 from tests.deploy.test_chart import BRIEF, render_install
 from tests.deploy.tools import require_tool
-from tests.servers import (
-    ROOT,
-    SidecarProcess,
-    eventually,
-    free_port,
-    missing,
-    redis_binary,
-    stop_process,
-    wait_port,
-)
+from tests.support import ROOT
+from tests.support.ports import eventually, free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import SidecarProcess, missing, redis_binary
 
 pytestmark = pytest.mark.redis
 

@@ -16,9 +16,10 @@ import grpc
 import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from tests.server.kit import descriptor, health_status, request, write_rules
-from tests.servers import SidecarProcess, wait_port
+from tests.support.ports import wait_port
+from tests.support.servers import SidecarProcess
 from tests.topologies import RedisCluster
+from tests.transports.kit import descriptor, health_status, request, write_rules
 
 pytestmark = pytest.mark.redis
 
@@ -134,7 +135,7 @@ async def _ports_open(sidecar: SidecarProcess) -> float:
     started = time.monotonic()
     sidecar.start(wait=False)
     for port in (sidecar.grpc_port, sidecar.http_port):
-        await asyncio.to_thread(wait_port, port, 30.0, sidecar.proc)
+        await asyncio.to_thread(wait_port, port, sidecar.proc, 30.0)
     return time.monotonic() - started
 
 

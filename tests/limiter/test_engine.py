@@ -8,16 +8,21 @@ from typing import Any
 import pytest
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import (
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.fixed_window import near_threshold
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import (
+    UNIT_SECONDS,
     UNLIMITED_REMAINING,
+    Algorithm,
     Code,
     Decision,
     Descriptor,
-    Engine,
-    EngineOptions,
+    RateLimit,
+    Unit,
 )
-from sidecar.limiter.fixed_window import near_threshold
-from sidecar.rules.model import UNIT_SECONDS, DomainOptions, RateLimit, Unit
+from sidecar.rules.model import DomainOptions
+from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
@@ -191,7 +196,8 @@ async def test_limit_override_is_never_shadowed(rig: MakeRig) -> None:
 
 async def test_limit_override_on_an_unknown_domain_gives_no_limit(rig: MakeRig) -> None:
     r = rig()
-    d = await r.check("foo_domain", desc(("key1", "value1"), limit=(10, Unit.DAY)))
+    d = await r.check("foo_domain", desc(("key1", "value1"), limit=(10, Unit.DAY),
+                                         domain="foo_domain"))
     assert (d.overall, d.statuses[0].limit) == (OK, None)
     assert r.stats.not_found["foo_domain"] == 1
     assert len(r.store) == 0
@@ -205,34 +211,42 @@ async def test_limit_override_with_an_unknown_unit_names_the_field(rig: MakeRig)
     assert len(r.store) == 0  # nothing was charged
 
 
-# -- explicit RateLimits (callers that decide the limit themselves) -------------------------
+# -- a caller that owns its domain (options=): explicit limits, no rules --------------------
 
 
 def _explicit(rpu: int, unit: Unit = Unit.MINUTE, **more: Any) -> RateLimit:
     return RateLimit(requests_per_unit=rpu, unit=unit, stats_key="keys.pro.per_minute", **more)
 
 
-async def test_explicit_limit_needs_neither_the_domain_nor_any_rules(clock: FakeClock) -> None:
+async def test_a_caller_owning_its_domain_needs_no_rules(clock: FakeClock) -> None:
     engine = Engine(MemoryStore(), EngineOptions(expiration_jitter_max_seconds=0), clock=clock)
     one = Descriptor((("key", "key_1"), ("limit", "per_minute")), limit=_explicit(2))
-    codes = [(await engine.should_rate_limit("keys", [one])).overall for _ in range(3)]
+    own = DomainOptions()
+    codes = [(await engine.should_rate_limit("keys", [one], options=own)).overall
+             for _ in range(3)]
     assert codes == [OK, OK, OVER]
-    with pytest.raises(NoRulesError):  # a rules descriptor still needs rules
-        await engine.should_rate_limit("keys", [one, desc(("key1", "value1"))])
+    bare = await engine.should_rate_limit("keys", [Descriptor((("k", "v"),))], options=own)
+    assert (bare.overall, bare.statuses[0].limit) == (OK, None)  # no limit of its own: none
+    with pytest.raises(NoRulesError):  # without options, the rules decide as always
+        await engine.should_rate_limit("keys", [one])
 
 
-async def test_explicit_limit_runs_its_algorithm_and_reports_its_name(rig: MakeRig) -> None:
+async def test_an_owned_domain_runs_the_limits_algorithm_and_ignores_the_rules(
+        rig: MakeRig) -> None:
     r = rig()
-    bucket = _explicit(1, Unit.SECOND, algorithm="token_bucket", burst=3, count_rejected=False,
-                       name="burst")
+    bucket = _explicit(1, Unit.SECOND, algorithm=Algorithm.TOKEN_BUCKET, burst=3,
+                       count_rejected=False, name="burst")
     entries = (("key", "key_1"), ("limit", "burst"))
-    codes = [(await r.check("unknown-domain", Descriptor(entries, limit=bucket))).overall
-             for _ in range(4)]
+    own = DomainOptions()
+    codes = [(await r.engine.should_rate_limit("unknown-domain", [Descriptor(entries,
+                                                                             limit=bucket)],
+                                               options=own)).overall for _ in range(4)]
     assert codes == [OK, OK, OK, OVER]
-    d = await r.check("unknown-domain", Descriptor(entries, limit=bucket))
-    assert d.statuses[0].limit is bucket and d.statuses[0].reset_ms is not None
-    assert r.stats.of("keys.pro.per_minute")["over"] == 2
+    assert r.stats.of("keys.pro.per_minute")["over"] == 1
     assert r.stats.not_found == {}
+    # the same descriptor without options: an unknown domain gives no limit (the reference)
+    d = await r.check("unknown-domain", Descriptor(entries, limit=bucket))
+    assert (d.overall, d.statuses[0].limit) == (OK, None)
 
 
 async def test_explicit_options_make_a_request_atomic(rig: MakeRig) -> None:
@@ -600,7 +614,8 @@ async def test_no_rules_loaded(clock: FakeClock) -> None:
 
 
 class FailingStore(MemoryStore):
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
         raise StorageError("cache error")
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.rest.kit import LOOPBACK
-from tests.servers import SidecarProcess
+from tests.support.servers import SidecarProcess
+from tests.transports.rest.kit import LOOPBACK
 
 ROOT_KEY = "test-root-key-0123456789abcdefghijklmnop"
 

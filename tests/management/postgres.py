@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port, missing, stop_process, wait_port
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import missing
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

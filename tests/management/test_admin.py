@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.management.kit import Admin, FullSidecar, write_config
-from tests.servers import ROOT
+from tests.support import ROOT
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -50,7 +50,7 @@ def test_no_admin_call_reads_or_changes_data_without_its_scope(sidecar: FullSide
     key = api.key(customer["id"])
     limited = Admin("127.0.0.1", sidecar.http_port, reader)
     # the new root key reaches the running sidecar through the change log
-    from tests.servers import eventually
+    from tests.support.ports import eventually
 
     eventually(lambda: limited.get(f"/v1/keys/{key['id']}").status == 200, timeout=5)
     calls = [("GET", "/v1/customers", None), ("GET", f"/v1/customers/{customer['id']}", None),
@@ -106,7 +106,7 @@ def test_bad_requests_name_the_field_and_never_echo_a_key(sidecar: FullSidecar) 
 def test_plans_reload_in_a_running_sidecar_and_a_bad_version_is_shown_not_applied(
         tmp_path: Path) -> None:
     from tests.management.kit import PLANS
-    from tests.servers import eventually
+    from tests.support.ports import eventually
 
     config = write_config(tmp_path / "config")
     process = FullSidecar(config, tmp_path / "data",

@@ -6,10 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.limiter.engine import Code, Decision, DescriptorStatus
 from sidecar.management.answers import key_headers
-from sidecar.rules.model import RateLimit, Unit
-from sidecar.server.rest import make_answer, rate_limit_headers
+from sidecar.model import Code, Decision, DescriptorStatus, RateLimit, Unit
+from sidecar.transports.rest.answers import make_answer, rate_limit_headers
 
 UNITS = [Unit.SECOND, Unit.MINUTE, Unit.HOUR, Unit.DAY, Unit.MONTH]
 FAMILIES = [frozenset({"ietf", "x", "retry-after"}), frozenset({"x"}), frozenset()]

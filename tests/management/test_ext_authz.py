@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.envoy import EnvoyProcess
 from tests.management.kit import Admin, FullSidecar, write_config
-from tests.servers import ROOT
+from tests.support import ROOT
 
 BOOTSTRAP = ROOT / "deploy" / "envoy" / "envoy-full.yaml"
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.management.kit import FullSidecar, write_config
 from tests.management.postgres import PostgresServer
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 @pytest.fixture

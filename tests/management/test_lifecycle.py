@@ -15,7 +15,7 @@ import pytest
 
 from tests.management.kit import FullSidecar, write_config
 from tests.management.postgres import PostgresServer
-from tests.servers import eventually
+from tests.support.ports import eventually
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.management.kit import Admin, FullSidecar, write_config
-from tests.rest.nginx import BACKEND, MAIN, NginxProcess, Reply
+from tests.transports.rest.nginx import BACKEND, MAIN, NginxProcess, Reply
 
 # The README's example with ports filled in. auth_request passes 2xx, 401 and 403 on; the
 # sidecar answers a rate-limited key with 403 (?deny_status=403) and X-Viva-Code, which the

@@ -17,9 +17,9 @@ from sidecar.management.plans import (
     load_plans,
     merge_limits,
 )
+from sidecar.model import Unit
 from sidecar.rules.loader import RuleFile, load_rules
-from sidecar.rules.model import Unit
-from tests.servers import ROOT
+from tests.support import ROOT
 
 GOOD = """
 plans:

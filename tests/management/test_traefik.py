@@ -13,8 +13,9 @@ import pytest
 
 from tests.deploy.tools import require_tool
 from tests.management.kit import Admin, FullSidecar, write_config
-from tests.rest.test_traefik import APP_URL, Reply, Traefik
-from tests.servers import ROOT, eventually, free_port
+from tests.support import ROOT
+from tests.support.ports import eventually, free_port
+from tests.transports.rest.test_traefik import APP_URL, Reply, Traefik
 
 RECIPE = ROOT / "deploy" / "traefik" / "dynamic-full.yaml"
 SIDECAR = "http://127.0.0.1:8080/v1/keys/forward-auth"

@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
 from sidecar.management import schemas as s
 from sidecar.management.cache import GAP_SECONDS, ChangeFeed, KeyCache
 from sidecar.management.catalog import Actor, Catalog

@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx2
 
-from tests.servers import ROOT, RedisServer, free_port, missing, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import RedisServer, missing
 
 CONTRACT_DIR = ROOT / "sdk" / "contract"
 KNOWN_EXPECT = frozenset({

@@ -18,8 +18,8 @@ from viva_ratelimit_client import (
     SidecarUnavailable,
 )
 
-from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
+from tests.transports.rest.kit import RestSidecar
 
 NS = "api_requests"
 

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import ROOT, missing, redis_binary
+from tests.support import ROOT
+from tests.support.servers import missing, redis_binary
 
 SDK = ROOT / "sdk"
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.algorithms import Check, Limit
+from sidecar.storage.algorithms import Check, Rate
 from sidecar.storage.base import Increment
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.storage.test_conformance import command_calls
 from tests.topologies import ClusterNode, RedisCluster
 
@@ -107,7 +108,7 @@ async def test_node_pipelines_run_concurrently(redis_cluster: RedisCluster) -> N
 
 async def test_noscript_is_answered_per_node(redis_cluster: RedisCluster) -> None:
     store = cluster_store(redis_cluster)
-    limit = Limit(10, 60_000.0, 10, False)
+    limit = Rate(10, 60_000.0, 10, False)
     keys = one_key_per_master(redis_cluster)
     checks = [Check(k, "token_bucket", limit, 1, 120_000.0, 0.0) for k in keys]
     try:
@@ -205,8 +206,12 @@ async def test_a_cluster_still_forming_fails_fast_then_serves() -> None:
     timeout = 0.5
     store = cluster_store(cluster, timeout=timeout)
     key = "{forming}_counter_1200"
+
+    async def increment() -> list[int]:
+        return (await store.run([Increment(key, 1, 600)], (), 0, False))[0]
+
     try:
-        for call in (store.ping, lambda: store.increment([Increment(key, 1, 600)], 0),
+        for call in (store.ping, increment,
                      lambda: store.get([key], 0), store.ping):
             started = time.monotonic()
             with pytest.raises(StorageError):
@@ -216,7 +221,7 @@ async def test_a_cluster_still_forming_fails_fast_then_serves() -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
-                assert await store.increment([Increment(key, 1, 600)], 0) == [1]
+                assert await increment() == [1]
                 break
             except StorageError:
                 assert time.monotonic() < deadline, "never connected once formed"

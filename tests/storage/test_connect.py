@@ -18,7 +18,8 @@ from sidecar.app import make_store
 from sidecar.errors import StorageError
 from sidecar.settings import Settings
 from sidecar.storage.base import Increment, Store
-from tests.servers import RedisServer, free_port, missing, redis_binaries
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer, missing, redis_binaries
 from tests.topologies import RedisSentinel
 
 pytestmark = pytest.mark.redis
@@ -36,7 +37,7 @@ async def store_for(**env: str) -> AsyncIterator[Store]:
 async def works(**env: str) -> bool:
     async with store_for(**env) as store:
         try:
-            await store.increment([Increment("viva:connect", 1, 60)], 0)
+            await store.run([Increment("viva:connect", 1, 60)], (), 0, False)
         except StorageError:
             return False
         return True
