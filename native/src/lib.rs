@@ -4,6 +4,7 @@
 //! every call. The pure-Rust modules know nothing of Python; `python` (the `python` feature)
 //! is the only place that does, and the only place `unsafe` may appear (through PyO3).
 
+pub mod http1;
 pub mod rls;
 
 #[cfg(feature = "python")]

@@ -1,4 +1,6 @@
-//! PyO3 glue: the `sidecar._native` extension module.
+//! PyO3 glue: the `sidecar._native` extension module. Each submodule registers its own part.
+
+mod http1;
 
 use pyo3::prelude::*;
 
@@ -6,5 +8,6 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    http1::register(m)?;
     Ok(())
 }
