@@ -32,6 +32,7 @@ from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.fast import rls_server
 from sidecar.transports.http import HttpApi
+from sidecar.transports.http1 import load_native, serve_http
 
 if TYPE_CHECKING:
     import grpc
@@ -237,12 +238,19 @@ class Sidecar:
         grace = s.shutdown_grace
         reuse = s.workers > 1
         app = api.main_app()
+        keys = None
         if self.full is not None:
             self.full.register_http(app)
-        self.http_runner = await _serve(app, s.host, s.port, grace, reuse)
+            keys = self.full.fast_endpoints()
+        native = load_native() if s.rest.fast else None
+        if s.rest.fast and native is None:
+            log.info("REST fast path off: sidecar._native is not built (or VIVA_NATIVE=0)")
+        endpoints = api.fast_endpoints(native, keys) if native is not None else None
+        self.http_runner = await serve_http(app, s.host, s.port, grace=grace, reuse_port=reuse,
+                                            endpoints=endpoints, native=native)
         if s.debug_port != s.port:
-            self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace,
-                                             reuse)
+            self.debug_runner = await serve_http(api.debug_app(), s.debug_host, s.debug_port,
+                                                 grace=grace, reuse_port=reuse)
 
     async def _probe_store(self) -> None:
         """Ping the store (through its breakers, so a probe also lets a half-open breaker
@@ -307,16 +315,6 @@ class Sidecar:
         log.info("shutting down: draining in-flight calls (up to %.1fs)",
                  self.settings.shutdown_grace)
         await self.stop()
-
-
-async def _serve(app: web.Application, host: str, port: int, grace: float,
-                 reuse_port: bool = False) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
-    await runner.setup()
-    site = web.TCPSite(runner, host or None, port, reuse_address=True,
-                       reuse_port=reuse_port or None)
-    await site.start()
-    return runner
 
 
 def _host(host: str) -> str:

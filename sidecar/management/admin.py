@@ -30,6 +30,7 @@ from sidecar.management.catalog import MAX_PAGE, Actor, Catalog
 from sidecar.management.errors import AdminError, Forbidden, Invalid, Unauthorized
 from sidecar.management.keys import hash_key
 from sidecar.management.verify import Verifier
+from sidecar.transports.reply import Reply, RequestParts
 
 log = logging.getLogger("sidecar.admin")
 
@@ -49,7 +50,7 @@ class RootKeys:
     def replace(self, rows: list[Any]) -> None:
         self.by_hash = {r.hash: Actor(r.id, frozenset(r.scopes)) for r in rows}
 
-    def actor(self, request: web.Request, scope: str) -> Actor:
+    def actor(self, request: web.Request | RequestParts, scope: str) -> Actor:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -179,29 +180,43 @@ class AdminApi:
         """200 whenever the request is well formed: the verdict is in ``code``."""
         try:
             self.roots.actor(request, "keys:verify")
-            body = await self._body(request, s.Verify)
-            outcome = await self.verifier.verify(
-                body.key, request.remote or "", body.cost, body.limits, body.features or ())
+            data = await self._read(request)
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
+        return (await self.verify_reply(RequestParts.of_request(request, data),
+                                        authorized=True)).response()
+
+    async def verify_reply(self, request: RequestParts, authorized: bool = False) -> Reply:
+        """POST /v1/keys/verify from its parts (the body within VIVA_REST_MAX_BODY_BYTES)."""
+        try:
+            if not authorized:
+                self.roots.actor(request, "keys:verify")
+            body = decode(request.body, s.Verify)
+            outcome = await self.verifier.verify(
+                body.key, request.remote, body.cost, body.limits, body.features or ())
+        except Exception as exc:  # every failure becomes a JSON error
+            return failure_reply(exc)
         answer = rate_answer(outcome, self.verifier.engine.clock())
-        response = _json(verification(outcome, answer))
-        for name, value in headers(answer, self.rate_headers):
-            response.headers[name] = value
-        return response
+        reply = _json_reply(verification(outcome, answer))
+        reply.headers.extend(headers(answer, self.rate_headers))
+        return reply
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
 
     async def _body(self, request: web.Request, kind: type[T], empty_ok: bool = False) -> T:
+        data = await self._read(request)
+        if not data.strip() and empty_ok:
+            data = b"{}"
+        return decode(data, kind)
+
+    async def _read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise _TooLarge()
         data = await request.content.read(self.max_body + 1)
         if len(data) > self.max_body:
             raise _TooLarge()
-        if not data.strip() and empty_ok:
-            data = b"{}"
-        return decode(data, kind)
+        return data
 
 
 def decode(data: bytes, kind: type[T]) -> T:
@@ -235,7 +250,11 @@ def _page(request: web.Request) -> tuple[int, str | None]:
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=s.to_json(value), status=status, content_type="application/json")
+    return _json_reply(value, status).response()
+
+
+def _json_reply(value: Any, status: int = 200) -> Reply:
+    return Reply(status, [("Content-Type", "application/json")], s.to_json(value))
 
 
 def _guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
@@ -254,23 +273,30 @@ def _guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
 
 
 def failure(exc: Exception) -> web.Response:
+    return failure_reply(exc).response()
+
+
+def failure_reply(exc: Exception) -> Reply:
+    """Any failure of the admin API or the key endpoints as the JSON error answer."""
     if isinstance(exc, AdminError):
-        response = _json(s.Error(exc.message, exc.field), exc.status)
+        reply = _json_reply(s.Error(exc.message, exc.field), exc.status)
         if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="viva-ratelimit"'
-        return response
+            reply.headers.append(("WWW-Authenticate", 'Bearer realm="viva-ratelimit"'))
+        return reply
     if isinstance(exc, RequestError):
         field, _, message = str(exc).partition(": ")
-        return _json(s.Error(message or field, field if message else None), 400)
+        return _json_reply(s.Error(message or field, field if message else None), 400)
     if isinstance(exc, _TooLarge):
-        return _json(s.Error("the body is too large (see VIVA_REST_MAX_BODY_BYTES)", None), 413)
+        return _json_reply(s.Error("the body is too large (see VIVA_REST_MAX_BODY_BYTES)",
+                                   None), 413)
     if isinstance(exc, StorageError):
-        return _json(s.Error(f"cannot decide now: {exc}", None), 503)
+        return _json_reply(s.Error(f"cannot decide now: {exc}", None), 503)
     if _is_database_error(exc):
         log.error("catalog database error: %s", type(exc).__name__)
-        return _json(s.Error("the catalog database is unavailable; try again", None), 503)
+        return _json_reply(s.Error("the catalog database is unavailable; try again", None),
+                           503)
     log.exception("unexpected error in the admin API", exc_info=exc)
-    return _json(s.Error("internal error; see the sidecar log", None), 500)
+    return _json_reply(s.Error("internal error; see the sidecar log", None), 500)
 
 
 def _is_database_error(exc: Exception) -> bool:

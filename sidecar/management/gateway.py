@@ -35,11 +35,12 @@ from google.rpc import status_pb2
 
 from sidecar.errors import RequestError, StorageError
 from sidecar.h2.grpc_wire import GrpcError, Status
-from sidecar.management.admin import failure
+from sidecar.management.admin import failure_reply
 from sidecar.management.answers import headers as rate_headers
 from sidecar.management.answers import key_headers, rate_answer, retry_after
 from sidecar.management.verify import Outcome, Verifier
 from sidecar.observability.metrics import Metrics
+from sidecar.transports.reply import JSON, Reply, RequestParts
 
 log = logging.getLogger("sidecar.gateway")
 
@@ -239,6 +240,10 @@ class ForwardAuth:
         self.xff_index = xff_index
 
     async def handle(self, request: web.Request) -> web.Response:
+        return (await self.reply(RequestParts.of_request(request))).response()
+
+    async def reply(self, request: RequestParts) -> Reply:
+        """The answer to a forward-auth request (its body is not read)."""
         try:
             deny = request.query.get("deny_status", "429")
             if deny not in ("403", "429"):
@@ -254,34 +259,31 @@ class ForwardAuth:
             outcome = await self.verifier.verify(secret, self._client(request), cost,
                                                  features=features, transport="forward_auth")
         except Exception as exc:  # every failure becomes a JSON error
-            return failure(exc)
+            return failure_reply(exc)
         return self._answer(outcome.code, outcome, int(deny))
 
-    def _client(self, request: web.Request) -> str:
+    def _client(self, request: RequestParts) -> str:
         forwarded = request.headers.get("X-Forwarded-For", "")
         if not forwarded:
-            return request.remote or ""
+            return request.remote
         addresses = [a.strip() for a in forwarded.split(",")]
         index = self.xff_index
         if index > 0:
             return addresses[min(index, len(addresses)) - 1]
         return addresses[max(index, -len(addresses))]
 
-    def _answer(self, code: str, outcome: Outcome | None, deny: int) -> web.Response:
+    def _answer(self, code: str, outcome: Outcome | None, deny: int) -> Reply:
         status = http_status(code, deny)
-        response = web.Response(status=status, text=_body(code),
-                                content_type="application/json")
-        response.headers["X-Viva-Code"] = code
+        fields = [("Content-Type", JSON), ("X-Viva-Code", code)]
         if status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="viva-ratelimit"'
+            fields.append(("WWW-Authenticate", 'Bearer realm="viva-ratelimit"'))
         if outcome is not None and outcome.key is not None and outcome.valid:
-            response.headers["X-Viva-Customer-Id"] = outcome.key.customer_id
-            response.headers["X-Viva-Key-Id"] = outcome.key.key_id
-            response.headers["X-Viva-Plan"] = outcome.key.plan
+            fields.append(("X-Viva-Customer-Id", outcome.key.customer_id))
+            fields.append(("X-Viva-Key-Id", outcome.key.key_id))
+            fields.append(("X-Viva-Plan", outcome.key.plan))
         if outcome is not None:
             rates, wait = rate_pairs(outcome, self.families, self.verifier.engine.clock())
-            for name, value in rates:
-                response.headers[name] = value
-            if code in LIMITED and "Retry-After" not in response.headers:
-                response.headers["Retry-After"] = str(wait)
-        return response
+            fields.extend(rates)
+            if code in LIMITED and not any(k.lower() == "retry-after" for k, _ in fields):
+                fields.append(("Retry-After", str(wait)))
+        return Reply(status, fields, _body(code).encode())

@@ -6,7 +6,9 @@ The same handlers serve the HTTP port (8080) and the debug port (6070).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from http import HTTPStatus
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +22,9 @@ from sidecar.observability.metrics import CONTENT_TYPE
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
 from sidecar.service import RateLimitService, ServiceError
-from sidecar.transports.rest.handlers import register_rest
+from sidecar.transports.reply import JSON, Reply, text_reply
+from sidecar.transports.rest.fast import FastRest, KeyEndpoint
+from sidecar.transports.rest.handlers import RestApi, register_rest
 from sidecar.transports.rest.options import RestOptions
 from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
 
@@ -38,6 +42,7 @@ class HttpApi:
         self.rules = rules
         self.builder = ResponseBuilder()
         self._json = service.method("json", "http")
+        self.rest_api: RestApi | None = None
 
     def main_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -46,8 +51,17 @@ class HttpApi:
         app.router.add_get("/rlconfig", self.rlconfig)
         app.router.add_get("/metrics", self.prometheus)
         if self.rest is not None:
-            register_rest(app, self.service, self.rest)
+            self.rest_api = register_rest(app, self.service, self.rest)
         return app
+
+    def fast_endpoints(self, native: ModuleType,
+                       keys: Mapping[str, KeyEndpoint] | None = None) -> FastRest | None:
+        """The endpoints the fast HTTP/1.1 path answers in front of ``main_app`` (called
+        after it); None without the REST API."""
+        if self.rest_api is None:
+            return None
+        return FastRest(native, self.rest_api, self._json, self.json_reply, json_failure,
+                        MAX_BODY_BYTES, keys)
 
     def debug_app(self) -> web.Application:
         app = web.Application()
@@ -63,8 +77,10 @@ class HttpApi:
         return web.Response(status=500, text="")
 
     async def json(self, request: web.Request) -> web.Response:
+        return (await self.json_reply(await request.read())).response()
+
+    async def json_reply(self, body: bytes) -> Reply:
         """ShouldRateLimit with a JSON RateLimitRequest, as the reference's /json."""
-        body = await request.read()
         message = rls_pb2.RateLimitRequest()
         try:
             try:
@@ -77,13 +93,11 @@ class HttpApi:
                 raise self._json.reject(exc) from None
             decision = await self._json.decide(message.domain, descriptors, message.hits_addend)
         except ServiceError as exc:
-            status = exc.failure.http_status
-            return web.Response(status=status,
-                                text=f"{HTTPStatus(status).phrase}: {exc.failure.message}\n")
+            return json_failure(exc)
         response = self.builder.build(decision)
         status = 429 if decision.overall == Code.OVER_LIMIT else 200
         text = json_format.MessageToJson(response, indent=None)
-        return web.Response(status=status, text=text, content_type="application/json")
+        return Reply(status, [("Content-Type", JSON)], text.encode())
 
     async def rlconfig(self, request: web.Request) -> web.Response:
         rules = self.engine.rules
@@ -127,6 +141,12 @@ class HttpApi:
             "/metrics: Prometheus metrics",
             "/rlconfig: print out the currently loaded configuration for debugging",
         ]) + "\n")
+
+
+def json_failure(exc: ServiceError) -> Reply:
+    """/json's error answer: the status the service chose, its phrase and message as text."""
+    status = exc.failure.http_status
+    return text_reply(f"{HTTPStatus(status).phrase}: {exc.failure.message}\n", status)
 
 
 def _rlconfig_line(key: str, limit: Any) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
@@ -26,6 +27,7 @@ from aiohttp import web
 from sidecar.errors import RequestTooLarge
 from sidecar.model import Descriptor, Entries
 from sidecar.service import Method, RateLimitService, ServiceError
+from sidecar.transports.reply import Reply, json_reply
 from sidecar.transports.rest.answers import Answer, ErrorBody, make_answer, rate_limit_headers
 from sidecar.transports.rest.openapi import FORWARD_AUTH_METHODS, openapi_document
 from sidecar.transports.rest.options import RestOptions
@@ -62,32 +64,51 @@ class RestApi:
 
     async def _decide(self, request: web.Request, method: Method, report: bool) -> web.Response:
         try:
+            body = await self._body(request)
+        except Exception as exc:  # refused before the engine: counted all the same
+            return rest_failure(method.reject(exc)).response()
+        return (await self.decide_body(body, report)).response()
+
+    async def decide_body(self, body: bytes, report: bool) -> Reply:
+        """/v1/check (or /v1/report) with ``body``: the answer, or the error naming the field."""
+        method = self.method("report" if report else "check")
+        try:
             try:
-                ask = self.requests.parse(await self._body(request))
+                ask = self.requests.parse(body)
             except Exception as exc:  # refused before the engine: counted all the same
                 raise method.reject(exc) from None
             answer = await self._answer(method, ask.namespace, ask.descriptors, ask.hits, report)
         except ServiceError as exc:
-            return _failure(exc)
-        return self._respond(200, answer.body(ask.itemized), answer)
+            return rest_failure(exc)
+        return self._reply(200, answer.body(ask.itemized), answer)
 
     async def forward_auth(self, request: web.Request) -> web.Response:
+        return (await self.forward_auth_reply(request.headers, request.query)).response()
+
+    async def forward_auth_reply(self, headers: Mapping[str, str],
+                                 query: Mapping[str, str]) -> Reply:
+        """/v1/forward-auth with these request fields (case-insensitive names) and query."""
         method = self._forward_auth
         try:
             try:
-                deny = _query_deny_status(request, self.options.deny_status)
-                namespace = self._namespace(request)
-                identifier = self._identifier(request)
+                deny = _query_deny_status(query, self.options.deny_status)
+                namespace = self._namespace(headers)
+                identifier = self._identifier(headers)
             except Exception as exc:  # refused before the engine: counted all the same
                 raise method.reject(exc) from None
             answer = await self._answer(method, namespace, [((IDENTIFIER_KEY, identifier),)], 1)
         except ServiceError as exc:
-            return _failure(exc)
-        return self._respond(200 if answer.overall.allowed else deny, answer.overall.body(),
-                             answer)
+            return rest_failure(exc)
+        return self._reply(200 if answer.overall.allowed else deny, answer.overall.body(),
+                           answer)
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
+
+    def method(self, endpoint: str) -> Method:
+        """The service method an endpoint (check, report, forward_auth) is counted under."""
+        return {"check": self._check, "report": self._report,
+                "forward_auth": self._forward_auth}[endpoint]
 
     async def _answer(self, method: Method, namespace: str, descriptors: list[Entries],
                       hits: int, report: bool = False) -> Answer:
@@ -98,11 +119,9 @@ class RestApi:
             charge_always=report)
         return make_answer(decision, descriptors, self.clock())
 
-    def _respond(self, status: int, body: msgspec.Struct, answer: Answer) -> web.Response:
-        response = _json(body, status)
-        for name, value in rate_limit_headers(answer, self.options.headers):
-            response.headers[name] = value
-        return response
+    def _reply(self, status: int, body: msgspec.Struct, answer: Answer) -> Reply:
+        return json_reply(msgspec.to_builtins(body), status,
+                          rate_limit_headers(answer, self.options.headers))
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self.options.max_body_bytes
@@ -115,9 +134,9 @@ class RestApi:
                 raise BodyTooLarge()
         return bytes(body)
 
-    def _namespace(self, request: web.Request) -> str:
+    def _namespace(self, headers: Mapping[str, str]) -> str:
         name = self.options.namespace_header
-        value = request.headers.get(name, "").strip() if name else ""
+        value = headers.get(name, "").strip() if name else ""
         if value:
             return check_text(value, name)
         if self.options.default_namespace:
@@ -125,9 +144,9 @@ class RestApi:
         raise FieldError(name or "namespace", "no namespace: send this header or set "
                          "VIVA_FORWARD_AUTH_DEFAULT_NAMESPACE")
 
-    def _identifier(self, request: web.Request) -> str:
+    def _identifier(self, headers: Mapping[str, str]) -> str:
         name = self.options.identifier_header
-        value = request.headers.get(name, "")
+        value = headers.get(name, "")
         if name.lower() == "x-forwarded-for":
             value = _forwarded_address(value, self.options.xff_index)
         identifier = check_text(value.strip(), name)
@@ -143,8 +162,8 @@ def _forwarded_address(header: str, index: int) -> str:
     return addresses[max(index, -len(addresses))]
 
 
-def _query_deny_status(request: web.Request, default: int) -> int:
-    text = request.query.get("deny_status")
+def _query_deny_status(query: Mapping[str, str], default: int) -> int:
+    text = query.get("deny_status")
     if text is None:
         return default
     if text not in ("403", "429"):
@@ -152,7 +171,7 @@ def _query_deny_status(request: web.Request, default: int) -> int:
     return int(text)
 
 
-def _failure(exc: ServiceError) -> web.Response:
+def rest_failure(exc: ServiceError) -> Reply:
     """The JSON error answer: the status the service chose, the field a FieldError names.
     Unavailable is not an answer: the caller (the SDK's failure mode, the gateway's config)
     decides whether traffic passes meanwhile."""
@@ -161,13 +180,8 @@ def _failure(exc: ServiceError) -> web.Response:
     if failure.http_status == 503:
         message = f"cannot decide now: {message}"
     field_name = exc.cause.field if isinstance(exc.cause, FieldError) else None
-    return _json(ErrorBody(error=message, field=field_name), failure.http_status)
-
-
-def _json(body: msgspec.Struct, status: int) -> web.Response:
-    # json.dumps as web.json_response writes it, so answers keep their bytes
-    return web.json_response(msgspec.to_builtins(body), status=status)
-
+    return json_reply(msgspec.to_builtins(ErrorBody(error=message, field=field_name)),
+                      failure.http_status)
 
 
 def register_rest(app: web.Application, service: RateLimitService,

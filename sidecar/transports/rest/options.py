@@ -34,6 +34,9 @@ class RestOptions:
     hash_identifier: bool = False  # forward-auth: count sha256(identifier), e.g. for API keys
     deny_status: int = 429  # forward-auth refusal; 403 for nginx (see the README)
     headers: frozenset[str] = field(default_factory=lambda: frozenset(HEADER_FAMILIES))
+    # The check endpoints on the fast HTTP/1.1 path (transports/http1.py) when the native
+    # extension is built; off: aiohttp answers every request (the same bytes, slower).
+    fast: bool = True
 
     def __post_init__(self) -> None:
         for name, value in (("max_body_bytes", self.max_body_bytes),
@@ -119,6 +122,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "hash_identifier": ("VIVA_FORWARD_AUTH_HASH_IDENTIFIER", parse_bool),
     "deny_status": ("VIVA_FORWARD_AUTH_DENY_STATUS", _deny_status),
     "headers": ("VIVA_RATELIMIT_HEADERS", _families),
+    "fast": ("VIVA_REST_FAST", parse_bool),
 }
 # Every variable from_env reads (the start-up check of unknown variables knows them).
 ENV_VARIABLES = frozenset(variable for variable, _ in _ENV.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+import pytest
 
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.options import EngineOptions
+from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import load_rules
 from sidecar.service import RateLimitService
@@ -22,7 +24,8 @@ from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
-from sidecar.transports.rest.handlers import register_rest
+from sidecar.transports.http import HttpApi
+from sidecar.transports.http1 import load_native, serve_http
 from sidecar.transports.rest.options import RestOptions
 from tests.support.ports import free_port
 from tests.support.servers import RedisServer, SidecarProcess
@@ -76,10 +79,12 @@ class Reply:
 class Rest:
     """A client of one REST app: post JSON, get status, lower-case headers and parsed body."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None,
+                 fast: bool = False) -> None:
         self.url = url
         self.session = session
         self.engine = engine
+        self.fast = fast  # served by the fast HTTP/1.1 path
 
     async def post(self, path: str, body: Any) -> Reply:
         data = body if isinstance(body, str | bytes) else json.dumps(body)
@@ -112,24 +117,40 @@ def make_store(kind: str, redis: RedisServer | None) -> Store:
     return RedisStore(RedisOptions(url=redis.url, timeout=2.0))
 
 
+def fast_path() -> bool:
+    """Whether the REST suites run on the fast HTTP/1.1 path: VIVA_REST_FAST, as the sidecar
+    reads it (CI runs them once each way). Under CI the native extension must be built."""
+    if not RestOptions.from_env(os.environ).fast:
+        return False
+    if load_native() is None:
+        if os.environ.get("CI"):
+            pytest.fail("the fast path needs sidecar._native, which is not built",
+                        pytrace=False)
+        return False
+    return True
+
+
 @asynccontextmanager
 async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None = None,
                      clock: Callable[[], float] | None = None,
-                     engine_options: EngineOptions | None = None) -> AsyncIterator[Rest]:
-    """register_rest on a bare aiohttp app around a real engine, on a free loopback port."""
+                     engine_options: EngineOptions | None = None,
+                     fast: bool | None = None) -> AsyncIterator[Rest]:
+    """The HTTP port's application around a real engine, on a free loopback port: on the
+    fast path or not as ``fast`` (default: ``fast_path()``) says."""
     engine = Engine(store, engine_options, clock=clock) if clock else Engine(store,
                                                                              engine_options)
     engine.set_rules(load_rules(str(rules_dir)))
-    app = web.Application()
-    register_rest(app, RateLimitService(engine, Metrics()), options or RestOptions())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    api = HttpApi(RateLimitService(engine, Metrics()), Health(), None, options or RestOptions())
+    app = api.main_app()
+    native = load_native() if (fast_path() if fast is None else fast) else None
+    endpoints = api.fast_endpoints(native) if native is not None else None
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await serve_http(app, "127.0.0.1", port, grace=1.0, endpoints=endpoints,
+                              native=native)
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            yield Rest(f"http://127.0.0.1:{port}", session, engine)
+            yield Rest(f"http://127.0.0.1:{port}", session, engine, native is not None)
     finally:
         await runner.cleanup()
         await store.close()
