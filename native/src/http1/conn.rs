@@ -58,6 +58,8 @@ struct Reader {
     continued: bool,
     /// Bytes of the buffer already searched for the end of a head.
     scanned: usize,
+    /// Bytes of an incomplete head when it was last parsed.
+    checked: usize,
 }
 
 pub struct Conn {
@@ -83,39 +85,47 @@ impl Conn {
     }
 
     /// Read `data`, handing each complete request to `sink` in order.
+    ///
+    /// When the read holds a request the fast path does not answer, none of the requests
+    /// completed by this read are answered here: the general path reads the whole read (with
+    /// any bytes held from earlier ones), as it would have. That keeps its way with a read
+    /// that mixes good requests and a malformed one (llhttp refuses the whole read, and
+    /// aiohttp answers only the refusal).
     pub fn feed(&mut self, data: &[u8], sink: &mut dyn FnMut(Event<'_>)) -> End {
         if self.ended {
             return End::Close;
         }
-        let (consumed, end) = if self.buf.is_empty() {
-            let (consumed, end) = self.reader.run(data, &self.routes, sink);
-            if end == Run::Open {
-                self.buf.extend_from_slice(&data[consumed..]);
-            }
-            (consumed, end)
-        } else {
+        let held = !self.buf.is_empty();
+        if held {
             self.buf.extend_from_slice(data);
-            let (consumed, end) = self.reader.run(&self.buf, &self.routes, sink);
-            self.buf.drain(..consumed.min(self.buf.len()));
-            (consumed, end)
-        };
-        match end {
-            Run::Open => End::Open,
-            Run::Close => {
-                self.ended = true;
-                self.buf = Vec::new();
-                End::Close
-            }
-            Run::Handoff => {
-                self.ended = true;
-                let rest = if self.buf.is_empty() {
-                    data[consumed..].to_vec()
-                } else {
-                    std::mem::take(&mut self.buf)
-                };
-                End::Handoff(rest)
-            }
         }
+        let Conn {
+            buf, reader, routes, ..
+        } = self;
+        let bytes: &[u8] = if held { buf } else { data };
+        let mut events = Vec::new();
+        let (consumed, run) = reader.run(bytes, routes, &mut |event| events.push(event));
+        if run == Run::Handoff {
+            let all = bytes.to_vec();
+            drop(events);
+            self.ended = true;
+            self.buf = Vec::new();
+            return End::Handoff(all);
+        }
+        for event in events {
+            sink(event);
+        }
+        if run == Run::Close {
+            self.ended = true;
+            self.buf = Vec::new();
+            return End::Close;
+        }
+        if held {
+            self.buf.drain(..consumed);
+        } else {
+            self.buf.extend_from_slice(&data[consumed..]);
+        }
+        End::Open
     }
 }
 
@@ -129,7 +139,12 @@ enum Run {
 impl Reader {
     /// Read the requests at the start of `buf`: the bytes consumed, and how it ended (on
     /// Handoff, the bytes consumed are those before the request handed off).
-    fn run(&mut self, buf: &[u8], routes: &Routes, sink: &mut dyn FnMut(Event<'_>)) -> (usize, Run) {
+    fn run<'b>(
+        &mut self,
+        buf: &'b [u8],
+        routes: &Routes,
+        sink: &mut dyn FnMut(Event<'b>),
+    ) -> (usize, Run) {
         let mut pos = 0;
         while pos < buf.len() {
             match self.one(&buf[pos..], routes, sink) {
@@ -146,7 +161,7 @@ impl Reader {
         (pos, Run::Open)
     }
 
-    fn one(&mut self, buf: &[u8], routes: &Routes, sink: &mut dyn FnMut(Event<'_>)) -> One {
+    fn one<'b>(&mut self, buf: &'b [u8], routes: &Routes, sink: &mut dyn FnMut(Event<'b>)) -> One {
         let waiting = match self.waiting {
             Some(waiting) => waiting,
             None => match self.head(buf, routes) {
@@ -157,7 +172,7 @@ impl Reader {
         };
         let after_head = &buf[waiting.head_len..];
         let limit = routes.body_limit(waiting.route);
-        let (body, len): (Cow<'_, [u8]>, usize) = match waiting.framing {
+        let (body, len): (Cow<'b, [u8]>, usize) = match waiting.framing {
             Framing::Length(n) if after_head.len() >= n => (Cow::Borrowed(&after_head[..n]), n),
             Framing::Length(_) => return self.wait(waiting, sink),
             Framing::Chunked => {
@@ -172,6 +187,11 @@ impl Reader {
         let Parsed::Complete(head) = parse_head(buf) else {
             unreachable!("a head parsed once parses again the same");
         };
+        if !head.reply.keep_alive && buf.len() > waiting.head_len + len {
+            // llhttp refuses bytes after a request that closes the connection (the whole
+            // read, that request included): the general path's answer.
+            return One::Handoff;
+        }
         let continue_first = head.expect_continue && !self.continued;
         let keep_alive = head.reply.keep_alive;
         *self = Reader::default();
@@ -190,8 +210,18 @@ impl Reader {
         // Look for the blank line only in bytes not searched yet: a head sent a byte at a
         // time costs its length, not its length squared.
         if !head_ended(buf, self.scanned) {
+            // A head still coming is parsed now and then (its first bytes, then each KiB),
+            // so bytes that are not HTTP go to the general path at once, as llhttp refuses
+            // them at once, without a head sent a byte at a time costing its length squared.
+            let check = self.checked == 0 || buf.len() >= self.checked + 1024;
             self.scanned = buf.len();
-            return (buf.len() > MAX_HEAD_BYTES).then_some(Err(()));
+            if buf.len() > MAX_HEAD_BYTES || check && matches!(parse_head(buf), Parsed::Handoff) {
+                return Some(Err(()));
+            }
+            if check {
+                self.checked = buf.len();
+            }
+            return None;
         }
         let head = match parse_head(buf) {
             Parsed::Complete(head) => head,
@@ -214,7 +244,7 @@ impl Reader {
         Some(Ok(waiting))
     }
 
-    fn wait(&mut self, waiting: Waiting, sink: &mut dyn FnMut(Event<'_>)) -> One {
+    fn wait<'b>(&mut self, waiting: Waiting, sink: &mut dyn FnMut(Event<'b>)) -> One {
         self.waiting = Some(waiting);
         if waiting.expect_continue && !self.continued {
             self.continued = true;
@@ -315,19 +345,25 @@ mod tests {
     #[test]
     fn close_ends_the_reading() {
         let close = b"POST /v1/check HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
-        let (seen, end) = run(&[&[&close[..], CHECK].concat()]);
-        assert_eq!(seen, ["check {} close"]);
+        let (seen, end) = run(&[CHECK, close, CHECK]);
+        assert_eq!(seen, ["check {} ka", "check {} close"]);
         assert_eq!(end, End::Close);
+        // bytes after it in the same read: the general path refuses them all
+        let all = [CHECK, close, CHECK].concat();
+        let (seen, end) = run(&[&all]);
+        assert!(seen.is_empty());
+        assert_eq!(end, End::Handoff(all));
     }
 
     #[test]
     fn the_rest_is_handed_off_from_the_first_other_request() {
         let other = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+        // the whole read goes: requests completed by it are not answered here
         let data = [CHECK, other, CHECK].concat();
         let (seen, end) = run(&[&data]);
-        assert_eq!(seen, ["check {} ka"]);
-        assert_eq!(end, End::Handoff([&other[..], CHECK].concat()));
-        // spanning reads: the bytes held so far go along
+        assert!(seen.is_empty());
+        assert_eq!(end, End::Handoff(data));
+        // requests of earlier reads were answered; the bytes held so far go along
         let (seen, end) = run(&[CHECK, b"GET /met", b"rics HTTP/1.1\r\nHost: a\r\n\r\n"]);
         assert_eq!(seen, ["check {} ka"]);
         assert_eq!(end, End::Handoff(other.to_vec()));
@@ -345,7 +381,8 @@ mod tests {
 
     #[test]
     fn garbage_is_handed_off() {
-        assert!(matches!(run(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"]).1, End::Handoff(_)));
+        assert!(matches!(run(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"]).1, End::Handoff(_)));
+        assert!(matches!(run(&[b"POST /v1/check HTTP/1.1\r\nHost: a\r\nX Y: 1\r\n"]).1, End::Handoff(_)));
         let endless = vec![b'A'; MAX_HEAD_BYTES + 1];
         assert!(matches!(run(&[&endless]).1, End::Handoff(_)));
         assert_eq!(run(&[&endless[..100]]).1, End::Open);

@@ -10,8 +10,11 @@ use httparse::{Request, Status, EMPTY_HEADER};
 
 /// Headers one request may have here; more go to the general path (aiohttp allows 128).
 pub const MAX_HEADERS: usize = 64;
-/// A head longer than this goes to the general path (its limits: 8190 bytes per line).
+/// A head longer than this goes to the general path.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A request target, or a field's name and value together, longer than this go to the
+/// general path, which refuses those over 8190 bytes (its max_line_size, max_field_size).
+pub const MAX_FIELD_BYTES: usize = 8000;
 
 /// Fields aiohttp refuses to see twice in one request (`SINGLETON_HEADERS`).
 const SINGLETONS: [&str; 10] = [
@@ -146,6 +149,9 @@ fn has_bare_lf(head: &[u8]) -> bool {
 fn build<'b>(request: &Request<'_, 'b>, len: usize) -> Option<Head<'b>> {
     let method = Method::parse(request.method?)?;
     let target = request.path?;
+    if target.len() > MAX_FIELD_BYTES {
+        return None;
+    }
     // origin-form only, printable ASCII, no fragment: anything else is the general path's.
     if !target.starts_with('/') || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
         return None;
@@ -158,6 +164,9 @@ fn build<'b>(request: &Request<'_, 'b>, len: usize) -> Option<Head<'b>> {
     let mut fields = Fields::default();
     let mut headers = Vec::with_capacity(request.headers.len());
     for field in request.headers.iter() {
+        if field.name.len() + field.value.len() > MAX_FIELD_BYTES {
+            return None;
+        }
         let value = field_value(field.value)?;
         fields.note(field.name, value, http10)?;
         headers.push((field.name, value));
@@ -309,6 +318,10 @@ mod tests {
         assert!(matches!(parse_head(b"POST /v1/check HTTP/1.1\r\nHo"), Parsed::Partial));
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
         assert!(handoff(&long));
+        let field = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(MAX_FIELD_BYTES));
+        assert!(handoff(&field));
+        let target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_FIELD_BYTES));
+        assert!(handoff(&target));
     }
 
     #[test]

@@ -134,12 +134,14 @@ def fast_path() -> bool:
 async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None = None,
                      clock: Callable[[], float] | None = None,
                      engine_options: EngineOptions | None = None,
-                     fast: bool | None = None) -> AsyncIterator[Rest]:
+                     fast: bool | None = None, load: bool = True) -> AsyncIterator[Rest]:
     """The HTTP port's application around a real engine, on a free loopback port: on the
-    fast path or not as ``fast`` (default: ``fast_path()``) says."""
+    fast path or not as ``fast`` (default: ``fast_path()``) says; ``load=False`` leaves the
+    engine without rules."""
     engine = Engine(store, engine_options, clock=clock) if clock else Engine(store,
                                                                              engine_options)
-    engine.set_rules(load_rules(str(rules_dir)))
+    if load:
+        engine.set_rules(load_rules(str(rules_dir)))
     api = HttpApi(RateLimitService(engine, Metrics()), Health(), None, options or RestOptions())
     app = api.main_app()
     native = load_native() if (fast_path() if fast is None else fast) else None

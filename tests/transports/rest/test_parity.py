@@ -1,0 +1,262 @@
+"""The fast HTTP/1.1 path and the general one (aiohttp) answer the same bytes.
+
+Two servers over the same rules and clock, each with its own memory store: one with the fast
+path in front, one without. Every case sends the same bytes on a fresh connection to both
+and compares everything that comes back (status lines, fields in order, bodies, interim
+answers) except the Date field's value, and whether the server closed the connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
+from sidecar.transports.rest.options import RestOptions
+from tests.support.ports import free_port
+from tests.transports.rest.kit import serve_rest, write_rules
+from tests.transports.rest.test_bad_input import CASES as BAD_BODIES
+from tests.transports.rest.wire import exchange, request
+
+NOW = 1_000_000.25
+CHECK = {"namespace": "api_requests", "identifier": "u1"}
+SHOP = {"namespace": "shop", "descriptors": [
+    [{"key": "user", "value": "alice"}], [{"key": "route", "value": "/a"},
+                                          {"key": "method", "value": "GET"}],
+    [{"key": "user", "value": "alice"}], [{"key": "token", "value": "t"}],
+    [{"key": "nothing", "value": "here"}]]}
+FORWARD = {"X-Forwarded-For": "10.0.0.1, 10.0.0.2", "X-RateLimit-Namespace": "api_requests"}
+RLS = {"domain": "shop", "descriptors": [{"entries": [{"key": "user", "value": "bob"}]}],
+       "hitsAddend": 2}
+
+
+def post(path: str, body: Any, headers: dict[str, str] | None = None,
+         version: str = "1.1") -> bytes:
+    data = body if isinstance(body, bytes) else (
+        body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    return request("POST", path, data, headers, version)
+
+
+def get(path: str, headers: dict[str, str] | None = None, version: str = "1.1") -> bytes:
+    return request("GET", path, b"", headers, version)
+
+
+def chunked(path: str, body: bytes, sizes: list[int]) -> bytes:
+    out, at = b"", 0
+    for size in sizes:
+        out += f"{size:x}\r\n".encode() + body[at:at + size] + b"\r\n"
+        at += size
+    return (f"POST {path} HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + out + b"0\r\n\r\n")
+
+
+@dataclass
+class Case:
+    name: str
+    data: bytes | list[bytes]
+    answers: int
+    heads: list[bool] | None = None
+    pause: float = 0.0
+
+
+def cases() -> Iterator[Case]:
+    over = post("/v1/check", {**CHECK, "identifier": "over", "hits": 5})
+    yield Case("check", post("/v1/check", CHECK), 1)
+    yield Case("check, descriptors answered each", post("/v1/check", SHOP), 1)
+    yield Case("check, then over the limit", [over, over], 2)
+    yield Case("check peeks with hits 0", post("/v1/check", {**CHECK, "hits": 0}), 1)
+    yield Case("report past the limit", post("/v1/report", {**SHOP, "hits": 9}), 1)
+    yield Case("check, hits 2.0 read by the general path's code",
+               post("/v1/check", '{"namespace": "api_requests", "identifier": "u", "hits": 2.0}'),
+               1)
+    yield Case("check, a duplicate field (the last wins)",
+               post("/v1/check", '{"namespace": "x", "namespace": "api_requests", '
+                                 '"identifier": "u"}'), 1)
+    yield Case("check, a non-ASCII identifier",
+               post("/v1/check", {"namespace": "api_requests", "identifier": "über😀"}), 1)
+    yield Case("check, UTF-8 with a byte-order mark",
+               post("/v1/check", b"\xef\xbb\xbf" + json.dumps(CHECK).encode()), 1)
+    yield Case("check, UTF-16", post("/v1/check", json.dumps(CHECK).encode("utf-16")), 1)
+    for name, body, _ in BAD_BODIES:
+        yield Case(f"400: {name}", post("/v1/check", body), 1)
+        yield Case(f"400 (report): {name}", post("/v1/report", body), 1)
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        yield Case(f"forward-auth {method}", request(method, "/v1/forward-auth/a/b", b"",
+                                                     FORWARD), 1, [method == "HEAD"])
+    yield Case("forward-auth, a body it ignores",
+               request("POST", "/v1/forward-auth", b'{"x": 1}', FORWARD), 1)
+    refused = request("GET", "/v1/forward-auth?x=%20&deny_status=403",
+                      headers={**FORWARD, "X-Forwarded-For": "9.9.9.9"})
+    yield Case("forward-auth refused with 403", [refused] * 5, 5)
+    for name, target, fields in [
+        ("no namespace", "/v1/forward-auth", {"X-Forwarded-For": "1.2.3.4"}),
+        ("a blank namespace", "/v1/forward-auth",
+         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": " "}),
+        ("no identifier", "/v1/forward-auth", {"X-RateLimit-Namespace": "api_requests"}),
+        ("a blank first address", "/v1/forward-auth",
+         {"X-Forwarded-For": " , 1.2.3.4", "X-RateLimit-Namespace": "api_requests"}),
+        ("deny_status 404", "/v1/forward-auth?deny_status=404", FORWARD),
+        ("deny_status empty", "/v1/forward-auth?deny_status", FORWARD),
+        ("deny_status encoded", "/v1/forward-auth?deny%5Fstatus=403", FORWARD),
+        ("deny_status value encoded", "/v1/forward-auth?deny_status=4%303", FORWARD),
+        ("a non-ASCII namespace", "/v1/forward-auth",
+         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": "caf\xe9"}),
+    ]:
+        yield Case(f"forward-auth, {name}", get(target, fields), 1)
+    yield Case("/json", post("/json", RLS), 1)
+    yield Case("/json over the limit", [post("/json", RLS)] * 2, 2)
+    yield Case("/json as GET", request("GET", "/json", json.dumps(RLS).encode()), 1)
+    yield Case("/json, snake_case names", post("/json", {"domain": "shop", "hits_addend": 1}), 1)
+    yield Case("/json, an Envoy override",
+               post("/json", {"domain": "shop", "descriptors": [{"entries": [
+                   {"key": "user", "value": "o"}], "limit": {"requestsPerUnit": 1,
+                                                             "unit": "SECOND"}}]}), 1)
+    yield Case("/json, not JSON", post("/json", "{"), 1)
+    yield Case("/json, an unknown field", post("/json", {"domain": "shop", "x": 1}), 1)
+    yield Case("413: Content-Length over the limit",
+               post("/v1/check", b"{" + b" " * 70_000 + b"}"), 1)
+    yield Case("413: a chunked body over the limit",
+               chunked("/v1/check", b" " * 70_000, [35_000, 35_000]), 1)
+    body = json.dumps(CHECK).encode()
+    yield Case("a chunked body", chunked("/v1/check", body, [1, 5, len(body) - 6]), 1)
+    yield Case("a chunked body in pieces",
+               [chunked("/v1/report", body, [len(body)])[:70],
+                chunked("/v1/report", body, [len(body)])[70:]], 1, pause=0.05)
+    head = b"POST /v1/check HTTP/1.1\r\nHost: s\r\nExpect: 100-continue\r\n"
+    yield Case("Expect: 100-continue, the body after",
+               [head + f"Content-Length: {len(body)}\r\n\r\n".encode(), body], 1, pause=0.1)
+    yield Case("Expect: 100-continue, the body with it",
+               head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, 1)
+    yield Case("Expect: something else", post("/v1/check", CHECK, {"Expect": "teapot"}), 1)
+    yield Case("HTTP/1.0", post("/v1/check", CHECK, version="1.0"), 1)
+    yield Case("HTTP/1.0 keep-alive",
+               [post("/v1/check", CHECK, {"Connection": "keep-alive"}, "1.0")] * 2, 2)
+    yield Case("Connection: close ends the connection",
+               post("/v1/check", CHECK, {"Connection": "close"}) + post("/v1/check", CHECK), 1)
+    yield Case("pipelined, mixed", b"".join([
+        post("/v1/check", CHECK), post("/v1/check", "{"), get("/v1/forward-auth", FORWARD),
+        post("/json", RLS), request("HEAD", "/v1/forward-auth", b"", FORWARD),
+        post("/v1/report", SHOP)]), 6, [False, False, False, False, True, False])
+    yield Case("pipelined, handed to the general path midway", b"".join([
+        post("/v1/check", CHECK), get("/healthcheck"), post("/v1/check", CHECK),
+        get("/openapi.json"), get("/nowhere"), post("/v1/check", CHECK)]), 6)
+    yield Case("pipelined, a method the route does not take", b"".join([
+        post("/v1/check", CHECK), get("/v1/check"), post("/v1/check", CHECK)]), 3)
+    yield Case("pipelined, a malformed request after a good one",
+               post("/v1/check", CHECK) + b"GARBAGE\r\n\r\n" + post("/v1/check", CHECK), 1)
+    for name, raw in [
+        ("no Host", b"POST /v1/check HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        ("bare LF", b"POST /v1/check HTTP/1.1\nHost: s\nContent-Length: 2\n\n{}"),
+        ("two Content-Lengths",
+         b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}"),
+        ("Content-Length and chunked", b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Length: 5"
+         b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("a folded header", b"GET /v1/forward-auth HTTP/1.1\r\nHost: s\r\nX-Forwarded-For: 1"
+         b"\r\n 2\r\nX-RateLimit-Namespace: api_requests\r\n\r\n"),
+        ("a NUL in a header",
+         b"GET /v1/forward-auth HTTP/1.1\r\nHost: s\r\nX-Forwarded-For: 1\x002\r\n\r\n"),
+        ("an encoded path", post("/v1/ch%65ck", CHECK)),
+        ("a TLS hello", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40),
+        ("an HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        ("a 9 KiB header", get("/v1/forward-auth", {**FORWARD, "X-Big": "b" * 9000})),
+        ("gzip", post("/v1/check", b"\x1f\x8b", {"Content-Encoding": "gzip"})),
+    ]:
+        yield Case(f"malformed: {name}", raw, 1)
+
+
+CASE_LIST = list(cases())
+
+
+@dataclass
+class Pair:
+    fast: int
+    general: int
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rules(tmp_path_factory.mktemp("parity") / "rules")
+
+
+@pytest.fixture
+async def pair(rules: Path) -> AsyncIterator[Pair]:
+    async with AsyncExitStack() as stack:
+        fast = await stack.enter_async_context(
+            serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=True))
+        general = await stack.enter_async_context(
+            serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=False))
+        if not fast.fast:
+            pytest.skip("the native extension is not built")  # fast_path() fails this in CI
+        yield Pair(_port(fast.url), _port(general.url))
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def compare(pair: Pair, case: Case) -> None:
+    fast, general = await asyncio.gather(*(
+        asyncio.to_thread(exchange, port, case.data, case.answers, case.heads,
+                          pause=case.pause) for port in (pair.fast, pair.general)))
+    assert len(general.answers) == case.answers, general.raw
+    assert fast.without_dates() == general.without_dates()
+    assert fast.closed == general.closed
+
+
+@pytest.mark.parametrize("case", CASE_LIST, ids=[c.name for c in CASE_LIST])
+async def test_same_bytes(pair: Pair, case: Case) -> None:
+    await compare(pair, case)
+
+
+async def test_503_when_the_store_is_unreachable(rules: Path) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    async with AsyncExitStack() as stack:
+        ports = []
+        for fast in (True, False):
+            store = RedisStore(RedisOptions(url=down, timeout=0.2))
+            api = await stack.enter_async_context(
+                serve_rest(rules, store, clock=lambda: NOW, fast=fast))
+            ports.append(_port(api.url))
+        pair = Pair(*ports)
+        for data in (post("/v1/check", CHECK), post("/json", RLS),
+                     get("/v1/forward-auth", FORWARD)):
+            case = Case("503", data, 1)
+            await compare(pair, case)
+            fast = await asyncio.to_thread(exchange, pair.fast, data, 1)
+            assert fast.statuses == [503]
+
+
+async def test_503_before_rules_are_loaded(rules: Path) -> None:
+    async with AsyncExitStack() as stack:
+        ports = []
+        for fast in (True, False):
+            api = await stack.enter_async_context(
+                serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=fast, load=False))
+            ports.append(_port(api.url))
+        for data in (post("/v1/report", SHOP), post("/json", RLS)):
+            await compare(Pair(*ports), Case("no rules", data, 1))
+
+
+async def test_options_shape_the_same_answers(rules: Path) -> None:
+    options = RestOptions(headers=frozenset({"x"}), identifier_header="X-Api-Key",
+                          namespace_header="", default_namespace="api_requests",
+                          hash_identifier=True, deny_status=403, max_descriptors=2,
+                          max_entries=1, max_hits=3)
+    async with AsyncExitStack() as stack:
+        ports = [_port((await stack.enter_async_context(
+            serve_rest(rules, MemoryStore(), options, clock=lambda: NOW, fast=fast))).url)
+            for fast in (True, False)]
+        key = {"X-Api-Key": "secret"}
+        for case in [Case("hashed identifier, over", [get("/v1/forward-auth", key)] * 5, 5),
+                     Case("hits over max_hits", post("/v1/check", {**CHECK, "hits": 4}), 1),
+                     Case("too many descriptors", post("/v1/check", SHOP), 1),
+                     Case("x family only", post("/v1/check", {**CHECK, "hits": 3}), 1)]:
+            await compare(Pair(*ports), case)
