@@ -61,6 +61,8 @@ class Http1Options:
     keepalive_timeout: float = 3630.0
     # Requests read ahead of their answers on one connection; past it, reading pauses.
     max_pending: int = 256
+    # Connections waiting to be accepted (aiohttp's default is 128): as the gRPC transport's.
+    backlog: int = 1024
 
 
 def load_native(environ: dict[str, str] | None = None) -> ModuleType | None:
@@ -304,13 +306,14 @@ async def serve_http(app: web.Application, host: str, port: int, *, grace: float
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
     site: web.TCPSite
+    options = options or Http1Options()
     if endpoints is not None and native is not None:
-        site = FastSite(runner, host or None, port, endpoints, native,
-                        options or Http1Options(), grace, reuse_address=True,
-                        reuse_port=reuse_port or None)
+        site = FastSite(runner, host or None, port, endpoints, native, options, grace,
+                        reuse_address=True, reuse_port=reuse_port or None,
+                        backlog=options.backlog)
     else:
         site = web.TCPSite(runner, host or None, port, reuse_address=True,
-                           reuse_port=reuse_port or None)
+                           reuse_port=reuse_port or None, backlog=options.backlog)
     try:
         await site.start()
     except BaseException:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.options import EngineOptions
@@ -25,7 +26,7 @@ from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http import HttpApi
-from sidecar.transports.http1 import load_native, serve_http
+from sidecar.transports.http1 import FastSite, Http1Options, load_native, serve_http
 from sidecar.transports.rest.options import RestOptions
 from tests.support.ports import free_port
 from tests.support.servers import RedisServer, SidecarProcess
@@ -80,11 +81,22 @@ class Rest:
     """A client of one REST app: post JSON, get status, lower-case headers and parsed body."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None,
-                 fast: bool = False) -> None:
+                 fast: bool = False, runner: web.AppRunner | None = None) -> None:
         self.url = url
         self.session = session
         self.engine = engine
         self.fast = fast  # served by the fast HTTP/1.1 path
+        self.runner = runner
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def fast_site(self) -> FastSite:
+        assert self.runner is not None
+        (site,) = self.runner.sites
+        assert isinstance(site, FastSite)
+        return site
 
     async def post(self, path: str, body: Any) -> Reply:
         data = body if isinstance(body, str | bytes) else json.dumps(body)
@@ -134,7 +146,8 @@ def fast_path() -> bool:
 async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None = None,
                      clock: Callable[[], float] | None = None,
                      engine_options: EngineOptions | None = None,
-                     fast: bool | None = None, load: bool = True) -> AsyncIterator[Rest]:
+                     fast: bool | None = None, load: bool = True,
+                     http1: Http1Options | None = None) -> AsyncIterator[Rest]:
     """The HTTP port's application around a real engine, on a free loopback port: on the
     fast path or not as ``fast`` (default: ``fast_path()``) says; ``load=False`` leaves the
     engine without rules."""
@@ -148,11 +161,11 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
     endpoints = api.fast_endpoints(native) if native is not None else None
     port = free_port()
     runner = await serve_http(app, "127.0.0.1", port, grace=1.0, endpoints=endpoints,
-                              native=native)
+                              native=native, options=http1)
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            yield Rest(f"http://127.0.0.1:{port}", session, engine, native is not None)
+            yield Rest(f"http://127.0.0.1:{port}", session, engine, native is not None, runner)
     finally:
         await runner.cleanup()
         await store.close()
