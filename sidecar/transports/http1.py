@@ -205,6 +205,7 @@ class FastConnection(asyncio.Protocol):
         assert transport is not None and self._handoff is not None
         data = b"".join(self._handoff)
         self.site.connections.discard(self)
+        self.site.handoffs += 1
         if self._timer is not None:
             self._timer.cancel()
         self.transport = None
@@ -271,6 +272,7 @@ class FastSite(web.TCPSite):
         self.native = native
         self.options = options
         self.connections: set[FastConnection] = set()
+        self.handoffs = 0  # connections handed to aiohttp so far
         server = runner.server
         assert server is not None
         self.aiohttp_protocol: Callable[[], asyncio.Protocol] = server

@@ -20,6 +20,7 @@ import pytest
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
+from sidecar.transports.http1 import FastSite
 from sidecar.transports.rest.options import RestOptions
 from tests.support.ports import free_port
 from tests.transports.rest.kit import serve_rest, write_rules
@@ -65,6 +66,7 @@ class Case:
     answers: int
     heads: list[bool] | None = None
     pause: float = 0.0
+    handoff: bool = False  # the fast path hands the connection to the general path
 
 
 def cases() -> Iterator[Case]:
@@ -96,21 +98,21 @@ def cases() -> Iterator[Case]:
     refused = request("GET", "/v1/forward-auth?x=%20&deny_status=403",
                       headers={**FORWARD, "X-Forwarded-For": "9.9.9.9"})
     yield Case("forward-auth refused with 403", [refused] * 5, 5)
-    for name, target, fields in [
-        ("no namespace", "/v1/forward-auth", {"X-Forwarded-For": "1.2.3.4"}),
+    for name, target, fields, handoff in [
+        ("no namespace", "/v1/forward-auth", {"X-Forwarded-For": "1.2.3.4"}, False),
         ("a blank namespace", "/v1/forward-auth",
-         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": " "}),
-        ("no identifier", "/v1/forward-auth", {"X-RateLimit-Namespace": "api_requests"}),
+         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": " "}, False),
+        ("no identifier", "/v1/forward-auth", {"X-RateLimit-Namespace": "api_requests"}, False),
         ("a blank first address", "/v1/forward-auth",
-         {"X-Forwarded-For": " , 1.2.3.4", "X-RateLimit-Namespace": "api_requests"}),
-        ("deny_status 404", "/v1/forward-auth?deny_status=404", FORWARD),
-        ("deny_status empty", "/v1/forward-auth?deny_status", FORWARD),
-        ("deny_status encoded", "/v1/forward-auth?deny%5Fstatus=403", FORWARD),
-        ("deny_status value encoded", "/v1/forward-auth?deny_status=4%303", FORWARD),
+         {"X-Forwarded-For": " , 1.2.3.4", "X-RateLimit-Namespace": "api_requests"}, False),
+        ("deny_status 404", "/v1/forward-auth?deny_status=404", FORWARD, False),
+        ("deny_status empty", "/v1/forward-auth?deny_status", FORWARD, False),
+        ("deny_status encoded", "/v1/forward-auth?deny%5Fstatus=403", FORWARD, False),
+        ("deny_status value encoded", "/v1/forward-auth?deny_status=4%303", FORWARD, False),
         ("a non-ASCII namespace", "/v1/forward-auth",
-         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": "caf\xe9"}),
+         {"X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": "caf\xe9"}, True),
     ]:
-        yield Case(f"forward-auth, {name}", get(target, fields), 1)
+        yield Case(f"forward-auth, {name}", get(target, fields), 1, handoff=handoff)
     yield Case("/json", post("/json", RLS), 1)
     yield Case("/json over the limit", [post("/json", RLS)] * 2, 2)
     yield Case("/json as GET", request("GET", "/json", json.dumps(RLS).encode()), 1)
@@ -122,9 +124,9 @@ def cases() -> Iterator[Case]:
     yield Case("/json, not JSON", post("/json", "{"), 1)
     yield Case("/json, an unknown field", post("/json", {"domain": "shop", "x": 1}), 1)
     yield Case("413: Content-Length over the limit",
-               post("/v1/check", b"{" + b" " * 70_000 + b"}"), 1)
+               post("/v1/check", b"{" + b" " * 70_000 + b"}"), 1, handoff=True)
     yield Case("413: a chunked body over the limit",
-               chunked("/v1/check", b" " * 70_000, [35_000, 35_000]), 1)
+               chunked("/v1/check", b" " * 70_000, [35_000, 35_000]), 1, handoff=True)
     body = json.dumps(CHECK).encode()
     yield Case("a chunked body", chunked("/v1/check", body, [1, 5, len(body) - 6]), 1)
     yield Case("a chunked body in pieces",
@@ -135,23 +137,31 @@ def cases() -> Iterator[Case]:
                [head + f"Content-Length: {len(body)}\r\n\r\n".encode(), body], 1, pause=0.1)
     yield Case("Expect: 100-continue, the body with it",
                head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, 1)
-    yield Case("Expect: something else", post("/v1/check", CHECK, {"Expect": "teapot"}), 1)
+    yield Case("Expect: something else", post("/v1/check", CHECK, {"Expect": "teapot"}), 1,
+               handoff=True)
     yield Case("HTTP/1.0", post("/v1/check", CHECK, version="1.0"), 1)
     yield Case("HTTP/1.0 keep-alive",
                [post("/v1/check", CHECK, {"Connection": "keep-alive"}, "1.0")] * 2, 2)
     yield Case("Connection: close ends the connection",
-               post("/v1/check", CHECK, {"Connection": "close"}) + post("/v1/check", CHECK), 1)
+               post("/v1/check", CHECK, {"Connection": "close"}) + post("/v1/check", CHECK), 1,
+               handoff=True)
+    yield Case("Connection: close alone", post("/v1/check", CHECK, {"Connection": "close"}), 1)
     yield Case("pipelined, mixed", b"".join([
         post("/v1/check", CHECK), post("/v1/check", "{"), get("/v1/forward-auth", FORWARD),
         post("/json", RLS), request("HEAD", "/v1/forward-auth", b"", FORWARD),
         post("/v1/report", SHOP)]), 6, [False, False, False, False, True, False])
     yield Case("pipelined, handed to the general path midway", b"".join([
         post("/v1/check", CHECK), get("/healthcheck"), post("/v1/check", CHECK),
-        get("/openapi.json"), get("/nowhere"), post("/v1/check", CHECK)]), 6)
+        get("/openapi.json"), get("/nowhere"), post("/v1/check", CHECK)]), 6, handoff=True)
+    yield Case("handed over in a later read",
+               [post("/v1/check", CHECK), get("/healthcheck") + post("/v1/check", CHECK)], 3,
+               pause=0.1, handoff=True)
     yield Case("pipelined, a method the route does not take", b"".join([
-        post("/v1/check", CHECK), get("/v1/check"), post("/v1/check", CHECK)]), 3)
+        post("/v1/check", CHECK), get("/v1/check"), post("/v1/check", CHECK)]), 3,
+               handoff=True)
     yield Case("pipelined, a malformed request after a good one",
-               post("/v1/check", CHECK) + b"GARBAGE\r\n\r\n" + post("/v1/check", CHECK), 1)
+               post("/v1/check", CHECK) + b"GARBAGE\r\n\r\n" + post("/v1/check", CHECK), 1,
+               handoff=True)
     for name, raw in [
         ("no Host", b"POST /v1/check HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
         ("bare LF", b"POST /v1/check HTTP/1.1\nHost: s\nContent-Length: 2\n\n{}"),
@@ -169,7 +179,7 @@ def cases() -> Iterator[Case]:
         ("a 9 KiB header", get("/v1/forward-auth", {**FORWARD, "X-Big": "b" * 9000})),
         ("gzip", post("/v1/check", b"\x1f\x8b", {"Content-Encoding": "gzip"})),
     ]:
-        yield Case(f"malformed: {name}", raw, 1)
+        yield Case(f"malformed: {name}", raw, 1, handoff=True)
 
 
 CASE_LIST = list(cases())
@@ -179,6 +189,7 @@ CASE_LIST = list(cases())
 class Pair:
     fast: int
     general: int
+    site: FastSite | None = None
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +206,7 @@ async def pair(rules: Path) -> AsyncIterator[Pair]:
             serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=False))
         if not fast.fast:
             pytest.skip("the native extension is not built")  # fast_path() fails this in CI
-        yield Pair(_port(fast.url), _port(general.url))
+        yield Pair(_port(fast.url), _port(general.url), fast.fast_site())
 
 
 def _port(url: str) -> int:
@@ -203,12 +214,15 @@ def _port(url: str) -> int:
 
 
 async def compare(pair: Pair, case: Case) -> None:
+    handoffs = pair.site.handoffs if pair.site else 0
     fast, general = await asyncio.gather(*(
         asyncio.to_thread(exchange, port, case.data, case.answers, case.heads,
                           pause=case.pause) for port in (pair.fast, pair.general)))
     assert len(general.answers) == case.answers, general.raw
     assert fast.without_dates() == general.without_dates()
     assert fast.closed == general.closed
+    if pair.site is not None:
+        assert pair.site.handoffs - handoffs == int(case.handoff)
 
 
 @pytest.mark.parametrize("case", CASE_LIST, ids=[c.name for c in CASE_LIST])
