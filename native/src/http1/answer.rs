@@ -171,7 +171,11 @@ fn unique_policies(results: &mut [Outcome]) {
 /// answers.py's `rate_limit_headers`.
 pub fn rate_limit_headers(answer: &Answer, families: Families) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let limited: Vec<&Outcome> = answer.results.iter().filter(|r| r.limit.is_some()).collect();
+    let limited: Vec<&Outcome> = answer
+        .results
+        .iter()
+        .filter(|r| r.limit.is_some())
+        .collect();
     if families.ietf && !limited.is_empty() {
         let policy = |r: &Outcome| sf_string(r.policy.as_deref().unwrap_or(""));
         let join = |f: &dyn Fn(&Outcome) -> String| {
@@ -183,7 +187,14 @@ pub fn rate_limit_headers(answer: &Answer, families: Families) -> Vec<(&'static 
         ));
         out.push((
             "RateLimit",
-            join(&|r| format!("{};r={};t={}", policy(r), opt(r.remaining), opt(r.reset_after))),
+            join(&|r| {
+                format!(
+                    "{};r={};t={}",
+                    policy(r),
+                    opt(r.remaining),
+                    opt(r.reset_after)
+                )
+            }),
         ));
     }
     let overall = &answer.overall;
@@ -284,7 +295,9 @@ mod tests {
     }
 
     fn ids(n: usize) -> Vec<Vec<(String, String)>> {
-        (0..n).map(|i| vec![("identifier".into(), format!("u{i}"))]).collect()
+        (0..n)
+            .map(|i| vec![("identifier".into(), format!("u{i}"))])
+            .collect()
     }
 
     #[test]
@@ -352,7 +365,10 @@ mod tests {
         assert!(body.contains(r#""policy": "per\"user_.2", "results": [{"allowed": false"#));
         assert!(body.ends_with(r#"{"allowed": true, "limit": null, "remaining": null, "reset_at": null, "reset_after_seconds": null, "retry_after_seconds": null, "window_seconds": null, "policy": null}]}"#));
         let headers = rate_limit_headers(&answer, ALL);
-        assert_eq!(headers[0].1, "\"per\\\"user_\";q=5;w=2, \"per\\\"user_.2\";q=2;w=3600");
+        assert_eq!(
+            headers[0].1,
+            "\"per\\\"user_\";q=5;w=2, \"per\\\"user_.2\";q=2;w=3600"
+        );
         assert_eq!(headers.last().unwrap(), &("Retry-After", "300".to_owned()));
     }
 
@@ -369,7 +385,10 @@ mod tests {
         assert_eq!(answer.overall, Outcome::bare(true));
         assert!(rate_limit_headers(&answer, ALL).is_empty());
         let refused = make_answer(2, &statuses, &ids(1), 0.0);
-        assert_eq!(rate_limit_headers(&refused, ALL), vec![("Retry-After", "1".to_owned())]);
+        assert_eq!(
+            rate_limit_headers(&refused, ALL),
+            vec![("Retry-After", "1".to_owned())]
+        );
     }
 
     #[test]
@@ -387,7 +406,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(error_json("x: \"bad\"", Some("x")), r#"{"error": "x: \"bad\"", "field": "x"}"#);
+        assert_eq!(
+            error_json("x: \"bad\"", Some("x")),
+            r#"{"error": "x: \"bad\"", "field": "x"}"#
+        );
         assert_eq!(error_json("e", None), r#"{"error": "e", "field": null}"#);
     }
 }

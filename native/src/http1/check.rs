@@ -256,11 +256,20 @@ mod tests {
 
     #[test]
     fn an_identifier() {
-        let call = decode(r#" {"namespace": "api", "identifier": "u\u00e91", "hits": 3} "#).unwrap();
+        let call =
+            decode(r#" {"namespace": "api", "identifier": "u\u00e91", "hits": 3} "#).unwrap();
         assert_eq!(call.namespace, "api");
-        assert_eq!(call.descriptors, vec![vec![("identifier".into(), "ué1".into())]]);
+        assert_eq!(
+            call.descriptors,
+            vec![vec![("identifier".into(), "ué1".into())]]
+        );
         assert_eq!((call.hits, call.itemized), (3, false));
-        assert_eq!(decode(r#"{"identifier": "u", "namespace": "api"}"#).unwrap().hits, 1);
+        assert_eq!(
+            decode(r#"{"identifier": "u", "namespace": "api"}"#)
+                .unwrap()
+                .hits,
+            1
+        );
     }
 
     #[test]
@@ -308,6 +317,9 @@ mod tests {
         ] {
             assert_eq!(decode(text), None, "{text}");
         }
-        assert_eq!(decode_check(b"{\"namespace\": \"a\xff\", \"identifier\": \"u\"}", LIMITS), None);
+        assert_eq!(
+            decode_check(b"{\"namespace\": \"a\xff\", \"identifier\": \"u\"}", LIMITS),
+            None
+        );
     }
 }

@@ -56,7 +56,11 @@ impl Chunked {
                         return Step::Handoff;
                     }
                     self.pos += end + 2;
-                    self.state = if size == 0 { State::Last } else { State::Data(size) };
+                    self.state = if size == 0 {
+                        State::Last
+                    } else {
+                        State::Data(size)
+                    };
                 }
                 State::Data(left) => {
                     let take = left.min(rest.len());
@@ -121,16 +125,31 @@ mod tests {
     #[test]
     fn whole_and_split() {
         let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT";
-        assert_eq!(decode(&[body], 100), (Step::Done(body.len() - 4), b"hello world".to_vec()));
+        assert_eq!(
+            decode(&[body], 100),
+            (Step::Done(body.len() - 4), b"hello world".to_vec())
+        );
         let parts: Vec<&[u8]> = body.chunks(1).collect();
-        assert_eq!(decode(&parts, 100), (Step::Done(body.len() - 4), b"hello world".to_vec()));
+        assert_eq!(
+            decode(&parts, 100),
+            (Step::Done(body.len() - 4), b"hello world".to_vec())
+        );
     }
 
     #[test]
     fn limits_and_odd_forms_are_handed_off() {
-        assert_eq!(decode(&[b"b\r\nhello world\r\n0\r\n\r\n"], 10).0, Step::Handoff);
-        assert_eq!(decode(&[b"5;ext=1\r\nhello\r\n0\r\n\r\n"], 100).0, Step::Handoff);
-        assert_eq!(decode(&[b"5\r\nhello\r\n0\r\nTrailer: x\r\n\r\n"], 100).0, Step::Handoff);
+        assert_eq!(
+            decode(&[b"b\r\nhello world\r\n0\r\n\r\n"], 10).0,
+            Step::Handoff
+        );
+        assert_eq!(
+            decode(&[b"5;ext=1\r\nhello\r\n0\r\n\r\n"], 100).0,
+            Step::Handoff
+        );
+        assert_eq!(
+            decode(&[b"5\r\nhello\r\n0\r\nTrailer: x\r\n\r\n"], 100).0,
+            Step::Handoff
+        );
         assert_eq!(decode(&[b"5\r\nhelloXX0\r\n\r\n"], 100).0, Step::Handoff);
         assert_eq!(decode(&[b"5 \r\nhello\r\n0\r\n\r\n"], 100).0, Step::Handoff);
         assert_eq!(decode(&[b"0000000000000000005\r\n"], 100).0, Step::Handoff);

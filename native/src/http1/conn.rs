@@ -100,7 +100,10 @@ impl Conn {
             self.buf.extend_from_slice(data);
         }
         let Conn {
-            buf, reader, routes, ..
+            buf,
+            reader,
+            routes,
+            ..
         } = self;
         let bytes: &[u8] = if held { buf } else { data };
         let mut events = Vec::new();
@@ -296,7 +299,11 @@ mod tests {
                         r.route.name(),
                         String::from_utf8_lossy(&r.body),
                         if r.continue_first { " +100" } else { "" },
-                        if r.head.reply.keep_alive { "ka" } else { "close" },
+                        if r.head.reply.keep_alive {
+                            "ka"
+                        } else {
+                            "close"
+                        },
                     ),
                 });
             });
@@ -308,7 +315,12 @@ mod tests {
 
     #[test]
     fn pipelined_in_one_read() {
-        let data = [CHECK, CHECK, b"GET /v1/forward-auth HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        let data = [
+            CHECK,
+            CHECK,
+            b"GET /v1/forward-auth HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        .concat();
         let (seen, end) = run(&[&data]);
         assert_eq!(seen, ["check {} ka", "check {} ka", "forward_auth  ka"]);
         assert_eq!(end, End::Open);
@@ -371,18 +383,28 @@ mod tests {
 
     #[test]
     fn bodies_over_the_limit_are_handed_off() {
-        let big = format!("POST /v1/check HTTP/1.1\r\nHost: a\r\nContent-Length: 65\r\n\r\n{}", "x".repeat(65));
+        let big = format!(
+            "POST /v1/check HTTP/1.1\r\nHost: a\r\nContent-Length: 65\r\n\r\n{}",
+            "x".repeat(65)
+        );
         let (seen, end) = run(&[big.as_bytes()]);
         assert!(seen.is_empty());
         assert_eq!(end, End::Handoff(big.into_bytes()));
-        let chunked = b"POST /v1/check HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n";
+        let chunked =
+            b"POST /v1/check HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n";
         assert!(matches!(run(&[chunked]).1, End::Handoff(_)));
     }
 
     #[test]
     fn garbage_is_handed_off() {
-        assert!(matches!(run(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"]).1, End::Handoff(_)));
-        assert!(matches!(run(&[b"POST /v1/check HTTP/1.1\r\nHost: a\r\nX Y: 1\r\n"]).1, End::Handoff(_)));
+        assert!(matches!(
+            run(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"]).1,
+            End::Handoff(_)
+        ));
+        assert!(matches!(
+            run(&[b"POST /v1/check HTTP/1.1\r\nHost: a\r\nX Y: 1\r\n"]).1,
+            End::Handoff(_)
+        ));
         let endless = vec![b'A'; MAX_HEAD_BYTES + 1];
         assert!(matches!(run(&[&endless]).1, End::Handoff(_)));
         assert_eq!(run(&[&endless[..100]]).1, End::Open);

@@ -41,7 +41,11 @@ pub fn forward_call(head: &Head<'_>, options: &ForwardOptions) -> Option<Forward
 
 fn namespace(head: &Head<'_>, options: &ForwardOptions) -> Option<String> {
     let name = &options.namespace_header;
-    let value = if name.is_empty() { "" } else { head.header(name).unwrap_or("") };
+    let value = if name.is_empty() {
+        ""
+    } else {
+        head.header(name).unwrap_or("")
+    };
     let value = value.trim_matches([' ', '\t']);
     if !value.is_empty() {
         return Some(value.to_owned());
@@ -107,7 +111,9 @@ fn decodes_to(raw: &str, wanted: &str) -> bool {
     while i < raw.len() {
         match raw[i] {
             b'%' => {
-                let hex = raw.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -161,13 +167,31 @@ mod tests {
         assert_eq!(got.namespace, "api");
         assert_eq!(got.entries, vec![("identifier".into(), "1.1.1.1".into())]);
         assert_eq!(got.deny_status, 403);
-        let last = ForwardOptions { xff_index: -1, ..options() };
+        let last = ForwardOptions {
+            xff_index: -1,
+            ..options()
+        };
         let h = "X-Forwarded-For: 1.1.1.1, 2.2.2.2 \r\nX-RateLimit-Namespace: api\r\n";
-        assert_eq!(call("/v1/forward-auth", h, &last).unwrap().entries[0].1, "2.2.2.2");
-        let far = ForwardOptions { xff_index: 5, ..options() };
-        assert_eq!(call("/v1/forward-auth", h, &far).unwrap().entries[0].1, "2.2.2.2");
-        let near = ForwardOptions { xff_index: -9, ..options() };
-        assert_eq!(call("/v1/forward-auth", h, &near).unwrap().entries[0].1, "1.1.1.1");
+        assert_eq!(
+            call("/v1/forward-auth", h, &last).unwrap().entries[0].1,
+            "2.2.2.2"
+        );
+        let far = ForwardOptions {
+            xff_index: 5,
+            ..options()
+        };
+        assert_eq!(
+            call("/v1/forward-auth", h, &far).unwrap().entries[0].1,
+            "2.2.2.2"
+        );
+        let near = ForwardOptions {
+            xff_index: -9,
+            ..options()
+        };
+        assert_eq!(
+            call("/v1/forward-auth", h, &near).unwrap().entries[0].1,
+            "1.1.1.1"
+        );
     }
 
     #[test]
@@ -179,8 +203,12 @@ mod tests {
             hash_identifier: true,
             ..options()
         };
-        let got = call("/v1/forward-auth", "X-Api-Key: abc\r\nX-RateLimit-Namespace: no\r\n", &o)
-            .unwrap();
+        let got = call(
+            "/v1/forward-auth",
+            "X-Api-Key: abc\r\nX-RateLimit-Namespace: no\r\n",
+            &o,
+        )
+        .unwrap();
         assert_eq!(got.namespace, "keys");
         assert_eq!(
             got.entries[0].1,
@@ -194,13 +222,28 @@ mod tests {
         let o = options();
         let ok = "X-Forwarded-For: 1.1.1.1\r\nX-RateLimit-Namespace: api\r\n";
         assert!(call("/v1/forward-auth", "X-RateLimit-Namespace: api\r\n", &o).is_none());
-        assert!(call("/v1/forward-auth", "X-Forwarded-For: , 2.2.2.2\r\nX-RateLimit-Namespace: api\r\n", &o).is_none());
+        assert!(call(
+            "/v1/forward-auth",
+            "X-Forwarded-For: , 2.2.2.2\r\nX-RateLimit-Namespace: api\r\n",
+            &o
+        )
+        .is_none());
         assert!(call("/v1/forward-auth", "X-Forwarded-For: 1.1.1.1\r\n", &o).is_none());
         assert!(call("/v1/forward-auth?deny_status=404", ok, &o).is_none());
         assert!(call("/v1/forward-auth?deny_status=4%303", ok, &o).is_none());
         assert!(call("/v1/forward-auth?deny%5Fstatus=403", ok, &o).is_none());
         assert!(call("/v1/forward-auth?deny_status", ok, &o).is_none());
-        assert_eq!(call("/v1/forward-auth?a=b%20c&x%5F=1", ok, &o).unwrap().deny_status, 429);
-        assert_eq!(call("/v1/forward-auth?deny_status=403&deny_status=x", ok, &o).unwrap().deny_status, 403);
+        assert_eq!(
+            call("/v1/forward-auth?a=b%20c&x%5F=1", ok, &o)
+                .unwrap()
+                .deny_status,
+            429
+        );
+        assert_eq!(
+            call("/v1/forward-auth?deny_status=403&deny_status=x", ok, &o)
+                .unwrap()
+                .deny_status,
+            403
+        );
     }
 }

@@ -180,7 +180,11 @@ fn build<'b>(request: &Request<'_, 'b>, len: usize) -> Option<Head<'b>> {
         (_, true) => Framing::Chunked,
         (length, false) => Framing::Length(length.unwrap_or(0)),
     };
-    let keep_alive = if http10 { fields.keep_alive } else { !fields.close };
+    let keep_alive = if http10 {
+        fields.keep_alive
+    } else {
+        !fields.close
+    };
     Some(Head {
         method,
         path,
@@ -231,8 +235,7 @@ impl Fields {
         if is("host") {
             self.host = true;
         } else if is("content-length") {
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) || value.len() > 15
-            {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) || value.len() > 15 {
                 return None;
             }
             self.length = Some(value.parse().ok()?);
@@ -300,45 +303,68 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        assert!(!head("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").reply.keep_alive);
+        assert!(
+            !head("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .reply
+                .keep_alive
+        );
         assert!(!head("GET / HTTP/1.0\r\n\r\n").reply.keep_alive);
-        assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").reply.keep_alive);
-        assert!(head("GET / HTTP/1.1\r\nHost: a\r\nConnection: x, keep-alive\r\n\r\n").reply.keep_alive);
+        assert!(
+            head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .reply
+                .keep_alive
+        );
+        assert!(
+            head("GET / HTTP/1.1\r\nHost: a\r\nConnection: x, keep-alive\r\n\r\n")
+                .reply
+                .keep_alive
+        );
     }
 
     #[test]
     fn expect_continue() {
         assert!(head("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
         assert!(!head("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
-        assert!(handoff("POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"));
+        assert!(handoff(
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"
+        ));
     }
 
     #[test]
     fn partial_heads_wait_and_long_ones_are_handed_off() {
-        assert!(matches!(parse_head(b"POST /v1/check HTTP/1.1\r\nHo"), Parsed::Partial));
+        assert!(matches!(
+            parse_head(b"POST /v1/check HTTP/1.1\r\nHo"),
+            Parsed::Partial
+        ));
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
         assert!(handoff(&long));
-        let field = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(MAX_FIELD_BYTES));
+        let field = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_FIELD_BYTES)
+        );
         assert!(handoff(&field));
-        let target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_FIELD_BYTES));
+        let target = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_FIELD_BYTES)
+        );
         assert!(handoff(&target));
     }
 
     #[test]
     fn what_the_general_path_reads_differently_is_handed_off() {
         for text in [
-            "GET / HTTP/1.1\r\n\r\n",                                     // no Host
-            "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",                      // leading blank line
-            "GET / HTTP/1.1\nHost: a\n\n",                                // bare LF
-            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",               // duplicate singleton
-            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",    // odd length
+            "GET / HTTP/1.1\r\n\r\n",                                  // no Host
+            "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",                   // leading blank line
+            "GET / HTTP/1.1\nHost: a\n\n",                             // bare LF
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",            // duplicate singleton
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", // odd length
             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
             "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nX: caf\u{e9}\r\n\r\n",              // obs-text
-            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",                  // absolute-form
+            "GET / HTTP/1.1\r\nHost: a\r\nX: caf\u{e9}\r\n\r\n", // obs-text
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",         // absolute-form
             "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n",
             "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET / HTTP/2.0\r\nHost: a\r\n\r\n",

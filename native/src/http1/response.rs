@@ -87,7 +87,14 @@ mod tests {
 
     fn text(reply: Reply, continue_first: bool, status: u16) -> String {
         let mut out = Vec::new();
-        framing().write(&mut out, reply, continue_first, status, [("Content-Type", JSON), ("X-A", "1")], b"{}");
+        framing().write(
+            &mut out,
+            reply,
+            continue_first,
+            status,
+            [("Content-Type", JSON), ("X-A", "1")],
+            b"{}",
+        );
         let text = String::from_utf8(out).unwrap();
         // the date is now's: replace it for the comparison
         let at = text.find("Date: ").unwrap();
@@ -97,22 +104,40 @@ mod tests {
 
     #[test]
     fn framed_as_aiohttp_frames_it() {
-        let keep = Reply { http10: false, keep_alive: true, head: false };
+        let keep = Reply {
+            http10: false,
+            keep_alive: true,
+            head: false,
+        };
         assert_eq!(
             text(keep, false, 200),
             "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nX-A: 1\r\n\
              Content-Length: 2\r\nDate: -\r\nServer: Python/3.11 aiohttp/3.14.5\r\n\r\n{}"
         );
-        let close = Reply { keep_alive: false, ..keep };
+        let close = Reply {
+            keep_alive: false,
+            ..keep
+        };
         assert!(text(close, false, 429).starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
         assert!(text(close, false, 429).ends_with("aiohttp/3.14.5\r\nConnection: close\r\n\r\n{}"));
-        let old = Reply { http10: true, ..keep };
+        let old = Reply {
+            http10: true,
+            ..keep
+        };
         assert!(text(old, false, 200).ends_with("\r\nConnection: keep-alive\r\n\r\n{}"));
-        let old_close = Reply { http10: true, keep_alive: false, head: false };
+        let old_close = Reply {
+            http10: true,
+            keep_alive: false,
+            head: false,
+        };
         assert!(text(old_close, false, 200).ends_with("aiohttp/3.14.5\r\n\r\n{}"));
         let head = Reply { head: true, ..keep };
-        assert!(text(head, false, 200).ends_with("Content-Length: 2\r\nDate: -\r\nServer: Python/3.11 aiohttp/3.14.5\r\n\r\n"));
-        assert!(text(keep, true, 200).starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+        assert!(text(head, false, 200).ends_with(
+            "Content-Length: 2\r\nDate: -\r\nServer: Python/3.11 aiohttp/3.14.5\r\n\r\n"
+        ));
+        assert!(
+            text(keep, true, 200).starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        );
         assert!(text(keep, false, 418).starts_with("HTTP/1.1 418 Unknown\r\n"));
     }
 }

@@ -8,14 +8,19 @@ use super::answer::StatusView;
 use super::text::push_json_string;
 
 const CODES: [&str; 3] = ["UNKNOWN", "OK", "OVER_LIMIT"];
-const UNITS: [&str; 8] = ["UNKNOWN", "SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "YEAR", "WEEK"];
+const UNITS: [&str; 8] = [
+    "UNKNOWN", "SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "YEAR", "WEEK",
+];
 
 pub fn rls_json(overall: u8, statuses: &[StatusView<'_>], headers: &[(String, String)]) -> String {
     let mut out = String::from("{");
     let mut fields = Fields::default();
     if overall != 0 {
         fields.next(&mut out, "overallCode");
-        push_json_string(&mut out, CODES.get(usize::from(overall)).unwrap_or(&"UNKNOWN"));
+        push_json_string(
+            &mut out,
+            CODES.get(usize::from(overall)).unwrap_or(&"UNKNOWN"),
+        );
     }
     if !statuses.is_empty() {
         fields.next(&mut out, "statuses");
@@ -58,7 +63,10 @@ fn push_status(out: &mut String, status: &StatusView<'_>) {
     out.push('{');
     if status.code != 0 {
         fields.next(out, "code");
-        push_json_string(out, CODES.get(usize::from(status.code)).unwrap_or(&"UNKNOWN"));
+        push_json_string(
+            out,
+            CODES.get(usize::from(status.code)).unwrap_or(&"UNKNOWN"),
+        );
     }
     if let Some(limit) = status.limit {
         fields.next(out, "currentLimit");
@@ -70,7 +78,10 @@ fn push_status(out: &mut String, status: &StatusView<'_>) {
         }
         if limit.unit != 0 {
             inner.next(out, "unit");
-            push_json_string(out, UNITS.get(usize::from(limit.unit)).unwrap_or(&"UNKNOWN"));
+            push_json_string(
+                out,
+                UNITS.get(usize::from(limit.unit)).unwrap_or(&"UNKNOWN"),
+            );
         }
         if !limit.name.is_empty() {
             inner.next(out, "name");
@@ -97,7 +108,11 @@ fn push_status(out: &mut String, status: &StatusView<'_>) {
 /// `Duration.ToJsonString`: whole seconds, or 3, 6 or 9 fractional digits.
 fn duration(seconds: i64, nanos: i64) -> String {
     let (sign, seconds, nanos) = if seconds < 0 || nanos < 0 {
-        ("-", -seconds + (-nanos).div_euclid(1_000_000_000), (-nanos).rem_euclid(1_000_000_000))
+        (
+            "-",
+            -seconds + (-nanos).div_euclid(1_000_000_000),
+            (-nanos).rem_euclid(1_000_000_000),
+        )
     } else {
         ("", seconds + nanos / 1_000_000_000, nanos % 1_000_000_000)
     };
@@ -170,7 +185,10 @@ mod tests {
                 reset_ms: None,
             },
         ];
-        let headers = [("a".to_owned(), String::new()), ("b".to_owned(), "1".to_owned())];
+        let headers = [
+            ("a".to_owned(), String::new()),
+            ("b".to_owned(), "1".to_owned()),
+        ];
         assert_eq!(
             rls_json(2, &statuses, &headers),
             r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OK", "currentLimit": {"unit": "WEEK", "name": "n\u00e9"}, "durationUntilReset": "1.500s"}, {"code": "OVER_LIMIT", "currentLimit": {"requestsPerUnit": 3, "unit": "MINUTE"}, "limitRemaining": 5, "durationUntilReset": "0s"}, {}], "responseHeadersToAdd": [{"key": "a"}, {"key": "b", "value": "1"}]}"#

@@ -84,7 +84,8 @@ impl<'de> Visitor<'de> for Message {
                 }
                 (Message::Request, "descriptors") => {
                     once("descriptors")?;
-                    request.descriptors = map.next_value_seed(List(Message::Descriptor))?
+                    request.descriptors = map
+                        .next_value_seed(List(Message::Descriptor))?
                         .into_iter()
                         .map(|d| match d {
                             Decoded::Descriptor(entries) => entries,
@@ -99,7 +100,8 @@ impl<'de> Visitor<'de> for Message {
                 }
                 (Message::Descriptor, "entries") => {
                     once("entries")?;
-                    entries = map.next_value_seed(List(Message::Entry))?
+                    entries = map
+                        .next_value_seed(List(Message::Entry))?
                         .into_iter()
                         .map(|e| match e {
                             Decoded::Entry(pair) => pair,
@@ -166,7 +168,10 @@ mod tests {
         assert_eq!(call.domain, "d");
         assert_eq!(
             call.descriptors,
-            vec![vec![("k".into(), "v".into()), ("e".into(), String::new())], vec![]]
+            vec![
+                vec![("k".into(), "v".into()), ("e".into(), String::new())],
+                vec![]
+            ]
         );
         assert_eq!(call.hits_addend, 4);
         assert_eq!(decode_rls(br#"{"hits_addend": 2}"#).unwrap().hits_addend, 2);

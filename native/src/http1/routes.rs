@@ -88,14 +88,26 @@ mod tests {
         assert_eq!(r.route(Method::Post, "/v1/check"), Some(Route::Check));
         assert_eq!(r.route(Method::Get, "/v1/check"), None);
         assert_eq!(r.route(Method::Post, "/v1/check/"), None);
-        assert_eq!(r.route(Method::Head, "/v1/forward-auth"), Some(Route::ForwardAuth));
-        assert_eq!(r.route(Method::Get, "/v1/forward-auth/a/b%20c"), Some(Route::ForwardAuth));
+        assert_eq!(
+            r.route(Method::Head, "/v1/forward-auth"),
+            Some(Route::ForwardAuth)
+        );
+        assert_eq!(
+            r.route(Method::Get, "/v1/forward-auth/a/b%20c"),
+            Some(Route::ForwardAuth)
+        );
         assert_eq!(r.route(Method::Get, "/v1/forward-authx"), None);
         assert_eq!(r.route(Method::Post, "/v1/keys/verify"), None);
         assert_eq!(r.route(Method::Put, "/json"), None);
         let full = Routes { full: true, ..r };
-        assert_eq!(full.route(Method::Post, "/v1/keys/verify"), Some(Route::KeyVerify));
-        assert_eq!(full.route(Method::Options, "/v1/keys/forward-auth/x"), Some(Route::KeyForwardAuth));
+        assert_eq!(
+            full.route(Method::Post, "/v1/keys/verify"),
+            Some(Route::KeyVerify)
+        );
+        assert_eq!(
+            full.route(Method::Options, "/v1/keys/forward-auth/x"),
+            Some(Route::KeyForwardAuth)
+        );
         assert_eq!(full.body_limit(Route::Json), 20);
     }
 }

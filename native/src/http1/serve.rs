@@ -5,8 +5,7 @@
 use std::borrow::Cow;
 
 use super::answer::{
-    error_json, make_answer, push_result_json, rate_limit_headers, Families, StatusView,
-    OVER_LIMIT,
+    error_json, make_answer, push_result_json, rate_limit_headers, Families, StatusView, OVER_LIMIT,
 };
 use super::check::{decode_check, BodyLimits, Entries};
 use super::conn::Request;
@@ -29,10 +28,16 @@ pub struct Config {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallKind {
-    Check { itemized: bool },
+    Check {
+        itemized: bool,
+    },
     /// Charged after the fact: every hit, past the limit too.
-    Report { itemized: bool },
-    ForwardAuth { deny_status: u16 },
+    Report {
+        itemized: bool,
+    },
+    ForwardAuth {
+        deny_status: u16,
+    },
     Json,
 }
 
@@ -102,7 +107,12 @@ pub fn work(request: Request<'_>, config: &Config) -> Work {
         }
         Route::Json => {
             if let Some(c) = decode_rls(&request.body) {
-                return call(CallKind::Json, c.domain, c.descriptors, u64::from(c.hits_addend));
+                return call(
+                    CallKind::Json,
+                    c.domain,
+                    c.descriptors,
+                    u64::from(c.hits_addend),
+                );
             }
         }
         Route::KeyVerify | Route::KeyForwardAuth => {}
@@ -150,14 +160,24 @@ impl Call {
         if self.kind == CallKind::Json {
             let status = if overall == OVER_LIMIT { 429 } else { 200 };
             let body = rls_json(overall, statuses, engine_headers);
-            self.frame(config, status, &[("Content-Type", JSON)], body.as_bytes(), out);
+            self.frame(
+                config,
+                status,
+                &[("Content-Type", JSON)],
+                body.as_bytes(),
+                out,
+            );
             return;
         }
         let answer = make_answer(overall, statuses, &self.descriptors, now);
         let mut body = String::with_capacity(256);
         let status = match self.kind {
             CallKind::Check { itemized } | CallKind::Report { itemized } => {
-                push_result_json(&mut body, &answer.overall, itemized.then_some(&answer.results));
+                push_result_json(
+                    &mut body,
+                    &answer.overall,
+                    itemized.then_some(&answer.results),
+                );
                 200
             }
             CallKind::ForwardAuth { deny_status } => {
@@ -173,9 +193,14 @@ impl Call {
         let rates = rate_limit_headers(&answer, config.families);
         let headers = std::iter::once(("Content-Type", JSON))
             .chain(rates.iter().map(|(n, v)| (*n, v.as_str())));
-        config
-            .framing
-            .write(out, self.reply, self.continue_first, status, headers, body.as_bytes());
+        config.framing.write(
+            out,
+            self.reply,
+            self.continue_first,
+            status,
+            headers,
+            body.as_bytes(),
+        );
     }
 
     /// The answer of a call the service could not decide: `status` and the service's
@@ -189,7 +214,13 @@ impl Call {
                 .find(|(s, _)| *s == status)
                 .map_or("Unknown", |(_, r)| r.as_str());
             let text = format!("{phrase}: {message}\n");
-            self.frame(config, status, &[("Content-Type", TEXT)], text.as_bytes(), out);
+            self.frame(
+                config,
+                status,
+                &[("Content-Type", TEXT)],
+                text.as_bytes(),
+                out,
+            );
             return;
         }
         let message = if status == 503 {
@@ -198,7 +229,13 @@ impl Call {
             Cow::Borrowed(message)
         };
         let body = error_json(&message, None);
-        self.frame(config, status, &[("Content-Type", JSON)], body.as_bytes(), out);
+        self.frame(
+            config,
+            status,
+            &[("Content-Type", JSON)],
+            body.as_bytes(),
+            out,
+        );
     }
 
     /// Any answer to this request: its fields (Content-Type first) and body.

@@ -226,21 +226,26 @@ impl Http1Call {
     ) -> Bound<'py, PyBytes> {
         let views: Vec<StatusView<'_>> = statuses
             .iter()
-            .map(|(code, limit, remaining, reset_seconds, reset_ms)| StatusView {
-                code: *code,
-                limit: limit.as_ref().map(|(name, rpu, unit, window_ms)| LimitView {
-                    name,
-                    requests_per_unit: *rpu,
-                    unit: *unit,
-                    window_ms: *window_ms,
-                }),
-                remaining: *remaining,
-                reset_seconds: *reset_seconds,
-                reset_ms: *reset_ms,
-            })
+            .map(
+                |(code, limit, remaining, reset_seconds, reset_ms)| StatusView {
+                    code: *code,
+                    limit: limit
+                        .as_ref()
+                        .map(|(name, rpu, unit, window_ms)| LimitView {
+                            name,
+                            requests_per_unit: *rpu,
+                            unit: *unit,
+                            window_ms: *window_ms,
+                        }),
+                    remaining: *remaining,
+                    reset_seconds: *reset_seconds,
+                    reset_ms: *reset_ms,
+                },
+            )
             .collect();
         let mut out = Vec::with_capacity(512);
-        self.call.answer(&self.config, overall, &views, &headers, now, &mut out);
+        self.call
+            .answer(&self.config, overall, &views, &headers, now, &mut out);
         PyBytes::new(py, &out)
     }
 
@@ -259,9 +264,13 @@ impl Http1Call {
         headers: Vec<(String, String)>,
         body: &[u8],
     ) -> Bound<'py, PyBytes> {
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let mut out = Vec::with_capacity(body.len() + 256);
-        self.call.frame(&self.config, status, &pairs, body, &mut out);
+        self.call
+            .frame(&self.config, status, &pairs, body, &mut out);
         PyBytes::new(py, &out)
     }
 }
@@ -309,9 +318,13 @@ impl Http1Referral {
         headers: Vec<(String, String)>,
         body: &[u8],
     ) -> Bound<'py, PyBytes> {
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let mut out = Vec::with_capacity(body.len() + 256);
-        self.referral.frame(&self.config, status, &pairs, body, &mut out);
+        self.referral
+            .frame(&self.config, status, &pairs, body, &mut out);
         PyBytes::new(py, &out)
     }
 }
