@@ -141,7 +141,8 @@ def test_rule_count_rejected_overrides_the_domain() -> None:
             "unit: minute, requests_per_unit: 5, algorithm: gcra",
             "",
             "x.yaml:4: descriptors[0].rate_limit.algorithm: unknown algorithm 'gcra'; expected "
-            "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket",
+            "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, "
+            "concurrency",
         ),
         (
             "unit: minute, requests_per_unit: 20000, algorithm: sliding_log",
