@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from viva_ratelimit_client import (
     SidecarUnavailable,
 )
 
+from tests.support import ROOT
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
 from tests.support.servers import RedisServer
@@ -257,3 +259,47 @@ def _read_expiry(holder: subprocess.Popen[Any]) -> float:
     line = holder.stdout.readline()
     assert line, f"the holder exited with {holder.poll()}"
     return float(line)
+
+
+# -- the README's WebSocket example, as written ------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["memory"], indirect=True)
+def test_the_readmes_websocket_example(url: str, user: str) -> None:
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "sdk/python/README.md").read_text(),
+                        re.S)
+    code = next(b for b in blocks if "WebSocketRoute" in b).replace("http://localhost:8080", url)
+    example: dict[str, Any] = {}
+    exec(compile(code, "sdk/python/README.md", "exec"), example)
+    headers = {"x-user": user}
+    with TestClient(example["app"]) as app:
+        with contextlib.ExitStack() as sockets:
+            _five_then_refused(app, sockets, headers, WebSocketDisconnect)
+        app.portal.call(example["limiter"].aclose)  # type: ignore[union-attr]
+
+
+def _five_then_refused(app: Any, sockets: contextlib.ExitStack, headers: dict[str, str],
+                       disconnect: type[Exception]) -> None:
+    open_ = [sockets.enter_context(app.websocket_connect("/chat", headers=headers))
+             for _ in range(5)]
+    for socket in open_:
+        socket.send_text("hi")
+        assert socket.receive_text() == "hi"
+    with pytest.raises(disconnect) as refused, \
+            app.websocket_connect("/chat", headers=headers) as sixth:
+        sixth.receive_text()
+    assert refused.value.code == 1013  # type: ignore[attr-defined]
+    open_[0].close()  # its handler leaves the `async with`: the lease is released
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with app.websocket_connect("/chat", headers=headers) as again:
+                again.send_text("back")
+                assert again.receive_text() == "back"
+            return
+        except disconnect:  # the release had not landed yet
+            assert time.monotonic() < deadline, "the closed socket's slot never freed"
+            time.sleep(0.05)
