@@ -18,11 +18,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.errors import LeaseNotFound
+from sidecar.errors import LeaseNotFound, RequestError
 from sidecar.model import Entries
 
 TOKEN_BYTES = 18  # 144 bits; 24 base64url characters
-MAX_ID_LENGTH = 16_384  # far above any request the REST limits let through
+# An id travels in a URL path: HTTP servers (aiohttp's included) refuse request lines of 8 KiB.
+MAX_ID_LENGTH = 7000
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{24}")
 _NOT_AN_ID = ("is not a lease id; expected the lease_id an acquire answered "
               "(<token>.<request>)")
@@ -43,9 +44,15 @@ def new_token() -> str:
 
 
 def encode_id(token: str, domain: str, descriptors: list[Entries], ttl_ms: int | None) -> str:
+    """The id of a lease; RequestError when the request is too long to make one."""
     request = [domain, [[list(entry) for entry in entries] for entries in descriptors], ttl_ms]
     text = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
-    return f"{token}.{base64.urlsafe_b64encode(text).rstrip(b'=').decode()}"
+    lease_id = f"{token}.{base64.urlsafe_b64encode(text).rstrip(b'=').decode()}"
+    if len(lease_id) > MAX_ID_LENGTH:
+        raise RequestError(f"descriptors: {len(text)} bytes of namespace and descriptors are "
+                           f"too many for a lease id; expected about {MAX_ID_LENGTH * 3 // 4} "
+                           "at most (send a hash of a long value)", "descriptors")
+    return lease_id
 
 
 def decode_id(lease_id: str) -> LeaseRef:

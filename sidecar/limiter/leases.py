@@ -18,9 +18,9 @@ When the store fails, acquire answers by the domain's failure policy: ``allow`` 
 recording a lease (no lease id), ``deny`` refuses (shadow-mode rules allow), ``local`` holds the
 slots in the fallback store, ``unavailable`` raises StorageError. Renew and release bring no new
 holder: ``local`` runs them in the fallback store (where a renewal adopts a lease it does not
-know, so a holder keeps its slot through the outage, and where a lease taken there is found
-again once the store is back), ``allow`` and ``deny`` answer them done without the store (the
-lease keeps its old expiry there), ``unavailable`` raises.
+know, so a holder keeps its slot through the outage, a release of such a lease is done, and a
+lease taken there is found again once the store is back), ``allow`` and ``deny`` answer them
+done without the store (the lease keeps its old expiry there), ``unavailable`` raises.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class Leases:
         if not held:
             return LeaseDecision(True, None, list(descriptors), statuses)
         token = self.new_token()
+        lease_id = encode_id(token, domain, list(descriptors), ttl_ms)  # before any slot
         ops = [LeaseOp(LeaseKind.ACQUIRE, s.key, token, s.ttl_ms, s.limit.requests_per_unit,
                        s.limit.shadow_mode or self.engine.options.shadow_mode) for s in held]
         try:
@@ -113,8 +114,8 @@ class Leases:
             if allowed:
                 self.book.hold(token, domain, slot.stats_key, _local(state, now_ms))
         self.book.prune(now_ms)
-        lease_id = encode_id(token, domain, list(descriptors), ttl_ms) if allowed else None
-        return LeaseDecision(allowed, lease_id, list(descriptors), statuses)
+        return LeaseDecision(allowed, lease_id if allowed else None, list(descriptors),
+                             statuses)
 
     def _acquire_unrecorded(self, domain: str, rules: RuleSet,
                             descriptors: Sequence[Entries], held: list[Slot],
@@ -292,8 +293,9 @@ class Leases:
 
 async def _in_fallback(fallback: Store, ops: list[LeaseOp], now_ms: int,
                        adopt: bool) -> list[LeaseState]:
-    """Run ``ops`` in the fallback store; with ``adopt``, a renewal of a lease it does not
-    know takes its slot there (the holder had one in the failed store)."""
+    """Run ``ops`` in the fallback store while the store fails. A lease the fallback does not
+    know was held in the failed store: a renewal (``adopt``) takes its slot here, so its
+    holder keeps it; a release is done (the lease expires there with its TTL)."""
     states = await fallback.lease(ops, now_ms)
     missing = [i for i, state in enumerate(states) if not state.ok]
     if adopt and missing:
@@ -301,6 +303,9 @@ async def _in_fallback(fallback: Store, ops: list[LeaseOp], now_ms: int,
                                       for i in missing], now_ms)
         for i, state in zip(missing, taken, strict=True):
             states[i] = state
+    elif missing:
+        for i in missing:
+            states[i] = states[i]._replace(ok=True)
     return states
 
 

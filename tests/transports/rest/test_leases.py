@@ -195,3 +195,16 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
                       await release(rest, lease_id)):
             assert reply.status == 503
             assert reply.body["error"].startswith("cannot decide now: redis")
+
+
+async def test_descriptors_too_long_for_a_lease_id_are_refused_before_any_slot(
+        rest: Rest) -> None:
+    long = "x" * 3000
+    body = {"namespace": "ws", "descriptors": [[{"key": "identifier", "value": long}],
+                                               [{"key": "region", "value": long}]]}
+    reply = await rest.post("/v1/leases", body)
+    assert reply.status == 400 and reply.body["field"] == "descriptors"
+    assert "too many for a lease id" in reply.body["error"]
+    ok = await rest.post("/v1/leases", {"namespace": "ws", "identifier": long})
+    assert ok.body["allowed"] and ok.body["active"] == 1  # nothing was held for the refused
+    assert (await release(rest, ok.body["lease_id"])).status == 200  # its id fits a URL
