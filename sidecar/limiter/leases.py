@@ -110,7 +110,8 @@ class Leases:
             await self._undo(store, token, held, states, now_ms)
         for slot, state in zip(held, states, strict=True):
             self._fill(statuses[slot.index], state, allowed)
-            self.stats.lease_acquired(domain, slot.stats_key, _outcome(slot, state))
+            self.stats.lease_acquired(domain, slot.stats_key,
+                                      _outcome(slot, state) if allowed else "refused")
             if allowed:
                 self.book.hold(token, domain, slot.stats_key, _local(state, now_ms))
         self.book.prune(now_ms)

@@ -116,8 +116,9 @@ class Metrics:
             "expired", rule, registry=r, multiprocess_mode="livesum")
         self.lease_acquires = Counter(
             "viva_ratelimit_lease_acquires", "Lease acquisitions per concurrency rule, by "
-            "outcome: allowed, refused (max leases held), shadow (allowed over max by "
-            "shadow_mode)", (*rule, "outcome"), registry=r)
+            "outcome: allowed, refused (max leases held there, or on another descriptor of "
+            "the same lease), shadow (allowed over max by shadow_mode)", (*rule, "outcome"),
+            registry=r)
         self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self._lease_labels: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.max_series = MAX_RULE_SERIES

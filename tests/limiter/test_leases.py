@@ -338,3 +338,16 @@ def _samples(metrics: Metrics, name: str) -> dict[tuple[str, ...], float]:
             if sample.name == name:
                 out[tuple(sample.labels.values())] = sample.value
     return out
+
+
+async def test_a_refused_lease_counts_as_refused_on_each_of_its_rules(
+        leases: Leases, metrics: Metrics) -> None:
+    both = [(("export", "u9"),), (("region", "r9"),)]
+    await leases.acquire("ws", [(("export", "u9"),)])
+    await leases.acquire("ws", [(("export", "u9"),)])
+    assert not (await leases.acquire("ws", both)).allowed
+    samples = _samples(metrics, "viva_ratelimit_lease_acquires_total")
+    assert samples[("ws", "export", "", "refused")] == 1
+    assert samples[("ws", "region", "", "refused")] == 1  # taken, then given back
+    assert ("ws", "region", "", "allowed") not in samples
+    assert _samples(metrics, "viva_ratelimit_leases_active").get(("ws", "region", "")) is None
