@@ -277,10 +277,12 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(url: str, seconds: float, connections: int, threads: int = 1,
-        cpu: int | None = None) -> Load:
-    """``wrk --latency``: req/s, p50 and p99 (wrk's own HdrHistogram percentiles)."""
+        cpu: int | None = None, script: Path | None = None) -> Load:
+    """``wrk --latency``: req/s, p50 and p99 (wrk's own HdrHistogram percentiles); ``script``
+    a wrk Lua file (e.g. one that sets a POST body)."""
     cmd = [*pin(cpu), "wrk", "-t", str(threads), "-c", str(connections),
-           "-d", f"{seconds:g}s", "--latency", "--timeout", "5s", url]
+           "-d", f"{seconds:g}s", "--latency", "--timeout", "5s",
+           *(["-s", str(script)] if script else []), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr or out.stdout}")

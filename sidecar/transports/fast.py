@@ -8,7 +8,7 @@ way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from envoy.service.ratelimit.v3 import rls_pb2
@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from sidecar.errors import RequestError
 from sidecar.h2 import GrpcError, H2Options, H2Server, Router, Status
+from sidecar.h2.request import Handler
 from sidecar.model import Descriptor
 from sidecar.observability.health import Health
 from sidecar.service import RateLimitService, ServiceError
@@ -101,9 +102,12 @@ class HealthMethod:
 
 def rls_server(service: RateLimitService, health: HealthSource,
                options: H2Options | None = None,
-               health_services: tuple[str, ...] = ("", "ratelimit")) -> H2Server:
-    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check."""
+               health_services: tuple[str, ...] = ("", "ratelimit"),
+               routes: Mapping[bytes, Handler] | None = None) -> H2Server:
+    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check, and the unary
+    methods of ``routes`` (full mode: ext_authz's Authorization/Check)."""
     return H2Server(Router({
         RATE_LIMIT_PATH: RateLimitMethod(service),
         HEALTH_CHECK_PATH: HealthMethod(health, health_services),
+        **(routes or {}),
     }), options)
