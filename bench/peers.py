@@ -18,7 +18,8 @@ fixed rates. Servers: the reference on Redis; ours on Redis and on memory, on th
 and on ``VIVA_NATIVE=0`` (when the native extension is built).
 
 REST (``--only rest``): wrk (keep-alive, 10 connections) POSTing the same two descriptors: the
-reference's ``/json`` on Redis; ours ``/v1/check`` and ``/json`` on Redis and memory.
+reference's ``/json`` on Redis; ours ``/v1/check`` and ``/json`` on Redis and memory, on the
+fast HTTP/1.1 path and (REST only) with ``VIVA_REST_FAST=0`` (aiohttp answering everything).
 
 Every server first answers one real call (must be OK), and must still count no errors after
 the run. Prints req/s, latencies and each figure's ratio to the reference's in this run.
@@ -141,12 +142,14 @@ def start_reference(procs: Processes, binary: Path, redis_url: str, cpu: int | N
 
 
 def ours(procs: Processes, rules: Path, redis_url: str | None, native: bool,
-         cpu: int | None) -> Server:
-    env = {} if native else {"VIVA_NATIVE": "0"}
-    sidecar = start_sidecar(procs, rules, redis_url=redis_url, cpu=cpu, env=env,
-                            name=f"ours-{'redis' if redis_url else 'memory'}-{native}")
+         cpu: int | None, rest_fast: bool = True) -> Server:
+    env = ({} if native else {"VIVA_NATIVE": "0"}) | ({} if rest_fast else
+                                                      {"VIVA_REST_FAST": "0"})
     store = "Redis" if redis_url else "memory"
-    path = "native" if native else "Python"
+    sidecar = start_sidecar(procs, rules, redis_url=redis_url, cpu=cpu, env=env,
+                            name=f"ours-{store}-{native}-{rest_fast}")
+    path = ("native" if native else "Python") + ("" if rest_fast or not native else
+                                                 ", REST on aiohttp")
     return Server(f"ours, {path}, {store}", sidecar.proc, sidecar.grpc_port,
                   sidecar.http_port,
                   lambda: _errors(sidecar))
@@ -242,18 +245,23 @@ def run(args: argparse.Namespace) -> None:
     with Processes() as procs:
         redis_url = start_redis(procs, cpu=load_cpu)
         rules = write_rules(procs.tmp / "rules", RULES)
-        starters: list[Callable[[], Server]] = [
-            lambda: start_reference(procs, binary, redis_url, server_cpu)]
+        starters: list[tuple[Callable[[], Server], tuple[str, ...]]] = [
+            (lambda: start_reference(procs, binary, redis_url, server_cpu), ("grpc", "rest"))]
         for native in natives:
             for url in (redis_url, None):
-                starters.append(lambda url=url, native=native: ours(procs, rules, url, native,
-                                                                    server_cpu))
+                starters.append((lambda url=url, native=native: ours(
+                    procs, rules, url, native, server_cpu), ("grpc", "rest")))
+                if native:  # the same engine with aiohttp answering REST: the fast path's gain
+                    starters.append((lambda url=url: ours(
+                        procs, rules, url, True, server_cpu, rest_fast=False), ("rest",)))
         for _ in range(args.rounds):
-            for start in starters:
+            for start, loads in starters:
+                if not set(loads) & set(args.only):
+                    continue
                 server = start()
                 try:
                     before = server.errors()
-                    if "grpc" in args.only:
+                    if "grpc" in args.only and "grpc" in loads:
                         result = grpc_results.setdefault(server.name, Result(server.name))
                         grpc_load(server, result, procs, args, load_cpu)
                     if "rest" in args.only:
