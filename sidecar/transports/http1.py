@@ -136,7 +136,9 @@ class FastConnection(asyncio.Protocol):
         self.parser = None
         if self._timer is not None:
             self._timer.cancel()
-        # Calls in progress finish (their hits are counted); their answers go nowhere.
+        # The call in progress finishes (its hits are counted), its answer going nowhere; the
+        # pipelined ones after it are dropped unanswered, as aiohttp drops them.
+        self._queue.clear()
 
     def pause_writing(self) -> None:
         self._write_paused = True
