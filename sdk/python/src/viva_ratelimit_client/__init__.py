@@ -6,12 +6,21 @@
     limiter = Client("http://127.0.0.1:8080")
     if not limiter.allow("user_123", "api_requests"):
         ...  # refuse
+
+Full mode's key verification: ``Client(url, root_key=...).verify_key(api_key)`` answers a
+``KeyVerification`` whose ``code`` is a ``VerifyCode``.
 """
 
 from viva_ratelimit_client._transport import RetryPolicy
 from viva_ratelimit_client.client import AsyncClient, Client
-from viva_ratelimit_client.errors import InvalidRequest, RateLimitClientError, SidecarUnavailable
+from viva_ratelimit_client.errors import (
+    InvalidRequest,
+    RateLimitClientError,
+    SidecarUnavailable,
+    Unauthorized,
+)
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+from viva_ratelimit_client.verification import KeyVerification, VerifiedLimit, VerifyCode
 
 __all__ = [
     "AsyncClient",
@@ -20,8 +29,12 @@ __all__ = [
     "Descriptor",
     "FailureMode",
     "InvalidRequest",
+    "KeyVerification",
     "RateLimitClientError",
     "RetryPolicy",
     "SidecarUnavailable",
+    "Unauthorized",
+    "VerifiedLimit",
+    "VerifyCode",
 ]
 __version__ = "0.1.0"
