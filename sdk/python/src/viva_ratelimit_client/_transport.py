@@ -42,7 +42,7 @@ class RetryPolicy:
 
 
 class Unanswered(Exception):
-    """No usable answer, after ``attempts`` tries; the failure mode decides."""
+    """No usable answer after ``attempts`` tries; the failure mode decides."""
 
     def __init__(self, message: str, attempts: int = 1) -> None:
         self.attempts = attempts

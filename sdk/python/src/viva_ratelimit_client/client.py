@@ -103,26 +103,30 @@ class Client(_Base):
         nothing), or only to the ``limits`` named; ``features`` the plan must include. The
         verdict is in ``.code``; truthy when valid."""
         body = verify_body(key, cost, limits, features)
+        headers = bearer(self._root_key)
         try:
-            response, attempts = self._send(VERIFY_PATH, body, bearer(self._root_key))
-            return _interpret_verification(response, attempts)
+            return _verification(*self._exchange("POST", VERIFY_PATH, body, headers))
         except Unanswered as exc:
             return give_up_verify(self.verify_failure_mode, str(exc), exc.attempts)
 
     def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
         try:
-            response, attempts = self._send(path, body)
-            return _interpret(response, attempts)
+            response, attempt = self._exchange("POST", path, body)
+            try:
+                return _interpret(response)
+            except Unanswered as exc:
+                raise Unanswered(str(exc), attempt) from None
         except Unanswered as exc:
             return give_up(self.failure_mode, str(exc), exc.attempts)
 
-    def _send(self, path: str, body: dict[str, Any],
-              headers: Mapping[str, str] | None = None) -> tuple[httpx2.Response, int]:
-        """The answer and the tries it took; Unanswered when none came."""
+    def _exchange(self, method: str, path: str, body: dict[str, Any] | None,
+                  headers: Mapping[str, str] | None = None) -> tuple[httpx2.Response, int]:
+        """The sidecar's answer and the attempt that got it; Unanswered when none came.
+        Only what the sidecar cannot have seen is tried again (see _RETRY_ERRORS)."""
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return self._http.post(path, json=body, headers=headers), attempt
+                return self._http.request(method, path, json=body, headers=headers), attempt
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
             except httpx2.HTTPError as exc:
@@ -174,25 +178,30 @@ class AsyncClient(_Base):
     async def verify_key(self, key: str, *, cost: int = 1, limits: Sequence[str] | None = None,
                          features: Sequence[str] | None = None) -> KeyVerification:
         body = verify_body(key, cost, limits, features)
+        headers = bearer(self._root_key)
         try:
-            response, attempts = await self._send(VERIFY_PATH, body, bearer(self._root_key))
-            return _interpret_verification(response, attempts)
+            return _verification(*await self._exchange("POST", VERIFY_PATH, body, headers))
         except Unanswered as exc:
             return give_up_verify(self.verify_failure_mode, str(exc), exc.attempts)
 
     async def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
         try:
-            response, attempts = await self._send(path, body)
-            return _interpret(response, attempts)
+            response, attempt = await self._exchange("POST", path, body)
+            try:
+                return _interpret(response)
+            except Unanswered as exc:
+                raise Unanswered(str(exc), attempt) from None
         except Unanswered as exc:
             return give_up(self.failure_mode, str(exc), exc.attempts)
 
-    async def _send(self, path: str, body: dict[str, Any],
-                    headers: Mapping[str, str] | None = None) -> tuple[httpx2.Response, int]:
+    async def _exchange(self, method: str, path: str, body: dict[str, Any] | None,
+                        headers: Mapping[str, str] | None = None
+                        ) -> tuple[httpx2.Response, int]:
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return await self._http.post(path, json=body, headers=headers), attempt
+                return (await self._http.request(method, path, json=body, headers=headers),
+                        attempt)
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
             except httpx2.HTTPError as exc:
@@ -212,17 +221,22 @@ class AsyncClient(_Base):
         await self.aclose()
 
 
-def _interpret(response: httpx2.Response, attempts: int) -> CheckResult:
-    if response.status_code == 200:
+def _interpret(response: httpx2.Response) -> CheckResult:
+    status = response.status_code
+    if status == 200:
         try:
             return CheckResult.from_json(response.json())
         except (ValueError, KeyError, TypeError) as exc:
-            raise Unanswered(f"the sidecar's answer is not a check result: {exc}",
-                             attempts) from None
-    raise _refusal(response, attempts)
+            raise Unanswered(f"the sidecar's answer is not a check result: {exc}") from None
+    if status in (400, 413):
+        raise invalid(_json_or_none(response), status)
+    detail = _json_or_none(response)
+    text = detail["error"] if isinstance(detail, dict) and "error" in detail else response.text
+    # An answer, 503 included (its store is down): never retried, the failure mode decides.
+    raise Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}")
 
 
-def _interpret_verification(response: httpx2.Response, attempts: int) -> KeyVerification:
+def _verification(response: httpx2.Response, attempts: int) -> KeyVerification:
     status = response.status_code
     if status == 200:
         try:
@@ -240,17 +254,6 @@ def _interpret_verification(response: httpx2.Response, attempts: int) -> KeyVeri
     error = doc.get("error") if isinstance(doc, dict) else None
     detail = f": {error[:200]}" if isinstance(error, str) else ""
     raise Unanswered(f"HTTP {status} from the sidecar{detail}", attempts)
-
-
-def _refusal(response: httpx2.Response, attempts: int) -> Exception:
-    """What an answer other than 200 means: InvalidRequest (400, 413), else Unanswered."""
-    status = response.status_code
-    if status in (400, 413):
-        return invalid(_json_or_none(response), status)
-    detail = _json_or_none(response)
-    text = detail["error"] if isinstance(detail, dict) and "error" in detail else response.text
-    # An answer, 503 included (its store is down): never retried, the failure mode decides.
-    return Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}", attempts)
 
 
 def _json_or_none(response: httpx2.Response) -> Any:
