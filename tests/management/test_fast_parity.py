@@ -19,7 +19,7 @@ from sidecar.transports.http1 import FastSite, load_native
 from tests.conftest import FakeClock
 from tests.management.kit import ROOT_KEY, Admin, write_config
 from tests.transports.kit import make_settings
-from tests.transports.rest.wire import exchange, request
+from tests.transports.rest.fast.wire import exchange, request
 
 pytestmark = pytest.mark.skipif(load_native() is None, reason="the native extension is not built")
 

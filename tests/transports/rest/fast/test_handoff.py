@@ -20,8 +20,8 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http1 import load_native
 from tests.support.servers import RedisServer
+from tests.transports.rest.fast.wire import exchange, request, split_answers
 from tests.transports.rest.kit import serve_rest, write_rules
-from tests.transports.rest.wire import exchange, request, split_answers
 
 pytestmark = pytest.mark.skipif(load_native() is None, reason="the native extension is not built")
 
@@ -30,6 +30,7 @@ CHECK = request("POST", "/v1/check", json.dumps(
 HEALTH = request("GET", "/healthcheck")
 FORWARD = request("GET", "/v1/forward-auth", headers={
     "X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": "shop"})
+
 
 
 @pytest.mark.redis

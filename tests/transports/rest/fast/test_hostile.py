@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.http1 import Http1Options, load_native
+from tests.transports.rest.fast.wire import exchange, request
 from tests.transports.rest.kit import Rest, serve_rest, write_rules
-from tests.transports.rest.wire import exchange, request
 
 native = load_native()
 needs_native = pytest.mark.skipif(native is None, reason="the native extension is not built")
@@ -38,6 +38,7 @@ FORWARD = request("GET", "/v1/forward-auth/x", headers={
     "X-Forwarded-For": "1.2.3.4", "X-RateLimit-Namespace": "api_requests"})
 MAX_BODY = 64 * 1024
 HEAD_BOUND = 16 * 1024
+
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http1 import FastSite
 from sidecar.transports.rest.options import RestOptions
 from tests.support.ports import free_port
+from tests.transports.rest.fast.wire import exchange, request
 from tests.transports.rest.kit import serve_rest, write_rules
 from tests.transports.rest.test_bad_input import CASES as BAD_BODIES
-from tests.transports.rest.wire import exchange, request
 
 NOW = 1_000_000.25
 CHECK = {"namespace": "api_requests", "identifier": "u1"}
@@ -37,6 +37,7 @@ SHOP = {"namespace": "shop", "descriptors": [
 FORWARD = {"X-Forwarded-For": "10.0.0.1, 10.0.0.2", "X-RateLimit-Namespace": "api_requests"}
 RLS = {"domain": "shop", "descriptors": [{"entries": [{"key": "user", "value": "bob"}]}],
        "hitsAddend": 2}
+
 
 
 def post(path: str, body: Any, headers: dict[str, str] | None = None,
