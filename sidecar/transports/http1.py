@@ -116,9 +116,14 @@ class FastConnection(asyncio.Protocol):
             return
         if self._closing:
             return
-        items, handoff, closed = self.parser.feed(data)
+        ready, items, handoff, closed = self.parser.feed(data)
+        self._write(ready)
         if items:
-            self._enqueue(items)
+            self._queue.extend(items)
+            if self._task is None:
+                self._task = self.loop.create_task(self._drain())
+        if self.parser.pending > self.site.options.max_pending:
+            self._pause("queue")
         if handoff is not None:
             self._handoff = [handoff]
             self._pause("handoff")
@@ -151,27 +156,17 @@ class FastConnection(asyncio.Protocol):
 
     # -- answering, in order ----------------------------------------------------------------------
 
-    def _enqueue(self, items: list[Any]) -> None:
-        if not self._queue and self._task is None:
-            # Answers already made (an interim 100 Continue) go out at once.
-            start = 0
-            while start < len(items) and isinstance(items[start], bytes):
-                self._write(items[start])
-                start += 1
-            items = items[start:]
-        self._queue.extend(items)
-        if len(self._queue) > self.site.options.max_pending:
-            self._pause("queue")
-        if self._queue and self._task is None:
-            self._task = self.loop.create_task(self._drain())
-
     async def _drain(self) -> None:
+        """Answer the items Python answers, one at a time (the parser keeps every answer in
+        its place: what becomes ready in order is written at once)."""
         try:
             while self._queue:
                 item = self._queue.popleft()
-                self._write(item if isinstance(item, bytes) else await self._answer(item))
-                if len(self._queue) <= self.site.options.max_pending // 2:
-                    self._resume("queue")
+                answer = await self._answer(item)
+                if self.parser is not None:
+                    self._write(self.parser.fill(item.slot, answer))
+                    if self.parser.pending <= self.site.options.max_pending // 2:
+                        self._resume("queue")
         finally:
             self._task = None
         self._settle()
@@ -184,8 +179,9 @@ class FastConnection(asyncio.Protocol):
             return await endpoints.refer(item, self.remote)
         except Exception:  # the endpoints answer every failure; this is a defect
             log.exception("unexpected error answering an HTTP request; closing its connection")
-            self._closing = True
             self._queue.clear()
+            if self.transport is not None:
+                self.transport.close()
             return b""
 
     def _write(self, data: bytes) -> None:
@@ -195,7 +191,7 @@ class FastConnection(asyncio.Protocol):
 
     def _settle(self) -> None:
         """Once every answer is written: close, or hand the connection to aiohttp."""
-        if self._task is not None or self._queue or self.transport is None:
+        if self._task is not None or self.transport is None or self.parser.pending:
             return
         if self._closing:
             self.transport.close()
@@ -245,7 +241,7 @@ class FastConnection(asyncio.Protocol):
             return
         if self.loop.time() < self._deadline:
             self._timer = self.loop.call_at(self._deadline, self._idle)
-        elif self._task is None and not self._queue:
+        elif self.parser is None or not self.parser.pending:
             self.transport.close()  # nothing in progress: aiohttp closes it too
         else:
             self._touch()

@@ -15,6 +15,7 @@ pub mod chunked;
 pub mod conn;
 pub mod forward;
 pub mod head;
+pub mod outbox;
 pub mod response;
 pub mod rls_answer;
 pub mod rls_json;

@@ -12,6 +12,7 @@ use crate::http1::answer::{Families, LimitView, StatusView};
 use crate::http1::check::BodyLimits;
 use crate::http1::conn::{Conn, End, Event};
 use crate::http1::forward::ForwardOptions;
+use crate::http1::outbox::Outbox;
 use crate::http1::response::{Framing, CONTINUE};
 use crate::http1::routes::Routes;
 use crate::http1::serve::{work, Call, CallKind, Config, Referral, Work};
@@ -102,6 +103,7 @@ impl Http1Config {
 pub struct Http1Connection {
     config: Arc<Config>,
     conn: Conn,
+    outbox: Outbox,
 }
 
 #[pymethods]
@@ -112,40 +114,58 @@ impl Http1Connection {
         Http1Connection {
             conn: Conn::new(config.routes.clone()),
             config,
+            outbox: Outbox::default(),
         }
     }
 
-    /// Read `data`: `(items, handoff, closed)`. `items` in order: bytes to send (an interim
-    /// `100 Continue`), an `Http1Call`, an `Http1Referral`. `handoff`: the bytes from the
-    /// first request this path does not answer (the general path reads them and the rest of
-    /// the connection), else None. `closed`: a request ended the connection.
+    /// Read `data`: `(ready, items, handoff, closed)`. `ready`: the answers that may be sent
+    /// now (those made while reading, e.g. an interim `100 Continue`), in order. `items`: an
+    /// `Http1Call` or `Http1Referral` per request left to Python, each holding its answer's
+    /// place (`slot`, for `fill`). `handoff`: the bytes from the first request this path does
+    /// not answer (the general path reads them and the rest of the connection), else None.
+    /// `closed`: a request ended the connection.
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
         let items = PyList::empty(py);
         let mut failed: Option<PyErr> = None;
-        let config = &self.config;
-        let end = self.conn.feed(data, &mut |event| {
+        let Http1Connection {
+            config,
+            conn,
+            outbox,
+        } = self;
+        let end = conn.feed(data, &mut |event| {
             if failed.is_some() {
                 return;
             }
             let item = match event {
-                Event::Continue => Ok(PyBytes::new(py, CONTINUE).into_any()),
+                Event::Continue => {
+                    outbox.ready(CONTINUE.to_vec());
+                    return;
+                }
                 Event::Request(request) => match work(request, config) {
-                    Work::Call(call) => Bound::new(
-                        py,
-                        Http1Call {
-                            config: config.clone(),
-                            call,
-                        },
-                    )
-                    .map(Bound::into_any),
-                    Work::Refer(referral) => Bound::new(
-                        py,
-                        Http1Referral {
-                            config: config.clone(),
-                            referral,
-                        },
-                    )
-                    .map(Bound::into_any),
+                    Work::Call(call) => {
+                        let slot = outbox.wait();
+                        Bound::new(
+                            py,
+                            Http1Call {
+                                config: config.clone(),
+                                call,
+                                slot,
+                            },
+                        )
+                        .map(Bound::into_any)
+                    }
+                    Work::Refer(referral) => {
+                        let slot = outbox.wait();
+                        Bound::new(
+                            py,
+                            Http1Referral {
+                                config: config.clone(),
+                                referral,
+                                slot,
+                            },
+                        )
+                        .map(Bound::into_any)
+                    }
                 },
             };
             if let Err(e) = item.and_then(|item| items.append(item)) {
@@ -160,7 +180,29 @@ impl Http1Connection {
             End::Close => (None, true),
             End::Handoff(rest) => (Some(PyBytes::new(py, &rest)), false),
         };
-        (items, handoff, closed).into_pyobject(py)
+        let ready = PyBytes::new(py, &self.outbox.take_ready());
+        (ready, items, handoff, closed).into_pyobject(py)
+    }
+
+    /// The answer of the item whose `slot` this is: the answers that may be sent now.
+    fn fill<'py>(
+        &mut self,
+        py: Python<'py>,
+        slot: u64,
+        answer: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if !self.outbox.fill(slot, answer.to_vec()) {
+            return Err(PyValueError::new_err(format!(
+                "slot {slot} is not waiting for an answer"
+            )));
+        }
+        Ok(PyBytes::new(py, &self.outbox.take_ready()))
+    }
+
+    /// Answers not sent yet (made, or still to make).
+    #[getter]
+    fn pending(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Bytes held for a request not complete yet.
@@ -175,6 +217,7 @@ impl Http1Connection {
 pub struct Http1Call {
     config: Arc<Config>,
     call: Call,
+    slot: u64,
 }
 
 /// `(code, limit, remaining, reset_seconds, reset_ms)`, limit `(name, requests_per_unit,
@@ -183,6 +226,12 @@ type StatusTuple = (u8, Option<(String, u32, u8, i64)>, i64, i64, Option<i64>);
 
 #[pymethods]
 impl Http1Call {
+    /// Where the answer goes (`Http1Connection.fill`).
+    #[getter]
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+
     /// check, report, forward_auth or json.
     #[getter]
     fn kind(&self) -> &'static str {
@@ -280,10 +329,17 @@ impl Http1Call {
 pub struct Http1Referral {
     config: Arc<Config>,
     referral: Referral,
+    slot: u64,
 }
 
 #[pymethods]
 impl Http1Referral {
+    /// Where the answer goes (`Http1Connection.fill`).
+    #[getter]
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+
     /// check, report, forward_auth, json, key_verify or key_forward_auth.
     #[getter]
     fn route(&self) -> &'static str {
