@@ -5,6 +5,7 @@ the sidecar's signatures against an independent implementation."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -78,15 +79,16 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                time.sleep(receiver.delay)
                 with receiver.lock:
                     status = receiver.fail_status if receiver.failures > 0 else 200
                     receiver.failures = max(0, receiver.failures - 1)
                     receiver.received.append(Received(
                         self.path, {k.lower(): v for k, v in self.headers.items()}, body,
                         time.time(), status))
+                    delay = receiver.delay
+                time.sleep(delay)  # (recorded on arrival: "received" means "under way")
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -94,6 +96,11 @@ class Receiver:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def handle_one_request(self) -> None:
+                # (the sender may have given up on a slow answer)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle_one_request()
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
