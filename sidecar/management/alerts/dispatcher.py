@@ -31,6 +31,7 @@ log = logging.getLogger("sidecar.webhooks")
 
 POLL_SECONDS = 1.0
 DEPTH_SECONDS = 5.0  # how often the outbox gauges are refreshed
+EXPIRE_SECONDS = 60.0  # how often deliveries nobody can claim (webhook disabled) give up
 PRUNE_SECONDS = 3600.0
 LEASE_SLACK = 10.0  # a lease outlasts an attempt's timeout by this much (recording it)
 
@@ -82,23 +83,27 @@ class Dispatcher:
         """Stop claiming; attempts under way get ``grace`` seconds, the rest is handed back."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
+        deadline = time.monotonic() + grace
+        if self._task is not None:  # (it may be waiting on the database)
+            await asyncio.wait([self._task], timeout=grace)
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._sending:
-            await asyncio.wait(list(self._sending), timeout=grace)
+            await asyncio.wait(list(self._sending), timeout=max(0.0, deadline - time.monotonic()))
         unfinished = [self._sending[t] for t in self._sending if not t.done()]
         for task in list(self._sending):
             task.cancel()
         try:
-            await self.outbox.release(self.owner, unfinished)
+            await asyncio.wait_for(self.outbox.release(self.owner, unfinished),
+                                   max(1.0, deadline - time.monotonic()))
         except Exception as exc:  # the database away: the leases run out instead
             log.warning("could not hand back %d deliveries (%s); they are sent again once "
                         "their lease ends", len(unfinished), type(exc).__name__)
         await self.sender.close()
 
     async def _run(self) -> None:
-        next_depth = next_prune = 0.0
+        next_depth = next_expiry = next_prune = 0.0
         while not self._stopping:
             self._wake.clear()
             claimed = await self._claim()
@@ -110,6 +115,9 @@ class Dispatcher:
             if now >= next_depth:
                 next_depth = now + DEPTH_SECONDS
                 await self._measure()
+            if now >= next_expiry:
+                next_expiry = now + EXPIRE_SECONDS
+                await self._quietly(self._expire())
             if now >= next_prune:
                 next_prune = now + PRUNE_SECONDS
                 await self._quietly(self.outbox.prune())
@@ -175,6 +183,11 @@ class Dispatcher:
             return
         self.metrics.depth.set(depth)
         self.metrics.oldest.set(oldest)
+
+    async def _expire(self) -> None:
+        given_up = await self.outbox.expire()
+        if given_up:
+            self.metrics.failed.inc(given_up)
 
     async def _quietly(self, work: Awaitable[None]) -> None:
         try:

@@ -176,6 +176,19 @@ class Outbox:
                 WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None))
 
+    async def expire(self) -> int:
+        """Fail the pending deliveries past their give-up time that no attempt will reach
+        (their webhook is disabled); returns how many."""
+        now = self.now()
+        async with self.sessions.begin() as session:
+            done = await session.execute(update(WebhookDelivery).where(
+                WebhookDelivery.status == PENDING, WebhookDelivery.give_up_at < now,
+                or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now))
+                .values(status=FAILED, next_attempt_at=None, lease_owner=None,
+                        lease_until=None, updated_at=now,
+                        last_error="not delivered within the retry period"))
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
     async def depth(self) -> tuple[int, float]:
         """Pending deliveries, and the age in seconds of the oldest (0 when none)."""
         async with self.sessions() as session:

@@ -71,8 +71,10 @@ class Alerts:
         self.thresholds.reader = reader
 
     def observe(self, outcome: Outcome) -> None:
-        """Key verification's hook (the hot path: one set insertion)."""
-        if outcome.decision is not None and outcome.key is not None:
+        """Key verification's hook (the hot path: one set insertion, for plans with
+        alerts)."""
+        if outcome.key is not None and outcome.plan is not None and \
+                outcome.plan.alerts is not None and outcome.decision is not None:
             self.thresholds.touch(outcome.key.customer_id)
 
     def register_http(self, app: Any, measured: Callable[[Handler, str], Handler]) -> None:

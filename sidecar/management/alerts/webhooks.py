@@ -110,6 +110,7 @@ class Webhooks:
             await session.execute(update(WebhookDelivery).where(
                 WebhookDelivery.endpoint_id == row.id, WebhookDelivery.status == PENDING)
                 .values(status=FAILED, next_attempt_at=None, updated_at=now,
+                        lease_owner=None, lease_until=None,  # an attempt under way is moot
                         last_error="the webhook was deleted"))
             audit(session, now, actor, "webhook.delete", f"webhook:{row.id}", {})
 

@@ -141,3 +141,29 @@ async def test_depth_and_age_then_pruning(db: Sessions, clock: FakeClock) -> Non
     await outbox.prune()
     assert [await count(db, m) for m in (WebhookEvent, WebhookDelivery, WebhookAttempt)] == [
         0, 0, 0]
+
+
+async def test_deliveries_nobody_can_send_still_end(db: Sessions, clock: FakeClock) -> None:
+    """A disabled webhook's pending deliveries fail once past their retry period; a deleted
+    webhook's fail at once, and an attempt under way then changes nothing."""
+    outbox = Outbox(db, clock, retry_for=60)
+    hooks = Webhooks(db, Sealer("k" * 32), clock, allow_private=True)
+    paused = await subscribe(db, clock, ["key.created"])
+    gone = await subscribe(db, clock, ["key.created"])
+    async with db.begin() as session:
+        await outbox.emit(session, "key.created", {})
+    (held,) = [c for c in await outbox.claim("inst_a", 10, lease=30) if c.endpoint_id == gone]
+    await hooks.update_webhook(ROOT, paused, w.WebhookUpdate(enabled=False))
+    await hooks.delete_webhook(ROOT, gone)
+    assert await outbox.record(held, "inst_a", AttemptResult("delivered", 200, None, 0.1),
+                               retry_in=5) == ""
+    assert await outbox.claim("inst_b", 10, lease=30) == []  # paused: not sent
+    assert await outbox.expire() == 0
+    clock.advance(61)
+    assert await outbox.expire() == 1
+    async with db() as session:
+        found = dict((await session.execute(select(
+            WebhookDelivery.endpoint_id, WebhookDelivery.status + ": " +
+            WebhookDelivery.last_error))).all())
+    assert found == {paused: "failed: not delivered within the retry period",
+                     gone: "failed: the webhook was deleted"}
