@@ -394,9 +394,12 @@ def full_exposition(redis_server: Any, tmp_path_factory: pytest.TempPathFactory)
     full mode's families; the standalone ones are all there too)."""
     import urllib.request
 
+    # A generous REDIS_TIMEOUT: the first calls open the connection and load the scripts, which
+    # on a busy machine takes longer than the default 15 ms (this fixture is not about timeouts).
     data = tmp_path_factory.mktemp("full-metrics")
     sidecar = SidecarProcess(ROOT / "config", env={
-        "REDIS_URL": redis_server.url, "MODE": "full", "VIVA_DATA_DIR": str(data)}).start()
+        "REDIS_URL": redis_server.url, "REDIS_TIMEOUT": "2s", "MODE": "full",
+        "VIVA_DATA_DIR": str(data)}).start()
     try:
         body = json.dumps({"domain": "example", "descriptors": [
             {"entries": [{"key": "path", "value": "/slow"}]}]}).encode()
