@@ -197,8 +197,6 @@ class Outbox:
                 .where(WebhookDelivery.status == PENDING))).one()
         if not count or oldest is None:
             return 0, 0.0
-        if oldest.tzinfo is None:  # an aggregate skips the column type on SQLite
-            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
         return int(count), max(0.0, (self.now() - oldest).total_seconds())
 
     async def prune(self) -> None:

@@ -69,7 +69,8 @@ class Sender:
         except TimeoutError:
             return _failed("timeout", f"no answer within {self.timeout:g}s", started)
         except (aiohttp.ClientError, OSError) as exc:
-            return _failed("network_error", f"{type(exc).__name__}: {exc}", started)
+            return _failed("network_error", scrub(f"{type(exc).__name__}: {exc}", url),
+                           started)
         duration = time.perf_counter() - started
         if 200 <= status < 300:
             return AttemptResult("delivered", status, None, duration)
@@ -83,6 +84,15 @@ class Sender:
                                        allow_redirects=False) as response:
             await response.content.read(_DRAIN_BYTES)
             return response.status
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` without the URL's path and query (some client errors quote the URL)."""
+    parts = urlsplit(url)
+    for private in sorted((parts.path, parts.query), key=len, reverse=True):
+        if len(private) > 1:
+            text = text.replace(private, "/…")
+    return text
 
 
 def _failed(outcome: str, error: str, started: float) -> AttemptResult:

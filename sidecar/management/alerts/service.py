@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -77,7 +77,8 @@ class Alerts:
                 outcome.plan.alerts is not None and outcome.decision is not None:
             self.thresholds.touch(outcome.key.customer_id)
 
-    def register_http(self, app: Any, measured: Callable[[Handler, str], Handler]) -> None:
+    def register_http(self, app: web.Application,
+                      measured: Callable[[Handler, str], Handler]) -> None:
         self.api.register(app, measured)
 
     async def start(self) -> None:

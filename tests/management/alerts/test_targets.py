@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.management.alerts.sender import Sender
+from sidecar.management.alerts.sender import Sender, scrub
 from sidecar.management.alerts.targets import (
     TargetError,
     address_problem,
@@ -107,3 +107,9 @@ async def test_redirects_are_not_followed_and_slow_receivers_time_out(
         assert refused.outcome == "network_error" and f":{closed.port}" in str(refused.error)
     finally:
         await sender.close()
+
+
+def test_errors_never_quote_the_urls_path_or_query() -> None:
+    url = "https://hooks.example.com/services/T0/B0/s3cr3t?token=abc123"
+    text = scrub(f"InvalidURL: {url}", url)
+    assert "s3cr3t" not in text and "abc123" not in text and "hooks.example.com" in text
