@@ -185,7 +185,9 @@ class FastConnection(asyncio.Protocol):
             return b""
 
     def _write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
+        if not data:
+            return
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
         self._touch()
 
