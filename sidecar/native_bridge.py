@@ -1,0 +1,203 @@
+"""The Python model ⇄ the native engine's plain data: the one module that knows both.
+
+- ``compile_rules`` walks a validated ``RuleSet`` (descriptor trees, limits, domain options,
+  the TZif data of time zones with calendar windows) into what ``_native.compile_rules`` takes;
+  called on every reload, so the crate never reads YAML.
+- ``NativeEngineAdapter`` gives the native engine the engine's shape: ``Descriptor`` in,
+  ``Decision`` out (the flat integers it returns are turned back into ``DescriptorStatus``
+  objects, rule limits found again by id), native errors as ``sidecar.errors``, its per-rule
+  counters replayed into a ``RuleStats`` sink on demand.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from sidecar.errors import NoRulesError, RequestError, StorageError
+from sidecar.limiter.engine import (
+    Code,
+    Decision,
+    Descriptor,
+    DescriptorStatus,
+    EngineOptions,
+    RuleStats,
+)
+from sidecar.rules.matcher import override_stats_key
+from sidecar.rules.model import DescriptorNode, RateLimit, RuleSet, Unit
+
+if TYPE_CHECKING:
+    from sidecar import _native
+
+NO_LIMIT, OVERRIDE_LIMIT = -1, -2
+
+
+@dataclass(frozen=True)
+class NativeRules:
+    """Compiled rules and the Python limits they came from (index = the native limit id)."""
+
+    compiled: _native.CompiledRules
+    limits: tuple[RateLimit, ...]
+
+
+def compile_rules(native: Any, rules: RuleSet) -> NativeRules:
+    """``rules`` as the native engine's compiled rules; ValueError names what cannot be."""
+    walk = _Walk()
+    domains = []
+    for name, root in rules.domains.items():
+        options = rules.options.get(name)
+        walk.calendar = False
+        root_id = walk.node(root)
+        zone = options.time_zone if options is not None else "UTC"
+        domains.append((name, root_id, options is not None and options.atomic,
+                        options.failure_policy if options is not None else None, zone,
+                        zone_data(zone) if walk.calendar else None))
+    compiled = native.compile_rules(walk.limit_rows, walk.node_rows, domains)
+    return NativeRules(compiled, tuple(walk.limits))
+
+
+class _Walk:
+    """Numbers every node and limit once (a shared object keeps one number)."""
+
+    def __init__(self) -> None:
+        self.limits: list[RateLimit] = []
+        self.limit_rows: list[tuple[Any, ...]] = []
+        self.node_rows: list[tuple[Any, ...]] = []
+        self._limit_ids: dict[int, int] = {}
+        self._node_ids: dict[int, int] = {}
+        self.calendar = False
+
+    def node(self, node: DescriptorNode) -> int:
+        found = self._node_ids.get(id(node))
+        if found is not None:
+            return found
+        children = [(key, self.node(child)) for key, child in node.children.items()]
+        wildcards = [(parts, self.node(child)) for _, parts, child in node.wildcards]
+        limit = self.limit(node.limit) if node.limit is not None else None
+        self.node_rows.append((node.key, node.value, limit, children, wildcards,
+                               node.value_to_metric, node.share_threshold))
+        self._node_ids[id(node)] = len(self.node_rows) - 1
+        return len(self.node_rows) - 1
+
+    def limit(self, limit: RateLimit) -> int:
+        self.calendar = self.calendar or limit.calendar
+        found = self._limit_ids.get(id(limit))
+        if found is not None:
+            return found
+        self.limits.append(limit)
+        self.limit_rows.append((
+            limit.requests_per_unit, int(limit.unit), limit.stats_key, limit.name,
+            limit.unlimited, limit.shadow_mode, limit.quota_mode, limit.detailed_metric,
+            tuple(limit.replaces), limit.algorithm, limit.window_ms, limit.burst,
+            limit.count_rejected, limit.calendar))
+        self._limit_ids[id(limit)] = len(self.limits) - 1
+        return len(self.limits) - 1
+
+
+def zone_data(name: str) -> bytes:
+    """The TZif file ``ZoneInfo(name)`` reads: the first on ``zoneinfo.TZPATH``, else the one
+    of the ``tzdata`` package (zoneinfo's documented search order)."""
+    parts = name.split("/")
+    if os.path.isabs(name) or ".." in parts or not name:
+        raise ValueError(f"time zone {name!r} is not a zone name")
+    for folder in zoneinfo.TZPATH:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                return fh.read()
+    package = ".".join(["tzdata.zoneinfo", *parts[:-1]])
+    try:
+        return resources.files(package).joinpath(parts[-1]).read_bytes()
+    except (ImportError, FileNotFoundError) as exc:
+        raise ValueError(f"time zone {name!r} has no TZif data: {exc}") from exc
+
+
+def engine_kwargs(options: EngineOptions) -> dict[str, Any]:
+    """The native engine's keyword arguments for ``options``."""
+    return {
+        "cache_key_prefix": options.cache_key_prefix,
+        "near_limit_ratio": options.near_limit_ratio,
+        "shadow_mode": options.shadow_mode,
+        "quota_mode": options.quota_mode,
+        "stop_increment_when_over_limit": options.stop_increment_when_over_limit,
+        "expiration_jitter_max_seconds": options.expiration_jitter_max_seconds,
+        "response_headers": options.response_headers,
+        "limit_header": options.limit_header,
+        "remaining_header": options.remaining_header,
+        "reset_header": options.reset_header,
+    }
+
+
+class NativeEngineAdapter:
+    """The native engine with the Python engine's vocabulary (memory store, in process)."""
+
+    def __init__(self, native: Any, options: EngineOptions | None = None,
+                 clock: Callable[[], float] = time.time, **native_options: Any) -> None:
+        self.native = native
+        self.engine: _native.NativeEngine = native.NativeEngine(
+            **engine_kwargs(options or EngineOptions()), **native_options)
+        self.clock = clock
+        self.rules: NativeRules | None = None
+
+    def set_rules(self, rules: RuleSet) -> None:
+        compiled = compile_rules(self.native, rules)
+        self.engine.set_rules(compiled.compiled)
+        self.rules = compiled
+
+    def decide(self, domain: str, descriptors: Sequence[Descriptor], hits_addend: int = 0, *,
+               charge_always: bool = False) -> Decision:
+        now_ms = int(self.clock() * 1000)
+        try:
+            answer = self.engine.decide(domain, descriptors, hits_addend, now_ms, charge_always)
+        except Exception as exc:
+            raise translate(self.native, exc) from None
+        return to_decision(answer, self.rules, domain, descriptors)
+
+    def replay_stats(self, stats: RuleStats) -> Any:
+        """Hand what the engine counted since the last call to ``stats``; return the native
+        snapshot (local-cache, failure-policy and overflow counts too)."""
+        snapshot = self.engine.take_stats()
+        rules, not_found, global_shadow = snapshot[0], snapshot[1], snapshot[2]
+        for domain, key, total, over, near, within, shadow, _ in rules:
+            stats.record(domain, key, total, over, near, within, shadow)
+        for domain, count in not_found:
+            for _ in range(count):
+                stats.domain_not_found(domain)
+        for _ in range(global_shadow):
+            stats.global_shadow()
+        return snapshot
+
+
+def translate(native: Any, exc: Exception) -> Exception:
+    """A native error as the sidecar's own."""
+    if isinstance(exc, native.RequestError):
+        return RequestError(str(exc))
+    if isinstance(exc, native.NoRulesError):
+        return NoRulesError()
+    if isinstance(exc, native.StorageError):
+        message, transient = exc.args
+        return StorageError(message, transient)
+    return exc
+
+
+def to_decision(answer: _native.DecisionTuple, rules: NativeRules | None, domain: str,
+                descriptors: Sequence[Descriptor]) -> Decision:
+    """The native decision tuple as a ``Decision``."""
+    overall, flat, headers = answer
+    statuses = []
+    for i in range(0, len(flat), 7):
+        code, limit_id, rpu, unit, remaining, reset_s, reset_ms = flat[i:i + 7]
+        limit: RateLimit | None = None
+        if limit_id >= 0 and rules is not None:
+            limit = rules.limits[limit_id]
+        elif limit_id == OVERRIDE_LIMIT:
+            entries = descriptors[i // 7].entries
+            limit = RateLimit(rpu, Unit(unit), override_stats_key(domain, entries))
+        statuses.append(DescriptorStatus(Code(code), limit, remaining, reset_s,
+                                         None if reset_ms < 0 else reset_ms))
+    return Decision(Code(overall), statuses, list(headers))
