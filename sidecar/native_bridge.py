@@ -133,6 +133,19 @@ def engine_kwargs(options: EngineOptions) -> dict[str, Any]:
     }
 
 
+# (domain, descriptors, hits_addend, charge_always)
+Call = tuple[str, Sequence[Descriptor], int, bool]
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """A Redis batch with the rules it was planned under (limit ids are theirs)."""
+
+    batch: _native.RedisBatch
+    rules: NativeRules | None
+    calls: list[Call]
+
+
 class NativeEngineAdapter:
     """The native engine with the Python engine's vocabulary (memory store, in process)."""
 
@@ -157,6 +170,25 @@ class NativeEngineAdapter:
         except Exception as exc:
             raise translate(self.native, exc) from None
         return to_decision(answer, self.rules, domain, descriptors)
+
+    def redis_batch(self, calls: Sequence[Call]) -> PlannedBatch:
+        """Plan ``calls`` for Redis now: the batch holds the pipeline to send (see
+        ``_native.RedisBatch``); ``decisions`` reads the answers once it is done."""
+        now_ms = int(self.clock() * 1000)
+        batch = self.engine.redis_batch([(domain, descriptors, hits, now_ms, always)
+                                         for domain, descriptors, hits, always in calls])
+        return PlannedBatch(batch, self.rules, list(calls))
+
+    def decisions(self, planned: PlannedBatch) -> list[Decision | Exception]:
+        """Per call of a finished batch: its decision, or the sidecar error it ended with."""
+        out: list[Decision | Exception] = []
+        for result, (domain, descriptors, _, _) in zip(planned.batch.results(), planned.calls,
+                                                       strict=True):
+            if isinstance(result, Exception):
+                out.append(translate(self.native, result))
+            else:
+                out.append(to_decision(result, planned.rules, domain, descriptors))
+        return out
 
     def replay_stats(self, stats: RuleStats) -> Any:
         """Hand what the engine counted since the last call to ``stats``; return the native

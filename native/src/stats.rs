@@ -179,6 +179,7 @@ impl Stats {
             .named
             .drain()
             .flat_map(|(d, keys)| keys.into_iter().map(move |(k, c)| (d.clone(), k, c)))
+            .filter(|(_, _, c)| !c.is_zero())
             .collect();
         rules.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let mut domain_not_found: Vec<(String, u64)> = self.not_found.drain().collect();

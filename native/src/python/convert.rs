@@ -14,8 +14,18 @@ use pyo3::types::{PyString, PyTuple};
 use crate::engine::{Decision, EngineError};
 use crate::rls::{Descriptor, LimitOverride};
 
-create_exception!(_native, RequestError, PyValueError, "The request is malformed; the message names the field.");
-create_exception!(_native, NoRulesError, PyRuntimeError, "No rules have been loaded yet.");
+create_exception!(
+    _native,
+    RequestError,
+    PyValueError,
+    "The request is malformed; the message names the field."
+);
+create_exception!(
+    _native,
+    NoRulesError,
+    PyRuntimeError,
+    "No rules have been loaded yet."
+);
 create_exception!(
     _native,
     StorageError,
@@ -40,13 +50,21 @@ pub fn error_value(py: Python<'_>, error: EngineError) -> Py<PyAny> {
     error_to_py(error).into_value(py).into_any()
 }
 
+/// The message of `error` without its type name, to prefix with where it happened.
+pub fn message(py: Python<'_>, error: &PyErr) -> String {
+    error.value(py).to_string()
+}
+
 /// A sequence of descriptors: `(entries, hits_addend | None, (requests_per_unit, unit) | None)`
 /// tuples, or objects with those three attributes (the engine's `Descriptor`).
 pub fn descriptors(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Descriptor>> {
     let mut out = Vec::new();
     for (i, item) in obj.try_iter()?.enumerate() {
         let item = item?;
-        out.push(descriptor(&item).map_err(|e| RequestError::new_err(format!("descriptors[{i}]: {e}")))?);
+        let desc = descriptor(&item).map_err(|e| {
+            RequestError::new_err(format!("descriptors[{i}]: {}", message(obj.py(), &e)))
+        })?;
+        out.push(desc);
     }
     Ok(out)
 }
@@ -54,24 +72,46 @@ pub fn descriptors(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Descriptor>> {
 fn descriptor(item: &Bound<'_, PyAny>) -> PyResult<Descriptor> {
     let (entries, hits, limit) = match item.cast::<PyTuple>() {
         Ok(t) if t.len() == 3 => (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?),
-        Ok(t) => return Err(PyValueError::new_err(format!("a descriptor tuple has 3 fields, not {}", t.len()))),
-        Err(_) => (item.getattr("entries")?, item.getattr("hits_addend")?, item.getattr("limit")?),
+        Ok(t) => {
+            return Err(PyValueError::new_err(format!(
+                "a descriptor tuple has 3 fields, not {}",
+                t.len()
+            )))
+        }
+        Err(_) => (
+            item.getattr("entries")?,
+            item.getattr("hits_addend")?,
+            item.getattr("limit")?,
+        ),
     };
     let limit = if limit.is_none() {
         None
     } else {
         let (requests_per_unit, unit): (u32, u64) = limit.extract()?;
-        Some(LimitOverride { requests_per_unit, unit })
+        Some(LimitOverride {
+            requests_per_unit,
+            unit,
+        })
     };
-    let hits_addend = if hits.is_none() { None } else { Some(hits.extract::<u64>()?) };
-    Ok(Descriptor { entries: entries_of(&entries)?, limit, hits_addend })
+    let hits_addend = if hits.is_none() {
+        None
+    } else {
+        Some(hits.extract::<u64>()?)
+    };
+    Ok(Descriptor {
+        entries: entries_of(&entries)?,
+        limit,
+        hits_addend,
+    })
 }
 
 fn entries_of(entries: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     for entry in entries.try_iter()? {
         let entry = entry?;
-        let pair = entry.cast::<PyTuple>().map_err(|_| PyValueError::new_err("an entry is a (key, value) tuple"))?;
+        let pair = entry
+            .cast::<PyTuple>()
+            .map_err(|_| PyValueError::new_err("an entry is a (key, value) tuple"))?;
         if pair.len() != 2 {
             return Err(PyValueError::new_err("an entry is a (key, value) tuple"));
         }
@@ -81,7 +121,9 @@ fn entries_of(entries: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 }
 
 fn text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    let s = obj.cast::<PyString>().map_err(|_| PyValueError::new_err("entry keys and values are text"))?;
+    let s = obj
+        .cast::<PyString>()
+        .map_err(|_| PyValueError::new_err("entry keys and values are text"))?;
     Ok(s.to_str()?.to_owned())
 }
 
@@ -90,13 +132,32 @@ pub fn decision<'py>(py: Python<'py>, d: &Decision) -> PyResult<Bound<'py, PyTup
     for s in &d.statuses {
         let (id, rpu, unit) = match &s.limit {
             None => (NO_LIMIT, 0, 0),
-            Some(l) => (l.id.map_or(OVERRIDE_LIMIT, i64::from), i64::from(l.requests_per_unit), l.unit as i64),
+            Some(l) => (
+                l.id.map_or(OVERRIDE_LIMIT, i64::from),
+                i64::from(l.requests_per_unit),
+                l.unit as i64,
+            ),
         };
-        flat.extend([s.code as i64, id, rpu, unit, s.remaining, s.reset_seconds, s.reset_ms.unwrap_or(-1)]);
+        flat.extend([
+            s.code as i64,
+            id,
+            rpu,
+            unit,
+            s.remaining,
+            s.reset_seconds,
+            s.reset_ms.unwrap_or(-1),
+        ]);
     }
     let statuses = PyTuple::new(py, flat)?;
     let headers = PyTuple::new(py, d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    PyTuple::new(py, [(d.overall as i64).into_pyobject(py)?.into_any(), statuses.into_any(), headers.into_any()])
+    PyTuple::new(
+        py,
+        [
+            (d.overall as i64).into_pyobject(py)?.into_any(),
+            statuses.into_any(),
+            headers.into_any(),
+        ],
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -52,7 +52,7 @@ impl NativeEngine {
     ) -> PyResult<NativeEngine> {
         let failure_policy = FailurePolicy::from_name(failure_policy).ok_or_else(|| {
             PyValueError::new_err(format!(
-                "failure_policy {failure_policy:?}; expected one of allow, deny, unavailable, local"
+                "failure_policy '{failure_policy}' is not a failure policy; expected one of allow, deny, unavailable, local"
             ))
         })?;
         let options = EngineOptions {
@@ -72,11 +72,21 @@ impl NativeEngine {
         };
         let jitter = match jitter {
             None => Jitter::Random(fastrand::Rng::new()),
-            Some(values) if values.is_empty() => return Err(PyValueError::new_err("jitter: give at least one value, or None")),
+            Some(values) if values.is_empty() => {
+                return Err(PyValueError::new_err(
+                    "jitter: give at least one value, or None",
+                ))
+            }
             Some(values) => Jitter::Fixed { values, next: 0 },
         };
-        let script = Arc::new(RedisScript { sha: script_sha.into(), source: script_source.into() });
-        Ok(NativeEngine { engine: Engine::new(options, jitter), script })
+        let script = Arc::new(RedisScript {
+            sha: script_sha.into(),
+            source: script_source.into(),
+        });
+        Ok(NativeEngine {
+            engine: Engine::new(options, jitter),
+            script,
+        })
     }
 
     /// Swap in new rules; Redis batches already planned keep the ones they started with.
@@ -97,7 +107,13 @@ impl NativeEngine {
         charge_always: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let descs = convert::descriptors(descriptors)?;
-        let request = Request { domain, descriptors: &descs, hits_addend, now_ms, charge_always };
+        let request = Request {
+            domain,
+            descriptors: &descs,
+            hits_addend,
+            now_ms,
+            charge_always,
+        };
         let answer = self.engine.decide(&request).map_err(error_to_py)?;
         decision(py, &answer)
     }
@@ -105,28 +121,37 @@ impl NativeEngine {
     /// Plan `requests` — `(domain, descriptors, hits_addend, now_ms, charge_always)` each — for
     /// Redis: the returned batch holds the commands to send.
     fn redis_batch(slf: &Bound<'_, Self>, requests: &Bound<'_, PyList>) -> PyResult<RedisBatch> {
-        let mut parsed: Vec<(String, Vec<Descriptor>, u32, i64, bool)> = Vec::with_capacity(requests.len());
+        let mut parsed: Vec<(String, Vec<Descriptor>, u32, i64, bool)> =
+            Vec::with_capacity(requests.len());
         for item in requests.iter() {
-            let (domain, descs, hits, now_ms, always): (String, Bound<'_, PyAny>, u32, i64, bool) = item.extract()?;
+            let (domain, descs, hits, now_ms, always): (String, Bound<'_, PyAny>, u32, i64, bool) =
+                item.extract()?;
             parsed.push((domain, descriptors(&descs)?, hits, now_ms, always));
         }
         let mut this = slf.borrow_mut();
         if this.script.sha.is_empty() {
-            return Err(PyRuntimeError::new_err("redis_batch needs the engine made with script_sha and script_source"));
+            return Err(PyRuntimeError::new_err(
+                "redis_batch needs the engine made with script_sha and script_source",
+            ));
         }
         let reqs: Vec<Request<'_>> = parsed
             .iter()
-            .map(|(domain, descriptors, hits_addend, now_ms, charge_always)| Request {
-                domain,
-                descriptors,
-                hits_addend: *hits_addend,
-                now_ms: *now_ms,
-                charge_always: *charge_always,
-            })
+            .map(
+                |(domain, descriptors, hits_addend, now_ms, charge_always)| Request {
+                    domain,
+                    descriptors,
+                    hits_addend: *hits_addend,
+                    now_ms: *now_ms,
+                    charge_always: *charge_always,
+                },
+            )
             .collect();
         let script = this.script.clone();
         let batch = this.engine.redis_batch(&reqs, script);
-        Ok(RedisBatch { engine: slf.clone().unbind(), batch })
+        Ok(RedisBatch {
+            engine: slf.clone().unbind(),
+            batch,
+        })
     }
 
     /// Everything counted since the last call, and start over: `(rules, domain_not_found,
@@ -136,15 +161,38 @@ impl NativeEngine {
         let s = self.engine.take_stats();
         let rules = PyList::empty(py);
         for (domain, key, c) in &s.rules {
-            rules.append((domain, key, c.total, c.over, c.near, c.within, c.shadow, c.cache_hits))?;
+            rules.append((
+                domain,
+                key,
+                c.total,
+                c.over,
+                c.near,
+                c.within,
+                c.shadow,
+                c.cache_hits,
+            ))?;
         }
-        let policy: Vec<(&str, &str, u64)> = s.policy_decisions.iter().map(|(d, p, n)| (d.as_str(), *p, *n)).collect();
-        (rules, s.domain_not_found, s.global_shadow, s.local_cache_hits, policy, s.folded).into_pyobject(py)
+        let policy: Vec<(&str, &str, u64)> = s
+            .policy_decisions
+            .iter()
+            .map(|(d, p, n)| (d.as_str(), *p, *n))
+            .collect();
+        (
+            rules,
+            s.domain_not_found,
+            s.global_shadow,
+            s.local_cache_hits,
+            policy,
+            s.folded,
+        )
+            .into_pyobject(py)
     }
 
     /// The local cache: `(entries, bytes, hits, misses, evictions)`, or None when it is off.
     fn local_cache_info(&self) -> Option<(usize, usize, u64, u64, u64)> {
-        self.engine.local_cache().map(|c| (c.len(), c.bytes, c.hits, c.misses, c.evictions))
+        self.engine
+            .local_cache()
+            .map(|c| (c.len(), c.bytes, c.hits, c.misses, c.evictions))
     }
 
     /// Keys held by the memory store.

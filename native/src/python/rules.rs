@@ -7,6 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use super::convert::message;
 use crate::rules::{DomainSpec, LimitSpec, NodeSpec, RuleSet, RuleSetBuilder};
 
 /// A rule set ready for `NativeEngine.set_rules`.
@@ -29,7 +30,15 @@ impl CompiledRules {
     }
 }
 
-type NodeTuple = (String, String, Option<u32>, Vec<(String, u32)>, Vec<(Vec<String>, u32)>, bool, bool);
+type NodeTuple = (
+    String,
+    String,
+    Option<u32>,
+    Vec<(String, u32)>,
+    Vec<(Vec<String>, u32)>,
+    bool,
+    bool,
+);
 
 /// `compile_rules(limits, nodes, domains)`:
 ///
@@ -42,29 +51,53 @@ type NodeTuple = (String, String, Option<u32>, Vec<(String, u32)>, Vec<(Vec<Stri
 ///
 /// Raises ValueError naming the item that cannot be compiled.
 #[pyfunction]
-fn compile_rules(limits: &Bound<'_, PyList>, nodes: &Bound<'_, PyList>, domains: &Bound<'_, PyList>) -> PyResult<CompiledRules> {
+fn compile_rules(
+    limits: &Bound<'_, PyList>,
+    nodes: &Bound<'_, PyList>,
+    domains: &Bound<'_, PyList>,
+) -> PyResult<CompiledRules> {
     let mut builder = RuleSetBuilder::new();
     for (i, item) in limits.iter().enumerate() {
-        let spec = limit_spec(&item).map_err(|e| PyValueError::new_err(format!("limits[{i}]: {e}")))?;
-        builder.add_limit(spec).map_err(|e| PyValueError::new_err(e.0))?;
+        let spec = limit_spec(&item).map_err(|e| at(&format!("limits[{i}]"), &e))?;
+        builder
+            .add_limit(spec)
+            .map_err(|e| PyValueError::new_err(e.0))?;
     }
     for (i, item) in nodes.iter().enumerate() {
-        let t: NodeTuple = item.extract().map_err(|e| PyValueError::new_err(format!("nodes[{i}]: {e}")))?;
+        let t: NodeTuple = item.extract().map_err(|e| at(&format!("nodes[{i}]"), &e))?;
         let (key, value, limit, children, wildcards, value_to_metric, share_threshold) = t;
-        builder.add_node(NodeSpec { key, value, limit, children, wildcards, value_to_metric, share_threshold });
+        builder.add_node(NodeSpec {
+            key,
+            value,
+            limit,
+            children,
+            wildcards,
+            value_to_metric,
+            share_threshold,
+        });
     }
     for (i, item) in domains.iter().enumerate() {
-        let spec = domain_spec(&item).map_err(|e| PyValueError::new_err(format!("domains[{i}]: {e}")))?;
+        let spec = domain_spec(&item).map_err(|e| at(&format!("domains[{i}]"), &e))?;
         builder.add_domain(spec);
     }
     let rules = builder.build().map_err(|e| PyValueError::new_err(e.0))?;
-    Ok(CompiledRules { rules: Arc::new(rules) })
+    Ok(CompiledRules {
+        rules: Arc::new(rules),
+    })
+}
+
+/// `error` as a ValueError that says which item it is about.
+fn at(item: &str, error: &PyErr) -> PyErr {
+    Python::attach(|py| PyValueError::new_err(format!("{item}: {}", message(py, error))))
 }
 
 fn limit_spec(item: &Bound<'_, PyAny>) -> PyResult<LimitSpec> {
     let t = item.cast::<PyTuple>()?;
     if t.len() != 14 {
-        return Err(PyValueError::new_err(format!("a limit has 14 fields, not {}", t.len())));
+        return Err(PyValueError::new_err(format!(
+            "a limit has 14 fields, not {}",
+            t.len()
+        )));
     }
     let f = |i: usize| t.get_item(i);
     Ok(LimitSpec {
@@ -88,7 +121,10 @@ fn limit_spec(item: &Bound<'_, PyAny>) -> PyResult<LimitSpec> {
 fn domain_spec(item: &Bound<'_, PyAny>) -> PyResult<DomainSpec> {
     let t = item.cast::<PyTuple>()?;
     if t.len() != 6 {
-        return Err(PyValueError::new_err(format!("a domain has 6 fields, not {}", t.len())));
+        return Err(PyValueError::new_err(format!(
+            "a domain has 6 fields, not {}",
+            t.len()
+        )));
     }
     let tzif = t.get_item(5)?;
     Ok(DomainSpec {
@@ -97,7 +133,11 @@ fn domain_spec(item: &Bound<'_, PyAny>) -> PyResult<DomainSpec> {
         atomic: t.get_item(2)?.extract()?,
         failure_policy: t.get_item(3)?.extract()?,
         time_zone: t.get_item(4)?.extract()?,
-        tzif: if tzif.is_none() { None } else { Some(tzif.cast::<PyBytes>()?.as_bytes().to_vec()) },
+        tzif: if tzif.is_none() {
+            None
+        } else {
+            Some(tzif.cast::<PyBytes>()?.as_bytes().to_vec())
+        },
     })
 }
 
