@@ -303,7 +303,7 @@ class Sides:
         assert dict(not_found) == dict(self.stats.not_found)
         assert global_shadow == self.stats.global_shadow_count
         native_cache = {(d, k): c for d, k, *_, c in rules if c}
-        assert native_cache == dict(self.cache_hits)
+        assert native_cache == {k: hits for k, hits in self.cache_hits.items() if hits}
         if self.python.local_cache is not None:
             assert cache_total == self.python.local_cache.hits
 
