@@ -17,6 +17,9 @@ class CompiledRules:
 
 def compile_rules(limits: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]],
                   domains: list[tuple[Any, ...]]) -> CompiledRules: ...
+def run_checks(states: list[list[float] | None], checks: list[Any], now: float,
+               atomic: bool) -> tuple[list[list[float] | None],
+                                      list[tuple[bool, int, float, int]]]: ...
 def reply_end(data: bytes, count: int, start: int = 0) -> int | None: ...
 
 # (overall, flat statuses of STATUS_FIELDS ints each, headers)

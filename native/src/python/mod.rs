@@ -1,5 +1,6 @@
 //! PyO3 glue: the `sidecar._native` extension module. Each submodule registers its own part.
 
+mod algorithms;
 mod convert;
 mod engine;
 mod rules;
@@ -12,5 +13,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     rules::register(m)?;
     engine::register(m)?;
+    algorithms::register(m)?;
     Ok(())
 }
