@@ -6,11 +6,12 @@
 //!
 //! Engine side: `rules` (the compiled rule set) → `matcher` → `engine` (plan, charge, answer)
 //! over `algorithms` on the `memory` store, or as `redis` batches encoded and decoded with
-//! `resp`; `windows` and `tz` for calendar windows, `local_cache`, `stats`.
+//! `resp`; `windows`, `tz` and `civil` for calendar windows, `local_cache`, `stats`.
 
 #![deny(unsafe_code)]
 
 pub mod algorithms;
+pub mod civil;
 pub mod engine;
 pub mod local_cache;
 pub mod matcher;

@@ -1,8 +1,9 @@
 //! Window boundaries: epoch-aligned fixed lengths, or calendar periods in a time zone
 //! (the twin of `sidecar/limiter/windows.py`).
 
+use crate::civil::{civil_from_days, days_from_civil, weekday_of};
 use crate::rls::Unit;
-use crate::tz::{civil_from_days, days_from_civil, weekday_of, Zone};
+use crate::tz::Zone;
 
 /// [start, end) in ms of the epoch-aligned window of `window_ms` holding `now_ms`.
 pub fn aligned_window(now_ms: i64, window_ms: i64) -> (i64, i64) {

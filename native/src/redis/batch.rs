@@ -1,41 +1,16 @@
-//! The Redis side as batches: the commands of many planned requests in one pipeline, and their
-//! replies back into decisions. The I/O stays with the caller: it sends
-//! [`RedisBatch::commands`], reads [`RedisBatch::expected`] replies and hands their bytes to
-//! [`RedisBatch::feed`], until there are no more commands.
-//!
-//! The commands are those `storage/redis.py` sends, byte for byte: `INCRBY key hits` +
-//! `EXPIRE key ttl` per plain counter (the reference's layout, no MULTI), and one `EVALSHA` of
-//! the driver script per algorithm check (one for all of a request's checks in an atomic
-//! domain) with the KEYS / ARGV layout of `storage/scripts.py`. A batch takes up to three
-//! round trips: `MGET` of the counters first when stop-increment mode needs them, the charge,
-//! and `SCRIPT LOAD` + the refused `EVALSHA`s again when Redis had forgotten the script
-//! (NOSCRIPT, after a restart or failover), as the Python topology does.
+//! A batch's round trips: which commands go in each, and what happens to each request when its
+//! replies (or the failure of the round trip) come back.
 
 use std::sync::Arc;
 
-use crate::algorithms::{Check, Verdict};
+use super::commands::{
+    charge_results, counter_values, encode_charge, encode_evalsha, is_noscript, script_groups,
+    storage_error, transport_error,
+};
+use super::RedisScript;
 use crate::engine::{Decision, Engine, EngineError, Pending, Request};
 use crate::memory::Increment;
 use crate::resp::{parse_all, Arg, Encoder, ParseError, Reply};
-
-/// The algorithm driver script: its SHA1 (as EVALSHA names it) and its source.
-#[derive(Clone, Debug, Default)]
-pub struct RedisScript {
-    pub sha: String,
-    pub source: String,
-}
-
-/// Replies that mean the endpoint did not really answer (redis-py's transport errors): they fail
-/// the whole round trip, as in `storage/topology.py`.
-const TRANSPORT_ERRORS: [&str; 7] = [
-    "READONLY",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "MASTERDOWN",
-    "ASK",
-    "MOVED",
-    "LOADING",
-];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stage {
@@ -135,10 +110,6 @@ impl RedisBatch {
     /// How many replies the pipeline gets.
     pub fn expected(&self) -> usize {
         self.out.commands
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.stage == Stage::Done
     }
 
     /// The replies to [`RedisBatch::commands`]: exactly [`RedisBatch::expected`] of them.
@@ -314,7 +285,7 @@ impl RedisBatch {
         let Item::Waiting(mut w) = std::mem::replace(&mut self.items[i], Item::Taken) else {
             return;
         };
-        match charge_results(&w) {
+        match charge_results(&w.replies, w.incs.len(), scripted_count(&w.pending)) {
             Ok((values, verdicts)) => {
                 engine.settle(&mut w.pending, &values, &verdicts);
                 self.items[i] = Item::Done(Ok(engine.finish(w.pending)));
@@ -370,7 +341,7 @@ impl RedisBatch {
                 }
                 Stage::Charge if !w.charged => {
                     w.charged = true;
-                    let slots = encode_charge(&mut self.out, &self.script, w);
+                    let slots = encode_charge(&mut self.out, &self.script, &w.incs, &w.pending);
                     w.replies = vec![None; slots];
                     self.roles.extend((0..slots).map(|s| Role::Charge(i, s)));
                 }
@@ -393,185 +364,6 @@ impl RedisBatch {
     }
 }
 
-/// The reply of a transport-class error, if `reply` is one.
-fn transport_error(reply: &Reply) -> Option<String> {
-    match reply {
-        Reply::Error(e)
-            if TRANSPORT_ERRORS
-                .iter()
-                .any(|p| e.split(' ').next() == Some(*p)) =>
-        {
-            Some(e.clone())
-        }
-        _ => None,
-    }
-}
-
-fn is_noscript(reply: Option<&Reply>) -> bool {
-    matches!(reply, Some(Reply::Error(e)) if e.starts_with("NOSCRIPT"))
-}
-
-/// A Redis error for one command: it belongs to that command, retrying will not help.
-fn storage_error(message: &str) -> EngineError {
-    let message = message.strip_prefix("ERR ").unwrap_or(message);
-    EngineError::Storage {
-        message: format!("redis error: {message}"),
-        transient: false,
-    }
-}
-
-fn unexpected(what: &str) -> EngineError {
-    EngineError::Storage {
-        message: format!("redis: unexpected reply: {what}"),
-        transient: false,
-    }
-}
-
-fn counter_values(reply: &Reply, count: usize) -> Result<Vec<i64>, EngineError> {
-    match reply {
-        Reply::Error(e) => Err(storage_error(e)),
-        Reply::Array(Some(items)) if items.len() == count => items
-            .iter()
-            .map(|item| match item {
-                Reply::Bulk(None) => Ok(0),
-                other => other
-                    .as_int()
-                    .ok_or_else(|| unexpected("a counter that is not a number")),
-            })
-            .collect(),
-        _ => Err(unexpected(&format!("MGET did not answer {count} values"))),
-    }
-}
-
-/// The INCRBY values and the verdicts of a charge's replies; the first error reply fails it.
-fn charge_results(w: &Waiting) -> Result<(Vec<i64>, Vec<Verdict>), EngineError> {
-    let mut replies = Vec::with_capacity(w.replies.len());
-    for reply in &w.replies {
-        match reply {
-            Some(Reply::Error(e)) => return Err(storage_error(e)),
-            Some(r) => replies.push(r),
-            None => return Err(unexpected("a reply is missing")),
-        }
-    }
-    let plain = 2 * w.incs.len();
-    let values = replies[..plain]
-        .iter()
-        .step_by(2)
-        .map(|r| {
-            r.as_int()
-                .ok_or_else(|| unexpected("INCRBY did not answer a number"))
-        })
-        .collect::<Result<Vec<i64>, _>>()?;
-    let mut verdicts = Vec::new();
-    for reply in &replies[plain..] {
-        let Reply::Array(Some(items)) = reply else {
-            return Err(unexpected("the script did not answer a list"));
-        };
-        for chunk in items.chunks(4) {
-            verdicts.push(verdict(chunk).ok_or_else(|| unexpected("a verdict is not 4 numbers"))?);
-        }
-    }
-    let scripted = w
-        .pending
-        .checks
-        .iter()
-        .filter(|c| c.algorithm.is_some())
-        .count();
-    if verdicts.len() != scripted {
-        return Err(unexpected(&format!(
-            "{} verdicts for {scripted} checks",
-            verdicts.len()
-        )));
-    }
-    Ok((values, verdicts))
-}
-
-fn verdict(chunk: &[Reply]) -> Option<Verdict> {
-    let [allowed, remaining, reset, used] = chunk else {
-        return None;
-    };
-    Some(Verdict {
-        allowed: allowed.as_int()? != 0,
-        remaining: remaining.as_int()?,
-        reset_ms: reset.as_float()?,
-        used: used.as_int()?,
-    })
-}
-
-/// Encode an item's charge; how many replies it gets.
-fn encode_charge(out: &mut Encoder, script: &RedisScript, w: &Waiting) -> usize {
-    for inc in &w.incs {
-        out.command(&[
-            Arg::Str("INCRBY"),
-            Arg::Str(&inc.key),
-            Arg::Int(inc.hits as i64),
-        ]);
-        out.command(&[Arg::Str("EXPIRE"), Arg::Str(&inc.key), Arg::Int(inc.ttl)]);
-    }
-    let groups = script_groups(&w.pending);
-    for group in &groups {
-        encode_evalsha(out, script, &w.pending, group);
-    }
-    2 * w.incs.len() + groups.len()
-}
-
-/// The algorithm checks per EVALSHA: all together in an atomic request, else one each.
-fn script_groups(p: &Pending) -> Vec<Vec<&Check>> {
-    let checks: Vec<&Check> = p
-        .checks
-        .iter()
-        .filter_map(|c| c.algorithm.as_ref())
-        .collect();
-    if checks.is_empty() {
-        Vec::new()
-    } else if p.atomic {
-        vec![checks]
-    } else {
-        checks.into_iter().map(|c| vec![c]).collect()
-    }
-}
-
-/// `EVALSHA sha numkeys key… now atomic` then 8 values per key (see `lua/driver.lua`).
-fn encode_evalsha(out: &mut Encoder, script: &RedisScript, p: &Pending, group: &[&Check]) {
-    let mut texts: Vec<String> = Vec::with_capacity(group.len() * 2);
-    for c in group {
-        texts.push(num(c.limit.window_ms));
-        texts.push(num(c.window_end_ms));
-    }
-    let mut args: Vec<Arg<'_>> = Vec::with_capacity(5 + group.len() * 9);
-    args.extend([
-        Arg::Str("EVALSHA"),
-        Arg::Str(&script.sha),
-        Arg::Int(group.len() as i64),
-    ]);
-    args.extend(group.iter().map(|c| Arg::Str(&c.key)));
-    args.extend([Arg::Int(p.now_ms), Arg::Int(i64::from(p.atomic))]);
-    for (c, t) in group.iter().zip(texts.chunks(2)) {
-        let lim = &c.limit;
-        let counting = if lim.always {
-            2
-        } else {
-            i64::from(lim.count_rejected)
-        };
-        args.extend([
-            Arg::Str(c.algorithm.name()),
-            Arg::Int(i64::from(lim.limit)),
-            Arg::Str(&t[0]),
-            Arg::Int(i64::from(lim.burst)),
-            Arg::Int(c.hits as i64),
-            Arg::Int(counting),
-            Arg::Int((c.ttl_ms as i64).max(1)),
-            Arg::Str(&t[1]),
-        ]);
-    }
-    out.command(&args);
-}
-
-/// `storage/scripts.py`'s `_num`: whole numbers without a decimal point.
-fn num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
-    }
+fn scripted_count(p: &Pending) -> usize {
+    p.checks.iter().filter(|c| c.algorithm.is_some()).count()
 }
