@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::local_cache::LocalCache;
 use crate::memory::MemoryStore;
-use crate::rls::{Code, Descriptor};
+use crate::rls::{Code, CurrentLimit, Descriptor, DescriptorStatus, RateLimitResponse};
 use crate::rules::{FailurePolicy, RateLimit, RuleSet};
 use crate::stats::{Snapshot, Stats};
 
@@ -95,6 +95,32 @@ pub struct Decision {
     pub overall: Code,
     pub statuses: Vec<Status>,
     pub headers: Vec<(String, String)>,
+}
+
+impl Decision {
+    /// The decision as Envoy's `RateLimitResponse` (what `server/rls_proto.py` builds): the
+    /// reset in milliseconds where the algorithm knows it, else in whole seconds.
+    pub fn to_response(&self) -> RateLimitResponse {
+        let statuses = self
+            .statuses
+            .iter()
+            .map(|s| DescriptorStatus {
+                code: s.code,
+                current_limit: s.limit.as_ref().map(|l| CurrentLimit {
+                    name: l.name.clone(),
+                    requests_per_unit: l.requests_per_unit,
+                    unit: l.unit,
+                }),
+                limit_remaining: u32::try_from(s.remaining.max(0)).unwrap_or(u32::MAX),
+                reset_ms: s.reset_ms.unwrap_or(s.reset_seconds * 1000).max(0) as u64,
+            })
+            .collect();
+        RateLimitResponse {
+            overall_code: self.overall,
+            statuses,
+            response_headers_to_add: self.headers.clone(),
+        }
+    }
 }
 
 /// Why a request got no decision.

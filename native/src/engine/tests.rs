@@ -612,3 +612,41 @@ fn node_spec_defaults_compile() {
     });
     assert!(b.build().is_ok());
 }
+
+#[test]
+fn decisions_become_envoy_responses() {
+    let mut e = engine(EngineOptions::default());
+    let d = check(
+        &mut e,
+        "d",
+        &[
+            desc("three", "x"),
+            desc("tokens", "y"),
+            desc("free", "z"),
+            desc("nomatch", "v"),
+        ],
+    );
+    let r = d.to_response();
+    assert_eq!(r.overall_code, OK);
+    let three = &r.statuses[0];
+    assert_eq!((three.limit_remaining, three.reset_ms), (2, 20_000));
+    assert_eq!(
+        three
+            .current_limit
+            .as_ref()
+            .map(|l| (l.requests_per_unit, l.unit)),
+        Some((3, Unit::Minute))
+    );
+    assert_eq!(r.statuses[1].reset_ms, 500); // the token bucket knows it to the millisecond
+    assert_eq!(
+        (
+            r.statuses[2].limit_remaining,
+            r.statuses[2].current_limit.is_none()
+        ),
+        (u32::MAX, true)
+    );
+    assert_eq!(
+        (r.statuses[3].limit_remaining, r.statuses[3].reset_ms),
+        (0, 0)
+    );
+}
