@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sidecar import _native
 
 NO_LIMIT, OVERRIDE_LIMIT = -1, -2
+STATUS_FIELDS = 7  # integers per descriptor status, as _native.STATUS_FIELDS
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,13 @@ def to_decision(answer: _native.DecisionTuple, rules: NativeRules | None, domain
     """The native decision tuple as a ``Decision``."""
     overall, flat, headers = answer
     statuses = []
-    for i in range(0, len(flat), 7):
-        code, limit_id, rpu, unit, remaining, reset_s, reset_ms = flat[i:i + 7]
+    for i in range(0, len(flat), STATUS_FIELDS):
+        code, limit_id, rpu, unit, remaining, reset_s, reset_ms = flat[i:i + STATUS_FIELDS]
         limit: RateLimit | None = None
         if limit_id >= 0 and rules is not None:
             limit = rules.limits[limit_id]
         elif limit_id == OVERRIDE_LIMIT:
-            entries = descriptors[i // 7].entries
+            entries = descriptors[i // STATUS_FIELDS].entries
             limit = RateLimit(rpu, Unit(unit), override_stats_key(domain, entries))
         statuses.append(DescriptorStatus(Code(code), limit, remaining, reset_s,
                                          None if reset_ms < 0 else reset_ms))

@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Code, EngineOptions
-from sidecar.native_bridge import NativeEngineAdapter, compile_rules
+from sidecar.native_bridge import STATUS_FIELDS, NativeEngineAdapter, compile_rules
 from sidecar.rules.model import Unit
 from sidecar.storage.scripts import script_sha, script_source
 from tests.conftest import FakeClock
@@ -83,6 +83,7 @@ def test_malformed_descriptors_are_request_errors(native: ModuleType, descriptor
 
 
 def test_decisions_cross_as_integers_and_come_back_as_objects(native: ModuleType) -> None:
+    assert native.STATUS_FIELDS == STATUS_FIELDS == 7
     engine = adapter(native)
     overall, flat, headers = engine.engine.decide(
         "test-domain", [((("key2", "a"),), None, None), ((("k", "v"),), 3, (7, 2))], 0,
