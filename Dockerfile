@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
-# viva-ratelimit: the Envoy rate-limit sidecar, as a slim non-root image.
+# viva/rate-limiter: the rate-limit service (Envoy RLS, REST, forward-auth), as a slim non-root
+# image.
 #
-#   docker build -t viva-ratelimit .
-#   docker run --rm -p 8080:8080 -p 8081:8081 -p 6070:6070 viva-ratelimit
+#   docker build -t viva/rate-limiter:0.1.0 -t viva/rate-limiter:latest \
+#       --build-arg REVISION="$(git rev-parse HEAD)" \
+#       --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
+#   docker run --rm -p 8080:8080 -p 8081:8081 -p 6070:6070 viva/rate-limiter:latest
 #   docker run --rm -v "$PWD/my-rules:/etc/viva-ratelimit/config:ro" \
-#       -e REDIS_URL=redis:6379 viva-ratelimit
+#       -e REDIS_ADDR=redis:6379 -e MODE=standalone viva/rate-limiter:latest
 #
 # Two stages: the builder turns the source into one wheel; the final stage installs that wheel
 # (its dependencies come as binary wheels only, so no compiler is ever needed) into a venv and
@@ -22,9 +25,20 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- final: the wheel in a venv, run as an unprivileged user -----------------------------------
 FROM ${PYTHON_IMAGE}
-LABEL org.opencontainers.image.title="viva-ratelimit" \
-      org.opencontainers.image.description="Envoy RateLimitService sidecar (envoyproxy/ratelimit-compatible)" \
-      org.opencontainers.image.licenses="Apache-2.0"
+ARG PYTHON_IMAGE
+# The package's version (pyproject.toml) is the image's; the commit and build time are given by
+# the build (see above) and stay empty otherwise.
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG CREATED=""
+LABEL org.opencontainers.image.title="viva/rate-limiter" \
+      org.opencontainers.image.description="Viva Rate Limiter: Envoy RateLimitService (envoyproxy/ratelimit-compatible), REST and forward-auth" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.vendor="Viva" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sidecar.limiter.algorithms import Check, Limit, judge
-from sidecar.limiter.engine import Descriptor, Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Algorithm, Descriptor
 from sidecar.rules.loader import RuleFile, build_rules
+from sidecar.storage.algorithms import Check, Rate, run_check
 from sidecar.storage.memory import MemoryStore
 
-ALGORITHMS = ("fixed_window", "sliding_window", "sliding_log", "token_bucket", "leaky_bucket")
+ALGORITHMS = tuple(Algorithm)
 LIMITS_EQUIVALENT = {"fixed_window": "FixedWindowRateLimiter",
                      "sliding_window": "SlidingWindowCounterRateLimiter",
                      "sliding_log": "MovingWindowRateLimiter"}
@@ -78,13 +80,13 @@ def engine_bench(algorithm: str, keys: int, seconds: float) -> float:
 def algo_bench(algorithm: str, keys: int, seconds: float) -> float:
     states: dict[str, list[float] | None] = {}
     names = [f"user{k}" for k in range(keys)]
-    lim = Limit(LIMITS[algorithm], 1000.0, LIMITS[algorithm], False)
+    lim = Rate(LIMITS[algorithm], 1000.0, LIMITS[algorithm], False)
 
     def call(i: int) -> None:
         key = names[i % keys]
         now = time.time() * 1000
-        new, _ = judge(Check(key, algorithm, lim, 1, 2000.0, now - now % 1000 + 1000),
-                       states.get(key), now)
+        new, _ = run_check(Check(key, algorithm, lim, 1, 2000.0, now - now % 1000 + 1000),
+                           states.get(key), now)
         if new is not None:
             states[key] = new
 

@@ -1,9 +1,8 @@
-"""Shared helpers of the benchmarks: free ports, processes that are always stopped, load tools.
+"""Shared helpers of the benchmarks: the servers they start, load tools, figures.
 
-Every process a benchmark starts goes through ``Processes``: it runs in a session (and process
-group) of its own, so stopping it stops whatever it forked too (Envoy's threads, the sidecar's
-workers), and the ``with`` block stops everything it started however the benchmark ends
-(an exception, Ctrl-C, SIGTERM). On leaving, ``pgrep -s`` checks each of those sessions is empty.
+Ports, processes and the servers' command lines come from tests/support, shared with the
+tests. Every process a benchmark starts goes through ``Processes``: stopped, with whatever it
+forked, however the benchmark ends.
 
 Also, run as a script, the floor servers the benchmarks compare against:
 
@@ -17,26 +16,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Any
+from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.support.ports import free_port, wait_port  # noqa: E402
+from tests.support.processes import Processes, pin  # noqa: E402
+from tests.support.servers import redis_argv, redis_binary, sidecar_argv  # noqa: E402
+
+# The benchmarks take these from here, with the rest of their toolbox.
+__all__ = ["Processes", "free_port", "pin", "wait_port"]
 
 PYTHON = sys.executable
 RLS_PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
@@ -46,25 +49,6 @@ BOOT_ADMIN, BOOT_LISTENER, BOOT_BACKEND, BOOT_RLS = 9901, 10000, 10001, 8081
 
 
 # -- small things ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open within {timeout}s")
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -122,99 +106,10 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def pin(cpu: int | None) -> list[str]:
-    """A ``taskset`` prefix placing a command on one CPU (nothing when not asked or possible)."""
-    if cpu is None or (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
-        return []
-    return ["taskset", "-c", str(cpu)]
-
-
 def need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
     if missing:
         raise SystemExit(f"needed but not found: {', '.join(missing)} (see bench/README.md)")
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-
-class Processes:
-    """Starts processes, each in its own session; stops every one of them on leaving.
-
-    Inside the ``with`` block SIGTERM and SIGHUP raise SystemExit, so the cleanup also runs when
-    the benchmark itself is terminated.
-    """
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.sessions: list[int] = []
-        self.tmp = Path(tempfile.mkdtemp(prefix="viva-bench-"))
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> Processes:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            self._old[sig] = signal.signal(sig, _exit_on_signal)
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            self.stop_all()
-            left = self.leftovers()
-            if left:
-                print(f"warning: processes left behind: {left}", file=sys.stderr)
-        finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            for sig, old in self._old.items():
-                signal.signal(sig, old)
-
-    def start(self, name: str, cmd: Sequence[str], env: dict[str, str] | None = None,
-              cpu: int | None = None, stdout: int | IO[bytes] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        log = stdout if stdout is not None else open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([*pin(cpu), *cmd], env={**os.environ, **(env or {})},
-                                stdout=log, stderr=subprocess.STDOUT if stdout is None else None,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                cwd=str(cwd or ROOT))
-        self.procs.append((name, proc))
-        self.sessions.append(proc.pid)
-        return proc
-
-    def log(self, name: str) -> str:
-        path = self.tmp / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        """SIGTERM to the process group, SIGKILL to it after ``timeout``."""
-        self.procs = [(n, p) for n, p in self.procs if p is not proc]
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGCONT)
-            _signal_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
-        _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is still there
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(list(self.procs)):
-            self.stop(proc)
-
-    def leftovers(self) -> list[int]:
-        """Processes still alive in any session this object started (expected: none)."""
-        if not self.sessions or shutil.which("pgrep") is None:
-            return []
-        out = subprocess.run(["pgrep", "-s", ",".join(map(str, self.sessions))],
-                             capture_output=True, text=True, check=False)
-        return [int(p) for p in out.stdout.split()]
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 # -- the servers ----------------------------------------------------------------------------------
@@ -222,15 +117,13 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 def start_redis(procs: Processes, cpu: int | None = None) -> str:
     """A throw-away redis-server without persistence; returns its URL."""
-    binary = shutil.which("redis-server")
+    binary = redis_binary()
     if binary is None:
         raise SystemExit("redis-server not found (Debian package redis-server)")
     port = free_port()
     folder = procs.tmp / f"redis-{port}"
     folder.mkdir()
-    proc = procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                       cpu=cpu)
+    proc = procs.start("redis", redis_argv(binary, port, folder), cpu=cpu)
     wait_port(port, proc)
     return f"redis://127.0.0.1:{port}/0"
 
@@ -275,9 +168,7 @@ def start_sidecar(procs: Processes, rules: Path, transport: str = "fast",
         environment.update(BACKEND_TYPE="redis", REDIS_URL=redis_url)
     else:
         environment["BACKEND_TYPE"] = "memory"
-    cmd = [PYTHON, "-m", "sidecar", "serve", "--config", str(rules),
-           "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-           "--debug-port", str(debug_port), "--transport", transport]
+    cmd = sidecar_argv(rules, grpc_port, http_port, debug_port, ["--transport", transport])
     if workers > 1:
         cmd += ["--workers", str(workers)]
     proc = procs.start(name, cmd, env=environment, cpu=cpu)

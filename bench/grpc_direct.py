@@ -67,8 +67,9 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 1000000000}
 """
 SERVER_CPU, LOAD_CPU = 0, 1
-PROFILED = ("ShouldRateLimit (sidecar", "Engine.should_rate_limit", "descriptors_from_proto",
-            "ResponseBuilder.build", "prometheus_client", "sidecar/server/h2", "redis/")
+PROFILED = ("ShouldRateLimit (sidecar", "Method.decide", "Engine.should_rate_limit",
+            "descriptors_from_proto", "ResponseBuilder.build", "prometheus_client", "sidecar/h2",
+            "redis/")
 
 
 @dataclass

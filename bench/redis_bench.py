@@ -32,9 +32,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.limiter.engine import Descriptor, Engine, EngineOptions  # noqa: E402
+from sidecar.limiter.engine import Engine  # noqa: E402
+from sidecar.limiter.options import EngineOptions  # noqa: E402
+from sidecar.model import Descriptor  # noqa: E402
 from sidecar.rules.loader import RuleFile, build_rules  # noqa: E402
-from sidecar.storage.redis import RedisOptions, RedisStore  # noqa: E402
+from sidecar.storage.redis.options import RedisOptions  # noqa: E402
+from sidecar.storage.redis.store import RedisStore  # noqa: E402
 
 RULES = """
 domain: bench
@@ -120,7 +123,7 @@ class _Trips:
 
 @contextlib.contextmanager
 def targets(names: list[str]) -> Iterator[dict[str, tuple[RedisOptions, list[Any]]]]:
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
     from tests.topologies import RedisCluster
 
     started: list[Any] = []

@@ -7,13 +7,13 @@ grpc.aio or grpcio's thread-pool server, asyncio's event loop or uvloop.
 Each option runs in its own process on the memory store with one rule (limit 10^9/s), pinned to
 CPU 0 (h2load on CPU 1), and is loaded with h2load at saturation (-c 4 -m 16 for --seconds),
 then at a fixed --rate (-c 4 -m 1, percentiles from h2load's log):
-  aio          sidecar.server.grpc_rls.RateLimitServicer on grpc.aio, asyncio's loop
+  aio          sidecar.transports.grpcio.RateLimitServicer on grpc.aio, asyncio's loop
   aio-uvloop   the same on uvloop's loop
   sync         the same logic on grpcio's synchronous server (a ThreadPoolExecutor of
                --threads): the servicer's coroutine driven to completion on the pool thread
                (the memory store never suspends), one lock around it because the engine and
                the store are single-threaded by design
-  fast         the sidecar's own HTTP/2 transport (sidecar.server.h2), asyncio's loop
+  fast         the sidecar's own HTTP/2 transport (sidecar.h2), asyncio's loop
   fast-uvloop  the same on uvloop
 and, as floors, a servicer returning a constant OK response on the same server: noop-aio,
 noop-aio-uvloop, noop-sync (bench/common.py noop-rls). Prints req/s, latency, and the ratios
@@ -94,10 +94,11 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def servicer() -> Any:
-    from sidecar.server.grpc_rls import RateLimitServicer
-    from sidecar.server.metrics import Metrics
+    from sidecar.observability.metrics import Metrics
+    from sidecar.service import RateLimitService
+    from sidecar.transports.grpcio import RateLimitServicer
 
-    return RateLimitServicer(make_engine(), Metrics())
+    return RateLimitServicer(RateLimitService(make_engine(), Metrics()))
 
 
 async def serve_async(option: str, port: int) -> None:
@@ -106,11 +107,14 @@ async def serve_async(option: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if option.startswith("fast"):
-        from sidecar.server.h2 import H2Options, H2Server
-        from sidecar.server.health import Health
-        from sidecar.server.metrics import Metrics
+        from sidecar.h2 import H2Options
+        from sidecar.observability.health import Health
+        from sidecar.observability.metrics import Metrics
+        from sidecar.service import RateLimitService
+        from sidecar.transports.fast import rls_server
 
-        server: Any = H2Server(make_engine(), Health(), Metrics(), H2Options(eager_start=True))
+        server: Any = rls_server(RateLimitService(make_engine(), Metrics()), Health(),
+                                 H2Options(eager_start=True))
         await server.start("127.0.0.1", port)
     else:
         import grpc

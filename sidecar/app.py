@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -14,26 +15,30 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sidecar.errors import RuleSetError, StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.h2 import H2Options, H2Server
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
-from sidecar.limiter.policy import FailurePolicy
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.policy import FailureHandler
+from sidecar.model import FailurePolicy
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.tracing import ObservedStore, configure_tracing
 from sidecar.rules.model import RuleSet
 from sidecar.rules.watcher import RulesManager
-from sidecar.server.h2 import H2Options, H2Server, event_loop_factory
-from sidecar.server.health import Health
-from sidecar.server.http import HttpApi
-from sidecar.server.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.storage.base import Store
-from sidecar.storage.breaker import BreakerListener
 from sidecar.storage.memory import MemoryStore
-from sidecar.tracing import ObservedStore, configure_tracing
+from sidecar.transports.fast import rls_server
+from sidecar.transports.http import HttpApi
 
 if TYPE_CHECKING:
     import grpc
     from grpc_health.v1 import health as grpc_health
 
-    from sidecar.storage.redis import RedisOptions
+    from sidecar.storage.redis.breaker import BreakerListener
+    from sidecar.storage.redis.options import RedisOptions
 
 # grpcio (the grpcio transport) and redis-py (the Redis store) are imported only when the
 # settings ask for them: each costs 8-15 MB of resident memory (bench/memory.py).
@@ -49,8 +54,8 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
     SplitStore. ``listener`` hears every circuit-breaker transition."""
     if settings.backend == "memory":
         return MemoryStore()
-    from sidecar.storage.redis import RedisStore
-    from sidecar.storage.split import SplitStore
+    from sidecar.storage.redis.split import SplitStore
+    from sidecar.storage.redis.store import RedisStore
 
     main = RedisStore(redis_options(settings), listener=listener)
     if not settings.redis_persecond:
@@ -62,7 +67,7 @@ def make_store(settings: Settings, listener: BreakerListener | None = None) -> S
 def redis_options(settings: Settings, per_second: bool = False) -> RedisOptions:
     """REDIS_* (or REDIS_PERSECOND_*) settings as RedisOptions. The two sets have the same
     names after their prefix; TLS files, the DB index, batching and the breaker are shared."""
-    from sidecar.storage.redis import RedisOptions
+    from sidecar.storage.redis.options import RedisOptions
 
     s = settings
 
@@ -102,11 +107,12 @@ class Sidecar:
         self.tracing = configure_tracing(os.environ)
         self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
                              engine_options(settings), self.metrics, clock,
-                             policy=FailurePolicy(settings.failure_policy,
-                                                  self.metrics.policy_decision),
+                             policy=FailureHandler(settings.failure_policy, MemoryStore(),
+                                                   self.metrics.policy_decision),
                              local_cache=LocalCache(settings.local_cache_size,
                                                     self.metrics.local_cache_hit)
                              if settings.local_cache_size > 0 else None)
+        self.service = RateLimitService(self.engine, self.metrics, self.tracing)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -119,7 +125,7 @@ class Sidecar:
         self.grpc_health: grpc_health.aio.HealthServicer | None = None  # grpcio transport
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._store_reachable = True
+        self._store_reachable: bool | None = None  # None: not probed yet
         self._stopped = False
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
@@ -129,21 +135,28 @@ class Sidecar:
             self.health.set("config", bool(rules.domains))
 
     async def start(self) -> None:
-        """Load the rules, then open every port. RuleSetError when the rules are invalid,
-        OSError when a port cannot be opened; nothing is left running either way."""
+        """Load the rules, open every port, then probe the store once. RuleSetError when the
+        rules are invalid, OSError when a port cannot be opened; nothing is left running
+        either way.
+
+        The ports open before the store is reached: a store that is not there yet (a Redis
+        Cluster still forming) must not keep them closed. Until a probe reaches it, calls get
+        the failure policy's answer and health counts the store as unreachable; the store
+        connects in the background and the probe runs every STORE_PROBE_SECONDS."""
         if not self.rules.load():
             if not self.settings.force_start_without_initial_config:
                 await self.store.close()
                 raise self.rules.last_exception or RuleSetError([])
             log.warning("starting without valid rules (FORCE_START_WITHOUT_INITIAL_CONFIG); "
                         "every call fails until a valid version is loaded")
+        self._set_store_health(False)
         try:
-            await self._probe_store()
             if self.settings.transport == "fast":
                 await self._start_fast()
             else:
                 await self._start_grpc()
             await self._start_http()
+            await self._probe_store()  # bounded by the store's timeout
         except BaseException:
             await self.stop()
             raise
@@ -167,12 +180,12 @@ class Sidecar:
         from grpc_health.v1 import health as grpc_health
         from grpc_health.v1 import health_pb2_grpc
 
-        from sidecar.server.grpc_rls import RateLimitServicer
+        from sidecar.transports.grpcio import RateLimitServicer
 
         reuse = 1 if self.settings.workers > 1 else 0
         server = grpc.aio.server(options=[("grpc.so_reuseport", reuse)])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-            RateLimitServicer(self.engine, self.metrics, self.tracing), server)
+            RateLimitServicer(self.service), server)
         self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
@@ -187,12 +200,11 @@ class Sidecar:
         self.health.subscribe(self._publish_health)
 
     async def _start_fast(self) -> None:
-        """The purpose-built HTTP/2 transport (sidecar/server/h2); it reads Health on every
-        Check, so it needs no health publishing."""
+        """The purpose-built HTTP/2 transport (transports/fast.py over sidecar/h2); it reads
+        Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
-        self.h2_server = H2Server(self.engine, self.health, self.metrics, options,
-                                  tracing=self.tracing)
+        self.h2_server = rls_server(self.service, self.health, options)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:
@@ -205,7 +217,7 @@ class Sidecar:
             self._spawn(self.grpc_health.set(service, status))
 
     async def _start_http(self) -> None:
-        api = HttpApi(self.engine, self.health, self.metrics, self.rules, self.settings.rest)
+        api = HttpApi(self.service, self.health, self.rules, self.settings.rest)
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1
@@ -223,13 +235,17 @@ class Sidecar:
             reachable = True
         except StorageError as exc:
             reachable = False
-            if self._store_reachable:
+            if self._store_reachable is not False:
                 log.warning("counter store is unreachable: %s", exc)
         else:
-            if not self._store_reachable:
+            if self._store_reachable is False:
                 log.warning("counter store is reachable again")
         self._store_reachable = reachable
-        self.health.set("store", reachable or self.settings.failure_policy != "unavailable")
+        self._set_store_health(reachable)
+
+    def _set_store_health(self, reachable: bool) -> None:
+        self.health.set("store", reachable
+                        or self.settings.failure_policy != FailurePolicy.UNAVAILABLE)
 
     async def _watch_store(self) -> None:
         while True:
@@ -285,6 +301,16 @@ async def _serve(app: web.Application, host: str, port: int, grace: float,
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (optional), else asyncio's; for asyncio.Runner."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run_sidecar(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the sidecar (gRPC 8081, HTTP 8080, debug 6070)")
+    serve.add_argument("--mode", choices=("standalone", "full"),
+                       help="standalone (default) or full (env MODE or VIVA_MODE)")
     serve.add_argument("--config", help="rules directory or file (default ./config; env "
                        "VIVA_CONFIG_DIR or RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config)")
     serve.add_argument("--backend", choices=("memory", "redis"),
@@ -88,8 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar.logs import configure_logging
     from sidecar.settings import Settings
 
-    flags = {"config": args.config, "backend": args.backend, "redis_url": args.redis_url,
-             "grpc_port": args.grpc_port, "http_port": args.http_port,
+    flags = {"mode": args.mode, "config": args.config, "backend": args.backend,
+             "redis_url": args.redis_url, "grpc_port": args.grpc_port, "http_port": args.http_port,
              "debug_port": args.debug_port, "log_level": args.log_level,
              "workers": args.workers, "transport": args.transport}
     try:
@@ -98,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"viva-ratelimit: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    _warn_about_environment()
+    logging.getLogger("sidecar.settings").debug("settings: %s", settings.describe())
     try:
         return _run(settings)
     except RuleSetError as exc:
@@ -113,11 +118,27 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _warn_about_environment() -> None:
+    """Unknown and shadowed variables, once (by the supervisor, not again by each worker)."""
+    from sidecar.envcheck import environment_warnings
+    from sidecar.workers import WORKER_ENV
+
+    if os.environ.get(WORKER_ENV):
+        return
+    log = logging.getLogger("sidecar.settings")
+    for warning in environment_warnings(os.environ):
+        log.warning("%s", warning)
+
+
 def _run(settings: Settings) -> int:
     """The supervisor of --workers N (which needs only the settings: it stays small), or one
     sidecar process."""
     from sidecar.workers import WORKER_ENV, supervise
 
+    if settings.mode == "full":
+        # Replaced by the full mode's composition when it is part of the build.
+        raise SettingsError("MODE=full: full mode (API keys, plans, usage, dashboard and "
+                            "portal) is not available in this build; expected MODE=standalone")
     if settings.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(settings)
     from sidecar.app import run_sidecar

@@ -5,11 +5,13 @@
     ├── RuleError            one problem in a rules file (file, path, line, what, expected)
     │   └── RuleSetError     a load failed: carries every RuleError of that load
     ├── RequestError         a caller sent something invalid (-> INVALID_ARGUMENT / HTTP 400)
+    │   └── RequestTooLarge  ... larger than accepted (-> RESOURCE_EXHAUSTED / HTTP 413)
     ├── NoRulesError         no valid rules have been loaded yet (-> UNAVAILABLE)
     └── StorageError         the counter store failed or timed out (-> UNAVAILABLE)
 
 Third-party exceptions (redis, yaml, grpc) are translated into these at the boundary that meets
-them: storage/redis.py and storage/topology.py for redis, rules/loader.py for yaml.
+them: storage/redis/ for redis, rules/ for yaml. service.py maps each to what every wire
+answers (gRPC status, HTTP status, the error metric).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class RuleSetError(SidecarError):
 
 class RequestError(SidecarError):
     """The request is malformed; the message names the field."""
+
+
+class RequestTooLarge(RequestError):
+    """The request is larger than the configured maximum."""
 
 
 class NoRulesError(SidecarError):

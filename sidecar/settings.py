@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from sidecar.envvars import parse_bool, parse_int
 from sidecar.errors import SettingsError
-from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
-from sidecar.server.rest_options import RestOptions
+from sidecar.model import FailurePolicy
+from sidecar.transports.rest.options import RestOptions
 
 T = TypeVar("T")
 
@@ -24,6 +24,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 REDIS_TYPES = ("single", "sentinel", "cluster")
+MODES = ("standalone", "full")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
@@ -93,18 +94,37 @@ def parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def parse_failure_policy(name: str, text: str) -> FailurePolicy:
+    return FailurePolicy(parse_choice(tuple(FailurePolicy))(name, text))
+
+
 def _str(name: str, text: str) -> str:
     return text
 
 
-def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "flag": flag})
+def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str = "",
+             aliases: tuple[str, ...] = ()) -> Any:
+    """``aliases``: other variables read when ``env`` is not set (the seed's deployment names);
+    sidecar/envcheck.py warns when both are set."""
+    return field(default=default, metadata={"env": env, "parse": parse, "flag": flag,
+                                            "aliases": aliases})
+
+
+def _variable_of(meta: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The variable a setting is read from: its own, else the first of its aliases that is set."""
+    for name in (meta["env"], *meta.get("aliases", ())):
+        if name in env:
+            return str(name)
+    return None
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the sidecar. ``env`` names its variable; ``flag`` its serve option."""
 
+    # standalone: the rate-limit service; full: plus API keys, plans, usage and the web pages.
+    mode: str = _setting("VIVA_MODE", parse_choice(MODES), "standalone", "mode",
+                         aliases=("MODE",))
     # Rules
     config_dir: str = _setting("VIVA_CONFIG_DIR", _str, "", "config")
     runtime_root: str = _setting("RUNTIME_ROOT", _str, "")
@@ -136,7 +156,7 @@ class Settings:
     log_format: str = _setting("LOG_FORMAT", parse_choice(("text", "json")), "text")
     # Store
     backend: str = _setting("BACKEND_TYPE", parse_choice(("memory", "redis")), "", "backend")
-    redis_url: str = _setting("REDIS_URL", _str, "", "redis_url")
+    redis_url: str = _setting("REDIS_URL", _str, "", "redis_url", aliases=("REDIS_ADDR",))
     redis_type: str = _setting("REDIS_TYPE", parse_choice(REDIS_TYPES), "single")
     redis_socket_type: str = _setting("REDIS_SOCKET_TYPE", parse_choice(("tcp", "unix")), "")
     redis_auth: str = _setting("REDIS_AUTH", _str, "")
@@ -174,8 +194,8 @@ class Settings:
     # Store failures: a breaker per Redis endpoint, then the failure policy.
     breaker_failures: int = _setting("VIVA_BREAKER_FAILURES", parse_int, 5)
     breaker_cooldown: float = _setting("VIVA_BREAKER_COOLDOWN", parse_duration, 1.0)
-    failure_policy: str = _setting("VIVA_FAILURE_POLICY", parse_choice(FAILURE_POLICIES),
-                                   "unavailable")
+    failure_policy: FailurePolicy = _setting("VIVA_FAILURE_POLICY", parse_failure_policy,
+                                             FailurePolicy.UNAVAILABLE)
     local_cache_size: int = _setting("LOCAL_CACHE_SIZE_IN_BYTES", parse_int, 0)
     # Engine
     cache_key_prefix: str = _setting("CACHE_KEY_PREFIX", _str, "")
@@ -207,8 +227,8 @@ class Settings:
             flag = meta["flag"]
             if flag and flags.get(flag) is not None:
                 values[f.name] = flags[flag]
-            elif meta["parse"] is not None and meta["env"] in env:
-                values[f.name] = meta["parse"](meta["env"], env[meta["env"]])
+            elif meta["parse"] is not None and (name := _variable_of(meta, env)):
+                values[f.name] = meta["parse"](name, env[name])
         values["rest"] = RestOptions.from_env(env)
         if not values.get("backend"):
             values["backend"] = "redis" if values.get("redis_url") else "memory"
@@ -236,7 +256,7 @@ class Settings:
         return "config"
 
     def describe(self) -> dict[str, Any]:
-        """Every setting with its variable, for logs and /rlconfig (secrets masked)."""
+        """Every setting by its variable, secrets masked: what ``serve`` logs at debug level."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 from tests.topologies import redis_cluster, redis_sentinel  # noqa: F401
 
 

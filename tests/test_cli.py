@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.kit import RULES
-from tests.servers import ROOT, SidecarProcess, eventually, free_port
+from tests.support import ROOT
+from tests.support.ports import eventually, free_port
+from tests.support.servers import SidecarProcess
+from tests.transports.kit import RULES
 
 BAD_UNIT = """
 domain: first
@@ -90,6 +92,32 @@ def test_serve_with_a_bad_setting_names_it(good_rules: Path, env: dict[str, str]
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("how", [{"MODE": "full"}, {"VIVA_MODE": "full"}, "--mode=full"])
+def test_full_mode_is_refused_until_it_is_built(good_rules: Path,
+                                                how: dict[str, str] | str) -> None:
+    flags = [how] if isinstance(how, str) else []
+    env = how if isinstance(how, dict) else {}
+    result = run("serve", "--config", str(good_rules), *flags, "--http-port", str(free_port()),
+                 "--grpc-port", str(free_port()), "--debug-port", str(free_port()), env=env)
+    assert result.returncode == 2
+    assert "MODE=full: full mode" in result.stderr
+    assert "not available in this build; expected MODE=standalone" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_variables_are_reported_at_start(good_rules: Path) -> None:
+    proc = SidecarProcess(good_rules, env={"REDIS_ADRR": "redis:6379", "MODE": "standalone",
+                                           "VIVA_WORKERZ": "2"}).start()
+    try:
+        eventually(lambda: "did you mean `VIVA_WORKERS`?" in proc.log())
+    finally:
+        assert proc.stop() == 0
+    log = proc.log()
+    assert "WARNING sidecar.settings: `REDIS_ADRR` is not a setting; did you mean " \
+        "`REDIS_ADDR`?" in log
+    assert "`MODE`" not in log  # a variable that is read: not a word about it
+
+
 def test_serve_on_a_taken_port_exits_1(good_rules: Path) -> None:
     first = SidecarProcess(good_rules).start()
     try:
@@ -125,3 +153,15 @@ def test_sigterm_drains_and_exits_0(good_rules: Path) -> None:
         code = proc.stop()
     assert code == 0
     assert "shutting down" in proc.log()
+
+
+def test_serve_logs_its_settings_at_debug_level_without_secrets(good_rules: Path) -> None:
+    proc = SidecarProcess(good_rules, env={"LOG_LEVEL": "debug", "REDIS_AUTH": "hunter2",
+                                           "NEAR_LIMIT_RATIO": "0.5"}).start()
+    try:
+        line = eventually(lambda: next((x for x in proc.log().splitlines()
+                                        if "sidecar.settings: settings:" in x), None))
+    finally:
+        proc.stop()
+    assert "'REDIS_AUTH': '***'" in line and "'NEAR_LIMIT_RATIO': 0.5" in line
+    assert "hunter2" not in proc.log()

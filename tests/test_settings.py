@@ -8,7 +8,8 @@ from sidecar.app import make_store
 from sidecar.errors import SettingsError
 from sidecar.settings import Settings, parse_duration
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore, redis_url
+from sidecar.storage.redis.options import RedisOptions, redis_url
+from sidecar.storage.redis.store import RedisStore
 
 
 def load(flags: dict[str, object] | None = None, **env: str) -> Settings:
@@ -104,6 +105,8 @@ def test_go_durations(text: str, seconds: float) -> None:
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not a log level"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not supported"),
     ({"EXPIRATION_JITTER_MAX_SECONDS": "-3"}, "EXPIRATION_JITTER_MAX_SECONDS=-3"),
+    ({"MODE": "sidecar"}, "MODE='sidecar' is not supported; expected one of standalone, full"),
+    ({"VIVA_MODE": "ful"}, "VIVA_MODE='ful' is not supported; expected one of standalone, full"),
 ])
 def test_bad_values_name_the_variable(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError) as info:
@@ -126,6 +129,22 @@ def test_backend_type_defaults() -> None:
     assert (s.backend, s.redis_url) == ("redis", "localhost:6379")
     assert load(BACKEND_TYPE="memory", REDIS_URL="host:1").backend == "memory"
     assert load(BACKEND_TYPE="REDIS", REDIS_URL="host:1").backend == "redis"
+
+
+def test_mode_from_either_name_or_the_flag() -> None:
+    assert load().mode == "standalone"
+    assert load(MODE="full").mode == "full"
+    assert load(VIVA_MODE="FULL").mode == "full"
+    assert load(VIVA_MODE="standalone", MODE="full").mode == "standalone"
+    assert load({"mode": "standalone"}, MODE="full").mode == "standalone"
+
+
+def test_redis_addr_is_redis_url_with_the_redis_store() -> None:
+    s = load(REDIS_ADDR="redis:6379", MODE="standalone")
+    assert (s.backend, s.redis_url, s.redis_type) == ("redis", "redis:6379", "single")
+    assert load(REDIS_ADDR="redis:6379", REDIS_URL="other:6379").redis_url == "other:6379"
+    assert load(REDIS_ADDR="redis:6379", BACKEND_TYPE="memory").backend == "memory"
+    assert load({"redis_url": "flag:1"}, REDIS_ADDR="redis:6379").redis_url == "flag:1"
 
 
 def test_rules_path_from_runtime_variables() -> None:

@@ -13,7 +13,9 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from tests.servers import ROOT, RedisServer, SidecarProcess, eventually
+from tests.support import ROOT
+from tests.support.ports import eventually
+from tests.support.servers import RedisServer, SidecarProcess
 
 pytestmark = pytest.mark.redis
 

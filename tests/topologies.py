@@ -31,7 +31,9 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from tests.servers import eventually, free_port, missing, redis_binary, stop_process, wait_port
+from tests.support.ports import eventually, free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import missing, redis_binary
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -268,6 +270,20 @@ class RedisCluster:
             self.stop()
             raise
         return self
+
+    def start_unformed(self) -> RedisCluster:
+        """Start every node without forming the cluster, as a deployment being created looks:
+        each node serves no slot and knows no peer until ``form()``."""
+        try:
+            _start_all(self.nodes)  # type: ignore[arg-type]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def form(self, timeout: float = 15.0) -> None:
+        """Form the cluster of nodes started by ``start_unformed()``; returns once healthy."""
+        self._assemble(timeout)
 
     def _assemble(self, timeout: float) -> None:
         masters, replicas = self.nodes[:self._masters], self.nodes[self._masters:]

@@ -5,8 +5,8 @@
 
 Each server runs alone in its own process, on the in-process memory store with one rule:
 
-    fast    sidecar.server.h2.H2Server (the transport under test)
-    grpcio  sidecar.server.grpc_rls.RateLimitServicer on grpc.aio (the transport it replaces)
+    fast    sidecar.h2.H2Server (the transport under test)
+    grpcio  sidecar.transports.grpcio.RateLimitServicer on grpc.aio (the transport it replaces)
     noop    a grpc.aio servicer that returns a constant OK response (grpcio's ceiling)
 
 For each: a short warm-up, then h2load at full speed for --duration seconds (-c/-m), then
@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.support.ports import free_port, wait_port  # noqa: E402
+from tests.support.processes import pin  # noqa: E402
+from tests.support.servers import redis_argv, redis_binary  # noqa: E402
 
 PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 RULES = """\
@@ -81,7 +84,8 @@ def make_engine() -> Any:
 
     url = os.environ.get("BENCH_REDIS_URL")
     if url:
-        from sidecar.storage.redis import RedisOptions, RedisStore
+        from sidecar.storage.redis.options import RedisOptions
+        from sidecar.storage.redis.store import RedisStore
 
         store: Any = RedisStore(RedisOptions(url=url, timeout=1.0, pool_size=64))
     else:
@@ -97,11 +101,14 @@ async def serve(mode: str, port: int, eager: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if mode == "fast":
-        from sidecar.server.h2 import H2Options, H2Server
-        from sidecar.server.health import Health
-        from sidecar.server.metrics import Metrics
+        from sidecar.h2 import H2Options
+        from sidecar.observability.health import Health
+        from sidecar.observability.metrics import Metrics
+        from sidecar.service import RateLimitService
+        from sidecar.transports.fast import rls_server
 
-        server = H2Server(make_engine(), Health(), Metrics(), H2Options(eager_start=eager))
+        server = rls_server(RateLimitService(make_engine(), Metrics()), Health(),
+                            H2Options(eager_start=eager))
         await server.start("127.0.0.1", port)
         print("ready", flush=True)
         await stop.wait()
@@ -118,8 +125,9 @@ def grpcio_server(mode: str, port: int) -> Any:
     import grpc
     from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-    from sidecar.server.grpc_rls import RateLimitServicer
-    from sidecar.server.metrics import Metrics
+    from sidecar.observability.metrics import Metrics
+    from sidecar.service import RateLimitService
+    from sidecar.transports.grpcio import RateLimitServicer
 
     class NoopServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
         response = rls_pb2.RateLimitResponse(overall_code=rls_pb2.RateLimitResponse.OK)
@@ -128,7 +136,8 @@ def grpcio_server(mode: str, port: int) -> Any:
             return self.response
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    servicer = NoopServicer() if mode == "noop" else RateLimitServicer(make_engine(), Metrics())
+    servicer = NoopServicer() if mode == "noop" else \
+        RateLimitServicer(RateLimitService(make_engine(), Metrics()))
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     return server
@@ -137,7 +146,7 @@ def grpcio_server(mode: str, port: int) -> Any:
 def serve_main(mode: str, port: int, eager: bool, use_uvloop: bool) -> None:
     factory = asyncio.new_event_loop
     if use_uvloop and mode == "fast":
-        from sidecar.server.h2 import event_loop_factory
+        from sidecar.app import event_loop_factory
 
         factory = event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
@@ -147,19 +156,11 @@ def serve_main(mode: str, port: int, eager: bool, use_uvloop: bool) -> None:
 # -- the driver ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 PIN = True
 
 
 def pinned(cpu: int) -> list[str]:
-    if PIN and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu)]
-    return []
+    return pin(cpu) if PIN else []
 
 
 @contextmanager
@@ -253,16 +254,11 @@ def redis_server(wanted: bool, folder: str) -> Iterator[None]:
         yield
         return
     port = free_port()
-    proc = subprocess.Popen([*pinned(1), shutil.which("redis-server") or "redis-server",
-                             "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", folder],
+    proc = subprocess.Popen([*pinned(1), *redis_argv(redis_binary() or "redis-server", port,
+                                                     folder)],
                             stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_port(port, proc)
         os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         yield
     finally:

@@ -30,7 +30,7 @@ class Outcome(NamedTuple):
     within_hits: int
 
 
-def judge(after: int, hits: int, limit: int, near: int) -> Outcome:
+def outcome(after: int, hits: int, limit: int, near: int) -> Outcome:
     """Outcome of adding ``hits`` that took a counter to ``after`` under ``limit``."""
     before = after - hits
     if after > limit:

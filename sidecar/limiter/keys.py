@@ -6,7 +6,7 @@ value gives ``key__``, and a share_threshold entry uses its pattern instead of t
 
 from __future__ import annotations
 
-from sidecar.rules.matcher import Entries
+from sidecar.model import Entries
 
 
 def descriptor_key(prefix: str, domain: str, entries: Entries,
@@ -18,8 +18,3 @@ def descriptor_key(prefix: str, domain: str, entries: Entries,
     else:
         parts = [f"{k}_{v}_" for k, v in entries]
     return f"{prefix}{domain}_{''.join(parts)}"
-
-
-def window_key(base: str, now: int, window: int) -> str:
-    """``base`` plus the start of the epoch-aligned window holding ``now``."""
-    return f"{base}{now - now % window}"

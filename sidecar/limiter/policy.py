@@ -6,9 +6,10 @@ Per domain (the rules' ``failure_policy:``), else VIVA_FAILURE_POLICY:
   Envoy's ``failure_mode_deny`` decides, as with the reference;
 - ``allow``: answer OK for the descriptors that needed the store (fail open, decided here);
 - ``deny``: answer OVER_LIMIT for them (fail closed; shadow-mode rules still answer OK);
-- ``local``: count that request in this process' memory store instead, for as long as the
-  store keeps failing. Each sidecar then enforces the whole limit on its own traffic, and what
-  it counted is not merged back into Redis when Redis returns.
+- ``local``: count that request in the fallback store instead (the composition root gives a
+  memory store), for as long as the store keeps failing. Each sidecar then enforces the whole
+  limit on its own traffic, and what it counted is not merged back into Redis when Redis
+  returns. Without a fallback store, ``local`` answers as ``unavailable``.
 
 Every decision is counted (``viva_ratelimit_failure_policy_decisions_total{domain,policy}``)
 and logged at most once per domain and policy every ``log_interval`` seconds, with the number
@@ -21,10 +22,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from sidecar.storage.memory import MemoryStore
-
-ALLOW, DENY, UNAVAILABLE, LOCAL = "allow", "deny", "unavailable", "local"
-POLICIES = (ALLOW, DENY, UNAVAILABLE, LOCAL)
+from sidecar.model import FailurePolicy
+from sidecar.storage.base import Store
 
 log = logging.getLogger("sidecar.policy")
 
@@ -32,34 +31,33 @@ log = logging.getLogger("sidecar.policy")
 DecisionListener = Callable[[str, str], None]
 
 
-class FailurePolicy:
-    """Chooses and records the failure policy; owns the ``local`` fallback store."""
+class FailureHandler:
+    """Chooses the failure policy of a domain and records each decision taken under it."""
 
-    def __init__(self, default: str = UNAVAILABLE, listener: DecisionListener | None = None,
+    def __init__(self, default: FailurePolicy = FailurePolicy.UNAVAILABLE,
+                 fallback: Store | None = None, listener: DecisionListener | None = None,
                  log_interval: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if default not in POLICIES:
-            raise ValueError(f"failure policy {default!r}; expected one of {POLICIES}")
-        self.default = default
+        if default not in tuple(FailurePolicy):
+            raise ValueError(f"failure policy {default!r}; expected one of "
+                             f"{', '.join(FailurePolicy)}")
+        self.default = FailurePolicy(default)
+        # The ``local`` policy's counters, kept across outages so a flapping Redis does not
+        # hand out a fresh budget at every blip.
+        self.fallback = fallback
         self.listener = listener
         self.log_interval = log_interval
         self._clock = clock
-        self._fallback: MemoryStore | None = None
         # (domain, policy) -> [when the last line was logged, decisions since]
         self._logged: dict[tuple[str, str], list[float]] = {}
 
-    def choose(self, domain_policy: str | None) -> str:
-        return domain_policy or self.default
+    def choose(self, domain_policy: FailurePolicy | None) -> FailurePolicy:
+        policy = domain_policy or self.default
+        if policy == FailurePolicy.LOCAL and self.fallback is None:
+            return FailurePolicy.UNAVAILABLE
+        return policy
 
-    @property
-    def fallback(self) -> MemoryStore:
-        """The ``local`` policy's counters: made on first use, kept across outages so a
-        flapping Redis does not hand out a fresh budget at every blip."""
-        if self._fallback is None:
-            self._fallback = MemoryStore()
-        return self._fallback
-
-    def decided(self, domain: str, policy: str, error: Exception) -> None:
+    def decided(self, domain: str, policy: FailurePolicy, error: Exception) -> None:
         """Count one decision, and log it unless this domain and policy logged recently."""
         if self.listener is not None:
             self.listener(domain, policy)
@@ -72,5 +70,5 @@ class FailurePolicy:
             return
         log.warning("counter store failed for domain %r, answering by failure policy %r "
                     "(%d decision(s) since the last such line): %s",
-                    domain, policy, int(state[1]), error)
+                    domain, str(policy), int(state[1]), error)
         state[0], state[1] = now, 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-CALENDAR_UNITS = ("day", "week", "month", "year")
+from sidecar.model import CALENDAR_UNITS
 
 
 def aligned_window(now_ms: int, window_ms: int) -> tuple[int, int]:

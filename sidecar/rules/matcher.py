@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sidecar.rules.model import DescriptorNode, RateLimit
-
-Entries = tuple[tuple[str, str], ...]
+from sidecar.model import Entries, RateLimit
+from sidecar.rules.model import DescriptorNode
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,73 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class Unit(enum.IntEnum):
-    """Envoy's RateLimitResponse.RateLimit.Unit numbers, so they cross the wire unchanged."""
-
-    UNKNOWN = 0
-    SECOND = 1
-    MINUTE = 2
-    HOUR = 3
-    DAY = 4
-    MONTH = 5
-    YEAR = 6
-    WEEK = 7
-
-
-# Window lengths in seconds, as the reference sizes them: month = 30 days, year = 365 days,
-# all aligned to the Unix epoch.
-UNIT_SECONDS: dict[Unit, int] = {
-    Unit.SECOND: 1,
-    Unit.MINUTE: 60,
-    Unit.HOUR: 3600,
-    Unit.DAY: 86400,
-    Unit.WEEK: 604800,
-    Unit.MONTH: 2592000,
-    Unit.YEAR: 31536000,
-}
-
-UNIT_NAMES: dict[str, Unit] = {u.name.lower(): u for u in UNIT_SECONDS}
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """One ``rate_limit`` block, with the flags of the descriptor that holds it."""
-
-    requests_per_unit: int
-    unit: Unit
-    stats_key: str
-    name: str = ""
-    unlimited: bool = False
-    shadow_mode: bool = False
-    quota_mode: bool = False
-    detailed_metric: bool = False
-    replaces: tuple[str, ...] = ()
-    metadata: dict[str, Any] | None = field(default=None, hash=False, compare=False)
-    # Extensions (envoyproxy/ratelimit files never set them, so they keep its behaviour).
-    algorithm: str = "fixed_window"
-    window_ms: int = 0  # 0: the unit's length
-    burst: int = 0  # token/leaky bucket capacity; 0: the algorithm's default
-    count_rejected: bool = True  # resolved at load from the rule, the domain and the algorithm
-    calendar: bool = False  # day/week/month/year aligned to the domain's time zone
-    # Derived once here, read on every request.
-    window_seconds: int = field(init=False, compare=False, repr=False)
-    # Counted exactly as envoyproxy/ratelimit counts (INCRBY + EXPIRE on its keys).
-    reference_compatible: bool = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        seconds = self.window_ms // 1000 if self.window_ms else UNIT_SECONDS.get(self.unit, 0)
-        object.__setattr__(self, "window_seconds", seconds)
-        object.__setattr__(self, "reference_compatible", self.algorithm == "fixed_window"
-                           and self.count_rejected and not self.calendar)
-
-    @property
-    def window_length_ms(self) -> int:
-        return self.window_ms or UNIT_SECONDS.get(self.unit, 0) * 1000
+from sidecar.model import FailurePolicy, RateLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +15,9 @@ class DomainOptions:
     atomic: bool = False  # all descriptors of a request are charged together, or none
     count_rejected: bool | None = None  # default for the domain's counting rules
     time_zone: str = "UTC"  # for calendar windows
-    # What to answer when the counter store fails: allow | deny | unavailable | local;
-    # None: the service-wide default (VIVA_FAILURE_POLICY).
-    failure_policy: str | None = None
+    # What to answer when the counter store fails; None: the service-wide default
+    # (VIVA_FAILURE_POLICY).
+    failure_policy: FailurePolicy | None = None
 
 
 @dataclass(slots=True)

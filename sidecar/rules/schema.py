@@ -1,52 +1,37 @@
 """One rules file's YAML → its domain and descriptor tree, with every problem found in it.
 
 Each problem reads ``<file>:<line>: <path in file>: <what is wrong>; expected <what is allowed>``.
-Scalars follow the reference's YAML 1.1 reading (gopkg.in/yaml.v2): ``value: 123`` is the
-string "123", ``value: yes`` is "yes", ``value: null`` is a key-only entry, dates stay text,
-floats are refused; ``<<: *anchor`` merge keys work. Unlike the reference, keys are checked
-per level, and a repeated key in one mapping, a second YAML document or a missing
-``requests_per_unit`` is an error.
+The keys are envoyproxy/ratelimit's, read as its YAML 1.1 (yaml11.py: ``value: 123`` is the
+string "123", floats are refused; ``<<: *anchor`` merge keys work), plus the extensions of
+extensions.py. Unlike the reference, keys are checked per level, and a repeated key in one
+mapping, a second YAML document or a missing ``requests_per_unit`` is an error.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.constructor import ConstructorError
 
 from sidecar.errors import RuleError
-from sidecar.limiter.algorithms import ALGORITHMS
-from sidecar.limiter.policy import POLICIES as FAILURE_POLICIES
-from sidecar.limiter.windows import CALENDAR_UNITS
+from sidecar.model import UNIT_NAMES, FailurePolicy, RateLimit, Unit
+from sidecar.rules.checker import COUNT, listing
+from sidecar.rules.extensions import ExtensionChecker, unit_for
 from sidecar.rules.matcher import sanitize_stat_name
-from sidecar.rules.model import (
-    UNIT_NAMES,
-    UNIT_SECONDS,
-    DescriptorNode,
-    DomainOptions,
-    RateLimit,
-    Unit,
+from sidecar.rules.model import DescriptorNode, DomainOptions
+from sidecar.rules.yaml11 import (
+    Loader,
+    MetadataConstructor,
+    describe,
+    is_null,
+    json_problem,
+    line_of,
+    mark_line,
+    yaml_problem,
 )
-
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
-_FLOAT = "tag:yaml.org,2002:float"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_MERGE = "tag:yaml.org,2002:merge"
-# yaml.v2 decodes these into a Go string field from their raw text.
-_TEXT_TAGS = (_STR, _INT, _BOOL, _TIMESTAMP)
-# yaml.v2 (YAML 1.1) also reads a plain y/n as a boolean; PyYAML does not.
-_SHORT_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
-_MAX_U32 = 2**32 - 1
-_COUNT = f"a whole number from 0 to {_MAX_U32} (0 refuses every request)"
 
 ROOT_KEYS = ("domain", "descriptors", "atomic", "count_rejected", "time_zone", "failure_policy")
 DESCRIPTOR_KEYS = (
@@ -57,31 +42,9 @@ RATE_LIMIT_KEYS = (
     "unit", "requests_per_unit", "unlimited", "name", "replaces",
     "algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected",
 )  # fmt: skip
-EXTENSION_KEYS = ("algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected")
-ALGORITHMS_TEXT = ", ".join(ALGORITHMS)
-BUCKETS = ("token_bucket", "leaky_bucket")
-SLIDING_LOG_MAX = 10_000  # entries a sliding_log key may hold (one per allowed request)
-COUNTERS = ("fixed_window", "sliding_window")  # the algorithms that can count refused requests
-_WINDOW = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 REPLACES_KEYS = ("name",)
 LIMIT_FLAGS = ("shadow_mode", "quota_mode", "detailed_metric")
 UNITS_TEXT = ", ".join(UNIT_NAMES)
-
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
-
-_Pair = tuple[yaml.Node, yaml.Node]
-
-
-class _MetadataConstructor(SafeConstructor):
-    """Metadata values as yaml.v2 hands them to protobuf Struct: dates stay text."""
-
-    yaml_constructors: ClassVar[dict[Any, Any]] = {
-        **SafeConstructor.yaml_constructors,
-        _TIMESTAMP: SafeConstructor.construct_yaml_str,
-    }
 
 
 @dataclass(frozen=True)
@@ -112,171 +75,32 @@ class ParsedFile:
     options: DomainOptions = field(default_factory=DomainOptions)
 
 
-def _line(node: yaml.Node | None) -> int | None:
-    return node.start_mark.line + 1 if node is not None else None
-
-
-def _is_null(node: yaml.Node | None) -> bool:
-    return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL)
-
-
-class _FileChecker:
+class FileChecker(ExtensionChecker):
     """Walks one file's YAML nodes, building descriptor nodes and collecting errors."""
 
     def __init__(self, name: str) -> None:
-        self.parsed = ParsedFile(name)
-        # flatten_mapping rewrites a node in place; an '*alias' visits the same node again.
-        self._split: dict[int, tuple[list[_Pair], list[_Pair]]] = {}
-        # (mapping, allowed key) for each "did you mean": that key is not also reported missing.
-        self._typos: set[tuple[int, str]] = set()
-
-    def fail(
-        self,
-        node: yaml.Node | None,
-        path: str,
-        problem: str,
-        expected: str,
-        line: int | None = None,
-    ) -> None:
-        line = line if line is not None else _line(node)
-        self.parsed.errors.append(
-            RuleError(self.parsed.name, path, f"{problem}; expected {expected}", line)
-        )
-
-    # -- mappings ----------------------------------------------------------------------------
-
-    def mapping(
-        self, node: yaml.Node | None, path: str, allowed: tuple[str, ...]
-    ) -> dict[str, yaml.Node] | None:
-        """A mapping node as {key: value node}, unknown and repeated keys reported."""
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(
-                node,
-                path,
-                f"{_describe(node)} is not a mapping",
-                f"a mapping with keys {_list(allowed)}",
-            )
-            return None
-        merged, own = self._pairs(node, path)
-        out: dict[str, yaml.Node] = {}
-        for key_node, value_node in merged:  # keys from '<<:' merges: the mapping's own win
-            key = self._key(key_node, path, allowed, node)
-            if key is not None:
-                out[key] = value_node
-        seen: set[str] = set()
-        for key_node, value_node in own:
-            key = self._key(key_node, path, allowed, node)
-            if key is not None and key in seen:
-                self.fail(
-                    key_node,
-                    _join(path, key),
-                    f"key '{key}' appears twice in this mapping",
-                    "each key once",
-                )
-            elif key is not None:
-                seen.add(key)
-                out[key] = value_node
-        return out
-
-    def _pairs(self, node: yaml.MappingNode, path: str) -> tuple[list[_Pair], list[_Pair]]:
-        """(pairs brought in by '<<:' merge keys, the mapping's own pairs)."""
-        if id(node) not in self._split:
-            self._split[id(node)] = self._flatten(node, path)
-        return self._split[id(node)]
-
-    def _flatten(self, node: yaml.MappingNode, path: str) -> tuple[list[_Pair], list[_Pair]]:
-        own: list[_Pair] = [(k, v) for k, v in node.value if k.tag != _MERGE]
-        if len(own) == len(node.value):
-            return [], own
-        try:
-            SafeConstructor().flatten_mapping(node)
-        except ConstructorError as exc:
-            self.fail(
-                node,
-                path,
-                f"cannot merge '<<': {exc.problem}",
-                "'<<: *anchor' naming a mapping or a list of mappings",
-            )
-            return [], own
-        return list(node.value[: len(node.value) - len(own)]), own
-
-    def _key(
-        self, node: yaml.Node, path: str, allowed: tuple[str, ...], mapping: yaml.Node
-    ) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
-            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else _describe(node)
-            self.fail(node, path, f"key {shown} is not a string", f"one of {_list(allowed)}")
-            return None
-        key = str(node.value)
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            self._typos.update((id(mapping), c) for c in close)
-            self.fail(
-                node, _join(path, key), f"unknown key '{key}'{hint}", f"one of {_list(allowed)}"
-            )
-            return None
-        return key
-
-    def misspelled(self, mapping: yaml.Node, key: str) -> bool:
-        """Whether an unknown key of ``mapping`` was reported as a typo of ``key`` already."""
-        return (id(mapping), key) in self._typos
-
-    # -- scalars -----------------------------------------------------------------------------
-
-    def string(self, node: yaml.Node | None, path: str) -> str:
-        if _is_null(node):
-            return ""
-        if isinstance(node, yaml.ScalarNode) and node.tag in _TEXT_TAGS:
-            return str(node.value)
-        quoted = f" (quote it: '{node.value}')" if isinstance(node, yaml.ScalarNode) else ""
-        self.fail(node, path, f"{_describe(node)} is not a string", f"text{quoted}")
-        return ""
-
-    def boolean(self, node: yaml.Node | None, path: str) -> bool:
-        if _is_null(node):
-            return False
-        assert node is not None
-        found = _bool_value(node)
-        if found is None:
-            self.fail(
-                node, path, f"{_describe(node)} is not a boolean", "true or false, without quotes"
-            )
-            return False
-        return found
-
-    def count(self, node: yaml.Node | None, path: str) -> int | None:
-        """A uint32 such as requests_per_unit; None when invalid (already reported)."""
-        number = _int_value(node)
-        if number is not None and 0 <= number <= _MAX_U32:
-            return number
-        if _is_null(node):
-            problem = "requests_per_unit has no value"
-        elif number is not None:
-            problem = f"{number} is out of range"
-        else:
-            problem = f"{_describe(node)} is not a whole number"
-        self.fail(node, path, problem, _COUNT)
-        return None
+        super().__init__(name)
+        self.parsed = ParsedFile(name, errors=self.errors)
 
     # -- structure ---------------------------------------------------------------------------
 
     def root(self, node: yaml.Node | None) -> None:
-        fields = {} if _is_null(node) else self.mapping(node, "", ROOT_KEYS)
+        fields = {} if is_null(node) else self.mapping(node, "", ROOT_KEYS)
         if fields is None:
             return
         domain_node = fields.get("domain")
         self.parsed.domain = self.string(domain_node, "domain")
-        self.parsed.domain_line = _line(domain_node)
+        self.parsed.domain_line = line_of(domain_node)
         if not self.parsed.domain:
             self.fail(
                 domain_node or node,
                 "domain",
                 "config file cannot have empty domain",
                 "'domain: <name>' at the top of the file",
-                line=_line(domain_node or node) or 1,
+                line=line_of(domain_node or node) or 1,
             )
         self.parsed.options = self.domain_options(fields)
+        self.domain_count_rejected = self.parsed.options.count_rejected
         self.parsed.descriptors = self.descriptors(
             fields.get("descriptors"), "descriptors", self.parsed.domain
         )
@@ -295,29 +119,29 @@ class _FileChecker:
             )
             zone = "UTC"
         policy = self.string(fields.get("failure_policy"), "failure_policy") or None
-        if policy is not None and policy not in FAILURE_POLICIES:
+        if policy is not None and policy not in tuple(FailurePolicy):
             self.fail(
                 fields["failure_policy"],
                 "failure_policy",
                 f"unknown failure policy '{policy}'",
-                f"one of {_list(FAILURE_POLICIES)}",
+                f"one of {listing(FailurePolicy)}",
             )
             policy = None
         return DomainOptions(
-            failure_policy=policy,
+            failure_policy=FailurePolicy(policy) if policy else None,
             atomic=self.boolean(fields.get("atomic"), "atomic"),
-            count_rejected=None if _is_null(counted) else self.boolean(counted, "count_rejected"),
+            count_rejected=None if is_null(counted) else self.boolean(counted, "count_rejected"),
             time_zone=zone,
         )
 
     def descriptors(self, node: yaml.Node | None, path: str, parent: str) -> list[Placed]:
-        if _is_null(node):
+        if is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.fail(
                 node,
                 path,
-                f"{_describe(node)} is not a list",
+                f"{describe(node)} is not a list",
                 "a list of descriptors ('- key: <name>')",
             )
             return []
@@ -338,7 +162,7 @@ class _FileChecker:
                     "each key/value pair once per level",
                 )
                 continue
-            seen[desc.final_key] = Placed(desc, where, _line(item))
+            seen[desc.final_key] = Placed(desc, where, line_of(item))
             out.append(seen[desc.final_key])
         return out
 
@@ -347,7 +171,7 @@ class _FileChecker:
             self.fail(
                 node,
                 path,
-                f"{_describe(node)} is not a descriptor",
+                f"{describe(node)} is not a descriptor",
                 "a mapping with 'key' and optionally 'value', 'rate_limit', 'descriptors'",
             )
             return None
@@ -361,7 +185,7 @@ class _FileChecker:
         full = f"{parent}.{desc.final_key}"
         self.node_flags(desc, f, path)
         flags = {k: self.boolean(f.get(k), f"{path}.{k}") for k in LIMIT_FLAGS}
-        if not _is_null(f.get("rate_limit")):
+        if not is_null(f.get("rate_limit")):
             desc.limit = self.rate_limit(f["rate_limit"], f"{path}.rate_limit", full, desc, flags)
         for child in self.descriptors(f.get("descriptors"), f"{path}.descriptors", full):
             add_child(desc, child.node)
@@ -389,8 +213,8 @@ class _FileChecker:
             return None
         unlimited = self.boolean(f.get("unlimited"), f"{path}.unlimited")
         window = self.window(f, path) if "window" in f else None
-        if "window" in f and _is_null(f.get("unit")) and not unlimited:
-            unit: Unit | None = _unit_for(window) if window is not None else None
+        if "window" in f and is_null(f.get("unit")) and not unlimited:
+            unit: Unit | None = unit_for(window) if window is not None else None
         else:
             unit = self.unit(f, node, path, unlimited)
         rpu = self.requests(f, node, path, unlimited)
@@ -412,171 +236,6 @@ class _FileChecker:
             quota_mode=flags["quota_mode"],
             detailed_metric=flags["detailed_metric"],
         )
-
-    def extensions(
-        self,
-        f: dict[str, yaml.Node],
-        path: str,
-        unit: Unit | None,
-        unlimited: bool,
-        window: int | None,
-    ) -> dict[str, Any] | None:
-        """The algorithm and window extensions, checked together; None when invalid."""
-        given = [k for k in EXTENSION_KEYS if k in f]
-        if unlimited and given:
-            self.fail(
-                f[given[0]],
-                f"{path}.{given[0]}",
-                f"'{given[0]}' has no meaning on an unlimited limit",
-                "either 'unlimited: true' alone, or a limit with its algorithm",
-            )
-            return None
-        errors = len(self.parsed.errors)
-        algorithm = self.algorithm(f, path)
-        out: dict[str, Any] = {"algorithm": algorithm}
-        out["burst"] = self.burst(f, path, algorithm)
-        out["window_ms"] = self.window_length(f, path, unit, window)
-        out["calendar"] = self.calendar(f, path, unit, algorithm)
-        if algorithm == "sliding_log":
-            self.log_size(f.get("requests_per_unit"), path)
-        counted = f.get("count_rejected")
-        if not _is_null(counted):
-            out["count_rejected"] = self.boolean(counted, f"{path}.count_rejected")
-            if algorithm not in COUNTERS and out["count_rejected"]:
-                self.fail(
-                    counted,
-                    f"{path}.count_rejected",
-                    f"{algorithm} never charges refused requests",
-                    "count_rejected only with fixed_window or sliding_window",
-                )
-        else:
-            out["count_rejected"] = self._default_count_rejected(algorithm)
-        return out if len(self.parsed.errors) == errors else None
-
-    def log_size(self, node: yaml.Node | None, path: str) -> None:
-        """sliding_log keeps one entry per allowed request and reads them all on each check:
-        its limit is capped so one hot key cannot cost unbounded memory and CPU."""
-        text = node.value if isinstance(node, yaml.ScalarNode) else ""
-        if text.isdigit() and int(text) > SLIDING_LOG_MAX:
-            self.fail(
-                node,
-                f"{path}.requests_per_unit",
-                f"{text} is too many for sliding_log, which keeps one entry per request",
-                f"at most {SLIDING_LOG_MAX}, or algorithm: sliding_window for larger limits",
-            )
-
-    def _default_count_rejected(self, algorithm: str) -> bool:
-        """The domain's default where it set one; else only fixed windows count refusals (the
-        reference's behaviour)."""
-        if algorithm not in COUNTERS:
-            return False
-        domain = self.parsed.options.count_rejected
-        return algorithm == "fixed_window" if domain is None else domain
-
-    def algorithm(self, f: dict[str, yaml.Node], path: str) -> str:
-        text = self.string(f.get("algorithm"), f"{path}.algorithm") or "fixed_window"
-        if text not in ALGORITHMS:
-            self.fail(
-                f.get("algorithm"),
-                f"{path}.algorithm",
-                f"unknown algorithm '{text}'",
-                f"one of {ALGORITHMS_TEXT}",
-            )
-            return "fixed_window"
-        return text
-
-    def burst(self, f: dict[str, yaml.Node], path: str, algorithm: str) -> int:
-        node = f.get("burst")
-        if _is_null(node):
-            return 0
-        if algorithm not in BUCKETS:
-            self.fail(
-                node,
-                f"{path}.burst",
-                f"burst has no meaning for {algorithm}",
-                "burst only with algorithm token_bucket or leaky_bucket",
-            )
-            return 0
-        number = _int_value(node)
-        if number is None or not 1 <= number <= _MAX_U32:
-            self.fail(
-                node,
-                f"{path}.burst",
-                f"{_describe(node)} is not a valid burst",
-                f"a whole number from 1 to {_MAX_U32}",
-            )
-            return 0
-        return number
-
-    def window(self, f: dict[str, yaml.Node], path: str) -> int | None:
-        """``window: 90s`` → 90000 (ms); None when invalid (already reported)."""
-        node = f["window"]
-        text = self.string(node, f"{path}.window").strip()
-        match = _WINDOW.match(text)
-        seconds = 0
-        if match and text:
-            d, h, m, sec = (int(g) if g else 0 for g in match.groups())
-            seconds = ((d * 24 + h) * 60 + m) * 60 + sec
-        if seconds <= 0:
-            self.fail(
-                node,
-                f"{path}.window",
-                f"'{text}' is not a window length",
-                "a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d",
-            )
-            return None
-        return seconds * 1000
-
-    def window_length(
-        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, window: int | None
-    ) -> int:
-        node = f.get("unit_multiplier")
-        if _is_null(node):
-            return window or 0
-        if window is not None:
-            self.fail(
-                node,
-                f"{path}.unit_multiplier",
-                "unit_multiplier and window both given",
-                "one of them: 'unit_multiplier: 5' with a unit, or 'window: 5m'",
-            )
-            return 0
-        number = _int_value(node)
-        if number is None or not 1 <= number <= 1_000_000:
-            self.fail(
-                node,
-                f"{path}.unit_multiplier",
-                f"{_describe(node)} is not a valid multiplier",
-                "a whole number from 1 to 1000000",
-            )
-            return 0
-        return number * UNIT_SECONDS.get(unit or Unit.SECOND, 1) * 1000 if number > 1 else 0
-
-    def calendar(
-        self, f: dict[str, yaml.Node], path: str, unit: Unit | None, algorithm: str
-    ) -> bool:
-        node = f.get("calendar")
-        if not self.boolean(node, f"{path}.calendar"):
-            return False
-        if algorithm != "fixed_window":
-            self.fail(
-                node,
-                f"{path}.calendar",
-                f"calendar windows need fixed_window, not {algorithm}",
-                "calendar: true only with the fixed_window algorithm",
-            )
-        elif (
-            unit is None
-            or unit.name.lower() not in CALENDAR_UNITS
-            or any(k in f for k in ("window", "unit_multiplier"))
-        ):
-            self.fail(
-                node,
-                f"{path}.calendar",
-                "calendar windows are one day, week, month or year",
-                f"unit one of {', '.join(CALENDAR_UNITS)}, without unit_multiplier or window",
-            )
-        return True
 
     def unit(
         self, f: dict[str, yaml.Node], node: yaml.Node, path: str, unlimited: bool
@@ -612,17 +271,17 @@ class _FileChecker:
         if unlimited:
             return 0
         if not self.misspelled(node, "requests_per_unit"):
-            self.fail(node, f"{path}.requests_per_unit", "requests_per_unit is missing", _COUNT)
+            self.fail(node, f"{path}.requests_per_unit", "requests_per_unit is missing", COUNT)
         return None
 
     def replaces(self, node: yaml.Node | None, path: str, own: str) -> tuple[str, ...] | None:
-        if _is_null(node):
+        if is_null(node):
             return ()
         if not isinstance(node, yaml.SequenceNode):
             self.fail(
                 node,
                 path,
-                f"{_describe(node)} is not a list",
+                f"{describe(node)} is not a list",
                 "a list of '- name: <name of another rate_limit>'",
             )
             return None
@@ -653,19 +312,19 @@ class _FileChecker:
         return name
 
     def metadata(self, node: yaml.Node | None, path: str) -> dict[str, Any] | None:
-        if _is_null(node):
+        if is_null(node):
             return None
         if not isinstance(node, yaml.MappingNode):
             self.fail(
                 node,
                 path,
-                f"error parsing metadata: {_describe(node)} is not a mapping",
+                f"error parsing metadata: {describe(node)} is not a mapping",
                 "a mapping of names to values",
             )
             return None
         try:
-            data = _MetadataConstructor().construct_document(node)
-            problem = _json_problem(data)
+            data = MetadataConstructor().construct_document(node)
+            problem = json_problem(data)
         except (ConstructorError, ValueError, RecursionError) as exc:
             problem = str(getattr(exc, "problem", None) or exc)
         if problem:
@@ -679,92 +338,24 @@ class _FileChecker:
         return dict(data)
 
 
-def _unit_for(window_ms: int) -> Unit:
-    """The largest unit a window is a whole number of: what current_limit reports for it."""
-    for unit in (Unit.YEAR, Unit.MONTH, Unit.WEEK, Unit.DAY, Unit.HOUR, Unit.MINUTE):
-        if window_ms % (UNIT_SECONDS[unit] * 1000) == 0:
-            return unit
-    return Unit.SECOND
-
-
 def add_child(parent: DescriptorNode, child: DescriptorNode) -> None:
     parent.children[child.final_key] = child
     if child.is_wildcard:
         parent.wildcards.append((child.final_key, tuple(child.final_key.split("*")), child))
 
 
-def _bool_value(node: yaml.Node) -> bool | None:
-    if not isinstance(node, yaml.ScalarNode):
-        return None
-    if node.tag == _BOOL:
-        found = yaml.SafeLoader.bool_values.get(str(node.value).lower())
-        return None if found is None else bool(found)
-    if node.tag == _STR and not node.style:  # plain: libyaml says "", PyYAML None
-        return _SHORT_BOOLS.get(node.value)
-    return None
-
-
-def _int_value(node: yaml.Node | None) -> int | None:
-    if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
-        return None
-    try:
-        return int(SafeConstructor().construct_yaml_int(node))
-    except ValueError:  # e.g. an explicit '!!int abc'
-        return None
-
-
-def _json_problem(data: Any) -> str:
-    """Why ``data`` cannot become a google.protobuf.Struct, or '' when it can."""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if not isinstance(k, str):
-                return f"key {k!r} is not a string"
-            problem = _json_problem(v)
-            if problem:
-                return problem
-        return ""
-    if isinstance(data, list):
-        return next((p for p in map(_json_problem, data) if p), "")
-    if data is None or isinstance(data, str | int | float | bool):
-        return ""
-    return f"{data!r} is not a JSON value"
-
-
-def _describe(node: yaml.Node | None) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if _is_null(node):
-        return "an empty value"
-    assert isinstance(node, yaml.ScalarNode)
-    if node.tag == _STR and node.style in ("'", '"'):
-        return f"the quoted text {node.value!r}"
-    if node.tag == _FLOAT:
-        return f"the number {node.value}"
-    return repr(node.value)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _list(words: Iterable[str]) -> str:
-    return ", ".join(words)
-
-
 def parse_file(rule_file: RuleFile) -> ParsedFile:
     """One file → its domain, top-level descriptors and every problem found in it."""
-    checker = _FileChecker(rule_file.name)
+    checker = FileChecker(rule_file.name)
     try:
-        documents = [d for d in yaml.compose_all(rule_file.text, Loader=_Loader) if not _is_null(d)]
+        documents = [d for d in yaml.compose_all(rule_file.text, Loader=Loader) if not is_null(d)]
     except yaml.YAMLError as exc:
         checker.fail(
             None,
             "",
-            f"error loading config file: {_yaml_problem(exc)}",
+            f"error loading config file: {yaml_problem(exc)}",
             "valid YAML",
-            line=_mark_line(exc),
+            line=mark_line(exc),
         )
         return checker.parsed
     for extra in documents[1:]:
@@ -785,14 +376,3 @@ def parse_file(rule_file: RuleFile) -> ParsedFile:
         )
     checker.parsed.errors.sort(key=lambda e: e.line or 0)  # stable: same line keeps its order
     return checker.parsed
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    context = getattr(exc, "context", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"{context}: {problem}" if context else str(problem)
-
-
-def _mark_line(exc: yaml.YAMLError) -> int | None:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    return mark.line + 1 if mark is not None else None

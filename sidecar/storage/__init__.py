@@ -1,1 +1,2 @@
-"""Counter stores: memory (embedded default) and Redis, behind one narrow Protocol."""
+"""Counter stores behind one narrow Protocol (base): memory (the embedded default) and Redis
+(redis/), and the algorithms both run (algorithms.py, the Python twin of redis/lua/)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-from sidecar.limiter.algorithms import Check, Verdict
+from sidecar.storage.algorithms import Check, Verdict
 
 
 class Increment(NamedTuple):
@@ -25,10 +25,6 @@ class Store(Protocol):
     """A counter store. Every method raises only StorageError on failure."""
 
     name: str
-
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
-        """Apply every increment in one round trip; return each counter's value afterwards."""
-        ...
 
     async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
                   atomic: bool) -> tuple[list[int], list[Verdict]]:

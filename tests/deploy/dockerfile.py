@@ -121,3 +121,24 @@ def run_steps(instruction: Instruction) -> list[list[str]]:
         else:
             steps[-1].append(word)
     return [s for s in steps if s]
+
+
+def args_of(stage: Stage, global_args: dict[str, str]) -> dict[str, str]:
+    """The build arguments a stage declares, with their defaults (a bare ARG takes the global
+    ARG's default, as Docker does)."""
+    args: dict[str, str] = {}
+    for instruction in stage.all("ARG"):
+        name, sep, default = instruction.text.partition("=")
+        args[name] = default.strip('"') if sep else global_args.get(name, "")
+    return args
+
+
+def labels_of(stage: Stage) -> dict[str, str]:
+    """The stage's LABELs (key="value" pairs), variables left as written."""
+    labels: dict[str, str] = {}
+    for instruction in stage.all("LABEL"):
+        for word in shlex.split(instruction.text):
+            key, sep, value = word.partition("=")
+            assert sep, f"line {instruction.line}: use LABEL key=value"
+            labels[key] = value
+    return labels

@@ -16,7 +16,8 @@ from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import ROOT, SidecarProcess
+from tests.support import ROOT
+from tests.support.servers import SidecarProcess
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "viva-ratelimit.json"
 # What Grafana puts in place of its variables before the query reaches Prometheus.

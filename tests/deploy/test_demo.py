@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.tools import require_envoy, require_tool
-from tests.servers import ROOT, missing, redis_binary
+from tests.support import ROOT
+from tests.support.servers import missing, redis_binary
 
 DEMO = ROOT / "deploy" / "local" / "run-demo.sh"
 PORT_IN_USE = 3  # the script's exit status when one of its fixed ports is taken

@@ -3,7 +3,9 @@
 No Docker engine runs here, so the image is not built; instead the builder's `pip wheel` and
 the final stage's venv + `pip install` run as written (paths moved into a temp dir) and the
 installed `viva-ratelimit serve` must come up healthy on the image's ENV and default rules,
-answer its HEALTHCHECK command, and stop cleanly on SIGTERM.
+answer its HEALTHCHECK command, and stop cleanly on SIGTERM. The README's `docker run` line
+(the image `viva/rate-limiter`, REDIS_ADDR and MODE) runs the same way against a real
+redis-server.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tomllib
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -24,9 +29,14 @@ import pytest
 
 from tests.deploy import dockerfile
 from tests.deploy.tools import require_tool
-from tests.servers import ROOT, free_port, stop_process, wait_port
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import RedisServer
 
 DOCKERFILE = ROOT / "Dockerfile"
+IMAGE_NAME = "viva/rate-limiter"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|clang|make|cmake|build-essential|[\w.+-]+-dev|"
                          r"cargo|rustc|git)\b")
 IMAGE_DIRS = ("/wheels", "/opt/venv")
@@ -89,6 +99,34 @@ def test_final_stage_installs_no_build_tools(parsed: dockerfile.Dockerfile) -> N
     assert not copied_from or all("/wheels" in c for c in copied_from)
 
 
+def test_oci_labels(parsed: dockerfile.Dockerfile) -> None:
+    labels = dockerfile.labels_of(parsed.final)
+    args = dockerfile.args_of(parsed.final, parsed.global_args)
+    oci = "org.opencontainers.image."
+    assert labels[oci + "title"] == IMAGE_NAME
+    assert labels[oci + "licenses"] == PROJECT["license"]
+    assert labels[oci + "description"]
+    for key, arg in (("version", "VERSION"), ("revision", "REVISION"), ("created", "CREATED"),
+                     ("base.name", "PYTHON_IMAGE")):
+        assert labels[oci + key] == f"${{{arg}}}", key
+        assert arg in args, f"LABEL {oci + key} uses ${{{arg}}}, not declared in the stage"
+    assert args["VERSION"] == PROJECT["version"], "the image's version is the package's"
+    assert args["PYTHON_IMAGE"] == parsed.final.image
+    assert all(k.startswith(oci) for k in labels), "OCI annotation keys only"
+
+
+def test_image_name_and_tags_as_documented(parsed: dockerfile.Dockerfile) -> None:
+    """The Dockerfile's build line and the README tag the image viva/rate-limiter with the
+    version and latest; every docker line of the README names that image."""
+    header = DOCKERFILE.read_text().split("ARG PYTHON_IMAGE", 1)[0]
+    version = PROJECT["version"]
+    assert f"-t {IMAGE_NAME}:{version} -t {IMAGE_NAME}:latest" in header
+    readme = (ROOT / "README.md").read_text()
+    assert f"docker build -t {IMAGE_NAME}:{version} -t {IMAGE_NAME}:latest ." in readme
+    for line in docker_lines(readme, "docker run"):
+        assert line[-1].startswith(f"{IMAGE_NAME}:") or f"{IMAGE_NAME}:latest" in line, line
+
+
 def test_hadolint() -> None:
     hadolint = require_tool("hadolint")
     out = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True,
@@ -98,7 +136,8 @@ def test_hadolint() -> None:
 
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".git", ".venv", ".pytest_cache", ".mypy_cache", "**/__pycache__"} <= ignored
+    assert {".git", ".venv", ".pytest_cache", ".mypy_cache", "**/__pycache__", "charts",
+            "deploy", "sdk", "native/target"} <= ignored
     assert not ignored & {"sidecar", "config", "pyproject.toml", "README.md"}
 
 
@@ -202,7 +241,7 @@ def test_wheel_carries_the_package_data(image: Image) -> None:
     assert image.wheel is not None
     names = zipfile.ZipFile(image.wheel).namelist()
     assert "sidecar/py.typed" in names
-    assert any(n.startswith("sidecar/storage/lua/") and n.endswith(".lua") for n in names)
+    assert any(n.startswith("sidecar/storage/redis/lua/") and n.endswith(".lua") for n in names)
     assert not any(n.startswith(("tests/", "config/", "deploy/")) for n in names)
 
 
@@ -256,3 +295,122 @@ def healthcheck(image: Image, env: dict[str, str]) -> int:
     argv[0] = str(shutil.which(argv[0], path=env["PATH"]))
     assert argv[0].startswith(image.path("/opt/venv")), argv[0]
     return subprocess.run(argv, env=env, capture_output=True, timeout=10, check=False).returncode
+
+
+# --- the README's docker run, replayed ----------------------------------------------------
+
+def docker_lines(text: str, command: str) -> list[list[str]]:
+    """The README's sh-block commands that start with ``command``, continuations joined."""
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith(command):
+                found.append(shlex.split(line, comments=True))
+    return found
+
+
+def brief_run() -> list[str]:
+    """The README's `docker run … -e REDIS_ADDR=redis:6379 -e MODE=standalone …` line."""
+    (argv,) = [a for a in docker_lines((ROOT / "README.md").read_text(), "docker run")
+               if "REDIS_ADDR=redis:6379" in a]
+    return argv
+
+
+def run_environment(argv: list[str]) -> dict[str, str]:
+    """The ``-e NAME=value`` options of a docker run line."""
+    pairs = [argv[i + 1] for i, word in enumerate(argv) if word in ("-e", "--env")]
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def test_brief_run_line_as_documented(parsed: dockerfile.Dockerfile) -> None:
+    argv = brief_run()
+    assert argv[-1] == f"{IMAGE_NAME}:latest"
+    assert run_environment(argv) == {"REDIS_ADDR": "redis:6379", "MODE": "standalone"}
+    published = {argv[i + 1].rsplit(":", 1)[1] for i, w in enumerate(argv) if w == "-p"}
+    exposed = {p for e in parsed.final.all("EXPOSE") for p in e.text.split()}
+    assert published and published <= exposed
+
+
+def serve_image(image: Image, tmp_path: Path, extra: dict[str, str]
+                ) -> tuple[subprocess.Popen[bytes], int]:
+    """The image's ENTRYPOINT + CMD on its ENV plus ``extra`` (docker run's -e); the
+    container's ports moved to free ones (what -p maps to)."""
+    http = free_port()
+    env = image.environ(PORT=str(http), GRPC_PORT=str(free_port()),
+                        DEBUG_PORT=str(free_port()), **extra)
+    entrypoint, cmd = image.parsed.final.last("ENTRYPOINT"), image.parsed.final.last("CMD")
+    assert entrypoint is not None and cmd is not None
+    argv = entrypoint.exec_form() + cmd.exec_form()
+    argv[0] = str(shutil.which(argv[0], path=env["PATH"]))
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    wait_port(http, timeout=30, proc=proc)
+    return proc, http
+
+
+def stop_image(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=15) == 0
+    finally:
+        stop_process(proc)
+        assert proc.stdout is not None
+        log = proc.stdout.read().decode(errors="replace")
+        proc.stdout.close()
+    return log
+
+
+def slow_path_codes(http: int, count: int) -> list[int]:
+    body = json.dumps({"domain": "example", "descriptors": [
+        {"entries": [{"key": "path", "value": "/slow"}]}]}).encode()
+    codes = []
+    for _ in range(count):
+        request = urllib.request.Request(f"http://127.0.0.1:{http}/json", data=body)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                codes.append(response.status)
+        except urllib.error.HTTPError as exc:
+            codes.append(exc.code)
+    return codes
+
+
+@pytest.mark.redis
+def test_brief_run_serves_on_redis(image: Image, redis_clean: RedisServer,
+                                   tmp_path: Path) -> None:
+    """`-e REDIS_ADDR=redis:6379 -e MODE=standalone`: the counters are in that Redis (here
+    the name redis, a container network's, is this machine's redis-server)."""
+    extra = run_environment(brief_run())
+    extra["REDIS_ADDR"] = extra["REDIS_ADDR"].replace("redis:6379",
+                                                      f"127.0.0.1:{redis_clean.port}")
+    proc, http = serve_image(image, tmp_path, extra)
+    try:
+        assert slow_path_codes(http, 4) == [200, 200, 200, 429]  # 3 a minute
+        client = redis_clean.client()
+        keys = client.keys("*")
+        client.close()
+        assert any("example_path_/slow" in k for k in keys), keys
+    finally:
+        log = stop_image(proc)
+    assert "is not a setting" not in log and "Traceback" not in log, log
+
+
+def test_a_mistyped_variable_is_named_at_start(image: Image, tmp_path: Path) -> None:
+    extra = {("REDIS_ADRR" if k == "REDIS_ADDR" else k): v
+             for k, v in run_environment(brief_run()).items()}
+    proc, http = serve_image(image, tmp_path, extra)
+    try:
+        # Without REDIS_ADDR it counts in memory; the warning is what tells the user why.
+        assert slow_path_codes(http, 1) == [200]
+    finally:
+        log = stop_image(proc)
+    assert "`REDIS_ADRR` is not a setting; did you mean `REDIS_ADDR`?" in log, log
+
+
+def test_full_mode_is_refused_by_this_build(image: Image, tmp_path: Path) -> None:
+    env = image.environ(MODE="full", PORT=str(free_port()), GRPC_PORT=str(free_port()),
+                        DEBUG_PORT=str(free_port()))
+    out = subprocess.run([str(shutil.which("viva-ratelimit", path=env["PATH"])), "serve"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode == 2
+    assert "full mode" in out.stderr and "not available in this build" in out.stderr

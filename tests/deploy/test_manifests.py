@@ -1,11 +1,15 @@
-"""deploy/istio and the Helm chart: what an Istio user applies.
+"""deploy/istio and the Helm chart on Istio: what an Istio user applies.
 
-- Kubernetes objects validate offline against the Kubernetes JSON schemas (kubernetes-validate,
-  strict: unknown fields fail) for the chart's oldest supported version and the newest known.
-- The chart renders (real helm) with its defaults and every mode / Redis variant, and lints.
+- Kubernetes objects validate offline (tests/deploy/kube.py: kubernetes-validate, strict) for
+  the chart's oldest supported version and the newest known.
+- The chart renders (real helm, for a cluster serving Istio's API) with its defaults and every
+  placement / Redis variant, and lints.
 - EnvoyFilter is a CRD without a schema here: its structure is checked, and the Envoy objects in
   its patches are put into a complete bootstrap that the real Envoy validates and, for
   deploy/istio, runs against a real sidecar loaded with the ConfigMap's rules.
+
+The brief's install line, full mode, the Redis Cluster and the monitoring objects:
+test_chart.py.
 """
 
 from __future__ import annotations
@@ -19,52 +23,67 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
 
-import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
 from tests.deploy import envoyfilter as ef
+from tests.deploy.kube import (
+    CHART,
+    CONTAINER,
+    ISTIO_API,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    Doc,
+    assert_valid_kubernetes,
+    by_kind,
+    env_of,
+    helm_template,
+    load_docs,
+    pod_spec,
+    ratelimit_container,
+    ratelimit_deployments,
+    run_helm,
+)
 from tests.deploy.tools import require_envoy, require_tool
-from tests.servers import ROOT, SidecarProcess, free_port, stop_process, wait_port
-
-Doc = dict[str, Any]
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import SidecarProcess
 
 ISTIO = ROOT / "deploy" / "istio"
-CHART = ROOT / "deploy" / "helm" / "viva-ratelimit"
-# The chart's kubeVersion floor, and the newest version the validator knows.
-KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
-NAMESPACE = "demo"
-RELEASE = "rl"
 SENTINEL_URL = "mymaster,sentinel-0.sentinel:26379,sentinel-1.sentinel:26379"
 CLUSTER_URL = "redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379"
 
-# Chart values per variant (merged over values.yaml by helm).
+# Chart values per variant (merged over values.yaml by helm), rendered for a cluster with Istio.
 VARIANTS: dict[str, Doc] = {
     "default": {},
-    "sidecar-redis-single": {"redis": {"enabled": True, "url": "redis://redis:6379/0",
+    "sidecar": {"placement": "sidecar"},
+    "sidecar-redis-single": {"placement": "sidecar",
+                             "redis": {"enabled": True, "url": "redis://redis:6379/0",
                                        "auth": {"password": "s3cret"}}},
-    "sidecar-redis-sentinel": {"redis": {"enabled": True, "type": "sentinel",
+    "sidecar-redis-sentinel": {"placement": "sidecar",
+                               "redis": {"enabled": True, "type": "sentinel",
                                          "url": SENTINEL_URL,
                                          "auth": {"existingSecret": "redis-auth"}}},
-    "sidecar-redis-cluster": {"redis": {"enabled": True, "type": "cluster", "url": CLUSTER_URL,
+    "sidecar-redis-cluster": {"placement": "sidecar",
+                              "redis": {"enabled": True, "type": "cluster", "url": CLUSTER_URL,
                                         "tls": True}},
-    "sidecar-existing-workload": {"workload": {"create": False}},
-    "standalone": {"mode": "standalone"},
-    "standalone-redis-single": {"mode": "standalone", "replicas": 3,
-                                "redis": {"enabled": True, "url": "redis:6379",
-                                          "auth": {"existingSecret": "redis-auth",
-                                                   "secretKey": "redis-password"}}},
-    "standalone-redis-sentinel": {"mode": "standalone",
-                                  "redis": {"enabled": True, "type": "sentinel",
-                                            "url": SENTINEL_URL,
-                                            "auth": {"password": "s3cret"}}},
-    "standalone-redis-cluster": {"mode": "standalone", "replicas": 1,
-                                 "redis": {"enabled": True, "type": "cluster",
-                                           "url": CLUSTER_URL}},
-    "no-envoyfilter": {"envoyFilter": {"enabled": False}},
+    "sidecar-existing-workload": {"placement": "sidecar", "workload": {"create": False}},
+    "service-redis-single": {"replicas": 3,
+                             "redis": {"enabled": True, "url": "redis:6379",
+                                       "auth": {"existingSecret": "redis-auth",
+                                                "secretKey": "redis-password"}}},
+    "service-redis-sentinel": {"redis": {"enabled": True, "type": "sentinel",
+                                         "url": SENTINEL_URL,
+                                         "auth": {"password": "s3cret"}}},
+    "service-redis-cluster": {"replicas": 1,
+                              "redis": {"enabled": True, "type": "cluster",
+                                        "url": CLUSTER_URL}},
+    "no-envoyfilter": {"placement": "sidecar", "envoyFilter": {"enabled": False}},
     "custom-rules": {
+        "placement": "sidecar",
         "rules": [{"name": "api.yaml",
                    "content": "domain: api\ndescriptors:\n  - key: path\n"
                               "    rate_limit: {unit: second, requests_per_unit: 5}\n"}],
@@ -73,10 +92,8 @@ VARIANTS: dict[str, Doc] = {
         "ports": {"http": 18080, "grpc": 18081, "debug": 16070},
         "env": {"SHADOW_MODE": True, "NEAR_LIMIT_RATIO": 0.9}},
 }
-
-
-def load_docs(text: str) -> list[Doc]:
-    return [d for d in yaml.safe_load_all(text) if d]
+SIDECARS = [v for v, values in VARIANTS.items() if values.get("placement") == "sidecar"]
+SERVICES = [v for v in VARIANTS if v not in SIDECARS]
 
 
 def istio_docs() -> list[Doc]:
@@ -97,77 +114,12 @@ def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
     def _render(variant: str) -> list[Doc]:
         values = folder / f"{variant}.yaml"
         values.write_text(yaml.safe_dump(VARIANTS[variant]))
-        out = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-                       "--kube-version", KUBE_VERSIONS[-1], "-f", str(values))
-        assert out.returncode == 0, out.stderr
-        return load_docs(out.stdout)
+        return helm_template(helm, "-f", str(values), apis=(ISTIO_API,))
 
     return _render
 
 
-def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60,
-                          check=False)
-
-
-def by_kind(docs: list[Doc], kind: str) -> list[Doc]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def pod_spec(deployment: Doc) -> Doc:
-    spec: Doc = deployment["spec"]["template"]["spec"]
-    return spec
-
-
-def ratelimit_container(deployment: Doc) -> Doc:
-    found: list[Doc] = [c for c in pod_spec(deployment)["containers"]
-                        if c["name"] == "viva-ratelimit"]
-    assert len(found) == 1, "expected one viva-ratelimit container"
-    return found[0]
-
-
-def env_of(container: Doc) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-
-
-def ratelimit_deployments(docs: list[Doc]) -> list[Doc]:
-    return [d for d in by_kind(docs, "Deployment")
-            if any(c["name"] == "viva-ratelimit" for c in pod_spec(d)["containers"])]
-
-
 # --- Kubernetes schemas --------------------------------------------------------------------
-
-def assert_valid_kubernetes(docs: list[Doc]) -> None:
-    for doc in docs:
-        if doc["kind"] == "EnvoyFilter":
-            assert_envoyfilter_shape(doc)
-            continue
-        for version in KUBE_VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                path = ".".join(str(p) for p in exc.path)
-                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): "
-                            f"{path}: {exc.message}")
-
-
-def assert_envoyfilter_shape(doc: Doc) -> None:
-    """The parts of the EnvoyFilter CRD (networking.istio.io/v1alpha3) these objects use."""
-    name = doc["metadata"]["name"]
-    assert doc["apiVersion"] == "networking.istio.io/v1alpha3", name
-    assert set(doc) <= {"apiVersion", "kind", "metadata", "spec"}, name
-    spec = doc["spec"]
-    assert set(spec) <= {"workloadSelector", "configPatches", "priority", "targetRefs"}, name
-    labels = spec["workloadSelector"]["labels"]
-    assert labels and all(isinstance(v, str) for v in labels.values()), name
-    assert spec["configPatches"], f"{name}: no configPatches"
-    for patch in spec["configPatches"]:
-        assert set(patch) == {"applyTo", "match", "patch"}, (name, patch)
-        assert patch["applyTo"] in ef.APPLY_TO, (name, patch["applyTo"])
-        assert patch["match"]["context"] in ef.CONTEXTS, (name, patch["match"])
-        assert patch["patch"]["operation"] in ef.OPERATIONS, (name, patch["patch"])
-        assert isinstance(patch["patch"]["value"], dict), name
-
 
 def test_istio_manifests_validate() -> None:
     docs = istio_docs()
@@ -178,7 +130,7 @@ def test_istio_manifests_validate() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_chart_renders_valid_objects(render: Callable[[str], list[Doc]], variant: str) -> None:
     docs = render(variant)
-    assert by_kind(docs, "ConfigMap"), "no rules ConfigMap"
+    assert rules_of(docs), "no rules ConfigMap"
     assert_valid_kubernetes(docs)
 
 
@@ -191,10 +143,12 @@ def test_chart_lints_strictly(helm: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("values", "problem"), [
-    ({"mode": "sidecars"}, "mode"),
+    ({"mode": "sidecar"}, "mode"),
+    ({"placement": "standalone"}, "placement"),
     ({"redis": {"type": "sentinels"}}, "redis.type"),
     ({"envoyFilter": {"domain": "nope"}}, 'envoyFilter.domain "nope" is not the domain'),
-    ({"workload": {"port": 8080}}, "workload.port 8080 is also the rate-limit container's http"),
+    ({"placement": "sidecar", "workload": {"port": 8080}},
+     "workload.port 8080 is also the rate-limit container's http"),
     ({"rules": [{"name": "a.yaml", "content": {"domain": "a"}},
                 {"name": "a.yaml", "content": {"domain": "b"}}],
       "envoyFilter": {"domain": "a"}}, '"a.yaml" is used twice'),
@@ -204,7 +158,7 @@ def test_chart_rejects_bad_values(helm: str, tmp_path: Path, values: Doc, proble
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
     out = run_helm(helm, "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSIONS[-1],
-                   "-f", str(path))
+                   f"--api-versions={ISTIO_API}", "-f", str(path))
     assert out.returncode != 0
     assert problem in out.stderr.replace("/", ".")
 
@@ -257,9 +211,8 @@ def test_istio_sidecar_wiring() -> None:
     assert_sidecar_wiring(istio_docs())
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if not v.startswith("standalone")
-                                     and v not in ("sidecar-existing-workload",
-                                                   "no-envoyfilter")])
+@pytest.mark.parametrize("variant", [v for v in SIDECARS if v not in (
+    "sidecar-existing-workload", "no-envoyfilter")])
 def test_chart_sidecar_wiring(render: Callable[[str], list[Doc]], variant: str) -> None:
     docs = render(variant)
     assert_sidecar_wiring(docs)
@@ -267,11 +220,11 @@ def test_chart_sidecar_wiring(render: Callable[[str], list[Doc]], variant: str) 
     assert env["GRPC_HOST"] == "127.0.0.1", "only the pod's own Envoy may call it"
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v.startswith("standalone")])
-def test_chart_standalone_objects(render: Callable[[str], list[Doc]], variant: str) -> None:
+@pytest.mark.parametrize("variant", SERVICES)
+def test_chart_service_objects(render: Callable[[str], list[Doc]], variant: str) -> None:
     docs = render(variant)
     (deployment,) = ratelimit_deployments(docs)
-    assert [c["name"] for c in pod_spec(deployment)["containers"]] == ["viva-ratelimit"]
+    assert [c["name"] for c in pod_spec(deployment)["containers"]] == [CONTAINER]
     assert deployment["spec"]["replicas"] == VARIANTS[variant].get("replicas", 2)
     assert "GRPC_HOST" not in env_of(ratelimit_container(deployment))
     (service,) = by_kind(docs, "Service")
@@ -283,7 +236,7 @@ def test_chart_standalone_objects(render: Callable[[str], list[Doc]], variant: s
     assert len(pdbs) == (1 if deployment["spec"]["replicas"] > 1 else 0)
 
     filters = by_kind(docs, "EnvoyFilter")
-    assert not ef.patches(filters, "CLUSTER"), "standalone uses Istio's own outbound cluster"
+    assert not ef.patches(filters, "CLUSTER"), "a shared service is Istio's outbound cluster"
     fqdn = f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
     assert ef.rate_limit_cluster_name(filters) == f"outbound|{grpc['port']}||{fqdn}"
 
@@ -325,7 +278,7 @@ def test_chart_custom_ports_and_settings(render: Callable[[str], list[Doc]]) -> 
 
 def test_chart_without_workload_or_envoyfilter(render: Callable[[str], list[Doc]]) -> None:
     kinds = {d["kind"] for d in render("sidecar-existing-workload")}
-    assert kinds == {"ConfigMap", "EnvoyFilter"}
+    assert kinds == {"ConfigMap", "EnvoyFilter"}  # the rules and the Grafana dashboard
     assert "EnvoyFilter" not in {d["kind"] for d in render("no-envoyfilter")}
 
 
@@ -342,8 +295,8 @@ def test_chart_notes_patch_for_an_existing_workload(helm: str, tmp_path: Path) -
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
         'data: {notes: {{ include "test.notes" . | quote }}}\n')
     out = run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE,
-                   "--kube-version", KUBE_VERSIONS[-1], "--set", "workload.create=false",
-                   "--show-only", "templates/notes.yaml")
+                   "--kube-version", KUBE_VERSIONS[-1], "--set", "placement=sidecar",
+                   "--set", "workload.create=false", "--show-only", "templates/notes.yaml")
     assert out.returncode == 0, out.stderr
     text = yaml.safe_load(out.stdout)["data"]["notes"]
     patch = yaml.safe_load(text[text.index("spec:\n"):text.index("\nCounters are")])
@@ -359,13 +312,15 @@ def test_chart_notes_patch_for_an_existing_workload(helm: str, tmp_path: Path) -
     assert_valid_kubernetes([deployment])
     container = ratelimit_container(deployment)
     assert container["volumeMounts"][0]["name"] == pod["volumes"][0]["name"]
-    assert pod["volumes"][0]["configMap"]["name"] == f"{RELEASE}-viva-ratelimit-rules"
+    assert pod["volumes"][0]["configMap"]["name"] == f"{RELEASE}-viva-rate-limiter-rules"
 
 
 # --- rules and descriptors -----------------------------------------------------------------
 
 def rules_of(docs: list[Doc]) -> dict[str, str]:
-    (configmap,) = by_kind(docs, "ConfigMap")
+    (configmap,) = [c for c in by_kind(docs, "ConfigMap")
+                    if c["metadata"]["name"].endswith("-rules")
+                    or c["metadata"]["name"] == "httpbin-ratelimit-config"]
     return dict(configmap["data"])
 
 
@@ -402,7 +357,7 @@ def test_istio_rules_load_and_match_descriptors(tmp_path: Path) -> None:
     assert_descriptors_match_rules(docs)
 
 
-@pytest.mark.parametrize("variant", ["default", "custom-rules", "standalone"])
+@pytest.mark.parametrize("variant", ["default", "sidecar", "custom-rules"])
 def test_chart_rules_load_and_match_descriptors(render: Callable[[str], list[Doc]],
                                                 variant: str, tmp_path: Path) -> None:
     docs = render(variant)
@@ -431,7 +386,7 @@ def test_envoy_accepts_istio_patches(tmp_path: Path) -> None:
 
 
 @pytest.mark.envoy
-@pytest.mark.parametrize("variant", ["default", "standalone", "custom-rules"])
+@pytest.mark.parametrize("variant", ["default", "sidecar", "custom-rules"])
 def test_envoy_accepts_chart_patches(render: Callable[[str], list[Doc]], variant: str,
                                      tmp_path: Path) -> None:
     filters = by_kind(render(variant), "EnvoyFilter")

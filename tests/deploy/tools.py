@@ -1,7 +1,8 @@
-"""Finding the validators the deploy tests run: hadolint, shellcheck (both wheels of the test
-extra), helm (built from the Go module proxy, see deploy/helm/viva-ratelimit/README.md) and envoy.
+"""Finding the tools the deploy tests run: hadolint, shellcheck, check-jsonschema (wheels of the
+test extra), helm and traefik (built from the Go module proxy by .ci/run, see
+charts/viva-rate-limiter/README.md and .ci/build-traefik) and envoy.
 
-When CI is set a missing tool fails the test (tests.servers.missing); elsewhere it skips.
+When CI is set a missing tool fails the test (tests.support.servers.missing); elsewhere it skips.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.servers import envoy_binary, missing
+from tests.support.servers import envoy_binary, missing
 
 
 def find_tool(name: str) -> str | None:

@@ -20,7 +20,10 @@ from typing import Any
 
 import yaml
 
-from tests.servers import ROOT, envoy_binary, free_port, missing, stop_process
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
+from tests.support.servers import envoy_binary, missing
 
 SHIPPED_BOOTSTRAP = ROOT / "deploy" / "envoy" / "envoy.yaml"
 # The ports written in the shipped file, by role.

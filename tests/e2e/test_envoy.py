@@ -26,7 +26,9 @@ from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from tests.e2e.envoy import SHIPPED_BOOTSTRAP, EnvoyProcess, Reply, require_envoy
-from tests.servers import ROOT, RedisServer, SidecarProcess, eventually
+from tests.support import ROOT
+from tests.support.ports import eventually
+from tests.support.servers import RedisServer, SidecarProcess
 
 pytestmark = pytest.mark.envoy
 

@@ -21,12 +21,16 @@ import grpc
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Code, Engine, EngineOptions
-from sidecar.limiter.policy import FailurePolicy
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.policy import FailureHandler
+from sidecar.model import Code
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
-from tests.server.kit import RULES, descriptor, health_status, request, write_rules
-from tests.servers import RedisServer, SidecarProcess
+from tests.support.servers import RedisServer, SidecarProcess
+from tests.transports.kit import RULES, descriptor, health_status, request, write_rules
 
 pytestmark = pytest.mark.redis
 
@@ -91,7 +95,7 @@ async def engine_on(server: RedisServer, policy: str) -> AsyncIterator[tuple[Eng
     decided: list[str] = []
     store = RedisStore(RedisOptions(url=server.url, timeout=TIMEOUT, breaker_cooldown=COOLDOWN))
     engine = Engine(store, EngineOptions(expiration_jitter_max_seconds=0),
-                    policy=FailurePolicy(policy, lambda _d, p: decided.append(p)))
+                    policy=FailureHandler(policy, MemoryStore(), lambda _d, p: decided.append(p)))
     engine.set_rules(make_rules(ENGINE_RULES))
     try:
         yield engine, decided

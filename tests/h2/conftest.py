@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 
+from sidecar.h2 import H2Options
+from sidecar.h2 import server as h2_server_module
 from sidecar.limiter.engine import Engine
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.server.h2 import H2Options, H2Server
-from sidecar.server.h2 import server as h2_server_module
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.storage.memory import MemoryStore
-from tests.servers import missing
+from sidecar.transports.fast import rls_server
+from tests.support.servers import missing
 
 RULES = """\
 domain: test
@@ -57,7 +59,7 @@ class ThreadedServer:
         self.requested_port = port
         self.health = health if health is not None else Health()
         self.metrics = metrics or Metrics()
-        self.server = H2Server(engine, self.health, self.metrics, options)
+        self.server = rls_server(RateLimitService(engine, self.metrics), self.health, options)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
         self._ready = threading.Event()

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.limiter.engine import Decision, Descriptor
+from sidecar.model import Decision, Descriptor
 from tests.h2.conftest import make_engine
 
 
@@ -20,14 +20,16 @@ class SlowEngine:
         self.cancelled = 0
 
     async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
-                                hits_addend: int = 0) -> Decision:
+                                hits_addend: int = 0, *, charge_always: bool = False
+                                ) -> Decision:
         self.started += 1
         try:
             await asyncio.sleep(self.delay)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
-        return await self.inner.should_rate_limit(domain, descriptors, hits_addend)
+        return await self.inner.should_rate_limit(domain, descriptors, hits_addend,
+                                                  charge_always=charge_always)
 
 
 class FailingEngine:
@@ -38,7 +40,7 @@ class FailingEngine:
         self.suspend = suspend
 
     async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
-                                hits_addend: int = 0) -> Any:
+                                hits_addend: int = 0, *, charge_always: bool = False) -> Any:
         if self.suspend:
             await asyncio.sleep(0)
         raise self.error

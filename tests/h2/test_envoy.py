@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sidecar.server.h2 import H2Options
+from sidecar.h2 import H2Options
 from tests.e2e.envoy import EnvoyProcess
 from tests.h2.conftest import ThreadedServer, make_engine
-from tests.servers import ROOT, eventually
+from tests.support import ROOT
+from tests.support.ports import eventually
 
 Serve = Callable[..., ThreadedServer]
 RULES = (ROOT / "config" / "example.yaml").read_text()

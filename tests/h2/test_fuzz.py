@@ -27,13 +27,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.server.h2 import H2Options, H2Server
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.connection import Connection
-from sidecar.server.h2.errors import ErrorCode, HPACKError
-from sidecar.server.h2.hpack import Decoder
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.h2 import H2Options
+from sidecar.h2 import frames as fr
+from sidecar.h2.connection import Connection
+from sidecar.h2.errors import ErrorCode, HPACKError
+from sidecar.h2.hpack import Decoder
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
+from sidecar.transports.fast import rls_server
 from tests.h2.conftest import make_engine
 from tests.h2.wire import RLS_PATH, grpc_body, rls_request
 
@@ -172,7 +174,7 @@ def errors() -> Iterator[ErrorLog]:
 
 def feed(loop: asyncio.AbstractEventLoop, chunks: list[bytes], eager: bool) -> bytes:
     """Run one connection over ``chunks``; return what it wrote."""
-    owner = H2Server(make_engine(), Health(), Metrics(), H2Options(**{
+    owner = rls_server(RateLimitService(make_engine(), Metrics()), Health(), H2Options(**{
         **OPTIONS.__dict__, "eager_start": eager}))
 
     async def run() -> bytes:

@@ -11,12 +11,12 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from grpc_health.v1 import health_pb2
 
 from sidecar.errors import RequestError, StorageError
-from sidecar.server.h2 import H2Options
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.errors import ErrorCode
-from sidecar.server.h2.grpc_wire import percent_decode, percent_encode
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.h2 import H2Options
+from sidecar.h2 import frames as fr
+from sidecar.h2.errors import ErrorCode
+from sidecar.h2.grpc_wire import percent_decode, percent_encode
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
 from tests.h2.conftest import ThreadedServer, make_engine
 from tests.h2.engines import FailingEngine, SlowEngine
 from tests.h2.wire import (

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.server.h2.errors import HPACKError
-from sidecar.server.h2.hpack import (
+from sidecar.h2.errors import HPACKError
+from sidecar.h2.hpack import (
     Decoder,
     encode_block,
     encode_integer,
     encode_literal,
     encode_table_size_update,
 )
-from sidecar.server.h2.huffman import huffman_decode, huffman_encode
-from sidecar.server.h2.request import HeadCache, Router
+from sidecar.h2.huffman import huffman_decode, huffman_encode
+from sidecar.h2.request import HeadCache, Router
 
 
 def h(text: str) -> bytes:

@@ -13,10 +13,11 @@ import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sidecar.server.grpc_rls import RateLimitServicer
-from sidecar.server.h2 import H2Options
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.h2 import H2Options
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
+from sidecar.transports.grpcio import RateLimitServicer
 from tests.h2.conftest import ThreadedServer, make_engine
 from tests.h2.engines import SlowEngine
 from tests.h2.wire import RLS_PATH, rls_request
@@ -136,7 +137,7 @@ class GrpcioServer:
         async def start() -> None:
             self.server = grpc.aio.server()
             rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
-                RateLimitServicer(engine, Metrics()), self.server)
+                RateLimitServicer(RateLimitService(engine, Metrics())), self.server)
             self.port = self.server.add_insecure_port("127.0.0.1:0")
             await self.server.start()
             ready.set()

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import hpack
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from sidecar.server.h2 import H2Options
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.errors import ErrorCode
+from sidecar.h2 import H2Options
+from sidecar.h2 import frames as fr
+from sidecar.h2.errors import ErrorCode
 from tests.h2.conftest import ThreadedServer
 from tests.h2.engines import SlowEngine
 from tests.h2.wire import RawClient, grpc_body, request_headers, rls_many, rls_request

@@ -10,12 +10,15 @@ import grpc
 import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from sidecar.server.h2 import H2Options, H2Server, event_loop_factory
-from sidecar.server.h2 import frames as fr
-from sidecar.server.h2.connection import Connection
-from sidecar.server.h2.hpack import encode_block
-from sidecar.server.health import Health
-from sidecar.server.metrics import Metrics
+from sidecar.app import event_loop_factory
+from sidecar.h2 import H2Options, H2Server
+from sidecar.h2 import frames as fr
+from sidecar.h2.connection import Connection
+from sidecar.h2.hpack import encode_block
+from sidecar.observability.health import Health
+from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
+from sidecar.transports.fast import rls_server
 from tests.h2.conftest import make_engine
 from tests.h2.engines import SlowEngine
 from tests.h2.test_fuzz import FakeTransport
@@ -23,7 +26,7 @@ from tests.h2.wire import grpc_body, request_headers, rls_request
 
 
 def new_server(**options: object) -> H2Server:
-    return H2Server(make_engine(), Health(), Metrics(), H2Options(**options))  # type: ignore[arg-type]
+    return rls_server(RateLimitService(make_engine(), Metrics()), Health(), H2Options(**options))  # type: ignore[arg-type]
 
 
 async def call_once(port: int) -> int:
@@ -86,7 +89,7 @@ async def test_closing_after_the_peer_is_gone_does_not_raise() -> None:
 
 
 async def test_peer_eof_closes_once_streams_are_answered() -> None:
-    server = H2Server(SlowEngine(0.05), Health(), Metrics())
+    server = rls_server(RateLimitService(SlowEngine(0.05), Metrics()), Health())
     connection = Connection(server)
     transport = FakeTransport()
     connection.connection_made(transport)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.server.h2 import H2Options
+from sidecar.h2 import H2Options
 from tests.h2.conftest import ThreadedServer, find_tool
 from tests.h2.wire import RLS_PATH, grpc_body, rls_request
 

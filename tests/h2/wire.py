@@ -13,7 +13,7 @@ import hpack
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from sidecar.server.h2 import frames as fr
+from sidecar.h2 import frames as fr
 
 RLS_PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 HEALTH_PATH = "/grpc.health.v1.Health/Check"

@@ -10,9 +10,10 @@ import textwrap
 from collections import Counter, defaultdict
 from typing import Any
 
-from sidecar.limiter.engine import Descriptor
+from sidecar.model import Descriptor, Unit
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.rules.model import RuleSet, Unit
+from sidecar.rules.model import RuleSet
+from sidecar.transports.rls_proto import envoy_override
 
 BASIC_RULES = """
 domain: test-domain
@@ -123,9 +124,13 @@ def make_rules(*texts: str) -> RuleSet:
 
 
 def desc(*pairs: tuple[str, str], hits: int | None = None,
-         limit: tuple[int, Unit] | None = None) -> Descriptor:
-    """One request descriptor: ``desc(("k", "v"), ("k2", "v2"), hits=0)``."""
-    return Descriptor(tuple(pairs), hits, limit)
+         limit: tuple[int, Unit] | None = None, domain: str = "test-domain") -> Descriptor:
+    """One request descriptor: ``desc(("k", "v"), ("k2", "v2"), hits=0)``; ``limit`` is Envoy's
+    override (requests_per_unit, unit), made into a RateLimit as the RLS adapter makes it for a
+    request to ``domain``."""
+    entries = tuple(pairs)
+    explicit = envoy_override(domain, entries, *limit) if limit is not None else None
+    return Descriptor(entries, hits, explicit)
 
 
 class RecordingStats:

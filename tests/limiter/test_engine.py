@@ -8,16 +8,11 @@ from typing import Any
 import pytest
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import (
-    UNLIMITED_REMAINING,
-    Code,
-    Decision,
-    Descriptor,
-    Engine,
-    EngineOptions,
-)
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.fixed_window import near_threshold
-from sidecar.rules.model import UNIT_SECONDS, Unit
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import UNIT_SECONDS, UNLIMITED_REMAINING, Code, Decision, Descriptor, Unit
+from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
 from tests.conftest import FakeClock
@@ -191,7 +186,8 @@ async def test_limit_override_is_never_shadowed(rig: MakeRig) -> None:
 
 async def test_limit_override_on_an_unknown_domain_gives_no_limit(rig: MakeRig) -> None:
     r = rig()
-    d = await r.check("foo_domain", desc(("key1", "value1"), limit=(10, Unit.DAY)))
+    d = await r.check("foo_domain", desc(("key1", "value1"), limit=(10, Unit.DAY),
+                                         domain="foo_domain"))
     assert (d.overall, d.statuses[0].limit) == (OK, None)
     assert r.stats.not_found["foo_domain"] == 1
     assert len(r.store) == 0
@@ -559,7 +555,8 @@ async def test_no_rules_loaded(clock: FakeClock) -> None:
 
 
 class FailingStore(MemoryStore):
-    async def increment(self, increments: Sequence[Increment], now: float) -> list[int]:
+    async def run(self, increments: Sequence[Increment], checks: Sequence[Check], now_ms: int,
+                  atomic: bool) -> tuple[list[int], list[Verdict]]:
         raise StorageError("cache error")
 
 

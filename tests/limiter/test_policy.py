@@ -12,13 +12,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import UNLIMITED_REMAINING, Code, Engine, EngineOptions
-from sidecar.limiter.policy import FailurePolicy
-from sidecar.server.metrics import Metrics
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.policy import FailureHandler
+from sidecar.model import UNLIMITED_REMAINING, Code
+from sidecar.observability.metrics import Metrics
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -31,6 +36,8 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 3}
   - key: tokens
     rate_limit: {unit: minute, requests_per_unit: 3, algorithm: token_bucket}
+  - key: log
+    rate_limit: {unit: second, requests_per_unit: 2, algorithm: sliding_log}
   - key: shadowed
     shadow_mode: true
     rate_limit: {unit: minute, requests_per_unit: 3}
@@ -73,7 +80,7 @@ async def dead_store() -> AsyncIterator[RedisStore]:
 
 def engine_with(store: RedisStore, default: str, clock: FakeClock,
                 metrics: Metrics | None = None, stats: RecordingStats | None = None) -> Engine:
-    policy = FailurePolicy(default, metrics.policy_decision if metrics else None)
+    policy = FailureHandler(default, MemoryStore(), metrics.policy_decision if metrics else None)
     engine = Engine(store, EngineOptions(expiration_jitter_max_seconds=0), stats, clock,
                     policy=policy)
     engine.set_rules(make_rules(RULES, OPEN, CLOSED, STRICT))
@@ -90,7 +97,7 @@ async def test_unavailable_is_the_default_and_raises(dead_store: RedisStore,
                                                      clock: FakeClock) -> None:
     metrics = Metrics()
     engine = Engine(dead_store, clock=clock,
-                    policy=FailurePolicy(listener=metrics.policy_decision))
+                    policy=FailureHandler(fallback=MemoryStore(), listener=metrics.policy_decision))
     engine.set_rules(make_rules(RULES))
     with pytest.raises(StorageError):
         await engine.should_rate_limit("plain", [desc(("user", "a"))])
@@ -153,6 +160,21 @@ async def test_local_counts_in_memory_until_redis_returns(clock: FakeClock) -> N
             server.stop()
 
 
+async def test_local_keeps_algorithm_state_a_whole_window(dead_store: RedisStore,
+                                                          clock: FakeClock) -> None:
+    # The fallback store expires an algorithm's state to the millisecond, as PEXPIRE does.
+    engine = engine_with(dead_store, "local", clock)
+    clock.now = 1_000_000.5
+    codes = [(await engine.should_rate_limit("plain", [desc(("log", "a"))])).overall
+             for _ in range(3)]
+    assert codes == [OK, OK, OVER]
+    clock.now = 1_000_001.2  # past a whole second, not yet a window after the entries
+    d = await engine.should_rate_limit("plain", [desc(("log", "a"))])
+    assert (d.overall, d.statuses[0].reset_ms) == (OVER, 300)
+    clock.now = 1_000_001.5
+    assert (await engine.should_rate_limit("plain", [desc(("log", "a"))])).overall == OK
+
+
 async def test_the_domain_policy_beats_the_global_one(dead_store: RedisStore,
                                                       clock: FakeClock) -> None:
     metrics = Metrics()
@@ -175,7 +197,7 @@ async def test_decisions_are_logged_at_a_bounded_rate(dead_store: RedisStore, cl
                                                       caplog: pytest.LogCaptureFixture) -> None:
     mono = FakeClock(100.0)
     engine = Engine(dead_store, clock=clock,
-                    policy=FailurePolicy("allow", log_interval=10.0, clock=mono))
+                    policy=FailureHandler("allow", MemoryStore(), log_interval=10.0, clock=mono))
     engine.set_rules(make_rules(RULES, CLOSED))
     caplog.set_level(logging.WARNING, logger="sidecar.policy")
     for _ in range(50):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sidecar.errors import RuleSetError
+from sidecar.model import RateLimit, Unit
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.rules.model import DomainOptions, RateLimit, Unit
+from sidecar.rules.model import DomainOptions
 
 
 def limit_of(text: str, key: str = "k") -> RateLimit:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.errors import RuleSetError
+from sidecar.model import RateLimit, Unit
 from sidecar.rules.loader import RuleFile, build_rules, find_rule_files, load_rules
-from sidecar.rules.model import RateLimit, RuleSet, Unit
+from sidecar.rules.model import RuleSet
 from tests.rules.layouts import domain_yaml, make_configmap, write
 
 FIXTURES = Path(__file__).parent / "fixtures"

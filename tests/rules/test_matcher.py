@@ -11,15 +11,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.limiter.keys import descriptor_key, window_key
+from sidecar.limiter.keys import descriptor_key
+from sidecar.model import Entries
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.rules.matcher import (
-    Entries,
-    Match,
-    match_descriptor,
-    override_stats_key,
-    wildcard_match,
-)
+from sidecar.rules.matcher import Match, match_descriptor, override_stats_key, wildcard_match
 from sidecar.rules.model import RuleSet
 
 RULES = {
@@ -479,9 +474,7 @@ def counter_keys(key: str, values: list[str]) -> set[str]:
     for value in values:
         found = match("share", e(key, value))
         assert found is not None
-        keys.add(
-            window_key(descriptor_key("", "domain", e(key, value), found.shared_values), 1234, 1)
-        )
+        keys.add(descriptor_key("", "domain", e(key, value), found.shared_values) + "1234")
     return keys
 
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.rest.kit import LOOPBACK, RestSidecar, write_rules
-from tests.servers import ROOT, RedisServer
+from tests.support import ROOT
+from tests.support.servers import RedisServer
+from tests.transports.rest.kit import LOOPBACK, RestSidecar, write_rules
 
 try:  # installed with `pip install -e sdk/python[grpc]`; else straight from the source tree
     import viva_ratelimit_client  # noqa: F401

@@ -18,8 +18,8 @@ from viva_ratelimit_client import (
     SidecarUnavailable,
 )
 
-from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
+from tests.transports.rest.kit import RestSidecar
 
 NS = "api_requests"
 
@@ -137,8 +137,9 @@ def test_unreachable_answers_per_failure_mode(mode: str, allowed: bool) -> None:
 
 def test_unreachable_raises_when_asked() -> None:
     with Client(closed_url(), retry=FAST, failure_mode="raise") as c, \
-            pytest.raises(SidecarUnavailable, match="ConnectError"):
+            pytest.raises(SidecarUnavailable, match="ConnectError") as caught:
         c.allow("u", NS)
+    assert caught.value.attempts == 3
 
 
 def test_failure_mode_is_checked() -> None:
@@ -167,16 +168,24 @@ class Script:
         return Client("http://sidecar", http=http, retry=FAST, **options)  # type: ignore[arg-type]
 
 
-def test_503_and_connect_errors_are_retried() -> None:
-    script = Script(503, httpx2.ConnectError("refused"), 200)
+def test_connect_errors_are_retried() -> None:
+    script = Script(httpx2.ConnectError("refused"), httpx2.ConnectError("refused"), 200)
     result = script.client().check("u", NS)
     assert (result.allowed, result.error, script.calls) == (True, None, 3)
 
 
 def test_retries_run_out_into_the_failure_mode() -> None:
-    script = Script(503, 503, 503)
+    script = Script(*[httpx2.ConnectError("refused")] * 3)
     result = script.client(failure_mode="closed").check("u", NS)
-    assert (result.allowed, script.calls) == (False, 3)
+    assert (result.allowed, result.attempts, script.calls) == (False, 3, 3)
+    assert result.error == "ConnectError: refused"
+
+
+def test_a_503_is_an_answer_not_retried() -> None:
+    """The sidecar answered (its store is down): the failure mode decides at once."""
+    script = Script(503, 200)
+    result = script.client(failure_mode="closed").check("u", NS)
+    assert (result.allowed, result.attempts, script.calls) == (False, 1, 1)
     assert result.error == "HTTP 503 from the sidecar: store down"
 
 

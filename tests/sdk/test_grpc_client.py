@@ -9,8 +9,8 @@ import pytest
 from viva_ratelimit_client import Client, InvalidRequest, RetryPolicy, SidecarUnavailable
 from viva_ratelimit_client.grpc_client import AsyncGrpcClient, GrpcClient
 
-from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
+from tests.transports.rest.kit import RestSidecar
 
 NS = "api_requests"
 FAST = RetryPolicy(attempts=2, backoff=0.01)

@@ -26,8 +26,8 @@ from viva_ratelimit_client import AsyncClient, Client, RetryPolicy, asgi, wsgi
 from viva_ratelimit_client import django as django_middleware
 from viva_ratelimit_client.grpc_client import GrpcClient
 
-from tests.rest.kit import RestSidecar
-from tests.servers import free_port
+from tests.support.ports import free_port
+from tests.transports.rest.kit import RestSidecar
 
 NS = "api_requests"
 FAST = RetryPolicy(attempts=1)

@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Code, Engine, EngineOptions
-from sidecar.storage.batching import Batcher
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code
+from sidecar.storage.redis.batching import Batcher
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
-from tests.servers import RedisServer
 from tests.storage.test_conformance import command_calls
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 

@@ -10,10 +10,12 @@ import pytest
 
 from sidecar.errors import StorageError
 from sidecar.storage.base import Increment
-from sidecar.storage.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 
 def make(clock: FakeClock, failures: int = 3) -> tuple[Breaker, list[tuple[str, str]]]:
@@ -110,15 +112,15 @@ async def test_a_hung_redis_costs_a_timeout_only_until_the_breaker_opens(
                        listener=lambda endpoint, state: states.append(state))
     inc = [Increment("k", 1, 60)]
     try:
-        assert await store.increment(inc, 0) == [1]
+        assert (await store.run(inc, (), 0, False))[0] == [1]
         pausable.pause()
         try:
             for _ in range(3):
-                error, elapsed = await timed(store.increment(inc, 0))
+                error, elapsed = await timed(store.run(inc, (), 0, False))
                 assert error is not None and elapsed >= timeout * 0.9
             assert states == [OPEN]
             for _ in range(20):  # open: no waiting at all
-                error, elapsed = await timed(store.increment(inc, 0))
+                error, elapsed = await timed(store.run(inc, (), 0, False))
                 assert error is not None and "circuit open" in str(error)
                 assert elapsed < 0.005
             await asyncio.sleep(0.5)
@@ -130,7 +132,7 @@ async def test_a_hung_redis_costs_a_timeout_only_until_the_breaker_opens(
         await asyncio.sleep(0.5)
         # the probe succeeds: closed again (a timed-out call may have been applied late:
         # Redis read it when it resumed, so the count is at least 2)
-        assert (await store.increment(inc, 0))[0] >= 2
+        assert (await store.run(inc, (), 0, False))[0][0] >= 2
         assert states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
     finally:
         await store.close()

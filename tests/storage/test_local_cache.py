@@ -15,16 +15,19 @@ from typing import Any
 
 import pytest
 
-from sidecar.limiter.engine import Code, Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import ENTRY_OVERHEAD, LocalCache
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code
 from sidecar.storage.base import Increment, Store
 from sidecar.storage.memory import MemoryStore
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats, desc, make_rules
-from tests.server.kit import descriptor, request, rls_stub, running
-from tests.servers import RedisServer
 from tests.storage.test_conformance import command_calls
+from tests.support.servers import RedisServer
+from tests.transports.kit import descriptor, request, rls_stub, running
 
 OK, OVER = Code.OK, Code.OVER_LIMIT
 

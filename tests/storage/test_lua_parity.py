@@ -9,9 +9,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.limiter.algorithms import ALGORITHMS, Check, Limit, run_checks
-from sidecar.storage.scripts import parse_reply, script_args, script_source
-from tests.servers import RedisServer
+from sidecar.model import Algorithm
+from sidecar.storage.algorithms import Check, Rate, run_checks
+from sidecar.storage.redis.scripts import parse_reply, script_args, script_source
+from tests.support.servers import RedisServer
 
 HOUR = 3_600_000.0
 pytestmark = pytest.mark.redis
@@ -40,7 +41,7 @@ step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans(), st.b
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(algorithm=st.sampled_from(ALGORITHMS), limit=st.integers(1, 12),
+@given(algorithm=st.sampled_from(list(Algorithm)), limit=st.integers(1, 12),
        burst=st.integers(1, 12), count_rejected=st.booleans(),
        steps=st.lists(step, min_size=1, max_size=40))
 def test_same_decisions_on_memory_and_redis(lua: tuple[redis.Redis, object], algorithm: str,
@@ -48,7 +49,7 @@ def test_same_decisions_on_memory_and_redis(lua: tuple[redis.Redis, object], alg
                                             steps: list[tuple[int, int, bool, bool]]) -> None:
     client, script = lua
     client.flushall()
-    lim = Limit(limit, HOUR, burst, count_rejected and algorithm in ("fixed_window",
+    lim = Rate(limit, HOUR, burst, count_rejected and algorithm in ("fixed_window",
                                                                       "sliding_window"))
     states: dict[str, list[float] | None] = {}
     now = 1_700_000_000_000
@@ -60,7 +61,7 @@ def test_same_decisions_on_memory_and_redis(lua: tuple[redis.Redis, object], alg
         checks = [Check(key, algorithm, lim._replace(always=always), hits, 2 * HOUR,
                         window_end)]
         if second:  # a second descriptor in an atomic request
-            checks.append(Check("tb_other", "token_bucket", Limit(2, HOUR, 2, False), 1,
+            checks.append(Check("tb_other", "token_bucket", Rate(2, HOUR, 2, False), 1,
                                 2 * HOUR, window_end))
         expected = python_side(states, checks, now, atomic=second)
         keys, argv = script_args(checks, now, atomic=second)

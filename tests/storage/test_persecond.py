@@ -9,13 +9,15 @@ import pytest
 
 from sidecar.app import make_store
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Code, Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code
 from sidecar.settings import Settings
-from sidecar.storage.redis import RedisStore
-from sidecar.storage.split import SplitStore
+from sidecar.storage.redis.split import SplitStore
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 

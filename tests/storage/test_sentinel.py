@@ -16,9 +16,12 @@ import pytest
 
 from sidecar.app import make_store
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Code, Engine, EngineOptions
+from sidecar.limiter.engine import Engine
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code
 from sidecar.settings import Settings
-from sidecar.storage.redis import RedisOptions, RedisStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.store import RedisStore
 from tests.limiter.kit import desc, make_rules
 from tests.topologies import RedisSentinel
 

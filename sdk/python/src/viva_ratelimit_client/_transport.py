@@ -15,12 +15,13 @@ FAILURE_MODES = ("open", "closed", "raise")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of a call that could not reach the sidecar, or that it answered 503.
+    """Retries of a call that could not reach the sidecar (REST), or that gRPC says is UNAVAILABLE.
 
     ``attempts`` counts every try (1: no retry). Delays grow from ``backoff`` seconds, doubling,
     capped at ``max_backoff``, each with full jitter so that many clients do not retry in step.
-    Only calls the sidecar cannot have counted are retried (connection refused, 503): a timeout
-    waiting for the answer is not, since the hits may already be charged.
+    Only calls the sidecar cannot have counted are retried (connection refused or timed out):
+    a timeout waiting for the answer is not, since the hits may already be charged, and
+    neither is any answer (a 400, a 503).
     """
 
     attempts: int = 3
@@ -43,10 +44,6 @@ class Unanswered(Exception):
     """An attempt got no usable answer; the failure mode decides."""
 
 
-class Retryable(Unanswered):
-    """An attempt failed in a way that another attempt may fix."""
-
-
 def check_failure_mode(mode: str) -> FailureMode:
     if mode not in FAILURE_MODES:
         raise ValueError(f"failure_mode={mode!r}; expected one of {', '.join(FAILURE_MODES)}")
@@ -55,19 +52,21 @@ def check_failure_mode(mode: str) -> FailureMode:
 
 def check_body(identifier: str | None, namespace: str, hits: int,
                descriptors: Sequence[Descriptor] | None) -> dict[str, Any]:
-    """The JSON body of /v1/check and /v1/report; ValueError for what cannot be right."""
+    """The JSON body of /v1/check and /v1/report; InvalidRequest (a ValueError) naming the
+    field for what cannot be right."""
     if not isinstance(namespace, str) or not namespace:
-        raise ValueError("namespace must be a non-empty string")
+        raise InvalidRequest("namespace: must be a non-empty string", "namespace")
     if isinstance(hits, bool) or not isinstance(hits, int) or hits < 0:
-        raise ValueError(f"hits must be a whole number >= 0, not {hits!r}")
+        raise InvalidRequest(f"hits: must be a whole number >= 0, not {hits!r}", "hits")
     body: dict[str, Any] = {"namespace": namespace, "hits": hits}
     if descriptors is not None:
         if identifier is not None:
-            raise ValueError("pass either an identifier or descriptors, not both")
+            raise InvalidRequest("descriptors: pass either an identifier or descriptors, "
+                                 "not both", "descriptors")
         body["descriptors"] = [[{"key": k, "value": v} for k, v in d.items()]
                                for d in descriptors]
     elif not isinstance(identifier, str) or not identifier:
-        raise ValueError("identifier must be a non-empty string")
+        raise InvalidRequest("identifier: must be a non-empty string", "identifier")
     else:
         body["identifier"] = identifier
     return body
@@ -80,11 +79,12 @@ def entries_of(body: dict[str, Any]) -> list[list[tuple[str, str]]]:
     return [[("identifier", body["identifier"])]]
 
 
-def give_up(mode: FailureMode, error: str) -> CheckResult:
-    """The answer when the sidecar could not be asked: per the failure mode."""
+def give_up(mode: FailureMode, error: str, attempts: int = 1) -> CheckResult:
+    """The answer when the sidecar could not be asked (after ``attempts`` tries): per the
+    failure mode."""
     if mode == "raise":
-        raise SidecarUnavailable(error)
-    return CheckResult.failure(mode, error)
+        raise SidecarUnavailable(error, attempts)
+    return CheckResult.failure(mode, error, attempts)
 
 
 def invalid(doc: Any, status: int) -> InvalidRequest:

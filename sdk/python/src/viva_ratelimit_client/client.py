@@ -15,7 +15,6 @@ from typing import Any, Self
 import httpx2
 
 from viva_ratelimit_client._transport import (
-    Retryable,
     RetryPolicy,
     Unanswered,
     check_body,
@@ -29,14 +28,15 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 0.5  # seconds; a rate-limit check must never hold a request for long
 _LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30)
 # Failures of the connect phase: the sidecar never saw the request, so retrying cannot
-# double-charge. Read/write timeouts and broken responses are not retried.
+# double-charge. Read/write timeouts, broken responses and any answer are not retried.
 _RETRY_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 class _Base:
     def __init__(self, url: str, timeout: float, retry: RetryPolicy | None,
                  failure_mode: FailureMode) -> None:
-        self.url = url.rstrip("/")
+        # "host:port", as the sidecar's address is usually written, or a URL
+        self.url = (url if "://" in url else f"http://{url}").rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.failure_mode = check_failure_mode(failure_mode)
@@ -79,18 +79,18 @@ class Client(_Base):
 
     def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
         error = "no attempt made"
-        for delay in [*self.retry.delays(), None]:
+        for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
                 return _interpret(self._http.post(path, json=body))
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
-            except Retryable as exc:
-                error = str(exc)
-            except (httpx2.HTTPError, Unanswered) as exc:
-                return give_up(self.failure_mode, _describe(exc))
+            except Unanswered as exc:
+                return give_up(self.failure_mode, str(exc), attempt)
+            except httpx2.HTTPError as exc:
+                return give_up(self.failure_mode, _describe(exc), attempt)
             if delay is not None:
                 time.sleep(delay)
-        return give_up(self.failure_mode, error)
+        return give_up(self.failure_mode, error, attempt)
 
     def close(self) -> None:
         self._http.close()
@@ -133,18 +133,18 @@ class AsyncClient(_Base):
 
     async def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
         error = "no attempt made"
-        for delay in [*self.retry.delays(), None]:
+        for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
                 return _interpret(await self._http.post(path, json=body))
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
-            except Retryable as exc:
-                error = str(exc)
-            except (httpx2.HTTPError, Unanswered) as exc:
-                return give_up(self.failure_mode, _describe(exc))
+            except Unanswered as exc:
+                return give_up(self.failure_mode, str(exc), attempt)
+            except httpx2.HTTPError as exc:
+                return give_up(self.failure_mode, _describe(exc), attempt)
             if delay is not None:
                 await asyncio.sleep(delay)
-        return give_up(self.failure_mode, error)
+        return give_up(self.failure_mode, error, attempt)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -168,10 +168,8 @@ def _interpret(response: httpx2.Response) -> CheckResult:
         raise invalid(_json_or_none(response), status)
     detail = _json_or_none(response)
     text = detail["error"] if isinstance(detail, dict) and "error" in detail else response.text
-    message = f"HTTP {status} from the sidecar: {str(text)[:200]}"
-    if status in (502, 503, 504):
-        raise Retryable(message)
-    raise Unanswered(message)
+    # An answer, 503 included (its store is down): never retried, the failure mode decides.
+    raise Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}")
 
 
 def _json_or_none(response: httpx2.Response) -> Any:

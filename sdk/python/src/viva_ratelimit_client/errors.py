@@ -4,7 +4,7 @@
     ├── InvalidRequest       the sidecar refused the request as malformed (HTTP 400/413,
     │                        gRPC INVALID_ARGUMENT); ``field`` names the culprit. Always raised:
     │                        it is a bug in the caller, not an outage.
-    └── SidecarUnavailable   no answer after the retries (connection refused, timeout, 503);
+    └── SidecarUnavailable   no decision after the retries (connection refused, timeout, 503);
                              raised only with ``failure_mode="raise"``; otherwise the failure
                              mode answers (allowed when "open", refused when "closed").
 """
@@ -25,4 +25,8 @@ class InvalidRequest(RateLimitClientError, ValueError):
 
 
 class SidecarUnavailable(RateLimitClientError):
-    """The sidecar could not be asked or could not decide."""
+    """The sidecar could not be asked or could not decide; ``attempts`` tries were made."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)

@@ -137,18 +137,18 @@ class GrpcClient(_GrpcBase):
     def _call(self, body: dict[str, Any]) -> CheckResult:
         request = build_request(body)
         error = "no attempt made"
-        for delay in [*self.retry.delays(), None]:
+        for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
                 response = self._stub.ShouldRateLimit(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 again, error = self._attempt_failed(exc)
                 if not again:
-                    return give_up(self.failure_mode, error)
+                    return give_up(self.failure_mode, error, attempt)
             else:
                 return result_from_response(response, body, time.time())
             if delay is not None:
                 time.sleep(delay)
-        return give_up(self.failure_mode, error)
+        return give_up(self.failure_mode, error, attempt)
 
     def close(self) -> None:
         self._channel.close()
@@ -189,18 +189,18 @@ class AsyncGrpcClient(_GrpcBase):
     async def _call(self, body: dict[str, Any]) -> CheckResult:
         request = build_request(body)
         error = "no attempt made"
-        for delay in [*self.retry.delays(), None]:
+        for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
                 response = await self._stub.ShouldRateLimit(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 again, error = self._attempt_failed(exc)
                 if not again:
-                    return give_up(self.failure_mode, error)
+                    return give_up(self.failure_mode, error, attempt)
             else:
                 return result_from_response(response, body, time.time())
             if delay is not None:
                 await asyncio.sleep(delay)
-        return give_up(self.failure_mode, error)
+        return give_up(self.failure_mode, error, attempt)
 
     async def aclose(self) -> None:
         await self._channel.close()

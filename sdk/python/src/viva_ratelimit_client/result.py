@@ -21,7 +21,8 @@ class CheckResult:
 
     ``limit`` is None when no limit applies (a namespace without rules, an identifier that
     matches none, an unlimited one). ``error`` is set when the sidecar could not be asked and
-    the failure mode answered instead (``allowed`` is then True for "open", False for "closed").
+    the failure mode answered instead (``allowed`` is then True for "open", False for "closed"),
+    after ``attempts`` tries.
     """
 
     allowed: bool
@@ -34,6 +35,7 @@ class CheckResult:
     policy: str | None = None
     results: tuple[CheckResult, ...] = ()
     error: str | None = None
+    attempts: int | None = None  # with error: how many tries were made
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -51,9 +53,9 @@ class CheckResult:
             results=tuple(cls.from_json(r) for r in doc.get("results") or ()))
 
     @classmethod
-    def failure(cls, mode: FailureMode, error: str) -> CheckResult:
+    def failure(cls, mode: FailureMode, error: str, attempts: int = 1) -> CheckResult:
         """The answer of the failure mode ("open" or "closed") when the sidecar is out of reach."""
-        return cls(allowed=mode == "open", error=error)
+        return cls(allowed=mode == "open", error=error, attempts=attempts)
 
     def headers(self, families: frozenset[str] = HEADER_FAMILIES) -> list[tuple[str, str]]:
         """The response headers the sidecar would send for this result (see ``headers.py``)."""

@@ -1,0 +1,87 @@
+package ratelimiter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"time"
+
+	ratelimiter "github.com/viva-ratelimit/viva-ratelimit/sdk/go"
+)
+
+// The sidecar's quick start serves the namespace "api_requests": 100 requests a minute for
+// every identifier.
+func Example() {
+	ctx := context.Background()
+	client := ratelimiter.New("localhost:8080")
+	if allowed := client.Allow(ctx, "user_123", "api"); !allowed {
+		fmt.Println("slow down")
+		return
+	}
+	fmt.Println("go ahead")
+}
+
+func ExampleNew_options() {
+	client := ratelimiter.New("http://ratelimit.internal:8080",
+		ratelimiter.WithTimeout(200*time.Millisecond),
+		ratelimiter.WithRetry(ratelimiter.RetryPolicy{Attempts: 2, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}),
+		ratelimiter.WithFailureMode(ratelimiter.FailClosed))
+	_ = client
+}
+
+func ExampleClient_Check() {
+	client := ratelimiter.New("localhost:8080")
+	res, err := client.Check(context.Background(), ratelimiter.CheckRequest{
+		Namespace: "api_requests", Identifier: "user_123", Hits: 1})
+	var invalid *ratelimiter.RequestError
+	switch {
+	case errors.As(err, &invalid):
+		log.Fatalf("bug: %s is wrong: %v", invalid.Field, err)
+	case errors.Is(err, ratelimiter.ErrUnavailable):
+		log.Printf("rate limiter unavailable, answering %v: %v", res.Allowed, err)
+	}
+	if !res.Allowed {
+		fmt.Printf("refused; retry in %v\n", res.RetryAfter)
+		return
+	}
+	fmt.Printf("%d of %d left until %v\n", res.Remaining, res.Limit, res.ResetAt)
+}
+
+func ExampleClient_Check_descriptors() {
+	client := ratelimiter.New("localhost:8080")
+	res, _ := client.Check(context.Background(), ratelimiter.CheckRequest{
+		Namespace: "shop",
+		Descriptors: []ratelimiter.Descriptor{
+			{{Key: "user", Value: "user_123"}},
+			{{Key: "route", Value: "/cart"}, {Key: "method", Value: "POST"}},
+		}})
+	for _, each := range res.Results {
+		fmt.Println(each.Policy, each.Allowed, each.Remaining)
+	}
+}
+
+func ExampleClient_Report() {
+	client := ratelimiter.New("localhost:8080")
+	tokens := 1234 // known only once the work is done
+	res, err := client.Report(context.Background(), ratelimiter.CheckRequest{
+		Namespace: "llm_tokens", Identifier: "user_123", Hits: tokens})
+	if err == nil && !res.Allowed {
+		fmt.Println("budget used up until", res.ResetAt)
+	}
+}
+
+func ExampleMiddleware() {
+	client := ratelimiter.New("localhost:8080")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello") })
+	limited := ratelimiter.Middleware(client, "api_requests",
+		ratelimiter.Identify(func(r *http.Request) string {
+			if key := r.Header.Get("X-Api-Key"); key != "" {
+				return key
+			}
+			return ratelimiter.ClientIP(r)
+		}))
+	log.Fatal(http.ListenAndServe("127.0.0.1:8000", limited(mux)))
+}

@@ -1,0 +1,47 @@
+package io.viva.ratelimit;
+
+import io.viva.ratelimit.testing.contract.Contract;
+import io.viva.ratelimit.testing.contract.ContractRunner;
+import io.viva.ratelimit.testing.contract.ContractWorld;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assertions;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+
+/**
+ * Every client vector of sdk/contract against real sidecar processes (memory and Redis stores,
+ * a store that is down), a closed port and a silent server. The middleware vectors run in the
+ * Spring Boot starter's ContractMiddlewareTest, where the filter lives.
+ */
+class ContractTest {
+  static final Contract CONTRACT = Contract.load();
+  static final ContractWorld WORLD = new ContractWorld(CONTRACT);
+
+  @AfterAll
+  static void stop() {
+    WORLD.close();
+  }
+
+  @TestFactory
+  List<DynamicTest> clientVectors() {
+    ContractRunner runner = new ContractRunner(WORLD, (client, settings) -> {
+      throw new IllegalStateException("no middleware in the client module");
+    });
+    List<DynamicTest> tests = new ArrayList<>();
+    for (Contract.Vector vector : CONTRACT.vectors()) {
+      if (vector.isMiddleware()) {
+        continue; // run by the starter module
+      }
+      List<String> profiles = CONTRACT.profiles(vector.target());
+      for (String profile : profiles.isEmpty() ? java.util.Collections.<String>singletonList(null)
+          : profiles) {
+        String name = vector + (profile == null ? "" : " [" + profile + "]");
+        tests.add(DynamicTest.dynamicTest(name, () -> runner.run(vector, profile)));
+      }
+    }
+    Assertions.assertFalse(tests.isEmpty(), "no client vector found");
+    return tests;
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Every error the client raises or reports on purpose.
+ *
+ *     RateLimitClientError
+ *     ├── InvalidRequestError     the request is malformed (caught before sending, or a 400/413
+ *     │                           from the sidecar); `field` names the culprit. Always thrown:
+ *     │                           it is a bug in the caller, not an outage.
+ *     └── SidecarUnavailableError the sidecar could not decide (unreachable after the retries,
+ *                                 too slow, or it answered an error such as 503); never thrown:
+ *                                 the failure mode answers and `result.error` holds it.
+ */
+
+export class RateLimitClientError extends Error {
+  override name = "RateLimitClientError";
+}
+
+export class InvalidRequestError extends RateLimitClientError {
+  override name = "InvalidRequestError";
+  /** The JSON path of the culprit, e.g. `descriptors[0][1].key`; null for the whole request. */
+  readonly field: string | null;
+  /** The sidecar's HTTP status; null when the client caught the mistake itself. */
+  readonly status: number | null;
+
+  constructor(message: string, field: string | null, status: number | null = null) {
+    super(message);
+    this.field = field;
+    this.status = status;
+  }
+
+  static field(field: string, problem: string): InvalidRequestError {
+    return new InvalidRequestError(`${field}: ${problem}`, field);
+  }
+}
+
+export class SidecarUnavailableError extends RateLimitClientError {
+  override name = "SidecarUnavailableError";
+  /** How many tries were made. */
+  readonly attempts: number;
+
+  constructor(message: string, attempts: number, cause?: unknown) {
+    super(`the sidecar could not decide (${attempts} attempt${attempts === 1 ? "" : "s"}): ${message}`, {
+      cause,
+    });
+    this.attempts = attempts;
+  }
+}

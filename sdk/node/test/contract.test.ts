@@ -1,0 +1,261 @@
+/**
+ * Every vector of sdk/contract against real sidecar processes (memory and Redis stores), the
+ * middleware ones through a real Express app over HTTP.
+ */
+
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import { after, describe, test } from "node:test";
+import express from "express";
+import ratelimiter, { type CheckRequest, type CheckResult, Client, InvalidRequestError } from "viva-ratelimit-client";
+import * as h from "./harness.js";
+
+const { contract, vectors } = h.loadContract();
+const bin = h.sidecarBinary(contract);
+const skip =
+  bin === null
+    ? h.missing(`the sidecar executable (${contract.sidecar.executable_env} or .venv/bin/viva-ratelimit)`)
+    : h.redisBinary() === null
+      ? h.missing("redis-server (VIVA_REDIS_SERVER or the PATH)")
+      : false;
+
+interface Target {
+  port: number;
+  sidecar?: h.Sidecar;
+  silent?: h.SilentServer;
+}
+
+/** Where each vector's {port} points; sidecars and the silent server start on first use. */
+class Targets {
+  readonly processes = new h.Processes();
+  readonly #sidecars = new Map<string, Promise<h.Sidecar>>();
+  #redis: Promise<number> | undefined;
+  #silent: Promise<h.SilentServer> | undefined;
+
+  async get(place: string): Promise<Target> {
+    if (place === "closed_port") return { port: await h.freePort() };
+    if (place === "silent_server") {
+      this.#silent ??= new h.SilentServer().start();
+      const silent = await this.#silent;
+      return { port: silent.port, silent };
+    }
+    let sidecar = this.#sidecars.get(place);
+    if (sidecar === undefined) {
+      sidecar = this.#startSidecar(place);
+      this.#sidecars.set(place, sidecar);
+    }
+    const s = await sidecar;
+    return { port: s.httpPort, sidecar: s };
+  }
+
+  async #startSidecar(place: string): Promise<h.Sidecar> {
+    let redisPort = 0;
+    if (contract.sidecar.profiles[place]?.needs_redis) {
+      this.#redis ??= h.startRedis(this.processes);
+      redisPort = await this.#redis;
+    }
+    return h.startSidecar(contract, bin as string, place, redisPort, this.processes);
+  }
+
+  async stop(): Promise<void> {
+    await (await this.#silent)?.stop();
+    await this.processes.stopAll();
+  }
+}
+
+describe("sdk/contract", { skip }, () => {
+  const targets = new Targets();
+  after(() => targets.stop());
+  let runs = 0;
+
+  test("the README's middleware example, verbatim, in Express and in a bare Connect-style server", async () => {
+    const { port } = await targets.get("memory");
+    const app = express();
+    app.use((req, _res, next) => {
+      (req as express.Request & { user?: { id: string } }).user = { id: `readme-${process.pid}` };
+      next();
+    });
+    // biome-ignore format: the README's line as written
+    app.use(ratelimiter.middleware({ endpoint: `localhost:${port}`, identifier: (req) => req.user?.id || req.ip, namespace: 'api_requests' }))
+    app.use((_req, res) => {
+      res.send("ok");
+    });
+    assert.deepEqual(await statuses(app.listen(0, "127.0.0.1"), 4), [200, 200, 200, 429]);
+
+    // Connect-style: (req, res, next) on Node's own server; no user, so the client address
+    const limit = ratelimiter.middleware({ endpoint: `http://127.0.0.1:${port}`, namespace: "api_requests" });
+    const bare = createServer((req, res) => limit(req, res, () => res.end("ok")));
+    assert.deepEqual(await statuses(bare.listen(0, "127.0.0.1"), 4), [200, 200, 200, 429]);
+  });
+
+  for (const vector of vectors) {
+    const places = contract.targets[vector.target]?.length
+      ? (contract.targets[vector.target] as string[])
+      : [vector.target];
+    for (const place of places) {
+      const runner = vector.steps[0]?.request ? "express" : "client";
+      test(`${vector.name} [${place}, ${runner}]`, async () => {
+        const target = await targets.get(place);
+        const run = `${process.pid.toString(16)}-${(runs++).toString(16)}`;
+        const problems: string[] = [];
+        for (const [i, raw] of vector.steps.entries()) {
+          const step = h.substitute(raw, run);
+          for (const p of await runStep(vector, step, target)) problems.push(`step ${i}: ${p}`);
+        }
+        if (problems.length > 0) throw new Error(`${vector.about}\n${problems.join("\n")}`);
+      });
+    }
+  }
+});
+
+async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<string[]> {
+  const settings = { ...contract.client_defaults, ...vector.client, ...step.client };
+  const client = new Client({
+    endpoint: String(settings.endpoint).replace("{port}", String(target.port)),
+    timeoutMs: Number(settings.timeout_ms),
+    retry: {
+      attempts: Number(settings.attempts),
+      backoffMs: Number(settings.backoff_ms),
+      maxBackoffMs: Number(settings.max_backoff_ms),
+    },
+    failureMode: settings.failure_mode === "closed" ? "closed" : "open",
+  });
+  const before = await counters(target);
+  const started = Date.now();
+  const actual = step.request
+    ? await serve(client, { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware }, step.request)
+    : await call(client, step, started);
+  const elapsed = Date.now() - started;
+  const after = await counters(target);
+  return check(step.expect, actual, elapsed, {
+    sidecar: after.sidecar - before.sidecar,
+    silent: after.silent - before.silent,
+  });
+}
+
+async function counters(target: Target): Promise<{ sidecar: number; silent: number }> {
+  return { sidecar: (await target.sidecar?.requests()) ?? 0, silent: target.silent?.requests ?? 0 };
+}
+
+function check(
+  expect: h.Step["expect"],
+  actual: Record<string, unknown>,
+  elapsed: number,
+  grew: { sidecar: number; silent: number },
+): string[] {
+  const out: string[] = [];
+  for (const key of ["error", "unavailable"]) {
+    if (!(key in expect) && actual[key] !== undefined) out.push(`unexpected ${key}: ${JSON.stringify(actual[key])}`);
+  }
+  for (const [key, want] of Object.entries(expect)) {
+    if (key === "min_elapsed_ms" && elapsed < (want as number))
+      out.push(`took ${elapsed} ms, expected at least ${String(want)}`);
+    else if (key === "max_elapsed_ms" && elapsed > (want as number))
+      out.push(`took ${elapsed} ms, expected at most ${String(want)}`);
+    else if (key === "sidecar_requests") out.push(...h.match(key, want, grew.sidecar));
+    else if (key === "silent_requests") out.push(...h.match(key, want, grew.silent));
+    else if (key === "headers") {
+      const got = actual.headers as Record<string, string>;
+      for (const [name, value] of Object.entries(want as Record<string, h.Settings[string]>)) {
+        out.push(...h.match(`headers.${name}`, value, got[name.toLowerCase()]));
+      }
+    } else if (!key.endsWith("_elapsed_ms")) out.push(...h.match(key, want, actual[key]));
+  }
+  return out;
+}
+
+async function call(client: Client, step: h.Step, started: number): Promise<Record<string, unknown>> {
+  if (step.call === "allow") {
+    return { return: await client.allow(step.identifier ?? "", step.namespace ?? "", step.hits ?? 1) };
+  }
+  const request: CheckRequest = { namespace: step.namespace ?? "", hits: step.hits ?? 1 };
+  if (step.identifier !== undefined) request.identifier = step.identifier;
+  if (step.descriptors !== undefined) request.descriptors = step.descriptors;
+  let result: CheckResult;
+  try {
+    result =
+      step.call === "report" ? await client.report({ ...request, hits: step.hits ?? 1 }) : await client.check(request);
+  } catch (error) {
+    if (error instanceof InvalidRequestError) return { error: { kind: "invalid_request", field: error.field } };
+    return { error: { kind: "unexpected", message: String(error) } };
+  }
+  const headers = Object.fromEntries(result.headers().map(([name, value]) => [name.toLowerCase(), value]));
+  const out: Record<string, unknown> = { result: view(result, started), headers };
+  if (result.error !== null) out.unavailable = { attempts: result.error.attempts };
+  return out;
+}
+
+function view(r: CheckResult, started: number): Record<string, unknown> {
+  return {
+    allowed: r.allowed,
+    limit: r.limit,
+    remaining: r.remaining,
+    reset_at: r.resetAt === null ? null : Math.ceil((r.resetAt.getTime() - started) / 1000),
+    reset_after_seconds: r.resetAfterSeconds,
+    retry_after_seconds: r.retryAfterSeconds,
+    window_seconds: r.windowSeconds,
+    policy: r.policy,
+    results: r.results.map((each) => view(each, started)),
+  };
+}
+
+/** The step's request, over HTTP, to a real Express app behind the middleware. */
+async function serve(
+  client: Client,
+  mw: h.Settings,
+  request: NonNullable<h.Step["request"]>,
+): Promise<Record<string, unknown>> {
+  const header = String(mw.identifier_header);
+  const app = express();
+  app.use(
+    ratelimiter.middleware({
+      client,
+      namespace: String(mw.namespace),
+      identifier: (req: express.Request) => req.get(header),
+      hits: Number(mw.hits),
+    }),
+  );
+  app.use((_req, res) => {
+    res.type("text/plain").send("ok");
+  });
+  const server: Server = app.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  try {
+    const { port } = server.address() as { port: number };
+    const response = await fetch(`http://127.0.0.1:${port}${request.path ?? "/hello"}`, {
+      method: request.method ?? "GET",
+      headers: { ...request.headers, connection: "close" },
+    });
+    const body = await response.text();
+    const headers = Object.fromEntries([...response.headers].map(([name, value]) => [name.toLowerCase(), value]));
+    let json: unknown;
+    try {
+      json = JSON.parse(body);
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, body, json, headers };
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+}
+
+/** The statuses of `count` GETs to a server that is starting to listen; closes it after. */
+async function statuses(server: Server, count: number): Promise<number[]> {
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/`, { headers: { connection: "close" } });
+      await response.arrayBuffer();
+      out.push(response.status);
+    }
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+  return out;
+}

@@ -1,0 +1,1 @@
+"""What the sidecar tells about itself: Prometheus metrics, health, OpenTelemetry traces."""

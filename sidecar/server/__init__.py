@@ -1,1 +1,0 @@
-"""Transports over the engine: gRPC (RLS + health), HTTP (/json, /healthcheck, /rlconfig)."""

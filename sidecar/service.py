@@ -1,0 +1,149 @@
+"""The one adapter from the wire to the engine: every transport decides through it.
+
+A transport turns its wire format into a domain, descriptors and hits, and asks a ``Method``
+(one service method as one transport serves it: ShouldRateLimit over grpcio or the fast
+transport, /json, the REST endpoints) for the Decision. The Method keeps the request metrics
+(``ratelimit_service_total_requests{grpc_method}``, the latency histogram, the in-flight gauge
+per transport), traces the call, and turns every failure into a ``ServiceError`` whose
+``Failure`` says, once for all transports, how it is reported:
+
+    RequestError      service_error   gRPC INVALID_ARGUMENT     HTTP 400
+    RequestTooLarge   service_error   gRPC RESOURCE_EXHAUSTED   HTTP 413
+    StorageError      redis_error     gRPC UNAVAILABLE          HTTP 503
+    NoRulesError      no_config       gRPC UNAVAILABLE          HTTP 503
+    anything else     internal        gRPC INTERNAL             HTTP 500 (and logged)
+
+UNAVAILABLE rather than an answer when the store or the rules are missing: Envoy's
+``failure_mode_deny`` then decides whether traffic passes while we cannot count (the
+reference answers UNKNOWN; both are a failed call to Envoy). Each failure is counted once in
+``ratelimit_service_should_rate_limit_error_total{err_type}``, whatever the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sidecar.errors import NoRulesError, RequestError, RequestTooLarge, StorageError
+from sidecar.limiter.engine import Engine
+from sidecar.model import Decision, Descriptor
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.tracing import Tracing
+
+log = logging.getLogger("sidecar.service")
+
+INTERNAL_MESSAGE = "internal error; see the sidecar log"
+
+
+class Failure(NamedTuple):
+    """How every wire reports one failed request."""
+
+    kind: str  # the err_type label of ratelimit_service_should_rate_limit_error_total
+    grpc_status: int  # a grpc.StatusCode number
+    http_status: int
+    message: str
+
+
+class ServiceError(Exception):
+    """A request the service could not answer; ``cause`` is the error behind ``failure``."""
+
+    def __init__(self, failure: Failure, cause: BaseException) -> None:
+        self.failure = failure
+        self.cause = cause
+        super().__init__(failure.message)
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The table of the module docstring."""
+    if isinstance(exc, RequestTooLarge):
+        return Failure("service_error", 8, 413, str(exc))
+    if isinstance(exc, RequestError):
+        return Failure("service_error", 3, 400, str(exc))
+    if isinstance(exc, StorageError):
+        return Failure("redis_error", 14, 503, str(exc))
+    if isinstance(exc, NoRulesError):
+        return Failure("no_config", 14, 503, str(exc))
+    return Failure("internal", 13, 500, INTERNAL_MESSAGE)
+
+
+class RateLimitService:
+    """The engine behind every transport, with the metrics and traces of its calls."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.tracing = tracing or Tracing()
+        self._errors = {kind: metrics.errors.labels(kind)
+                        for kind in ("service_error", "redis_error", "no_config", "internal")}
+
+    def method(self, name: str, transport: str) -> Method:
+        """``name`` (the ``grpc_method`` label) as ``transport`` serves it."""
+        return Method(self, name, transport)
+
+    def failed(self, exc: BaseException) -> ServiceError:
+        """Count ``exc`` once under its kind; log it when nobody expected it."""
+        failure = failure_of(exc)
+        self._errors[failure.kind].inc()
+        if failure.kind == "internal":
+            log.error("unexpected error answering a rate-limit request", exc_info=exc)
+        else:
+            # Not logged per call: the store probe logs outages once, and the error counter
+            # shows the rate.
+            log.debug("answering %s: %s", failure.kind, exc)
+        return ServiceError(failure, exc)
+
+
+class Method:
+    """One method of the service as one transport serves it; its metric children are bound
+    once, so a call costs two counter increments, a gauge up and down and one observation."""
+
+    __slots__ = ("_engine", "_in_flight", "_latency", "_requests", "_service", "_tracing",
+                 "name")
+
+    def __init__(self, service: RateLimitService, name: str, transport: str) -> None:
+        metrics = service.metrics
+        self.name = name
+        self._service = service
+        self._engine = service.engine
+        self._tracing = service.tracing
+        self._requests = metrics.requests.labels(name)
+        self._latency = metrics.response_time.labels(name)
+        self._in_flight = metrics.in_flight.labels(transport)
+
+    async def decide(self, domain: str, descriptors: Sequence[Descriptor], hits: int = 0, *,
+                     charge_always: bool = False,
+                     metadata: Sequence[tuple[str, Any]] | None = None) -> Decision:
+        """The engine's decision, or ServiceError. ``metadata`` (gRPC invocation metadata)
+        carries the caller's trace context when tracing is on."""
+        started = time.perf_counter()
+        self._requests.inc()
+        self._in_flight.inc()
+        try:
+            if self._tracing.enabled:
+                return await self._traced(domain, descriptors, hits, charge_always, metadata)
+            return await self._engine.should_rate_limit(domain, descriptors, hits,
+                                                        charge_always=charge_always)
+        except Exception as exc:
+            raise self._service.failed(exc) from None
+        finally:
+            self._in_flight.dec()
+            self._latency.observe(time.perf_counter() - started)
+
+    def reject(self, exc: BaseException) -> ServiceError:
+        """A request refused before it reached the engine (a malformed message or body):
+        counted as a request, answered at once, and counted under its error."""
+        self._requests.inc()
+        self._latency.observe(0.0)
+        return self._service.failed(exc)
+
+    async def _traced(self, domain: str, descriptors: Sequence[Descriptor], hits: int,
+                      charge_always: bool,
+                      metadata: Sequence[tuple[str, Any]] | None) -> Decision:
+        attributes = {"ratelimit.domain": domain, "ratelimit.descriptors": len(descriptors)}
+        with self._tracing.span(self.name, metadata, **attributes) as span:
+            decision = await self._engine.should_rate_limit(domain, descriptors, hits,
+                                                            charge_always=charge_always)
+            span.set_attribute("ratelimit.overall_code", decision.overall.name)
+            return decision

@@ -1,0 +1,81 @@
+"""RateLimitRequest ⇄ engine types, shared by every transport (grpc.aio, the fast HTTP/2
+transport and /json); protobuf only, so serving without grpcio never imports it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.service.ratelimit.v3 import rls_pb2
+from google.protobuf.duration_pb2 import Duration
+
+from sidecar.errors import RequestError
+from sidecar.model import Decision, Descriptor, DescriptorStatus, Entries, RateLimit, Unit
+from sidecar.rules.matcher import override_stats_key
+
+Response = rls_pb2.RateLimitResponse
+
+
+def descriptors_from_proto(request: Any) -> list[Descriptor]:
+    """RateLimitRequest.descriptors → engine descriptors; RequestError names a bad field."""
+    out = []
+    domain = request.domain
+    for i, d in enumerate(request.descriptors):
+        entries = tuple((e.key, e.value) for e in d.entries)
+        hits = d.hits_addend.value if d.HasField("hits_addend") else None
+        if hits is not None and hits > 2**32 - 1:
+            raise RequestError(f"descriptors[{i}].hits_addend: {hits} is too large; expected at "
+                               "most 4294967295")
+        limit = None
+        if d.HasField("limit"):
+            try:
+                unit = Unit(d.limit.unit)
+            except ValueError:
+                raise RequestError(f"descriptors[{i}].limit.unit: {d.limit.unit} is not a unit; "
+                                   "expected SECOND..YEAR") from None
+            limit = envoy_override(domain, entries, d.limit.requests_per_unit, unit)
+        out.append(Descriptor(entries, hits, limit))
+    return out
+
+
+def envoy_override(domain: str, entries: Entries, requests_per_unit: int,
+                   unit: Unit) -> RateLimit:
+    """The limit Envoy sends with a descriptor, as the reference applies it: a fixed window,
+    never shadowed, counted under a stats key made of the request's values."""
+    return RateLimit(requests_per_unit=requests_per_unit, unit=unit,
+                     stats_key=override_stats_key(domain, entries))
+
+
+class ResponseBuilder:
+    """Decision → RateLimitResponse, reusing one RateLimit message per configured limit."""
+
+    def __init__(self) -> None:
+        self._limits: dict[int, tuple[RateLimit, Any]] = {}
+
+    def build(self, decision: Decision) -> Any:
+        response = Response(overall_code=int(decision.overall))
+        for status in decision.statuses:
+            s = response.statuses.add(code=int(status.code), limit_remaining=status.remaining)
+            if status.limit is not None:
+                s.current_limit.CopyFrom(self._limit(status.limit))
+                s.duration_until_reset.CopyFrom(_duration(status))
+        for key, value in decision.headers:
+            response.response_headers_to_add.add(key=key, value=value)
+        return response
+
+    def _limit(self, limit: RateLimit) -> Any:
+        # Keyed by identity (hashing a RateLimit's fields costs more than building the answer);
+        # the entry keeps its RateLimit alive, so an id is never reused while cached.
+        entry = self._limits.get(id(limit))
+        if entry is None or entry[0] is not limit:
+            if len(self._limits) > 10000:  # overrides can be unbounded: keep the cache bounded
+                self._limits.clear()
+            proto = Response.RateLimit(requests_per_unit=limit.requests_per_unit,
+                                       unit=int(limit.unit), name=limit.name)
+            entry = self._limits[id(limit)] = (limit, proto)
+        return entry[1]
+
+
+def _duration(status: DescriptorStatus) -> Any:
+    if status.reset_ms is None:
+        return Duration(seconds=status.reset_seconds)
+    return Duration(seconds=status.reset_ms // 1000, nanos=(status.reset_ms % 1000) * 1_000_000)

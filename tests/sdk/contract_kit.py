@@ -1,0 +1,257 @@
+"""The Python runner's parts for sdk/contract (its README says what they must do): the contract
+files, sidecar processes of each profile, the silent server, and the expectation matchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tests.support import ROOT
+from tests.support.ports import free_port, wait_port
+from tests.support.processes import stop_process
+from tests.support.servers import RedisServer, missing
+
+CONTRACT_DIR = ROOT / "sdk" / "contract"
+KNOWN_EXPECT = frozenset({
+    "return", "result", "headers", "error", "unavailable", "status", "body", "json",
+    "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms"})
+
+
+def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """contract.json and every vector, refusing what this runner does not know."""
+    contract = json.loads((CONTRACT_DIR / "contract.json").read_text())
+    if contract["version"] != 1:
+        raise ValueError(f"contract version {contract['version']}; this runner knows 1")
+    vectors = []
+    for name in contract["vector_files"]:
+        for vector in json.loads((CONTRACT_DIR / name).read_text())["vectors"]:
+            if vector["target"] not in contract["targets"]:
+                raise ValueError(f"{name}: {vector['name']}: unknown target {vector['target']}")
+            for step in vector["steps"]:
+                unknown = set(step["expect"]) - KNOWN_EXPECT
+                if unknown or step.get("call", "allow") not in ("allow", "check", "report"):
+                    raise ValueError(f"{name}: {vector['name']}: unknown {unknown or step}")
+            vectors.append(vector)
+    return contract, vectors
+
+
+def sidecar_binary(contract: dict[str, Any]) -> str:
+    """VIVA_RATELIMIT_BIN, else the viva-ratelimit next to this Python (the repository's .venv)."""
+    variable = contract["sidecar"]["executable_env"]
+    if os.environ.get(variable):
+        return os.environ[variable]
+    exe = Path(sys.executable).parent / "viva-ratelimit"
+    if not exe.exists():
+        missing(f"the sidecar executable ({variable} or {exe})")
+    return str(exe)
+
+
+class Sidecar:
+    """The sidecar executable with a contract profile, on free loopback ports."""
+
+    def __init__(self, contract: dict[str, Any], profile: str, redis_port: int) -> None:
+        self.profile = profile
+        self.http_port = free_port()
+        self.counter = contract["sidecar"]["request_counter"]
+        self.http = httpx2.Client(timeout=10)  # one: making a client costs ~0.1 s (TLS setup)
+        values = {"{rules}": str(CONTRACT_DIR / contract["rules"]),
+                  "{http_port}": str(self.http_port), "{grpc_port}": str(free_port()),
+                  "{debug_port}": str(free_port()), "{redis_port}": str(redis_port),
+                  "{closed_port}": str(free_port())}
+
+        def fill(text: str) -> str:
+            return re.sub(r"\{[a-z_]+\}", lambda m: values.get(m.group(0), m.group(0)), text)
+
+        spec = contract["sidecar"]
+        env = {**os.environ, **{k: fill(v) for k, v in
+                                {**spec["env"], **spec["profiles"][profile]["env"]}.items()}}
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sidecar_binary(contract), *map(fill, spec["args"])],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.http_port, timeout=30, proc=self.proc)
+        if profile != "store_down":
+            self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                url = f"http://127.0.0.1:{self.http_port}/healthcheck"
+                if self.http.get(url).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"sidecar {self.profile} not healthy within 30s")
+
+    def requests(self) -> float:
+        """The REST request counter of contract.json's request_counter."""
+        text = self.http.get(f"http://127.0.0.1:{self.http_port}{self.counter['path']}").text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(self.counter["metric"] + "{"):
+                continue
+            labels, _, value = line.rpartition("}")
+            if any(f'{name}="{v}"' in labels for name, accepted in self.counter["labels"].items()
+                   for v in accepted):
+                total += float(value)
+        return total
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+        self.http.close()
+
+
+class SilentServer:
+    """Accepts connections, reads what arrives, never answers; counts the connections a
+    request arrived on (an HTTP client may open spare ones)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        try:
+            if conn.recv(4096):
+                with self.lock:
+                    self.requests += 1
+            while conn.recv(4096):
+                pass
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
+
+
+class Targets:
+    """What a vector's {port} points at; servers start on first use and live until stop()."""
+
+    def __init__(self, contract: dict[str, Any]) -> None:
+        self.contract = contract
+        self.sidecars: dict[str, Sidecar] = {}
+        self.redis: RedisServer | None = None
+        self.silent: SilentServer | None = None
+
+    def port(self, place: str) -> int:
+        if place == "closed_port":
+            return free_port()
+        if place == "silent_server":
+            self.silent = self.silent or SilentServer()
+            return int(self.silent.port)
+        return self.sidecar(place).http_port
+
+    def sidecar(self, place: str) -> Sidecar:
+        if place not in self.sidecars:
+            redis_port = 0
+            if self.contract["sidecar"]["profiles"][place].get("needs_redis"):
+                if self.redis is None:
+                    binary = os.environ.get("VIVA_REDIS_SERVER")
+                    self.redis = RedisServer()
+                    self.redis.binary = binary or self.redis.binary
+                    self.redis.start()
+                redis_port = self.redis.port
+            self.sidecars[place] = Sidecar(self.contract, place, redis_port)
+        return self.sidecars[place]
+
+    def counters(self, place: str) -> tuple[float, float]:
+        sidecar = self.sidecars.get(place)
+        return (sidecar.requests() if sidecar else 0.0,
+                float(self.silent.requests) if self.silent and place == "silent_server" else 0.0)
+
+    def stop(self) -> None:
+        for sidecar in self.sidecars.values():
+            sidecar.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.silent is not None:
+            self.silent.stop()
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+def match(path: str, expect: Any, actual: Any) -> list[str]:
+    """One line per mismatch between an expectation and what happened, each with its path."""
+    if isinstance(expect, dict) and len(expect) == 1:
+        ((key, arg),) = expect.items()
+        if key == "between":
+            number = int(actual) if isinstance(actual, str) and re.fullmatch(
+                r"-?\d+", actual.strip()) else actual
+            ok = isinstance(number, int | float) and not isinstance(number, bool) \
+                and arg[0] <= number <= arg[1]
+            return [] if ok else [f"{path}: expected a number in {arg}, got {actual!r}"]
+        if key == "matches":
+            ok = isinstance(actual, str) and re.search(arg, actual) is not None
+            return [] if ok else [f"{path}: expected to match {arg!r}, got {actual!r}"]
+        if key == "absent":
+            return [] if actual is None else [f"{path}: expected absent, got {actual!r}"]
+    if isinstance(expect, list):
+        if not isinstance(actual, list) or len(actual) != len(expect):
+            return [f"{path}: expected {len(expect)} items, got {actual!r}"]
+        return [p for i, (e, a) in enumerate(zip(expect, actual, strict=True))
+                for p in match(f"{path}[{i}]", e, a)]
+    if isinstance(expect, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: expected an object, got {actual!r}"]
+        return [p for key in sorted(expect) for p in match(f"{path}.{key}", expect[key],
+                                                             actual.get(key))]
+    same = expect == actual and isinstance(expect, bool) == isinstance(actual, bool)
+    return [] if same else [f"{path}: expected {expect!r}, got {actual!r}"]
+
+
+def check(expect: dict[str, Any], actual: dict[str, Any], elapsed_ms: float,
+          grew: tuple[float, float]) -> list[str]:
+    """Every mismatch of a step; "error" and "unavailable" are checked both ways."""
+    out = [f"unexpected {key}: {actual[key]}" for key in ("error", "unavailable")
+           if key not in expect and actual.get(key) is not None]
+    for key, want in expect.items():
+        if key == "min_elapsed_ms" and elapsed_ms < want:
+            out.append(f"took {elapsed_ms:.0f} ms, expected at least {want}")
+        elif key == "max_elapsed_ms" and elapsed_ms > want:
+            out.append(f"took {elapsed_ms:.0f} ms, expected at most {want}")
+        elif key == "sidecar_requests":
+            out += match(key, want, grew[0])
+        elif key == "silent_requests":
+            out += match(key, want, grew[1])
+        elif key == "headers":
+            got = {k.lower(): v for k, v in actual["headers"].items()}
+            out += [p for name, value in want.items()
+                    for p in match(f"headers.{name}", value, got.get(name.lower()))]
+        elif not key.endswith("_elapsed_ms"):
+            out += match(key, want, actual.get(key))
+    return out
+
+
+def substitute(step: dict[str, Any], run: str) -> dict[str, Any]:
+    """``${run}`` replaced in every string of the step."""
+    return json.loads(json.dumps(step).replace("${run}", run))  # type: ignore[no-any-return]
