@@ -8,7 +8,7 @@ For each algorithm, in one process and one run, one after the other, with one ho
 with --keys distinct keys:
   native       NativeEngine.decide on its memory store: rule matching, key building, the
                algorithm, statuses, per-rule stats; the answer as one tuple of integers
-  native+obj   the same through sidecar/native_bridge.py, the answer as Decision objects
+  native+obj   the same through sidecar/limiter/native.py, the answer as Decision objects
                (what a Python caller of the engine gets)
   python       Engine.should_rate_limit on the Python memory store (the pure-Python path)
   limits       the `limits` library's strategy for the same algorithm on its MemoryStorage
@@ -24,9 +24,10 @@ from typing import Any
 
 from algorithms import ALGORITHMS, RULES, engine_bench, limits_bench, rate
 
-from sidecar import native as native_loader
-from sidecar.limiter.engine import Descriptor, EngineOptions
-from sidecar.native_bridge import NativeEngineAdapter
+from sidecar.limiter import native as native_loader
+from sidecar.limiter.native import NativeEngineAdapter
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Descriptor
 from sidecar.rules.loader import RuleFile, build_rules
 
 

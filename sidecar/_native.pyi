@@ -1,4 +1,4 @@
-# Types of the native extension (native/src/python/); see sidecar/native_bridge.py for its use.
+# Types of the native extension (native/src/python/); see sidecar/limiter/native.py for its use.
 from collections.abc import Sequence
 from typing import Any
 

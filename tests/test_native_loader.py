@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from sidecar import native
 from sidecar.errors import SettingsError
+from sidecar.limiter import native
 
 BUILT = importlib.util.find_spec("sidecar._native") is not None
 
@@ -42,7 +42,7 @@ def test_the_python_path_when_not_built() -> None:
     # A fresh interpreter where the extension cannot be imported, as on a machine without cargo.
     code = ("import sys, logging; sys.modules['sidecar._native'] = None; "
             "logging.basicConfig(level=logging.INFO, format='%(message)s'); "
-            "from sidecar import native; assert native.load({}) is None")
+            "from sidecar.limiter import native; assert native.load({}) is None")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stderr.startswith("engine path: pure Python (sidecar._native is not built:")

@@ -20,16 +20,20 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from sidecar.limiter.algorithms import ALGORITHMS, Check, Limit
-from sidecar.limiter.engine import Descriptor, Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
-from sidecar.native_bridge import NativeEngineAdapter
+from sidecar.limiter.native import NativeEngineAdapter
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Algorithm, Descriptor, RateLimit, Unit
 from sidecar.rules.loader import RuleFile, build_rules
-from sidecar.rules.model import RuleSet, Unit
+from sidecar.rules.model import RuleSet
+from sidecar.storage.algorithms import Check, Rate
 from sidecar.storage.memory import MemoryStore
+from sidecar.transports.rls_proto import envoy_override
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats
 
+ALGORITHMS = tuple(str(a) for a in Algorithm)
 DOMAIN = "d"
 KEYS = ("a", "b", "a_b")
 VALUES = ("x", "xy", "yx", "1.2.3.4", "é:|")
@@ -185,10 +189,31 @@ def descriptors(draw: st.DrawFn, doc: dict[str, Any]) -> Descriptor:
                         for _ in range(n))
     hits = draw(st.none() | st.none() | st.integers(0, 4))
     limit = None
-    if draw(st.integers(0, 8)) == 0:
+    if draw(st.integers(0, 8)) == 0:  # Envoy's override, as the RLS adapter makes it
         unit = draw(st.integers(0, 7) if draw(st.integers(0, 9)) == 0 else st.integers(1, 7))
-        limit = (draw(st.integers(0, 5)), Unit(unit))
+        limit = envoy_override(DOMAIN, entries, draw(st.integers(0, 5)), Unit(unit))
+    elif draw(st.integers(0, 8)) == 0:  # a limit the caller computed itself
+        limit = draw(explicit_limits())
     return Descriptor(entries, hits, limit)
+
+
+@st.composite
+def explicit_limits(draw: st.DrawFn) -> RateLimit:
+    algorithm = Algorithm(draw(st.sampled_from(ALGORITHMS)))
+    calendar = algorithm == Algorithm.FIXED_WINDOW and draw(st.booleans())
+    unit = Unit[draw(st.sampled_from(CALENDAR_UNITS if calendar else UNITS)).upper()]
+    counting = algorithm in (Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW)
+    return RateLimit(
+        requests_per_unit=draw(st.integers(0, 6)), unit=unit,
+        stats_key=draw(st.sampled_from(("d.explicit", "d.a"))),
+        name=draw(st.sampled_from(("", *NAMES))), unlimited=draw(st.integers(0, 9)) == 0,
+        shadow_mode=draw(st.booleans()), quota_mode=draw(st.booleans()),
+        replaces=tuple(draw(st.lists(st.sampled_from(NAMES), max_size=1))),
+        algorithm=algorithm,
+        window_ms=0 if calendar else draw(st.sampled_from((0, 0, 90_000, 2_000))),
+        burst=draw(st.integers(0, 5)) if algorithm in (Algorithm.TOKEN_BUCKET,
+                                                       Algorithm.LEAKY_BUCKET) else 0,
+        count_rejected=counting and draw(st.booleans()), calendar=calendar)
 
 
 @dataclass(frozen=True)
@@ -313,6 +338,6 @@ def python_store_expires_states_in_ms() -> bool:
     store does). Before that fix its states lived in whole seconds, and the parity streams step
     the clock in whole seconds, where both agree."""
     store = MemoryStore()
-    check = Check("k", "token_bucket", Limit(1, 10_000.0, 1, False), 1, 1500.0, 0.0)
+    check = Check("k", Algorithm.TOKEN_BUCKET, Rate(1, 10_000.0, 1, False), 1, 1500.0, 0.0)
     store.run_now((), [check], 1_999, False)
     return not store.run_now((), [check], 3_200, False)[1][0].allowed

@@ -1,4 +1,4 @@
-"""The five algorithms, one call at a time: the native functions and sidecar/limiter/algorithms.py
+"""The five algorithms, one call at a time: the native functions and sidecar/storage/algorithms.py
 give bit-identical verdicts and new states for arbitrary states (fractional times and counts,
 debts, stale windows), limits, hits and times, alone and in atomic groups."""
 
@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.limiter.algorithms import ALGORITHMS, Check, Limit, run_checks
+from sidecar.model import Algorithm
+from sidecar.storage.algorithms import Check, Rate, run_checks
 
 NOW = 1_800_000_000_000.0
 times = st.floats(NOW - 5_000_000, NOW + 5_000, allow_nan=False) | st.sampled_from(
@@ -19,7 +20,7 @@ counts = st.integers(0, 12).map(float) | st.floats(-20, 20, allow_nan=False)
 
 
 @st.composite
-def states(draw: st.DrawFn, algorithm: str) -> list[float] | None:
+def states(draw: st.DrawFn, algorithm: Algorithm) -> list[float] | None:
     if draw(st.integers(0, 4)) == 0:
         return None
     if algorithm == "fixed_window":
@@ -38,10 +39,10 @@ def states(draw: st.DrawFn, algorithm: str) -> list[float] | None:
 
 @st.composite
 def checks(draw: st.DrawFn) -> tuple[Check, list[float] | None]:
-    algorithm = draw(st.sampled_from(ALGORITHMS))
+    algorithm = draw(st.sampled_from(tuple(Algorithm)))
     window = draw(st.sampled_from((1000.0, 60_000.0, 90_000.0, 3_600_000.0)))
-    limit = Limit(draw(st.integers(0, 12)), window, draw(st.integers(1, 12)), draw(st.booleans()),
-                  draw(st.booleans()))
+    limit = Rate(draw(st.integers(0, 12)), window, draw(st.integers(1, 12)), draw(st.booleans()),
+                 draw(st.booleans()))
     end = NOW - NOW % window + window
     check = Check(f"k{draw(st.integers(0, 9))}", algorithm, limit, draw(st.integers(0, 14)),
                   draw(st.floats(1, 1e7)), end)

@@ -7,10 +7,10 @@ from types import ModuleType
 import pytest
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Code, EngineOptions
-from sidecar.native_bridge import STATUS_FIELDS, NativeEngineAdapter, compile_rules
-from sidecar.rules.model import Unit
-from sidecar.storage.scripts import script_sha, script_source
+from sidecar.limiter.native import STATUS_FIELDS, NativeEngineAdapter, compile_rules
+from sidecar.limiter.options import EngineOptions
+from sidecar.model import Code, Unit
+from sidecar.storage.redis.scripts import script_sha, script_source
 from tests.conftest import FakeClock
 from tests.limiter.kit import BASIC_RULES, RecordingStats, desc, make_rules
 

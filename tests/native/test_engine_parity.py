@@ -9,7 +9,7 @@ from types import ModuleType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.limiter.engine import EngineOptions
+from sidecar.limiter.options import EngineOptions
 from tests.native.kit import (
     T0_MS,
     Scenario,

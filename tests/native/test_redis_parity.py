@@ -19,16 +19,21 @@ from hypothesis import strategies as st
 from redis.connection import Connection
 
 from sidecar.errors import StorageError
-from sidecar.limiter.engine import Engine, EngineOptions
+from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
-from sidecar.limiter.policy import FailurePolicy
-from sidecar.native_bridge import NativeEngineAdapter, PlannedBatch
-from sidecar.storage.redis import RedisOptions, RedisStore
-from sidecar.storage.scripts import script_sha, script_source
+from sidecar.limiter.native import NativeEngineAdapter, PlannedBatch
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.policy import FailureHandler
+from sidecar.model import FailurePolicy
+from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.scripts import script_sha, script_source
+from sidecar.storage.redis.store import RedisStore
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
 from tests.native.kit import T0_MS, FixedRandom, Scenario, engine_options, scenarios
-from tests.servers import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -220,7 +225,7 @@ async def _compare_failures(native: ModuleType, policy: str, scenario: Scenario,
     store = RedisStore(RedisOptions(url=f"redis://127.0.0.1:{dead}/0", timeout=2.0,
                                     breaker_failures=1_000_000))
     python = Engine(store, options, clock=clock, rng=FixedRandom(jitter),
-                    policy=FailurePolicy(policy))
+                    policy=FailureHandler(FailurePolicy(policy), fallback=MemoryStore()))
     ours = native_side(native, options, jitter, False, clock, failure_policy=policy)
     python.set_rules(scenario.rules)
     ours.set_rules(scenario.rules)

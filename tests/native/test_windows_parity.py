@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar.limiter.native import NativeEngineAdapter, zone_data
 from sidecar.limiter.windows import calendar_window
-from sidecar.native_bridge import NativeEngineAdapter, zone_data
-from sidecar.storage.scripts import script_sha, script_source
+from sidecar.storage.redis.scripts import script_sha, script_source
 from tests.conftest import FakeClock
 from tests.limiter.kit import desc, make_rules
 

@@ -153,6 +153,10 @@ pub struct Request<'a> {
     pub now_ms: i64,
     /// Usage reported after the fact (/v1/report): every hit is charged, even past the limit.
     pub charge_always: bool,
+    /// Per descriptor, a limit the caller computed itself (`model.Descriptor.limit`), applied
+    /// as it is instead of the rules; empty when there are none. Envoy's override arrives in
+    /// the descriptor (`limit`) and is made into such a limit here.
+    pub explicit: &'a [Option<Arc<RateLimit>>],
 }
 
 /// The expiration jitter's source: random, or fixed values (taken in turn) for tests.

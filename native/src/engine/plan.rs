@@ -118,7 +118,9 @@ impl Engine {
         let mut scratch = String::new();
         let mut out = Vec::with_capacity(request.descriptors.len());
         for (i, desc) in request.descriptors.iter().enumerate() {
-            out.push(if let Some(limit) = &desc.limit {
+            out.push(if let Some(Some(limit)) = request.explicit.get(i) {
+                Some(explicit_match(limit, i)?)
+            } else if let Some(limit) = &desc.limit {
                 Some(override_match(request.domain, desc, limit, i)?)
             } else if !desc.entries.is_empty() {
                 match_descriptor(
@@ -374,7 +376,26 @@ impl Pending {
     }
 }
 
-/// The limit Envoy sent with the descriptor; applied without consulting the rules.
+/// A limit the caller sent with the descriptor, applied as it is; it must have a window.
+fn explicit_match(limit: &Arc<RateLimit>, index: usize) -> Result<Match, EngineError> {
+    if !limit.unlimited && limit.window_length_ms() <= 0 {
+        return Err(not_a_unit(index, limit.unit as u64));
+    }
+    Ok(Match {
+        limit: limit.clone(),
+        stats_key: None,
+        shared_values: Vec::new(),
+    })
+}
+
+fn not_a_unit(index: usize, unit: u64) -> EngineError {
+    EngineError::Request(format!(
+        "descriptors[{index}].limit.unit: {unit} is not a unit; expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR"
+    ))
+}
+
+/// The limit Envoy sent with the descriptor (`rls_proto.envoy_override`): a fixed window,
+/// never shadowed, counted under a stats key made of the request's values.
 fn override_match(
     domain: &str,
     desc: &Descriptor,
@@ -382,12 +403,7 @@ fn override_match(
     index: usize,
 ) -> Result<Match, EngineError> {
     let unit = match Unit::from_wire(limit.unit) {
-        Some(Unit::Unknown) | None => {
-            return Err(EngineError::Request(format!(
-                "descriptors[{index}].limit.unit: {} is not a unit; expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR",
-                limit.unit
-            )))
-        }
+        Some(Unit::Unknown) | None => return Err(not_a_unit(index, limit.unit)),
         Some(unit) => unit,
     };
     let key = override_stats_key(domain, &desc.entries);

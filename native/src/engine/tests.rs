@@ -150,6 +150,7 @@ fn check(e: &mut Engine, domain: &str, descs: &[Descriptor]) -> Decision {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     })
     .unwrap()
 }
@@ -250,6 +251,7 @@ fn limit_override_with_its_own_stats_key_and_unit_errors() {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     });
     assert_eq!(
         err.unwrap_err(),
@@ -272,6 +274,7 @@ fn request_errors_come_before_the_rules() {
         hits_addend: 0,
         now_ms: 0,
         charge_always: false,
+        explicit: &[],
     };
     assert_eq!(
         e.decide(&req("", &one)).unwrap_err(),
@@ -350,6 +353,7 @@ fn jitter_lengthens_the_life_of_plain_counters() {
             hits_addend: 0,
             now_ms: NOW_MS,
             charge_always: false,
+            explicit: &[],
         })
         .unwrap();
     let ttls: Vec<i64> = pending.checks.iter().map(|c| c.ttl).collect();
@@ -414,6 +418,7 @@ fn charge_always_goes_into_debt() {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: true,
+        explicit: &[],
     };
     assert_eq!(e.decide(&req).unwrap().overall, OVER);
     // 2 tokens owed: 1.5 s until one is back
@@ -440,6 +445,7 @@ fn redis_batch_sends_incrby_expire_and_decides_from_the_replies() {
         hits_addend: 2,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     }];
     let mut batch = e.redis_batch(&reqs, script());
     assert_eq!(
@@ -463,6 +469,7 @@ fn redis_batch_evalsha_layout_and_noscript_retry() {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     }];
     let mut batch = e.redis_batch(&reqs, script());
     let sent = String::from_utf8(batch.commands().unwrap().to_vec()).unwrap();
@@ -513,6 +520,7 @@ fn redis_failures_answer_by_the_failure_policy() {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     }];
     let mut e = engine(EngineOptions::default());
     let mut batch = e.redis_batch(&reqs, script());
@@ -583,6 +591,7 @@ fn redis_stop_increment_reads_the_counters_first() {
         hits_addend: 0,
         now_ms: NOW_MS,
         charge_always: false,
+        explicit: &[],
     }];
     let mut batch = e.redis_batch(&reqs, script());
     assert!(batch
@@ -648,5 +657,41 @@ fn decisions_become_envoy_responses() {
     assert_eq!(
         (r.statuses[3].limit_remaining, r.statuses[3].reset_ms),
         (0, 0)
+    );
+}
+
+#[test]
+fn explicit_limits_are_applied_as_they_are() {
+    let mut e = engine(EngineOptions::default());
+    let spec = LimitSpec {
+        algorithm: "token_bucket".into(),
+        shadow_mode: true,
+        count_rejected: false,
+        ..limit(1, Unit::Minute, "d.plan")
+    };
+    let plan = Some(Arc::new(spec.compile(None).unwrap()));
+    let descs = [desc("nomatch", "x")];
+    let req = |explicit| Request {
+        domain: "d",
+        descriptors: &descs,
+        hits_addend: 0,
+        now_ms: NOW_MS,
+        charge_always: false,
+        explicit,
+    };
+    let d = e.decide(&req(std::slice::from_ref(&plan))).unwrap();
+    assert_eq!(
+        (d.statuses[0].remaining, d.statuses[0].reset_ms),
+        (0, Some(60_000))
+    );
+    let d = e.decide(&req(std::slice::from_ref(&plan))).unwrap();
+    assert_eq!(codes(&d), (OK, vec![OK])); // refused, but shadowed
+    assert_eq!(e.take_stats().rules[0].1, "d.plan");
+    let no_window = Some(Arc::new(
+        limit(1, Unit::Unknown, "d.x").compile(None).unwrap(),
+    ));
+    assert_eq!(
+        e.decide(&req(&[no_window])).unwrap_err(),
+        EngineError::Request("descriptors[0].limit.unit: 0 is not a unit; expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR".into())
     );
 }

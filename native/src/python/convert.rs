@@ -6,13 +6,17 @@
 //! known) — so no Python object is made per descriptor; the rules' own limits are found again
 //! by id on the Python side.
 
+use std::sync::Arc;
+
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use crate::engine::{Decision, EngineError};
 use crate::rls::{Descriptor, LimitOverride};
+use crate::rules::{LimitSpec, RateLimit};
 
 create_exception!(
     _native,
@@ -55,21 +59,32 @@ pub fn message(py: Python<'_>, error: &PyErr) -> String {
     error.value(py).to_string()
 }
 
-/// A sequence of descriptors: `(entries, hits_addend | None, (requests_per_unit, unit) | None)`
-/// tuples, or objects with those three attributes (the engine's `Descriptor`).
-pub fn descriptors(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Descriptor>> {
-    let mut out = Vec::new();
+/// Descriptors and, per descriptor, the limit the caller computed itself (if any).
+pub type Descriptors = (Vec<Descriptor>, Vec<Option<Arc<RateLimit>>>);
+
+/// A sequence of descriptors: `(entries, hits_addend | None, limit | None)` tuples, or objects
+/// with those three attributes (`sidecar.model.Descriptor`). `limit` is a `RateLimit` (any
+/// object with its attributes: applied as it is), or Envoy's override as
+/// `(requests_per_unit, unit)`.
+pub fn descriptors(obj: &Bound<'_, PyAny>) -> PyResult<Descriptors> {
+    let (mut out, mut explicit) = (Vec::new(), Vec::new());
+    let mut any_explicit = false;
     for (i, item) in obj.try_iter()?.enumerate() {
         let item = item?;
-        let desc = descriptor(&item).map_err(|e| {
+        let (desc, limit) = descriptor(&item).map_err(|e| {
             RequestError::new_err(format!("descriptors[{i}]: {}", message(obj.py(), &e)))
         })?;
+        any_explicit |= limit.is_some();
         out.push(desc);
+        explicit.push(limit);
     }
-    Ok(out)
+    if !any_explicit {
+        explicit.clear();
+    }
+    Ok((out, explicit))
 }
 
-fn descriptor(item: &Bound<'_, PyAny>) -> PyResult<Descriptor> {
+fn descriptor(item: &Bound<'_, PyAny>) -> PyResult<(Descriptor, Option<Arc<RateLimit>>)> {
     let (entries, hits, limit) = match item.cast::<PyTuple>() {
         Ok(t) if t.len() == 3 => (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?),
         Ok(t) => {
@@ -79,30 +94,59 @@ fn descriptor(item: &Bound<'_, PyAny>) -> PyResult<Descriptor> {
             )))
         }
         Err(_) => (
-            item.getattr("entries")?,
-            item.getattr("hits_addend")?,
-            item.getattr("limit")?,
+            item.getattr(intern!(item.py(), "entries"))?,
+            item.getattr(intern!(item.py(), "hits_addend"))?,
+            item.getattr(intern!(item.py(), "limit"))?,
         ),
-    };
-    let limit = if limit.is_none() {
-        None
-    } else {
-        let (requests_per_unit, unit): (u32, u64) = limit.extract()?;
-        Some(LimitOverride {
-            requests_per_unit,
-            unit,
-        })
     };
     let hits_addend = if hits.is_none() {
         None
     } else {
         Some(hits.extract::<u64>()?)
     };
-    Ok(Descriptor {
+    let (envoy, explicit) = if limit.is_none() {
+        (None, None)
+    } else if let Ok(pair) = limit.cast::<PyTuple>() {
+        let (requests_per_unit, unit): (u32, u64) = pair.extract()?;
+        (
+            Some(LimitOverride {
+                requests_per_unit,
+                unit,
+            }),
+            None,
+        )
+    } else {
+        (None, Some(Arc::new(rate_limit(&limit)?)))
+    };
+    let desc = Descriptor {
         entries: entries_of(&entries)?,
-        limit,
+        limit: envoy,
         hits_addend,
-    })
+    };
+    Ok((desc, explicit))
+}
+
+/// A `sidecar.model.RateLimit` (read by attribute) as the engine's.
+fn rate_limit(obj: &Bound<'_, PyAny>) -> PyResult<RateLimit> {
+    let get = |name: &str| obj.getattr(name);
+    let spec = LimitSpec {
+        requests_per_unit: get("requests_per_unit")?.extract()?,
+        unit: get("unit")?.extract()?,
+        stats_key: get("stats_key")?.extract()?,
+        name: get("name")?.extract()?,
+        unlimited: get("unlimited")?.extract()?,
+        shadow_mode: get("shadow_mode")?.extract()?,
+        quota_mode: get("quota_mode")?.extract()?,
+        detailed_metric: get("detailed_metric")?.extract()?,
+        replaces: get("replaces")?.extract()?,
+        algorithm: get("algorithm")?.extract()?,
+        window_ms: get("window_ms")?.extract()?,
+        burst: get("burst")?.extract()?,
+        count_rejected: get("count_rejected")?.extract()?,
+        calendar: get("calendar")?.extract()?,
+    };
+    spec.compile(None)
+        .map_err(|e| PyValueError::new_err(format!("limit: {e}")))
 }
 
 fn entries_of(entries: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {

@@ -7,11 +7,10 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use super::convert::{self, decision, descriptors, error_to_py, error_value};
+use super::convert::{self, decision, descriptors, error_to_py, error_value, Descriptors};
 use super::rules::CompiledRules;
 use crate::engine::{Engine, EngineOptions, Jitter, Request};
 use crate::redis::{self, RedisScript};
-use crate::rls::Descriptor;
 use crate::rules::FailurePolicy;
 
 #[pyclass(name = "NativeEngine", module = "sidecar._native")]
@@ -106,13 +105,14 @@ impl NativeEngine {
         now_ms: i64,
         charge_always: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let descs = convert::descriptors(descriptors)?;
+        let (descs, explicit) = convert::descriptors(descriptors)?;
         let request = Request {
             domain,
             descriptors: &descs,
             hits_addend,
             now_ms,
             charge_always,
+            explicit: &explicit,
         };
         let answer = self.engine.decide(&request).map_err(error_to_py)?;
         decision(py, &answer)
@@ -121,7 +121,7 @@ impl NativeEngine {
     /// Plan `requests` — `(domain, descriptors, hits_addend, now_ms, charge_always)` each — for
     /// Redis: the returned batch holds the commands to send.
     fn redis_batch(slf: &Bound<'_, Self>, requests: &Bound<'_, PyList>) -> PyResult<RedisBatch> {
-        let mut parsed: Vec<(String, Vec<Descriptor>, u32, i64, bool)> =
+        let mut parsed: Vec<(String, Descriptors, u32, i64, bool)> =
             Vec::with_capacity(requests.len());
         for item in requests.iter() {
             let (domain, descs, hits, now_ms, always): (String, Bound<'_, PyAny>, u32, i64, bool) =
@@ -137,12 +137,13 @@ impl NativeEngine {
         let reqs: Vec<Request<'_>> = parsed
             .iter()
             .map(
-                |(domain, descriptors, hits_addend, now_ms, charge_always)| Request {
+                |(domain, (descriptors, explicit), hits_addend, now_ms, charge_always)| Request {
                     domain,
                     descriptors,
                     hits_addend: *hits_addend,
                     now_ms: *now_ms,
                     charge_always: *charge_always,
+                    explicit,
                 },
             )
             .collect();

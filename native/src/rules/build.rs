@@ -30,6 +30,43 @@ pub struct LimitSpec {
     pub calendar: bool,
 }
 
+impl LimitSpec {
+    /// The limit, numbered `id` in its rule set (`None`: one a caller sent with a request);
+    /// the error says what is wrong with it.
+    pub fn compile(self, id: Option<u32>) -> Result<RateLimit, String> {
+        let unit = Unit::from_wire(self.unit)
+            .ok_or_else(|| format!("unit {} is not a unit; expected 0..7", self.unit))?;
+        let algorithm = Algorithm::from_name(&self.algorithm)
+            .ok_or_else(|| format!("unknown algorithm '{}'", self.algorithm))?;
+        if !(0..MAX_WINDOW_MS).contains(&self.window_ms) || self.window_ms % 1000 != 0 {
+            return Err(format!(
+                "window of {} ms; expected whole seconds below 2^53 ms",
+                self.window_ms
+            ));
+        }
+        if self.calendar && !matches!(unit, Unit::Day | Unit::Week | Unit::Month | Unit::Year) {
+            return Err("calendar windows are a day, week, month or year".into());
+        }
+        Ok(RateLimit {
+            id,
+            requests_per_unit: self.requests_per_unit,
+            unit,
+            stats_key: self.stats_key,
+            name: self.name,
+            unlimited: self.unlimited,
+            shadow_mode: self.shadow_mode,
+            quota_mode: self.quota_mode,
+            detailed_metric: self.detailed_metric,
+            replaces: self.replaces,
+            algorithm,
+            window_ms: self.window_ms,
+            burst: self.burst,
+            count_rejected: self.count_rejected,
+            calendar: self.calendar,
+        })
+    }
+}
+
 /// What Python hands over for one node: children as (dict key, node id) in dict order, and
 /// wildcards as (pattern parts, node id) in config order.
 #[derive(Debug, Clone, Default)]
@@ -69,50 +106,14 @@ impl RuleSetBuilder {
 
     pub fn add_limit(&mut self, spec: LimitSpec) -> Result<u32, RulesError> {
         let id = self.limits.len() as u32;
-        let at = || format!("limits[{id}] ({})", spec.stats_key);
-        let unit = Unit::from_wire(spec.unit).ok_or_else(|| {
-            RulesError(format!(
-                "{}: unit {} is not a unit; expected 0..7",
-                at(),
-                spec.unit
-            ))
-        })?;
-        if unit == Unit::Unknown && !spec.unlimited {
-            return Err(RulesError(format!("{}: a limited rule needs a unit", at())));
+        let at = format!("limits[{id}] ({})", spec.stats_key);
+        if spec.unit == Unit::Unknown as u64 && !spec.unlimited {
+            return Err(RulesError(format!("{at}: a limited rule needs a unit")));
         }
-        let algorithm = Algorithm::from_name(&spec.algorithm).ok_or_else(|| {
-            RulesError(format!("{}: unknown algorithm '{}'", at(), spec.algorithm))
-        })?;
-        if !(0..MAX_WINDOW_MS).contains(&spec.window_ms) || spec.window_ms % 1000 != 0 {
-            return Err(RulesError(format!(
-                "{}: window of {} ms; expected whole seconds below 2^53 ms",
-                at(),
-                spec.window_ms
-            )));
-        }
-        if spec.calendar && !matches!(unit, Unit::Day | Unit::Week | Unit::Month | Unit::Year) {
-            return Err(RulesError(format!(
-                "{}: calendar windows are a day, week, month or year",
-                at()
-            )));
-        }
-        self.limits.push(Arc::new(RateLimit {
-            id: Some(id),
-            requests_per_unit: spec.requests_per_unit,
-            unit,
-            stats_key: spec.stats_key,
-            name: spec.name,
-            unlimited: spec.unlimited,
-            shadow_mode: spec.shadow_mode,
-            quota_mode: spec.quota_mode,
-            detailed_metric: spec.detailed_metric,
-            replaces: spec.replaces,
-            algorithm,
-            window_ms: spec.window_ms,
-            burst: spec.burst,
-            count_rejected: spec.count_rejected,
-            calendar: spec.calendar,
-        }));
+        let limit = spec
+            .compile(Some(id))
+            .map_err(|e| RulesError(format!("{at}: {e}")))?;
+        self.limits.push(Arc::new(limit));
         Ok(id)
     }
 

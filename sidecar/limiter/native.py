@@ -1,41 +1,60 @@
-"""The Python model ⇄ the native engine's plain data: the one module that knows both.
+"""The native engine (``sidecar._native``, built from ``native/`` when cargo is on the PATH at
+install time) with this package's vocabulary; the one module that knows both the Python model
+and the native engine's plain data.
 
+- ``load()`` returns the extension module when it is built and allowed, else None, and logs one
+  line saying which path runs; ``VIVA_NATIVE=0`` forces the pure-Python engine.
 - ``compile_rules`` walks a validated ``RuleSet`` (descriptor trees, limits, domain options,
-  the TZif data of time zones with calendar windows) into what ``_native.compile_rules`` takes;
-  called on every reload, so the crate never reads YAML.
+  the TZif data of each domain's time zone) into what ``_native.compile_rules`` takes; called
+  on every reload, so the crate never reads YAML.
 - ``NativeEngineAdapter`` gives the native engine the engine's shape: ``Descriptor`` in,
   ``Decision`` out (the flat integers it returns are turned back into ``DescriptorStatus``
-  objects, rule limits found again by id), native errors as ``sidecar.errors``, its per-rule
-  counters replayed into a ``RuleStats`` sink on demand.
+  objects, rule limits found again by id, a descriptor's own limit given back as it came),
+  native errors as ``sidecar.errors``, its per-rule counters replayed into a ``RuleStats``
+  sink on demand, and Redis calls as batches (``redis_batch`` / ``decisions``).
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import time
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from sidecar.envvars import parse_bool
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import (
-    Code,
-    Decision,
-    Descriptor,
-    DescriptorStatus,
-    EngineOptions,
-    RuleStats,
-)
-from sidecar.rules.matcher import override_stats_key
-from sidecar.rules.model import DescriptorNode, RateLimit, RuleSet, Unit
+from sidecar.limiter.options import EngineOptions
+from sidecar.limiter.statuses import RuleStats
+from sidecar.model import Code, Decision, Descriptor, DescriptorStatus, RateLimit
+from sidecar.rules.model import DescriptorNode, RuleSet
 
 if TYPE_CHECKING:
     from sidecar import _native
 
-NO_LIMIT, OVERRIDE_LIMIT = -1, -2
+log = logging.getLogger("sidecar.native")
+
+NO_LIMIT, OWN_LIMIT = -1, -2
 STATUS_FIELDS = 7  # integers per descriptor status, as _native.STATUS_FIELDS
+
+
+def load(environ: Mapping[str, str] = os.environ) -> ModuleType | None:
+    """The native extension, or None when it is not built or VIVA_NATIVE=0 turns it off."""
+    if not parse_bool("VIVA_NATIVE", environ.get("VIVA_NATIVE", "1")):
+        log.info("engine path: pure Python (VIVA_NATIVE=0)")
+        return None
+    try:
+        module = importlib.import_module("sidecar._native")
+    except ImportError as exc:
+        log.info("engine path: pure Python (sidecar._native is not built: %s)", exc)
+        return None
+    log.info("engine path: native (sidecar._native %s)", module.__version__)
+    return module
 
 
 @dataclass(frozen=True)
@@ -52,12 +71,11 @@ def compile_rules(native: Any, rules: RuleSet) -> NativeRules:
     domains = []
     for name, root in rules.domains.items():
         options = rules.options.get(name)
-        walk.calendar = False
-        root_id = walk.node(root)
         zone = options.time_zone if options is not None else "UTC"
-        domains.append((name, root_id, options is not None and options.atomic,
-                        options.failure_policy if options is not None else None, zone,
-                        zone_data(zone) if walk.calendar else None))
+        policy = options.failure_policy if options is not None else None
+        # Every domain gets its zone: a limit a request brings may be a calendar window too.
+        domains.append((name, walk.node(root), options is not None and options.atomic,
+                        str(policy) if policy is not None else None, zone, zone_data(zone)))
     compiled = native.compile_rules(walk.limit_rows, walk.node_rows, domains)
     return NativeRules(compiled, tuple(walk.limits))
 
@@ -71,7 +89,6 @@ class _Walk:
         self.node_rows: list[tuple[Any, ...]] = []
         self._limit_ids: dict[int, int] = {}
         self._node_ids: dict[int, int] = {}
-        self.calendar = False
 
     def node(self, node: DescriptorNode) -> int:
         found = self._node_ids.get(id(node))
@@ -86,7 +103,6 @@ class _Walk:
         return len(self.node_rows) - 1
 
     def limit(self, limit: RateLimit) -> int:
-        self.calendar = self.calendar or limit.calendar
         found = self._limit_ids.get(id(limit))
         if found is not None:
             return found
@@ -94,7 +110,7 @@ class _Walk:
         self.limit_rows.append((
             limit.requests_per_unit, int(limit.unit), limit.stats_key, limit.name,
             limit.unlimited, limit.shadow_mode, limit.quota_mode, limit.detailed_metric,
-            tuple(limit.replaces), limit.algorithm, limit.window_ms, limit.burst,
+            tuple(limit.replaces), str(limit.algorithm), limit.window_ms, limit.burst,
             limit.count_rejected, limit.calendar))
         self._limit_ids[id(limit)] = len(self.limits) - 1
         return len(self.limits) - 1
@@ -220,17 +236,16 @@ def translate(native: Any, exc: Exception) -> Exception:
 
 def to_decision(answer: _native.DecisionTuple, rules: NativeRules | None, domain: str,
                 descriptors: Sequence[Descriptor]) -> Decision:
-    """The native decision tuple as a ``Decision``."""
+    """The native decision tuple as a ``Decision`` (``domain`` is the request's)."""
     overall, flat, headers = answer
     statuses = []
     for i in range(0, len(flat), STATUS_FIELDS):
-        code, limit_id, rpu, unit, remaining, reset_s, reset_ms = flat[i:i + STATUS_FIELDS]
+        code, limit_id, _, _, remaining, reset_s, reset_ms = flat[i:i + STATUS_FIELDS]
         limit: RateLimit | None = None
         if limit_id >= 0 and rules is not None:
             limit = rules.limits[limit_id]
-        elif limit_id == OVERRIDE_LIMIT:
-            entries = descriptors[i // STATUS_FIELDS].entries
-            limit = RateLimit(rpu, Unit(unit), override_stats_key(domain, entries))
+        elif limit_id == OWN_LIMIT:  # the descriptor's own, given back as it came
+            limit = descriptors[i // STATUS_FIELDS].limit
         statuses.append(DescriptorStatus(Code(code), limit, remaining, reset_s,
                                          None if reset_ms < 0 else reset_ms))
     return Decision(Code(overall), statuses, list(headers))
