@@ -1,4 +1,9 @@
-//! PyO3 glue: the `sidecar._native` extension module.
+//! PyO3 glue: the `sidecar._native` extension module. Each submodule registers its own part.
+
+mod algorithms;
+mod convert;
+mod engine;
+mod rules;
 
 use pyo3::prelude::*;
 
@@ -6,5 +11,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    rules::register(m)?;
+    engine::register(m)?;
+    algorithms::register(m)?;
     Ok(())
 }
