@@ -4,7 +4,10 @@
 //! every call. The pure-Rust modules know nothing of Python; `python` (the `python` feature)
 //! is the only place that does, and the only place `unsafe` may appear (through PyO3).
 
+#[forbid(unsafe_code)]
 pub mod rls;
+#[forbid(unsafe_code)]
+pub mod wire;
 
 #[cfg(feature = "python")]
 mod python;
