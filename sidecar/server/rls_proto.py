@@ -10,6 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from sidecar.errors import RequestError
 from sidecar.limiter.engine import Decision, Descriptor, DescriptorStatus
+from sidecar.rules.matcher import Entries
 from sidecar.rules.model import RateLimit, Unit
 
 Response = rls_pb2.RateLimitResponse
@@ -21,18 +22,26 @@ def descriptors_from_proto(request: Any) -> list[Descriptor]:
     for i, d in enumerate(request.descriptors):
         entries = tuple((e.key, e.value) for e in d.entries)
         hits = d.hits_addend.value if d.HasField("hits_addend") else None
-        if hits is not None and hits > 2**32 - 1:
-            raise RequestError(f"descriptors[{i}].hits_addend: {hits} is too large; expected at "
-                               "most 4294967295")
-        limit = None
-        if d.HasField("limit"):
-            try:
-                limit = (d.limit.requests_per_unit, Unit(d.limit.unit))
-            except ValueError:
-                raise RequestError(f"descriptors[{i}].limit.unit: {d.limit.unit} is not a unit; "
-                                   "expected SECOND..YEAR") from None
-        out.append(Descriptor(entries, hits, limit))
+        limit = (d.limit.requests_per_unit, d.limit.unit) if d.HasField("limit") else None
+        out.append(make_descriptor(i, entries, hits, limit))
     return out
+
+
+def make_descriptor(index: int, entries: Entries, hits: int | None,
+                    limit: tuple[int, int] | None) -> Descriptor:
+    """Descriptor ``index`` of a request from its decoded fields (the wire's numbers, checked
+    here, so every decoder refuses the same requests with the same words)."""
+    if hits is not None and hits > 2**32 - 1:
+        raise RequestError(f"descriptors[{index}].hits_addend: {hits} is too large; expected at "
+                           "most 4294967295")
+    if limit is None:
+        return Descriptor(entries, hits, None)
+    requests_per_unit, unit = limit
+    try:
+        return Descriptor(entries, hits, (requests_per_unit, Unit(unit)))
+    except ValueError:
+        raise RequestError(f"descriptors[{index}].limit.unit: {unit} is not a unit; "
+                           "expected SECOND..YEAR") from None
 
 
 class ResponseBuilder:

@@ -1,6 +1,10 @@
 """Fixtures for the fast transport: an engine on the memory store, and H2Server running in a
 thread with its own event loop, so that blocking clients (grpcio sync, h2load, h2spec, raw
-sockets) can talk to it from the test."""
+sockets) can talk to it from the test.
+
+Every test that starts a server runs twice, once per connection implementation (the ``wire``
+fixture): the pure-Python connection and the one whose wire side is in Rust (sidecar._native;
+skipped when it is not built, a failure under CI)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,40 @@ descriptors:
       unit: second
       requests_per_unit: 1000000000
 """
+
+
+WIRES = ("python", "native")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "wire" in metafunc.fixturenames:
+        metafunc.parametrize("wire", WIRES, indirect=True)
+
+
+def native_module() -> Any:
+    """sidecar._native with its HTTP/2 connection; skips (fails under CI) when not built."""
+    from sidecar.server.h2.native_connection import load_native
+
+    try:
+        module = load_native(True)
+    except RuntimeError:
+        module = None
+    if module is None:
+        missing("sidecar._native (the Rust extension: pip install -e . with cargo on the PATH)")
+    return module
+
+
+@pytest.fixture
+def wire(request: pytest.FixtureRequest) -> str:
+    """Which connection the servers of a test use: "python" or "native"."""
+    name: str = getattr(request, "param", "python")
+    if name == "native":
+        native_module()
+    return name
+
+
+def with_wire(options: H2Options | None, wire: str) -> H2Options:
+    return replace(options or H2Options(), native=wire == "native")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,14 +154,15 @@ def fast_tick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., ThreadedServer]]:
-    """serve(engine=None, options=None, health=None) -> a started ThreadedServer."""
+def serve(wire: str) -> Iterator[Callable[..., ThreadedServer]]:
+    """serve(engine=None, options=None, health=None) -> a started ThreadedServer (with the
+    test's ``wire``)."""
     started: list[ThreadedServer] = []
 
     def start(engine: Any = None, options: H2Options | None = None, health: Any = None,
               metrics: Metrics | None = None, port: int = 0) -> ThreadedServer:
-        server = ThreadedServer(engine if engine is not None else make_engine(), options,
-                                health, metrics, port).start()
+        server = ThreadedServer(engine if engine is not None else make_engine(),
+                                with_wire(options, wire), health, metrics, port).start()
         started.append(server)
         return server
 

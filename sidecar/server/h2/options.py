@@ -50,3 +50,7 @@ class H2Options:
     eager_start: bool = False
     backlog: int = 1024
     reuse_port: bool = False
+    # The connection's wire side in Rust (native_connection.NativeConnection, the same
+    # protocol frame for frame): True requires sidecar._native, False keeps the Python
+    # connection, None takes the native one when it is built and VIVA_NATIVE is not 0.
+    native: bool | None = None

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from sidecar.limiter.engine import Engine
 from sidecar.server.h2 import frames as fr
 from sidecar.server.h2.connection import Connection
+from sidecar.server.h2.native_connection import NativeConnection, load_native
+from sidecar.server.h2.native_services import native_methods
 from sidecar.server.h2.options import H2Options
 from sidecar.server.h2.request import Router
 from sidecar.server.h2.services import (
@@ -44,22 +46,23 @@ class H2Server:
                  health_services: tuple[str, ...] = ("", "ratelimit"),
                  tracing: Tracing | None = None) -> None:
         self.options = options or H2Options()
-        self.router = Router({
-            RATE_LIMIT_PATH: RateLimitMethod(engine, metrics, tracing),
-            HEALTH_CHECK_PATH: HealthMethod(health, health_services),
-        })
+        rate_limit = RateLimitMethod(engine, metrics, tracing)
+        health_check = HealthMethod(health, health_services)
+        self.router = Router({RATE_LIMIT_PATH: rate_limit, HEALTH_CHECK_PATH: health_check})
+        self.native = load_native(self.options.native)
+        self.native_methods = native_methods(rate_limit, health_check)
         self.preface = _server_preface(self.options)
         self.port = 0
         self.refused = 0
         self._refusal_logged = -1e9
-        self._connections: set[Connection] = set()
+        self._connections: set[Connection | NativeConnection] = set()
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Event | None = None
 
     # -- Owner protocol (called by connections) ----------------------------------------------
 
-    def register(self, connection: Connection) -> bool:
+    def register(self, connection: Connection | NativeConnection) -> bool:
         if len(self._connections) >= self.options.max_connections:
             self.refused += 1
             now = time.monotonic()
@@ -71,7 +74,7 @@ class H2Server:
         self._connections.add(connection)
         return True
 
-    def unregister(self, connection: Connection) -> None:
+    def unregister(self, connection: Connection | NativeConnection) -> None:
         self._connections.discard(connection)
         if not self._connections and self._drained is not None:
             self._drained.set()
@@ -82,9 +85,11 @@ class H2Server:
         """Listen on host:port (port 0 picks one; see ``self.port``). OSError if it cannot."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self), _bind_host(host), port, backlog=self.options.backlog,
+            self._connection_factory(), _bind_host(host), port, backlog=self.options.backlog,
             reuse_address=True, reuse_port=self.options.reuse_port or None)
         self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("fast transport on port %d: HTTP/2 wire in %s", self.port,
+                 "Rust (sidecar._native)" if self.native is not None else "Python")
         self._ticker = loop.call_later(TICK_SECONDS, self._tick)
 
     async def stop(self, grace: float) -> None:
@@ -107,6 +112,12 @@ class H2Server:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+
+    def _connection_factory(self) -> Callable[[], Connection | NativeConnection]:
+        native = self.native
+        if native is None:
+            return lambda: Connection(self)
+        return lambda: NativeConnection(self, native)
 
     @property
     def connections(self) -> int:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
-from sidecar.limiter.engine import Descriptor, Engine
+from sidecar.limiter.engine import Decision, Descriptor, Engine
 from sidecar.server.h2.grpc_wire import GrpcError, Status
 from sidecar.server.health import Health
 from sidecar.server.metrics import Metrics
@@ -32,6 +32,8 @@ _CACHE_ENTRIES = 4096  # parsed requests kept; Envoy repeats descriptors (same c
 _CACHE_MAX_BYTES = 1024  # only small requests are worth keeping: bounds the cache to ~4 MiB
 
 ParsedRequest = tuple[str, Sequence[Descriptor], int]
+R = TypeVar("R")  # a request as a transport delivers it
+A = TypeVar("A")  # an answer as a transport sends it
 
 
 class RateLimitMethod:
@@ -51,11 +53,18 @@ class RateLimitMethod:
         self._parsed: dict[bytes, ParsedRequest | str] = {}
 
     async def __call__(self, message: bytes) -> bytes:
+        return await self.answer(self._parse, message, self._serialize)
+
+    async def answer(self, parse: Callable[[R], ParsedRequest], request: R,
+                     encode: Callable[[Decision], A]) -> A:
+        """One call: ``parse(request)`` (RequestError: INVALID_ARGUMENT), the engine's
+        decision, ``encode(decision)``; errors and metrics as RateLimitServicer maps them. The
+        native wire calls this with its decoded request and its own encoding."""
         started = time.perf_counter()
         self._requests.inc()
         self._in_flight.inc()
         try:
-            domain, descriptors, hits = self._parse(message)
+            domain, descriptors, hits = parse(request)
             if self.tracing.enabled:
                 attributes: dict[str, Any] = {"ratelimit.domain": domain,
                                               "ratelimit.descriptors": len(descriptors)}
@@ -63,7 +72,7 @@ class RateLimitMethod:
                     decision = await self.engine.should_rate_limit(domain, descriptors, hits)
             else:
                 decision = await self.engine.should_rate_limit(domain, descriptors, hits)
-            return self.builder.build(decision).SerializeToString()  # type: ignore[no-any-return]
+            return encode(decision)
         except RequestError as exc:
             self._errors["service_error"].inc()
             raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None
@@ -80,6 +89,9 @@ class RateLimitMethod:
         finally:
             self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
+
+    def _serialize(self, decision: Decision) -> bytes:
+        return self.builder.build(decision).SerializeToString()  # type: ignore[no-any-return]
 
     def _parse(self, message: bytes) -> ParsedRequest:
         cached = self._parsed.get(message)
@@ -127,6 +139,10 @@ class HealthMethod:
         except DecodeError as exc:
             raise GrpcError(Status.INVALID_ARGUMENT, f"malformed HealthCheckRequest: {exc}"
                             ) from None
+        return self._serving if self.serving(service) else self._not_serving
+
+    def serving(self, service: str) -> bool:
+        """Whether ``service`` is serving; NOT_FOUND for services we do not know."""
         if service not in self.services:
             raise GrpcError(Status.NOT_FOUND, f"unknown service {service!r}")
-        return self._serving if self._ok() else self._not_serving
+        return self._ok()
