@@ -6,7 +6,9 @@
 //! type are skipped; a repeated singular submessage merges into the first; strings must be
 //! UTF-8; tags have at most 5 bytes and field numbers below 2^29 (0 is refused outside groups);
 //! lengths at most 5 bytes; varints at most 10; groups nest at most 100 deep counting the
-//! message levels above them. The first problem met, in wire order, is the one reported.
+//! message levels above them. The first problem met, in wire order, is the one reported, and
+//! like upb a string may run past the end of its submessage (only the whole message bounds
+//! it): its UTF-8 is checked before the overrun is found.
 
 use std::fmt;
 
@@ -48,19 +50,32 @@ pub const HEALTH_CHECK_REQUEST: &str = "grpc.health.v1.HealthCheckRequest";
 
 type Decoded<T> = Result<T, DecodeError>;
 
-/// A cursor over one message's bytes.
+/// A cursor over one (sub)message: `buf` is the whole top-level message, the fields of this
+/// one end at `limit`.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    limit: usize,
 }
 
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, limit: buf.len() }
     }
 
     fn more(&self) -> bool {
-        self.pos < self.buf.len()
+        self.pos < self.limit
+    }
+
+    /// The submessage in the next length-delimited field; its length must fit in this one.
+    fn submessage(&mut self) -> Decoded<Reader<'a>> {
+        let length = self.varint(5)?;
+        if length > (self.limit.saturating_sub(self.pos)) as u64 {
+            return Err(DecodeError::Malformed);
+        }
+        let start = self.pos;
+        self.pos += length as usize;
+        Ok(Reader { buf: self.buf, pos: start, limit: self.pos })
     }
 
     /// A varint of at most `max_bytes` bytes (bits past 64 are dropped, as upb does).
@@ -86,6 +101,8 @@ impl<'a> Reader<'a> {
         Ok(((tag >> 3) as u32, (tag & 7) as u8))
     }
 
+    /// The bytes of a length-delimited field; they may run past `limit` (the caller finds
+    /// that out after), not past the whole message.
     fn delimited(&mut self) -> Decoded<&'a [u8]> {
         let length = self.varint(5)?;
         let end = (self.pos as u64).checked_add(length).ok_or(DecodeError::Malformed)?;
@@ -147,6 +164,9 @@ impl<'a> Reader<'a> {
                 self.skip(field, wire_type, depth)?;
             }
         }
+        if self.pos > self.limit {
+            return Err(DecodeError::Malformed); // the last field ran past this message
+        }
         Ok(())
     }
 
@@ -165,7 +185,7 @@ pub fn decode_rate_limit_request(buf: &[u8]) -> Decoded<RateLimitRequest> {
     Reader::new(buf).fields(MAX_DEPTH, |r, field, wire_type| {
         match (field, wire_type) {
             (1, DELIMITED) => request.domain = r.string()?,
-            (2, DELIMITED) => request.descriptors.push(descriptor(r.delimited()?, MAX_DEPTH - 1)?),
+            (2, DELIMITED) => request.descriptors.push(descriptor(r.submessage()?, MAX_DEPTH - 1)?),
             (3, VARINT) => request.hits_addend = r.varint(10)? as u32,
             _ => return Ok(false),
         }
@@ -175,18 +195,18 @@ pub fn decode_rate_limit_request(buf: &[u8]) -> Decoded<RateLimitRequest> {
 }
 
 /// `envoy.extensions.common.ratelimit.v3.RateLimitDescriptor`.
-fn descriptor(buf: &[u8], depth: i32) -> Decoded<Descriptor> {
+fn descriptor(mut reader: Reader<'_>, depth: i32) -> Decoded<Descriptor> {
     let mut out = Descriptor::default();
-    Reader::new(buf).fields(depth, |r, field, wire_type| {
+    reader.fields(depth, |r, field, wire_type| {
         match (field, wire_type) {
-            (1, DELIMITED) => out.entries.push(entry(r.delimited()?, depth - 1)?),
+            (1, DELIMITED) => out.entries.push(entry(r.submessage()?, depth - 1)?),
             (2, DELIMITED) => {
                 let limit = out.limit.get_or_insert(LimitOverride { requests_per_unit: 0, unit: 0 });
-                limit_override(r.delimited()?, depth - 1, limit)?;
+                limit_override(r.submessage()?, depth - 1, limit)?;
             }
             (3, DELIMITED) => {
                 let hits = out.hits_addend.get_or_insert(0);
-                uint64_value(r.delimited()?, depth - 1, hits)?;
+                uint64_value(r.submessage()?, depth - 1, hits)?;
             }
             _ => return Ok(false),
         }
@@ -196,9 +216,9 @@ fn descriptor(buf: &[u8], depth: i32) -> Decoded<Descriptor> {
 }
 
 /// `RateLimitDescriptor.Entry`.
-fn entry(buf: &[u8], depth: i32) -> Decoded<(String, String)> {
+fn entry(mut reader: Reader<'_>, depth: i32) -> Decoded<(String, String)> {
     let (mut key, mut value) = (String::new(), String::new());
-    Reader::new(buf).fields(depth, |r, field, wire_type| {
+    reader.fields(depth, |r, field, wire_type| {
         match (field, wire_type) {
             (1, DELIMITED) => key = r.string()?,
             (2, DELIMITED) => value = r.string()?,
@@ -211,8 +231,8 @@ fn entry(buf: &[u8], depth: i32) -> Decoded<(String, String)> {
 
 /// `RateLimitDescriptor.RateLimitOverride`, merged into `limit` (a repeated singular
 /// submessage merges, as protobuf defines).
-fn limit_override(buf: &[u8], depth: i32, limit: &mut LimitOverride) -> Decoded<()> {
-    Reader::new(buf).fields(depth, |r, field, wire_type| {
+fn limit_override(mut reader: Reader<'_>, depth: i32, limit: &mut LimitOverride) -> Decoded<()> {
+    reader.fields(depth, |r, field, wire_type| {
         match (field, wire_type) {
             (1, VARINT) => limit.requests_per_unit = r.varint(10)? as u32,
             // An open enum: the low 32 bits as a signed number.
@@ -224,8 +244,8 @@ fn limit_override(buf: &[u8], depth: i32, limit: &mut LimitOverride) -> Decoded<
 }
 
 /// `google.protobuf.UInt64Value`, merged into `value`.
-fn uint64_value(buf: &[u8], depth: i32, value: &mut u64) -> Decoded<()> {
-    Reader::new(buf).fields(depth, |r, field, wire_type| {
+fn uint64_value(mut reader: Reader<'_>, depth: i32, value: &mut u64) -> Decoded<()> {
+    reader.fields(depth, |r, field, wire_type| {
         if (field, wire_type) != (1, VARINT) {
             return Ok(false);
         }
@@ -376,6 +396,14 @@ mod tests {
         let unit = decode_rate_limit_request(b"\x12\x0d\x12\x0b\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")
             .unwrap();
         assert_eq!(unit.descriptors[0].limit.as_ref().unwrap().unit, -1);
+        // A key running past its entry: its UTF-8 is checked first, then the overrun found.
+        assert_eq!(decode_rate_limit_request(b"\x12\x06\x0a\x03\x0a\x02a\xff"),
+                   Err(DecodeError::BadUtf8));
+        assert_eq!(decode_rate_limit_request(b"\x12\x06\x0a\x03\x0a\x02ab"),
+                   Err(DecodeError::Malformed));
+        // A submessage running past its parent is refused at once.
+        assert_eq!(decode_rate_limit_request(b"\x12\x04\x0a\x05\x0a\x03\xff\xff\xff"),
+                   Err(DecodeError::Malformed));
     }
 
     #[test]
