@@ -22,9 +22,10 @@
 //! drain(now) -> (bytes, close); eof() -> keep open?; fail(code, message) -> bytes
 //! ```
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -87,34 +88,34 @@ impl H2Connection {
 
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8], now: f64)
                  -> PyResult<Fed<'py>> {
-        let feed = self.inner.feed(data, now, wall_ms(), &mut DeferAll);
+        let feed = guard(|| self.inner.feed(data, now, wall_ms(), &mut DeferAll))?;
         let calls = feed.calls.into_iter().map(|call| call_to_py(py, call))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((self.output(py), PyList::new(py, calls)?, feed.cancelled, feed.close))
     }
 
     fn respond<'py>(&mut self, py: Python<'py>, answers: Vec<(u32, u8, Bound<'py, PyAny>)>, now: f64)
-                    -> (Bound<'py, PyBytes>, bool, Vec<String>) {
+                    -> PyResult<(Bound<'py, PyBytes>, bool, Vec<String>)> {
         let mut problems = Vec::new();
         for (sid, kind, value) in answers {
             let answer = answer_from_py(kind, &value).unwrap_or_else(|err| {
                 problems.push(format!("answer to stream {sid}: {err}"));
                 Answer::error(Status::Internal, INTERNAL)
             });
-            self.inner.respond(sid, &answer, now);
+            guard(|| self.inner.respond(sid, &answer, now))?;
         }
-        (self.output(py), self.inner.is_closing(), problems)
+        Ok((self.output(py), self.inner.is_closing(), problems))
     }
 
     fn tick<'py>(&mut self, py: Python<'py>, now: f64, write_stalled: bool)
-                 -> (Bound<'py, PyBytes>, u8, Vec<u32>) {
-        let action = self.inner.tick(now, write_stalled);
-        (self.output(py), action as u8, self.inner.take_cancelled())
+                 -> PyResult<(Bound<'py, PyBytes>, u8, Vec<u32>)> {
+        let action = guard(|| self.inner.tick(now, write_stalled))?;
+        Ok((self.output(py), action as u8, self.inner.take_cancelled()))
     }
 
-    fn drain<'py>(&mut self, py: Python<'py>, now: f64) -> (Bound<'py, PyBytes>, bool) {
-        self.inner.drain(now);
-        (self.output(py), self.inner.is_closing())
+    fn drain<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        guard(|| self.inner.drain(now))?;
+        Ok((self.output(py), self.inner.is_closing()))
     }
 
     /// The peer sends nothing more: true to keep the transport open for the answers owed.
@@ -130,7 +131,7 @@ impl H2Connection {
     fn fail<'py>(&mut self, py: Python<'py>, code: u32, message: &str) -> PyResult<Bound<'py, PyBytes>> {
         let code = error_code(code).ok_or_else(|| PyValueError::new_err(format!(
             "{code} is not an HTTP/2 error code")))?;
-        self.inner.fail(code, message);
+        guard(|| self.inner.fail(code, message))?;
         Ok(self.output(py))
     }
 
@@ -154,6 +155,14 @@ impl H2Connection {
     fn output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.take_output())
     }
+}
+
+/// Run `work`, turning a panic (a bug) into RuntimeError: an ordinary exception the connection
+/// answers with GOAWAY(INTERNAL_ERROR), where PyO3's PanicException would escape it.
+fn guard<T>(work: impl FnOnce() -> T) -> PyResult<T> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|_| {
+        PyRuntimeError::new_err("the native HTTP/2 wire failed (a bug: the panic is logged above)")
+    })
 }
 
 fn wall_ms() -> u64 {

@@ -238,15 +238,20 @@ class NativeConnection(asyncio.Protocol):
         if not self._answers or self._closing:
             return False
         answers, self._answers = self._answers, []
-        out, close, problems = self._wire.respond(answers, self._loop.time())
+        try:
+            out, close, problems = self._wire.respond(answers, self._loop.time())
+        except Exception:
+            log.exception("HTTP/2 connection failed")
+            self._fail_internal()
+            return True
         self._out += out
         for problem in problems:
             log.error("unusable answer from a gRPC method: %s", problem)
         return bool(close)
 
     def _answered_last(self) -> bool:
-        """Apply the collected answers; when the last one owed ended the connection (after a
-        GOAWAY either way), close and return True."""
+        """Apply the collected answers; when that ended the connection (the last answer owed
+        after a GOAWAY, or a failure), close and return True."""
         if self._apply_answers():
             self._close()
             return True
@@ -288,7 +293,9 @@ class NativeConnection(asyncio.Protocol):
     # -- closing -------------------------------------------------------------------------------
 
     def _fail_internal(self) -> None:
-        """An error outside the protocol (a bug): GOAWAY(INTERNAL_ERROR), then close."""
+        """An error outside the protocol (a bug): GOAWAY(INTERNAL_ERROR), then close, as the
+        Python connection does."""
+        self._answers.clear()
         try:
             self._out += self._wire.fail(ErrorCode.INTERNAL_ERROR, "internal error")
         except Exception:
@@ -320,7 +327,12 @@ class NativeConnection(asyncio.Protocol):
         """Begin a graceful shutdown (see connection.Connection.drain)."""
         if self._closing or self._answered_last():
             return
-        out, close = self._wire.drain(self._loop.time())
+        try:
+            out, close = self._wire.drain(self._loop.time())
+        except Exception:
+            log.exception("HTTP/2 connection failed")
+            self._fail_internal()
+            return
         self._out += out
         if close:
             self._close()
@@ -348,7 +360,12 @@ class NativeConnection(asyncio.Protocol):
             return
         paused = self._write_paused_since
         stalled = paused is not None and now - paused > self._opts.write_timeout
-        out, action, cancelled = self._wire.tick(now, stalled)
+        try:
+            out, action, cancelled = self._wire.tick(now, stalled)
+        except Exception:
+            log.exception("HTTP/2 connection failed")
+            self._fail_internal()
+            return
         self._out += out
         self._cancel(cancelled)
         if action == self._native.ABORT:
