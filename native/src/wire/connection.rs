@@ -124,21 +124,6 @@ impl Connection {
         }
     }
 
-    /// The SETTINGS and connection WINDOW_UPDATE a server sends first (only what differs from
-    /// the protocol's defaults), the same for every connection with these options.
-    pub fn preface(opts: &Options) -> Vec<u8> {
-        let mut settings = vec![(frame::MAX_CONCURRENT_STREAMS, opts.max_concurrent_streams as u32),
-                                (frame::MAX_HEADER_LIST_SIZE, opts.max_header_list_size as u32)];
-        if opts.stream_window != frame::DEFAULT_WINDOW {
-            settings.push((frame::INITIAL_WINDOW_SIZE, opts.stream_window as u32));
-        }
-        let mut out = frame::settings(&settings);
-        if opts.connection_window > frame::DEFAULT_WINDOW {
-            frame::window_update(&mut out, 0, (opts.connection_window - frame::DEFAULT_WINDOW) as u32);
-        }
-        out
-    }
-
     /// Bytes to write now (everything produced since the last call).
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
@@ -151,10 +136,6 @@ impl Connection {
 
     pub fn is_closing(&self) -> bool {
         self.closing
-    }
-
-    pub fn last_stream_id(&self) -> u32 {
-        self.last_sid
     }
 
     pub fn open_streams(&self) -> usize {

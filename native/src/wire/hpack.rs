@@ -87,6 +87,7 @@ impl Decoder {
         self.max_header_list_size
     }
 
+    #[cfg(test)]
     pub fn dynamic_entries(&self) -> impl Iterator<Item = &Header> {
         self.dynamic.iter()
     }
@@ -287,12 +288,6 @@ pub fn encode_block(headers: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-pub fn encode_table_size_update(size: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_integer(&mut out, size, 5, 0x20);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +379,5 @@ mod tests {
         want.extend_from_slice(b"grpc-status");
         want.extend_from_slice(&[1, b'0']);
         assert_eq!(block, want);
-        assert_eq!(encode_table_size_update(0), vec![0x20]);
     }
 }
