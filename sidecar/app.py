@@ -18,6 +18,7 @@ from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
+from sidecar.limiter.native import load as load_native
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import FailurePolicy
@@ -103,6 +104,7 @@ class Sidecar:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.extension = load_native(settings.native)
         self.store = make_store(settings, self.metrics.breaker_changed)
         self.tracing = configure_tracing(os.environ)
         self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
@@ -164,9 +166,19 @@ class Sidecar:
         self.rules.start(loop)
         self._spawn(self._watch_store())
         s = self.settings
+        log.info("hot path: %s", self._hot_path())
         log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
                  s.rules_path, s.backend, s.grpc_host, s.grpc_port, s.host, s.port,
                  s.debug_host, s.debug_port)
+
+    def _hot_path(self) -> str:
+        """Which path runs, for the start-up log line."""
+        extension = self.extension
+        if extension.module is None:
+            return f"pure Python ({extension.reason})"
+        wire = "HTTP/2 wire in Rust" if self.settings.transport == "fast" else \
+            "grpcio transport (Python)"
+        return f"native ({extension.reason}): {wire}, engine in Python"
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, holding a reference until it is done."""
@@ -204,7 +216,8 @@ class Sidecar:
         Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
-        self.h2_server = rls_server(self.service, self.health, options)
+        self.h2_server = rls_server(self.service, self.health, options,
+                                    native=self.extension.module)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:

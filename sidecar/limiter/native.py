@@ -2,8 +2,8 @@
 install time) with this package's vocabulary; the one module that knows both the Python model
 and the native engine's plain data.
 
-- ``load()`` returns the extension module when it is built and allowed, else None, and logs one
-  line saying which path runs; ``VIVA_NATIVE=0`` forces the pure-Python engine.
+- ``load()`` returns the extension module when it is built and allowed (``VIVA_NATIVE=false``
+  forces the pure-Python path), else why not.
 - ``compile_rules`` walks a validated ``RuleSet`` (descriptor trees, limits, domain options,
   the TZif data of each domain's time zone) into what ``_native.compile_rules`` takes; called
   on every reload, so the crate never reads YAML.
@@ -17,17 +17,15 @@ and the native engine's plain data.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import time
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from sidecar.envvars import parse_bool
 from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.statuses import RuleStats
@@ -37,24 +35,30 @@ from sidecar.rules.model import DescriptorNode, RuleSet
 if TYPE_CHECKING:
     from sidecar import _native
 
-log = logging.getLogger("sidecar.native")
 
 NO_LIMIT, OWN_LIMIT = -1, -2
 STATUS_FIELDS = 7  # integers per descriptor status, as _native.STATUS_FIELDS
 
 
-def load(environ: Mapping[str, str] = os.environ) -> ModuleType | None:
-    """The native extension, or None when it is not built or VIVA_NATIVE=0 turns it off."""
-    if not parse_bool("VIVA_NATIVE", environ.get("VIVA_NATIVE", "1")):
-        log.info("engine path: pure Python (VIVA_NATIVE=0)")
-        return None
+@dataclass(frozen=True)
+class Extension:
+    """The native extension when it runs (``module``), else None and why not (``reason``)."""
+
+    module: ModuleType | None
+    reason: str
+
+
+def load(enabled: bool = True) -> Extension:
+    """The native extension, unless ``enabled`` is false (VIVA_NATIVE=false) or it is not
+    built (installed without cargo on the PATH). Logs nothing: the composition root says in
+    one line which path runs, with ``reason``."""
+    if not enabled:
+        return Extension(None, "VIVA_NATIVE=false")
     try:
         module = importlib.import_module("sidecar._native")
     except ImportError as exc:
-        log.info("engine path: pure Python (sidecar._native is not built: %s)", exc)
-        return None
-    log.info("engine path: native (sidecar._native %s)", module.__version__)
-    return module
+        return Extension(None, f"sidecar._native is not built: {exc}")
+    return Extension(module, f"sidecar._native {module.__version__}")
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,16 @@ The two unary methods are ``bytes -> bytes`` coroutines. ShouldRateLimit keeps t
 parsed from each (small) message, since Envoy sends the same descriptors again and again, and
 decides through the service as the grpcio servicer does, so both transports answer the same
 way.
+
+With the native extension (``sidecar._native``) the connections' wire side runs in Rust: the
+same two methods then take the requests the wire decoded (``NativeRateLimitMethod``,
+``NativeHealthMethod``) for every call the wire's handler leaves to Python.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 from envoy.service.ratelimit.v3 import rls_pb2
@@ -16,16 +21,28 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 from sidecar.errors import RequestError
-from sidecar.h2 import GrpcError, H2Options, H2Server, Router, Status
-from sidecar.model import Descriptor
+from sidecar.h2 import (
+    GrpcError,
+    H2Options,
+    H2Server,
+    Malformed,
+    NativeMethods,
+    NativeWire,
+    Router,
+    Status,
+)
+from sidecar.h2.native_connection import NativeRequest, NativeResponse, NativeStatus
+from sidecar.model import Decision, Descriptor, DescriptorStatus, RateLimit
 from sidecar.observability.health import Health
-from sidecar.service import RateLimitService, ServiceError
-from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto
+from sidecar.service import Method, RateLimitService, ServiceError
+from sidecar.transports.rls_proto import ResponseBuilder, descriptors_from_proto, make_descriptor
 
 RATE_LIMIT_PATH = b"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 HEALTH_CHECK_PATH = b"/grpc.health.v1.Health/Check"
 _CACHE_ENTRIES = 4096  # parsed requests kept; Envoy repeats descriptors (same clients, paths)
 _CACHE_MAX_BYTES = 1024  # only small requests are worth keeping: bounds the cache to ~4 MiB
+_LIMITS_CACHED = 10000  # as ResponseBuilder: overrides can be unbounded
+SERVING, NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
 
 ParsedRequest = tuple[str, Sequence[Descriptor], int]
 
@@ -33,8 +50,8 @@ ParsedRequest = tuple[str, Sequence[Descriptor], int]
 class RateLimitMethod:
     """envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service."""
 
-    def __init__(self, service: RateLimitService) -> None:
-        self.method = service.method("ShouldRateLimit", "fast")
+    def __init__(self, method: Method) -> None:
+        self.method = method
         self.builder = ResponseBuilder()
         # message bytes -> parsed request, or the message of the RequestError it raised (not
         # the exception: re-raising one object would grow its traceback on every call).
@@ -73,6 +90,59 @@ class RateLimitMethod:
         return request.domain, descriptors, request.hits_addend
 
 
+class NativeRateLimitMethod:
+    """ShouldRateLimit over a request the native wire decoded: the same service call, errors,
+    statuses and metrics as RateLimitMethod, the protobuf work done in Rust instead."""
+
+    def __init__(self, method: Method) -> None:
+        self.method = method
+        # id(RateLimit) -> (the limit, its wire tuple), as ResponseBuilder keeps its messages.
+        self._limits: dict[int, tuple[RateLimit, tuple[str, int, int]]] = {}
+
+    async def __call__(self, request: NativeRequest | Malformed) -> NativeResponse:
+        try:
+            domain, descriptors, hits = self._parse(request)
+            decision = await self.method.decide(domain, descriptors, hits)
+        except ServiceError as exc:
+            raise GrpcError(Status(exc.failure.grpc_status), exc.failure.message) from None
+        return self._encode(decision)
+
+    def _parse(self, request: NativeRequest | Malformed) -> ParsedRequest:
+        """The service's arguments; refused with the words RateLimitMethod uses for the same
+        request bytes."""
+        if isinstance(request, Malformed):
+            raise self.method.reject(RequestError(f"malformed RateLimitRequest: "
+                                                  f"{request.message}"))
+        domain, descriptors, hits = request
+        try:
+            return domain, [make_descriptor(domain, i, *d)
+                            for i, d in enumerate(descriptors)], hits
+        except RequestError as exc:
+            raise self.method.reject(exc) from None
+
+    def _encode(self, decision: Decision) -> NativeResponse:
+        statuses = [self._status(s) for s in decision.statuses]
+        return int(decision.overall), statuses, decision.headers
+
+    def _status(self, status: DescriptorStatus) -> NativeStatus:
+        limit = status.limit
+        if limit is None:
+            return int(status.code), None, status.remaining, 0
+        reset_ms = status.reset_ms if status.reset_ms is not None else status.reset_seconds * 1000
+        return int(status.code), self._limit(limit), status.remaining, reset_ms
+
+    def _limit(self, limit: RateLimit) -> tuple[str, int, int]:
+        # Keyed by identity; the entry keeps its RateLimit alive, so an id is never reused
+        # while cached.
+        entry = self._limits.get(id(limit))
+        if entry is None or entry[0] is not limit:
+            if len(self._limits) > _LIMITS_CACHED:
+                self._limits.clear()
+            entry = self._limits[id(limit)] = (
+                limit, (limit.name, limit.requests_per_unit, int(limit.unit)))
+        return entry[1]
+
+
 HealthSource = Health | Callable[[], bool]
 
 
@@ -94,16 +164,40 @@ class HealthMethod:
         except DecodeError as exc:
             raise GrpcError(Status.INVALID_ARGUMENT, f"malformed HealthCheckRequest: {exc}"
                             ) from None
+        return self._serving if self.serving(service) else self._not_serving
+
+    def serving(self, service: str) -> bool:
+        """Whether ``service`` is serving; NOT_FOUND for services we do not know."""
         if service not in self.services:
             raise GrpcError(Status.NOT_FOUND, f"unknown service {service!r}")
-        return self._serving if self._ok() else self._not_serving
+        return self._ok()
+
+
+class NativeHealthMethod:
+    """grpc.health.v1.Health/Check over the service name the native wire decoded."""
+
+    def __init__(self, method: HealthMethod) -> None:
+        self.method = method
+
+    async def __call__(self, request: str | Malformed) -> int:
+        if isinstance(request, Malformed):
+            raise GrpcError(Status.INVALID_ARGUMENT,
+                            f"malformed HealthCheckRequest: {request.message}")
+        return SERVING if self.method.serving(request) else NOT_SERVING
 
 
 def rls_server(service: RateLimitService, health: HealthSource,
                options: H2Options | None = None,
-               health_services: tuple[str, ...] = ("", "ratelimit")) -> H2Server:
-    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check."""
-    return H2Server(Router({
-        RATE_LIMIT_PATH: RateLimitMethod(service),
-        HEALTH_CHECK_PATH: HealthMethod(health, health_services),
-    }), options)
+               health_services: tuple[str, ...] = ("", "ratelimit"),
+               native: ModuleType | None = None) -> H2Server:
+    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check; with ``native``
+    (the ``sidecar._native`` module) its connections' wire side runs in Rust."""
+    method = service.method("ShouldRateLimit", "fast")
+    health_check = HealthMethod(health, health_services)
+    router = Router({RATE_LIMIT_PATH: RateLimitMethod(method),
+                     HEALTH_CHECK_PATH: health_check})
+    wire = None
+    if native is not None:
+        methods = NativeMethods(NativeRateLimitMethod(method), NativeHealthMethod(health_check))
+        wire = NativeWire(native, methods)
+    return H2Server(router, options, wire)

@@ -1,10 +1,15 @@
 """Fixtures for the fast transport: an engine on the memory store, and H2Server running in a
 thread with its own event loop, so that blocking clients (grpcio sync, h2load, h2spec, raw
-sockets) can talk to it from the test."""
+sockets) can talk to it from the test.
+
+Every test that starts a server runs twice, once per connection implementation (the ``wire``
+fixture): the pure-Python connection and the one whose wire side is in Rust (sidecar._native;
+skipped when it is not built, a failure under CI)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import threading
@@ -39,6 +44,32 @@ descriptors:
 """
 
 
+WIRES = ("python", "native")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "wire" in metafunc.fixturenames:
+        metafunc.parametrize("wire", WIRES, indirect=True)
+
+
+def native_module() -> Any:
+    """sidecar._native with its HTTP/2 connection; skips (fails under CI) when not built."""
+    try:
+        return importlib.import_module("sidecar._native")
+    except ImportError:
+        missing("sidecar._native (the Rust extension: pip install -e . with cargo on the PATH)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def wire(request: pytest.FixtureRequest) -> str:
+    """Which connection the servers of a test use: "python" or "native"."""
+    name: str = getattr(request, "param", "python")
+    if name == "native":
+        native_module()
+    return name
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "h2spec: runs the h2spec conformance tool (Go)")
     config.addinivalue_line("markers", "h2load: runs nghttp2's h2load against the server")
@@ -55,11 +86,13 @@ class ThreadedServer:
     """An H2Server on 127.0.0.1:<free port>, served by a loop in a background thread."""
 
     def __init__(self, engine: Any, options: H2Options | None = None,
-                 health: Any = None, metrics: Metrics | None = None, port: int = 0) -> None:
+                 health: Any = None, metrics: Metrics | None = None, port: int = 0,
+                 native: Any = None) -> None:
         self.requested_port = port
         self.health = health if health is not None else Health()
         self.metrics = metrics or Metrics()
-        self.server = rls_server(RateLimitService(engine, self.metrics), self.health, options)
+        self.server = rls_server(RateLimitService(engine, self.metrics), self.health, options,
+                                 native=native)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
         self._ready = threading.Event()
@@ -117,14 +150,16 @@ def fast_tick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., ThreadedServer]]:
-    """serve(engine=None, options=None, health=None) -> a started ThreadedServer."""
+def serve(wire: str) -> Iterator[Callable[..., ThreadedServer]]:
+    """serve(engine=None, options=None, health=None) -> a started ThreadedServer (with the
+    test's ``wire``)."""
     started: list[ThreadedServer] = []
 
     def start(engine: Any = None, options: H2Options | None = None, health: Any = None,
               metrics: Metrics | None = None, port: int = 0) -> ThreadedServer:
         server = ThreadedServer(engine if engine is not None else make_engine(), options,
-                                health, metrics, port).start()
+                                health, metrics, port,
+                                native_module() if wire == "native" else None).start()
         started.append(server)
         return server
 

@@ -379,7 +379,7 @@ impl Pending {
 /// A limit the caller sent with the descriptor, applied as it is; it must have a window.
 fn explicit_match(limit: &Arc<RateLimit>, index: usize) -> Result<Match, EngineError> {
     if !limit.unlimited && limit.window_length_ms() <= 0 {
-        return Err(not_a_unit(index, limit.unit as u64));
+        return Err(not_a_unit(index, limit.unit as i64));
     }
     Ok(Match {
         limit: limit.clone(),
@@ -388,9 +388,17 @@ fn explicit_match(limit: &Arc<RateLimit>, index: usize) -> Result<Match, EngineE
     })
 }
 
-fn not_a_unit(index: usize, unit: u64) -> EngineError {
+fn not_a_unit(index: usize, unit: i64) -> EngineError {
     EngineError::Request(format!(
         "descriptors[{index}].limit.unit: {unit} is not a unit; expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR"
+    ))
+}
+
+/// A wire number that names no unit at all, in the words of `transports/rls_proto.py` (which
+/// refuses it before the engine sees it); UNKNOWN (0) is a unit there, refused by the engine.
+fn not_a_wire_unit(index: usize, unit: i32) -> EngineError {
+    EngineError::Request(format!(
+        "descriptors[{index}].limit.unit: {unit} is not a unit; expected SECOND..YEAR"
     ))
 }
 
@@ -402,8 +410,9 @@ fn override_match(
     limit: &LimitOverride,
     index: usize,
 ) -> Result<Match, EngineError> {
-    let unit = match Unit::from_wire(limit.unit) {
-        Some(Unit::Unknown) | None => return Err(not_a_unit(index, limit.unit)),
+    let unit = match u64::try_from(limit.unit).ok().and_then(Unit::from_wire) {
+        None => return Err(not_a_wire_unit(index, limit.unit)),
+        Some(Unit::Unknown) => return Err(not_a_unit(index, 0)),
         Some(unit) => unit,
     };
     let key = override_stats_key(domain, &desc.entries);

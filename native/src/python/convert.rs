@@ -107,7 +107,7 @@ fn descriptor(item: &Bound<'_, PyAny>) -> PyResult<(Descriptor, Option<Arc<RateL
     let (envoy, explicit) = if limit.is_none() {
         (None, None)
     } else if let Ok(pair) = limit.cast::<PyTuple>() {
-        let (requests_per_unit, unit): (u32, u64) = pair.extract()?;
+        let (requests_per_unit, unit): (u32, i32) = pair.extract()?;
         (
             Some(LimitOverride {
                 requests_per_unit,

@@ -4,6 +4,7 @@ mod algorithms;
 mod convert;
 mod engine;
 mod rules;
+mod wire;
 
 use pyo3::prelude::*;
 
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     rules::register(m)?;
     engine::register(m)?;
     algorithms::register(m)?;
+    wire::register(m)?;
     Ok(())
 }
