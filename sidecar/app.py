@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import grpc
     from grpc_health.v1 import health as grpc_health
 
+    from sidecar.management.service import FullMode
     from sidecar.storage.redis.breaker import BreakerListener
     from sidecar.storage.redis.options import RedisOptions
 
@@ -120,6 +121,13 @@ class Sidecar:
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
             include_dotfiles=not settings.ignore_dotfiles,
             poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
+        # Full mode (customers, keys, plans, admin API): imported only when asked for, so a
+        # standalone sidecar never loads SQLAlchemy and the catalog.
+        self.full: FullMode | None = None
+        if settings.mode == "full":
+            from sidecar.management.service import FullMode
+
+            self.full = FullMode(settings, self.engine, self.metrics, clock)
         self.grpc_server: grpc.aio.Server | None = None
         self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None
@@ -153,6 +161,8 @@ class Sidecar:
                         "every call fails until a valid version is loaded")
         self._set_store_health(False)
         try:
+            if self.full is not None:
+                await self.full.start()
             if self.settings.transport == "fast":
                 await self._start_fast()
             else:
@@ -164,6 +174,8 @@ class Sidecar:
             raise
         loop = asyncio.get_running_loop()
         self.rules.start(loop)
+        if self.full is not None:
+            self.full.watch(loop)
         self._spawn(self._watch_store())
         s = self.settings
         log.info("hot path: %s", self._hot_path())
@@ -200,6 +212,8 @@ class Sidecar:
             RateLimitServicer(self.service), server)
         self.grpc_health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
+        if self.full is not None:
+            self.full.add_to_grpcio(server)
         address = f"{_host(self.settings.grpc_host)}:{self.settings.grpc_port}"
         self.grpc_server = server
         try:
@@ -217,6 +231,7 @@ class Sidecar:
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
         self.h2_server = rls_server(self.service, self.health, options,
+                                    routes=self.full.grpc_routes() if self.full else None,
                                     native=self.extension.module)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
@@ -234,7 +249,10 @@ class Sidecar:
         s = self.settings
         grace = s.shutdown_grace
         reuse = s.workers > 1
-        self.http_runner = await _serve(api.main_app(), s.host, s.port, grace, reuse)
+        app = api.main_app()
+        if self.full is not None:
+            self.full.register_http(app)
+        self.http_runner = await _serve(app, s.host, s.port, grace, reuse)
         if s.debug_port != s.port:
             self.debug_runner = await _serve(api.debug_app(), s.debug_host, s.debug_port, grace,
                                              reuse)
@@ -287,6 +305,8 @@ class Sidecar:
         for runner in (self.http_runner, self.debug_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self.full is not None:
+            await self.full.stop()
         await self.store.close()
         self.tracing.shutdown()  # flushes spans still queued for export
 

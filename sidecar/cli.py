@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the sidecar (gRPC 8081, HTTP 8080, debug 6070)")
     serve.add_argument("--mode", choices=("standalone", "full"),
-                       help="standalone (default) or full (env MODE or VIVA_MODE)")
+                       help="standalone (default) or full: customers, API keys, plans and the "
+                       "admin API on the HTTP port (env VIVA_MODE or MODE)")
     serve.add_argument("--config", help="rules directory or file (default ./config; env "
                        "VIVA_CONFIG_DIR or RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config)")
     serve.add_argument("--backend", choices=("memory", "redis"),
@@ -44,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
                        "(env VIVA_WORKERS, default 1; more than one needs the Redis store)")
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
                        help="env LOG_LEVEL, default warn")
+
+    db = sub.add_parser("db", help="full mode's catalog database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the migrations to VIVA_DATABASE_URL (the sidecar "
+                      "also does at start-up)")
+
+    admin = sub.add_parser("admin", help="full mode administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    root = admin_sub.add_parser("create-root-key", help="create a root key (admin "
+                                "credentials) and print it once")
+    root.add_argument("--scopes", required=True, help="comma-separated: admin, keys:write, "
+                      "keys:read, keys:verify, customers:write, customers:read")
+    root.add_argument("--name", default=None, help="a label to tell root keys apart")
 
     validate = sub.add_parser("validate", help="check rules offline; exit 1 listing every "
                               "problem")
@@ -68,7 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.client import check_once
 
         return check_once(args.address, args.domain, args.descriptor, args.hits)
+    if args.command in ("db", "admin"):
+        return _manage(args)
     return _serve(args)
+
+
+def _manage(args: argparse.Namespace) -> int:
+    """``db upgrade`` and ``admin create-root-key``: full mode's commands (settings from the
+    environment, as for serve)."""
+    from sidecar.logs import configure_logging
+    from sidecar.management.commands import create_root_key, upgrade_database
+    from sidecar.settings import Settings
+
+    try:
+        settings = Settings.load({})
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "db":
+            return upgrade_database(settings)
+        return create_root_key(settings, args.scopes, args.name)
+    except SettingsError as exc:
+        print(f"viva-ratelimit: {exc}", file=sys.stderr)
+        return 2
 
 
 def _validate(path: str, merge: bool) -> int:
@@ -84,6 +118,25 @@ def _validate(path: str, merge: bool) -> int:
     limits = rules.iter_limits()
     print(f"{path}: OK — {len(rules.domains)} domain(s), {len(limits)} limit(s), "
           f"version {rules.version}")
+    return _validate_plans(path)
+
+
+def _validate_plans(path: str) -> int:
+    """Full mode's plans documents beside the rules, when there are any."""
+    from sidecar.management.plans import build_plans
+    from sidecar.rules.loader import read_rule_files
+
+    files = read_rule_files(path, plans=True)
+    if not files:
+        return 0
+    try:
+        plans = build_plans(files)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) found in the plans", file=sys.stderr)
+        return 1
+    print(f"plans: OK — {', '.join(plans.plans)}, version {plans.version}")
     return 0
 
 
@@ -106,7 +159,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return _run(settings)
     except RuleSetError as exc:
-        print(f"viva-ratelimit: the rules in {settings.rules_path} are invalid:", file=sys.stderr)
+        where = settings.rules_path
+        if settings.mode == "full" and settings.plans_dir != where:
+            where += f" or the plans in {settings.plans_dir}"
+        print(f"viva-ratelimit: the rules in {where} are invalid:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
@@ -135,10 +191,6 @@ def _run(settings: Settings) -> int:
     sidecar process."""
     from sidecar.workers import WORKER_ENV, supervise
 
-    if settings.mode == "full":
-        # Replaced by the full mode's composition when it is part of the build.
-        raise SettingsError("MODE=full: full mode (API keys, plans, usage, dashboard and "
-                            "portal) is not available in this build; expected MODE=standalone")
     if settings.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(settings)
     from sidecar.app import run_sidecar

@@ -110,6 +110,22 @@ def _setting(env: str, parse: Callable[[str, str], Any], default: Any, flag: str
                                             "aliases": aliases})
 
 
+def parse_root_key(name: str, text: str) -> str:
+    """A bootstrap root key: any string of at least 32 characters (never echoed back)."""
+    if text and len(text) < 32:
+        raise SettingsError(f"{name} is {len(text)} characters long; expected at least 32 "
+                            "(e.g. the output of 'viva-ratelimit admin create-root-key')")
+    return text
+
+
+def parse_header_list(name: str, text: str) -> tuple[str, ...]:
+    headers = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    if not headers:
+        raise SettingsError(f"{name}={text!r} names no header; expected e.g. "
+                            "x-api-key,authorization")
+    return headers
+
+
 def _variable_of(meta: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     """The variable a setting is read from: its own, else the first of its aliases that is set."""
     for name in (meta["env"], *meta.get("aliases", ())):
@@ -213,6 +229,15 @@ class Settings:
     limit_header: str = _setting("LIMIT_LIMIT_HEADER", _str, "RateLimit-Limit")
     remaining_header: str = _setting("LIMIT_REMAINING_HEADER", _str, "RateLimit-Remaining")
     reset_header: str = _setting("LIMIT_RESET_HEADER", _str, "RateLimit-Reset")
+    # Full mode: the catalog, the bootstrap root key, plans, key verification.
+    data_dir: str = _setting("VIVA_DATA_DIR", _str, "./data")
+    database_url: str = _setting("VIVA_DATABASE_URL", _str, "")
+    root_key: str = _setting("VIVA_ROOT_KEY", parse_root_key, "")
+    plans_path: str = _setting("VIVA_PLANS", _str, "")
+    key_headers: tuple[str, ...] = _setting("VIVA_KEY_HEADERS", parse_header_list,
+                                            ("x-api-key", "authorization"))
+    key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
+    verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
     # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
     # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
     rest: RestOptions = field(default_factory=RestOptions,
@@ -248,6 +273,11 @@ class Settings:
         return cls(**values)
 
     @property
+    def plans_dir(self) -> str:
+        """Where plans documents are read (full mode): VIVA_PLANS, else the rules path."""
+        return self.plans_path or self.rules_path
+
+    @property
     def rules_path(self) -> str:
         """The rules directory: --config / VIVA_CONFIG_DIR, else RUNTIME_ROOT/SUBDIR/APPDIR,
         else ./config."""
@@ -263,8 +293,10 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_auth") and value:
+            if (f.name.endswith("_auth") or f.name == "root_key") and value:
                 value = "***"
+            elif f.name == "database_url" and value:
+                value = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", value)
             elif isinstance(value, RestOptions):
                 value = {k: sorted(v) if isinstance(v, frozenset) else v
                          for k, v in asdict(value).items()}

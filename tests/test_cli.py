@@ -93,16 +93,19 @@ def test_serve_with_a_bad_setting_names_it(good_rules: Path, env: dict[str, str]
 
 
 @pytest.mark.parametrize("how", [{"MODE": "full"}, {"VIVA_MODE": "full"}, "--mode=full"])
-def test_full_mode_is_refused_until_it_is_built(good_rules: Path,
-                                                how: dict[str, str] | str) -> None:
+def test_full_mode_is_chosen_by_either_variable_or_the_flag(
+        good_rules: Path, tmp_path: Path, how: dict[str, str] | str) -> None:
+    (good_rules / "plans.yaml").write_text("plans:\n  free: {name: Free}\n")
     flags = [how] if isinstance(how, str) else []
-    env = how if isinstance(how, dict) else {}
-    result = run("serve", "--config", str(good_rules), *flags, "--http-port", str(free_port()),
-                 "--grpc-port", str(free_port()), "--debug-port", str(free_port()), env=env)
-    assert result.returncode == 2
-    assert "MODE=full: full mode" in result.stderr
-    assert "not available in this build; expected MODE=standalone" in result.stderr
-    assert "Traceback" not in result.stderr
+    env = {**(how if isinstance(how, dict) else {}), "VIVA_DATA_DIR": str(tmp_path / "data")}
+    proc = SidecarProcess(good_rules, env=env, args=flags).start()
+    try:
+        url = f"{proc.http_url}/v1/admin/openapi.json"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.status == 200
+        assert (tmp_path / "data" / "viva.db").exists()
+    finally:
+        proc.stop()
 
 
 def test_unknown_variables_are_reported_at_start(good_rules: Path) -> None:

@@ -201,3 +201,25 @@ async def test_make_store_follows_the_settings() -> None:
         await store.close()
     with pytest.raises(SettingsError, match="REDIS_URL 'ftp://x' is not a Redis URL"):
         make_store(load(REDIS_URL="ftp://x"))
+
+
+def test_a_bad_mode_names_the_variable_and_the_accepted_values() -> None:
+    with pytest.raises(SettingsError, match="MODE='platform' is not supported; expected one "
+                                            "of standalone, full"):
+        load(MODE="platform")
+
+
+def test_full_mode_settings_and_their_secrets_masked() -> None:
+    s = load(VIVA_ROOT_KEY="r" * 32, VIVA_DATABASE_URL="postgresql://viva:hunter2@db/viva",
+             VIVA_PLANS="/etc/viva/plans.yaml", VIVA_KEY_HEADERS="X-Key, Authorization")
+    assert (s.root_key, s.plans_dir, s.key_headers) == (
+        "r" * 32, "/etc/viva/plans.yaml", ("x-key", "authorization"))
+    assert (load().data_dir, load().plans_dir, load().key_headers) == (
+        "./data", "config", ("x-api-key", "authorization"))
+    described = s.describe()
+    assert described["VIVA_ROOT_KEY"] == "***"
+    assert described["VIVA_DATABASE_URL"] == "postgresql://viva:***@db/viva"
+    with pytest.raises(SettingsError, match="VIVA_ROOT_KEY is 5 characters long; expected at "
+                                            "least 32") as info:
+        load(VIVA_ROOT_KEY="short")
+    assert "short" not in str(info.value)

@@ -64,23 +64,32 @@ class Engine:
         self.rules = rules
 
     async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
-                                hits_addend: int = 0, *, charge_always: bool = False) -> Decision:
+                                hits_addend: int = 0, *, charge_always: bool = False,
+                                options: DomainOptions | None = None) -> Decision:
         """Check and charge ``descriptors`` of ``domain``. ``charge_always`` (usage reported
         after the fact) charges every hit even past the limit, whatever the algorithm and
         ``count_rejected``; it skips the local cache and charges an atomic domain's
-        descriptors each on its own."""
+        descriptors each on its own.
+
+        ``options``: the caller owns ``domain`` (full mode's key verification): its
+        descriptors' own limits apply with these domain options, and the rules are not
+        consulted at all (none need be loaded; a descriptor without a limit has none)."""
         if not domain:
             raise RequestError("rate limit domain must not be empty")
         if not descriptors:
             raise RequestError("rate limit descriptor list must not be empty")
-        rules = self.rules
-        if rules is None:
-            raise NoRulesError()
         now_ms = int(self.clock() * 1000)
-        options = rules.options.get(domain, _NO_OPTIONS)
-        plan = self.planner.plan(domain, descriptors,
-                                 self._match_all(rules, domain, descriptors),
-                                 max(1, hits_addend), now_ms, options)
+        if options is None:
+            rules = self.rules
+            if rules is None:
+                raise NoRulesError()
+            options = rules.options.get(domain, _NO_OPTIONS)
+            matches = self._match_all(rules, domain, descriptors)
+        else:
+            matches = [None if d.limit is None else _explicit(d.limit, i)
+                       for i, d in enumerate(descriptors)]
+        plan = self.planner.plan(domain, descriptors, matches, max(1, hits_addend), now_ms,
+                                 options)
         charges, cached = plan.charges, False
         if charge_always:
             always_charge(charges)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterable
 
@@ -19,10 +20,21 @@ __all__ = [
     "RuleFile",
     "build_rules",
     "find_rule_files",
+    "is_plans_document",
     "load_rules",
     "read_rule_files",
     "rules_version",
 ]
+
+
+# A top-level ``plans:`` key marks a file of full mode's plans (sidecar/management/plans):
+# they live in the same directory as the rules, and each loader reads only its own kind.
+_PLANS_KEY = re.compile(r"^(?:plans|'plans'|\"plans\")[ \t]*:", re.MULTILINE)
+
+
+def is_plans_document(text: str) -> bool:
+    """Whether a YAML file is a plans document (a top-level ``plans:`` key), not rules."""
+    return _PLANS_KEY.search(text) is not None
 
 
 def build_rules(files: Iterable[RuleFile], merge_domains: bool = False) -> RuleSet:
@@ -131,8 +143,10 @@ def find_rule_files(path: str, include_dotfiles: bool = False) -> list[str]:
     return found
 
 
-def read_rule_files(path: str, include_dotfiles: bool = False) -> list[RuleFile]:
-    """Read the files under ``path``; an unreadable file is a RuleSetError, not a crash."""
+def read_rule_files(path: str, include_dotfiles: bool = False,
+                    plans: bool = False) -> list[RuleFile]:
+    """Read the rules files under ``path`` (with ``plans``: the plans files instead); an
+    unreadable file is a RuleSetError, not a crash."""
     if not os.path.exists(path):
         raise RuleSetError(
             [
@@ -148,7 +162,9 @@ def read_rule_files(path: str, include_dotfiles: bool = False) -> list[RuleFile]
     for file_path in find_rule_files(path, include_dotfiles):
         try:
             with open(file_path, encoding="utf-8") as fh:
-                out.append(RuleFile(file_path, fh.read()))
+                text = fh.read()
+            if is_plans_document(text) == plans:
+                out.append(RuleFile(file_path, text))
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(
                 RuleError(

@@ -44,83 +44,25 @@ class LoadStatus:
     last_attempt_at: float = 0.0
 
 
-class RulesManager:
-    """Loads the rules directory into a callback, now and whenever it changes."""
+class FileWatcher:
+    """Calls ``load()`` whenever a YAML file under ``path`` changes (events, and a poll every
+    ``poll_interval`` seconds as a safety net). Subclasses say what loading means."""
 
-    def __init__(
-        self,
-        path: str,
-        apply: Callable[[RuleSet], None],
-        merge_domains: bool = False,
-        include_dotfiles: bool = False,
-        poll_interval: float = 5.0,
-        on_result: Callable[[bool, RuleSet | None], None] | None = None,
-    ) -> None:
+    def __init__(self, path: str, include_dotfiles: bool = False,
+                 poll_interval: float = 5.0) -> None:
         self.path = path
-        self.apply = apply
-        self.merge_domains = merge_domains
         self.include_dotfiles = include_dotfiles
         self.poll_interval = poll_interval
-        self.on_result = on_result
-        self.status = LoadStatus()
-        self.current: RuleSet | None = None
-        self.last_exception: RuleSetError | None = None
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._targets: Targets = ()
         self._seen: Fingerprint = ()
-        self._attempted = ""  # version of the last content parsed, good or bad
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
 
     def load(self) -> bool:
-        """Load now. True when a valid set is active afterwards (new or unchanged).
-
-        Content already tried is not parsed again, so an event and the poll seeing the same
-        change count one success or one error, not two.
-        """
-        self.status.last_attempt_at = time.time()
-        # Taken before reading, so a change made during the read is seen by the next poll.
-        self._seen = self._fingerprint()
-        version = ""
-        try:
-            files = read_rule_files(self.path, self.include_dotfiles)
-            version = rules_version(files)
-            if version == self._attempted:
-                return self.last_exception is None
-            rules = build_rules(files, self.merge_domains)
-        except RuleSetError as exc:
-            self._attempted = version
-            self._failed(exc)
-            return False
-        self._attempted = version
-        self.status.last_error = ""
-        self.last_exception = None
-        if self.current is None or rules.version != self.current.version:
-            self._loaded(rules)
-        return True
-
-    def _failed(self, exc: RuleSetError) -> None:
-        self.last_exception = exc
-        self.status.errors += 1
-        self.status.last_error = str(exc)
-        self.status.last_error_at = time.time()
-        log.error("Error loading new configuration, keeping the previous rules: %s", exc)
-        if self.on_result:
-            self.on_result(False, None)
-
-    def _loaded(self, rules: RuleSet) -> None:
-        self.current = rules
-        self.status.successes += 1
-        self.apply(rules)
-        log.warning(
-            "loaded rules version %s: %d domain(s) from %d file(s)",
-            rules.version,
-            len(rules.domains),
-            len(rules.files),
-        )
-        if self.on_result:
-            self.on_result(True, rules)
+        """Load now; True when a valid version is active afterwards."""
+        raise NotImplementedError
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -194,7 +136,8 @@ class RulesManager:
                 if self._fingerprint() != self._seen:
                     self._reload()
             except Exception:  # the poll is the safety net: it must outlive any one failure
-                log.exception("rules poll failed; trying again in %ss", self.poll_interval)
+                log.exception("poll of %s failed; trying again in %ss", self.path,
+                              self.poll_interval)
 
     def _fingerprint(self) -> Fingerprint:
         """Resolved path, size and mtime of every rules file: changes when any file does."""
@@ -209,6 +152,77 @@ class RulesManager:
                 continue
             out.append((name, os.path.realpath(name), st.st_size, st.st_mtime_ns))
         return tuple(out)
+
+
+class RulesManager(FileWatcher):
+    """Loads the rules directory into a callback, now and whenever it changes."""
+
+    def __init__(
+        self,
+        path: str,
+        apply: Callable[[RuleSet], None],
+        merge_domains: bool = False,
+        include_dotfiles: bool = False,
+        poll_interval: float = 5.0,
+        on_result: Callable[[bool, RuleSet | None], None] | None = None,
+    ) -> None:
+        super().__init__(path, include_dotfiles, poll_interval)
+        self.apply = apply
+        self.merge_domains = merge_domains
+        self.on_result = on_result
+        self.status = LoadStatus()
+        self.current: RuleSet | None = None
+        self.last_exception: RuleSetError | None = None
+        self._attempted = ""  # version of the last content parsed, good or bad
+
+    def load(self) -> bool:
+        """Load now. True when a valid set is active afterwards (new or unchanged).
+
+        Content already tried is not parsed again, so an event and the poll seeing the same
+        change count one success or one error, not two.
+        """
+        self.status.last_attempt_at = time.time()
+        # Taken before reading, so a change made during the read is seen by the next poll.
+        self._seen = self._fingerprint()
+        version = ""
+        try:
+            files = read_rule_files(self.path, self.include_dotfiles)
+            version = rules_version(files)
+            if version == self._attempted:
+                return self.last_exception is None
+            rules = build_rules(files, self.merge_domains)
+        except RuleSetError as exc:
+            self._attempted = version
+            self._failed(exc)
+            return False
+        self._attempted = version
+        self.status.last_error = ""
+        self.last_exception = None
+        if self.current is None or rules.version != self.current.version:
+            self._loaded(rules)
+        return True
+
+    def _failed(self, exc: RuleSetError) -> None:
+        self.last_exception = exc
+        self.status.errors += 1
+        self.status.last_error = str(exc)
+        self.status.last_error_at = time.time()
+        log.error("Error loading new configuration, keeping the previous rules: %s", exc)
+        if self.on_result:
+            self.on_result(False, None)
+
+    def _loaded(self, rules: RuleSet) -> None:
+        self.current = rules
+        self.status.successes += 1
+        self.apply(rules)
+        log.warning(
+            "loaded rules version %s: %d domain(s) from %d file(s)",
+            rules.version,
+            len(rules.domains),
+            len(rules.files),
+        )
+        if self.on_result:
+            self.on_result(True, rules)
 
 
 def watch_targets(path: str) -> Targets:

@@ -12,7 +12,7 @@ same two methods then take the requests the wire decoded (``NativeRateLimitMetho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +32,7 @@ from sidecar.h2 import (
     Status,
 )
 from sidecar.h2.native_connection import NativeRequest, NativeResponse, NativeStatus
+from sidecar.h2.request import Handler
 from sidecar.model import Decision, Descriptor, DescriptorStatus, RateLimit
 from sidecar.observability.health import Health
 from sidecar.service import Method, RateLimitService, ServiceError
@@ -189,15 +190,18 @@ class NativeHealthMethod:
 def rls_server(service: RateLimitService, health: HealthSource,
                options: H2Options | None = None,
                health_services: tuple[str, ...] = ("", "ratelimit"),
+               routes: Mapping[bytes, Handler] | None = None,
                native: ModuleType | None = None) -> H2Server:
-    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check; with ``native``
-    (the ``sidecar._native`` module) its connections' wire side runs in Rust."""
+    """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check, and the unary
+    methods of ``routes`` (full mode: ext_authz's Authorization/Check). With ``native`` (the
+    ``sidecar._native`` module) its connections' wire side runs in Rust; the native wire knows
+    only the two methods of its own, so ``routes`` keep the Python connection."""
     method = service.method("ShouldRateLimit", "fast")
     health_check = HealthMethod(health, health_services)
     router = Router({RATE_LIMIT_PATH: RateLimitMethod(method),
-                     HEALTH_CHECK_PATH: health_check})
+                     HEALTH_CHECK_PATH: health_check, **(routes or {})})
     wire = None
-    if native is not None:
+    if native is not None and not routes:
         methods = NativeMethods(NativeRateLimitMethod(method), NativeHealthMethod(health_check))
         wire = NativeWire(native, methods)
     return H2Server(router, options, wire)

@@ -242,6 +242,9 @@ def test_wheel_carries_the_package_data(image: Image) -> None:
     names = zipfile.ZipFile(image.wheel).namelist()
     assert "sidecar/py.typed" in names
     assert any(n.startswith("sidecar/storage/redis/lua/") and n.endswith(".lua") for n in names)
+    migrations = "sidecar/management/db/migrations/"
+    assert {f"{migrations}env.py", f"{migrations}script.py.mako",
+            f"{migrations}versions/0001_catalog.py"} <= set(names)
     assert not any(n.startswith(("tests/", "config/", "deploy/")) for n in names)
 
 
@@ -406,11 +409,15 @@ def test_a_mistyped_variable_is_named_at_start(image: Image, tmp_path: Path) -> 
     assert "`REDIS_ADRR` is not a setting; did you mean `REDIS_ADDR`?" in log, log
 
 
-def test_full_mode_is_refused_by_this_build(image: Image, tmp_path: Path) -> None:
-    env = image.environ(MODE="full", PORT=str(free_port()), GRPC_PORT=str(free_port()),
-                        DEBUG_PORT=str(free_port()))
-    out = subprocess.run([str(shutil.which("viva-ratelimit", path=env["PATH"])), "serve"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert out.returncode == 2
-    assert "full mode" in out.stderr and "not available in this build" in out.stderr
+def test_full_mode_runs_from_the_image(image: Image, tmp_path: Path) -> None:
+    """MODE=full on the image's environment and shipped config (plans.yaml beside the
+    rules): the catalog is migrated from the migrations inside the wheel."""
+    proc, http = serve_image(image, tmp_path, {"MODE": "full",
+                                                "VIVA_DATA_DIR": str(tmp_path / "data")})
+    try:
+        url = f"http://127.0.0.1:{http}/v1/admin/openapi.json"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        log = stop_image(proc)
+    assert "catalog at revision 0001" in log and "plans free, pro, enterprise" in log, log

@@ -173,7 +173,8 @@ def sidecar_for(cluster: LocalCluster, rendered: Rendered) -> SidecarProcess:
     assert (env["BACKEND_TYPE"], env["REDIS_TYPE"]) == ("redis", "cluster")
     nodes = cluster.address_map(env["REDIS_URL"].split(","))
     env["REDIS_URL"] = ",".join(nodes.values())
-    # The pod's paths and ports are the test's; full mode is not part of this build yet.
+    # The pod's paths and ports are the test's, and it counts in standalone mode (full mode
+    # would also need the chart's database, which this test does not start).
     for name in ("VIVA_CONFIG_DIR", "PORT", "GRPC_PORT", "DEBUG_PORT", "VIVA_MODE"):
         env.pop(name)
     env["REDIS_TIMEOUT"] = "2s"  # a loaded test machine, not a pod's 15 ms budget

@@ -86,10 +86,10 @@ class EnvoyProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def shipped(cls, grpc_port: int) -> EnvoyProcess:
-        """The shipped bootstrap, talking to the sidecar's gRPC port ``grpc_port``."""
+    def shipped(cls, grpc_port: int, bootstrap: Path = SHIPPED_BOOTSTRAP) -> EnvoyProcess:
+        """A shipped bootstrap, talking to the sidecar's gRPC port ``grpc_port``."""
         admin, listener = free_port(), free_port()
-        text = rewrite_ports(SHIPPED_BOOTSTRAP.read_text(), {
+        text = rewrite_ports(bootstrap.read_text(), {
             SHIPPED_ADMIN: admin, SHIPPED_LISTENER: listener, SHIPPED_BACKEND: free_port(),
             SHIPPED_GRPC: grpc_port})
         return cls(text, admin, listener)

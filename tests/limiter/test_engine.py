@@ -11,7 +11,17 @@ from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.fixed_window import near_threshold
 from sidecar.limiter.options import EngineOptions
-from sidecar.model import UNIT_SECONDS, UNLIMITED_REMAINING, Code, Decision, Descriptor, Unit
+from sidecar.model import (
+    UNIT_SECONDS,
+    UNLIMITED_REMAINING,
+    Algorithm,
+    Code,
+    Decision,
+    Descriptor,
+    RateLimit,
+    Unit,
+)
+from sidecar.rules.model import DomainOptions
 from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
 from sidecar.storage.memory import MemoryStore
@@ -199,6 +209,55 @@ async def test_limit_override_with_an_unknown_unit_names_the_field(rig: MakeRig)
         await r.check("test-domain", desc(("key2", "a")),
                       desc(("k", "v"), limit=(5, Unit.UNKNOWN)))
     assert len(r.store) == 0  # nothing was charged
+
+
+# -- a caller that owns its domain (options=): explicit limits, no rules --------------------
+
+
+def _explicit(rpu: int, unit: Unit = Unit.MINUTE, **more: Any) -> RateLimit:
+    return RateLimit(requests_per_unit=rpu, unit=unit, stats_key="keys.pro.per_minute", **more)
+
+
+async def test_a_caller_owning_its_domain_needs_no_rules(clock: FakeClock) -> None:
+    engine = Engine(MemoryStore(), EngineOptions(expiration_jitter_max_seconds=0), clock=clock)
+    one = Descriptor((("key", "key_1"), ("limit", "per_minute")), limit=_explicit(2))
+    own = DomainOptions()
+    codes = [(await engine.should_rate_limit("keys", [one], options=own)).overall
+             for _ in range(3)]
+    assert codes == [OK, OK, OVER]
+    bare = await engine.should_rate_limit("keys", [Descriptor((("k", "v"),))], options=own)
+    assert (bare.overall, bare.statuses[0].limit) == (OK, None)  # no limit of its own: none
+    with pytest.raises(NoRulesError):  # without options, the rules decide as always
+        await engine.should_rate_limit("keys", [one])
+
+
+async def test_an_owned_domain_runs_the_limits_algorithm_and_ignores_the_rules(
+        rig: MakeRig) -> None:
+    r = rig()
+    bucket = _explicit(1, Unit.SECOND, algorithm=Algorithm.TOKEN_BUCKET, burst=3,
+                       count_rejected=False, name="burst")
+    entries = (("key", "key_1"), ("limit", "burst"))
+    own = DomainOptions()
+    codes = [(await r.engine.should_rate_limit("unknown-domain", [Descriptor(entries,
+                                                                             limit=bucket)],
+                                               options=own)).overall for _ in range(4)]
+    assert codes == [OK, OK, OK, OVER]
+    assert r.stats.of("keys.pro.per_minute")["over"] == 1
+    assert r.stats.not_found == {}
+    # the same descriptor without options: an unknown domain gives no limit (the reference)
+    d = await r.check("unknown-domain", Descriptor(entries, limit=bucket))
+    assert (d.overall, d.statuses[0].limit) == (OK, None)
+
+
+async def test_explicit_options_make_a_request_atomic(rig: MakeRig) -> None:
+    r = rig()
+    small, big = _explicit(1, name="small"), _explicit(5, name="big")
+    pair = [Descriptor((("k", "a"),), limit=small), Descriptor((("k", "b"),), limit=big)]
+    atomic = DomainOptions(atomic=True)
+    for _ in range(3):
+        await r.engine.should_rate_limit("keys", pair, options=atomic)
+    d = await r.engine.should_rate_limit("keys", pair[1:], options=atomic)
+    assert d.statuses[0].remaining == 3  # charged once with "small", not on its refusals
 
 
 # -- unlimited, replaces, whitelists, unknown domains ----------------------------------------

@@ -483,3 +483,15 @@ def _raises(text: str) -> RuleSetError:
     with pytest.raises(RuleSetError) as caught:
         _build(text)
     return caught.value
+
+
+def test_plans_files_beside_the_rules_are_left_to_the_plans_loader(tmp_path: Path) -> None:
+    (tmp_path / "api.yaml").write_text("domain: api\ndescriptors:\n  - key: user\n"
+                                       "    rate_limit: {unit: second, requests_per_unit: 1}\n")
+    (tmp_path / "plans.yaml").write_text("# full mode's plans\nplans:\n  free: {}\n")
+    rules = load_rules(str(tmp_path))
+    assert list(rules.domains) == ["api"] and rules.files == (str(tmp_path / "api.yaml"),)
+    from sidecar.rules.loader import read_rule_files
+
+    assert [f.name for f in read_rule_files(str(tmp_path), plans=True)] == [
+        str(tmp_path / "plans.yaml")]

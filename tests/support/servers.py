@@ -134,9 +134,13 @@ class SidecarProcess:
                          self.args),
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT))
         if wait:
-            wait_port(self.grpc_port, proc=self.proc)
-            wait_port(self.http_port, proc=self.proc)
+            self.start_wait()
         return self
+
+    def start_wait(self) -> None:
+        """Wait for a process started with ``start(wait=False)`` to open its ports."""
+        wait_port(self.grpc_port, proc=self.proc)
+        wait_port(self.http_port, proc=self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

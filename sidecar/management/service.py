@@ -1,0 +1,183 @@
+"""Full mode, wired: what the composition root starts beside the standalone sidecar.
+
+    catalog (SQL) ─ Catalog ─ AdminApi (HTTP port: /v1/customers, /v1/keys, /v1/audit, …)
+                      │
+    ChangeFeed ─ KeyCache ─ Verifier ─ engine (the sidecar's own: same store and policies)
+                              │
+            /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter
+from sqlalchemy.exc import SQLAlchemyError
+
+from sidecar.errors import RuleSetError
+from sidecar.limiter.engine import Engine
+from sidecar.management import schemas as s
+from sidecar.management.admin import AdminApi, RootKeys
+from sidecar.management.cache import ChangeFeed, KeyCache
+from sidecar.management.catalog import Catalog
+from sidecar.management.db.connect import create_engine, database_url, sessions
+from sidecar.management.db.migrate import upgrade
+from sidecar.management.db.models import Change
+from sidecar.management.gateway import CHECK_PATH, ExtAuthz, ForwardAuth, grpcio_servicer
+from sidecar.management.openapi import admin_openapi
+from sidecar.management.plans import PlanSet, PlansManager
+from sidecar.management.schemas import to_json
+from sidecar.management.verify import Verifier
+from sidecar.observability.metrics import Metrics
+from sidecar.settings import Settings
+
+log = logging.getLogger("sidecar.full")
+
+FORWARD_AUTH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FullMode:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.url = database_url(settings.database_url, settings.data_dir)
+        self.db = create_engine(self.url)
+        # A new plans version needs no push: cached keys resolve their limits again on next
+        # use (verify.py keys the resolution by the plans version).
+        self.plans = PlansManager(settings.plans_dir, not settings.ignore_dotfiles,
+                                  settings.reload_poll_interval, on_result=self._plans_result)
+        self.catalog = Catalog(sessions(self.db), self._current_plans, clock, self._changed)
+        self.cache = KeyCache(settings.key_cache_size, clock)
+        self.verifications = Counter("viva_key_verifications", "Key verifications by code",
+                                     ("code", "transport"), registry=metrics.registry)
+        self.plans_loads = Counter("viva_plans_loads", "Plans loads (a failed one keeps the "
+                                   "previous plans)", ("result",), registry=metrics.registry)
+        self.verifier = Verifier(self.catalog, self.cache, engine, self._current_plans,
+                                 settings.verify_failures_per_minute, self._count)
+        self._counted: dict[tuple[str, str], Any] = {}
+        self.roots = RootKeys()
+        self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
+                               prune=self.catalog.prune_changes, resync=self.cache.clear)
+        rest = settings.rest
+        self.ext_authz = ExtAuthz(self.verifier, settings.key_headers, rest.headers, metrics)
+        self.forward_auth = ForwardAuth(self.verifier, settings.key_headers, rest.headers,
+                                        rest.xff_index)
+        self.admin = AdminApi(self.catalog, self.verifier, self.roots, rest.headers,
+                              rest.max_body_bytes, to_json(admin_openapi()), self.plans_view)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _current_plans(self) -> PlanSet | None:
+        return self.plans.current
+
+    def plans_view(self) -> s.Plans:
+        """What GET /v1/plans shows: the plans in force and the last refused reload."""
+        plans, status = self.plans.current, self.plans.status
+        items = [] if plans is None else [
+            s.PlanView(p.id, p.name, sorted(p.features), p.max_keys, [
+                s.PlanLimit(x.name, x.unit.name.lower(), x.requests_per_unit, x.algorithm,
+                            x.window_length_ms // 1000, x.burst, x.calendar)
+                for x in p.limits]) for p in plans.plans.values()]
+        return s.Plans(plans.version if plans else None,
+                       datetime.fromtimestamp(plans.loaded_at, UTC) if plans else None,
+                       list(plans.files) if plans else [], items, status.last_error or None)
+
+    def _count(self, code: str, transport: str) -> None:
+        child = self._counted.get((code, transport))
+        if child is None:  # bounded: codes and transports are closed lists
+            child = self._counted[(code, transport)] = self.verifications.labels(code, transport)
+        child.inc()
+
+    def _plans_result(self, ok: bool) -> None:
+        self.plans_loads.labels("success" if ok else "error").inc()
+
+    async def start(self) -> None:
+        """Load the plans, migrate the catalog, register VIVA_ROOT_KEY, follow the change
+        log. RuleSetError for invalid plans; OSError when the database cannot be used."""
+        if not self.plans.load():
+            raise self.plans.last_exception or RuleSetError([])
+        try:
+            revision = await upgrade(self.db)
+            if self.settings.root_key:
+                await self.catalog.add_root_key(self.settings.root_key, ["admin"],
+                                                "VIVA_ROOT_KEY")
+            self.roots.replace(await self.catalog.root_keys())
+            self.feed.start(await self.catalog.last_change())
+        except (SQLAlchemyError, OSError) as exc:
+            await self.db.dispose()
+            raise OSError(f"cannot use the catalog database "
+                          f"{self.url.render_as_string(hide_password=True)}: "
+                          f"{type(exc).__name__}: {_first_line(exc)}") from None
+        log.warning("full mode: catalog at revision %s, plans %s", revision,
+                    ", ".join(self.plans.current.plans) if self.plans.current else "")
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.plans.start(loop)
+
+    async def stop(self) -> None:
+        await self.feed.stop()
+        await self.plans.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.db.dispose()
+
+    # -- transports --------------------------------------------------------------------------
+
+    def register_http(self, app: web.Application) -> None:
+        self.admin.register(app, self._measured)
+        handler = self._measured(self.forward_auth.handle, "key_forward_auth")
+        for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):
+            for method in FORWARD_AUTH_METHODS:
+                app.router.add_route(method, path, handler)
+
+    def _measured(self, handler: Handler, method: str) -> Handler:
+        """``handler`` counted as ``method`` in the request counter and latency histogram, and
+        in the HTTP transport's in-flight gauge, as the standalone endpoints are."""
+        requests = self.metrics.requests.labels(method)
+        latency = self.metrics.response_time.labels(method)
+        in_flight = self.metrics.in_flight.labels("http")
+
+        async def measured(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            requests.inc()
+            in_flight.inc()
+            try:
+                return await handler(request)
+            finally:
+                in_flight.dec()
+                latency.observe(time.perf_counter() - started)
+
+        return measured
+
+    def grpc_routes(self) -> dict[bytes, Callable[[bytes], Any]]:
+        """The fast transport's extra methods."""
+        return {CHECK_PATH: self.ext_authz.fast}
+
+    def add_to_grpcio(self, server: Any) -> None:
+        from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+            grpcio_servicer(self.ext_authz), server)
+
+    # -- the change log ----------------------------------------------------------------------
+
+    def _changed(self, change: Change) -> None:
+        self.cache.forget(change)
+        if change.kind == "root_key":
+            task = asyncio.get_running_loop().create_task(self._reload_roots())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reload_roots(self) -> None:
+        self.roots.replace(await self.catalog.root_keys())
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
