@@ -16,12 +16,13 @@ from aiohttp import web
 
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Engine, Limiter
 from sidecar.limiter.local_cache import LocalCache
 from sidecar.limiter.native import load as load_native
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import FailurePolicy
+from sidecar.native_path import NativePath, python_engine_reason
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.observability.tracing import ObservedStore, configure_tracing
@@ -49,6 +50,7 @@ log = logging.getLogger("sidecar.app")
 
 HEALTH_SERVICE = "ratelimit"
 STORE_PROBE_SECONDS = 1.0
+NATIVE_EXPORT_SECONDS = 1.0
 
 
 def make_store(settings: Settings, listener: BreakerListener | None = None) -> Store:
@@ -105,16 +107,26 @@ class Sidecar:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.extension = load_native(settings.native)
-        self.store = make_store(settings, self.metrics.breaker_changed)
         self.tracing = configure_tracing(os.environ)
-        self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
-                             engine_options(settings), self.metrics, clock,
-                             policy=FailureHandler(settings.failure_policy, MemoryStore(),
-                                                   self.metrics.policy_decision),
-                             local_cache=LocalCache(settings.local_cache_size,
-                                                    self.metrics.local_cache_hit)
-                             if settings.local_cache_size > 0 else None)
+        self.extension = load_native(settings.native)
+        self.native: NativePath | None = None
+        self.engine: Limiter
+        if self.extension.module is not None and \
+                python_engine_reason(settings, self.tracing.enabled) is None:
+            self.native = NativePath(
+                self.extension.module, settings, self.metrics, engine_options(settings),
+                redis_options(settings) if settings.backend == "redis" else None, clock)
+            self.store: Any = self.native.store
+            self.engine = self.native.engine
+        else:
+            self.store = make_store(settings, self.metrics.breaker_changed)
+            self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
+                                 engine_options(settings), self.metrics, clock,
+                                 policy=FailureHandler(settings.failure_policy, MemoryStore(),
+                                                       self.metrics.policy_decision),
+                                 local_cache=LocalCache(settings.local_cache_size,
+                                                        self.metrics.local_cache_hit)
+                                 if settings.local_cache_size > 0 else None)
         self.service = RateLimitService(self.engine, self.metrics, self.tracing)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
@@ -177,6 +189,8 @@ class Sidecar:
         if self.full is not None:
             self.full.watch(loop)
         self._spawn(self._watch_store())
+        if self.native is not None:
+            self._spawn(self._export_native())
         s = self.settings
         log.info("hot path: %s", self._hot_path())
         log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
@@ -188,9 +202,19 @@ class Sidecar:
         extension = self.extension
         if extension.module is None:
             return f"pure Python ({extension.reason})"
+        if self.native is not None:
+            return f"native ({extension.reason}): {self.native.describe(self.settings.transport)}"
         wire = "HTTP/2 wire in Rust" if self.settings.transport == "fast" else \
             "grpcio transport (Python)"
-        return f"native ({extension.reason}): {wire}, engine in Python"
+        why = python_engine_reason(self.settings, self.tracing.enabled)
+        return f"native ({extension.reason}): {wire}, engine in Python ({why})"
+
+    async def _export_native(self) -> None:
+        """Counts kept in Rust reach the metrics on scrape, and every second (so other
+        workers' scrapes see them too)."""
+        while True:
+            await asyncio.sleep(NATIVE_EXPORT_SECONDS)
+            self.metrics.export_sources()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, holding a reference until it is done."""
@@ -230,9 +254,16 @@ class Sidecar:
         Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
+        fast_service, on_held = None, None
+        if self.native is not None and self.full is None:
+            # Calls answered inside Rust (full mode's routes need the Python connection).
+            fast_service = self.native.serve_fast(self.service, self.health,
+                                                  ("", HEALTH_SERVICE))
+            on_held = self.native.redis.schedule if self.native.redis is not None else None
         self.h2_server = rls_server(self.service, self.health, options,
                                     routes=self.full.grpc_routes() if self.full else None,
-                                    native=self.extension.module)
+                                    native=self.extension.module,
+                                    native_service=fast_service, on_held=on_held)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sidecar.errors import NoRulesError, RequestError, RequestTooLarge, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.model import Decision, Descriptor
-from sidecar.observability.metrics import Metrics
+from sidecar.observability.metrics import Metrics, add_observations
 from sidecar.observability.tracing import Tracing
 
 log = logging.getLogger("sidecar.service")
@@ -71,7 +71,7 @@ def failure_of(exc: BaseException) -> Failure:
 class RateLimitService:
     """The engine behind every transport, with the metrics and traces of its calls."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None) -> None:
+    def __init__(self, engine: Limiter, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
         self.tracing = tracing or Tracing()
@@ -81,6 +81,10 @@ class RateLimitService:
     def method(self, name: str, transport: str) -> Method:
         """``name`` (the ``grpc_method`` label) as ``transport`` serves it."""
         return Method(self, name, transport)
+
+    def count_errors(self, kind: str, count: int) -> None:
+        """``count`` failures of ``kind`` (an err_type of the table) counted elsewhere."""
+        self._errors[kind].inc(count)
 
     def failed(self, exc: BaseException) -> ServiceError:
         """Count ``exc`` once under its kind; log it when nobody expected it."""
@@ -99,8 +103,8 @@ class Method:
     """One method of the service as one transport serves it; its metric children are bound
     once, so a call costs two counter increments, a gauge up and down and one observation."""
 
-    __slots__ = ("_engine", "_in_flight", "_latency", "_requests", "_service", "_tracing",
-                 "name")
+    __slots__ = ("_counted_in_flight", "_engine", "_in_flight", "_latency", "_requests",
+                 "_service", "_tracing", "name")
 
     def __init__(self, service: RateLimitService, name: str, transport: str) -> None:
         metrics = service.metrics
@@ -111,6 +115,7 @@ class Method:
         self._requests = metrics.requests.labels(name)
         self._latency = metrics.response_time.labels(name)
         self._in_flight = metrics.in_flight.labels(transport)
+        self._counted_in_flight = 0  # of the calls counted elsewhere (add_counts)
 
     async def decide(self, domain: str, descriptors: Sequence[Descriptor], hits: int = 0, *,
                      charge_always: bool = False,
@@ -130,6 +135,21 @@ class Method:
         finally:
             self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
+
+    def add_counts(self, requests: int, errors: Mapping[str, int], latency: Sequence[int],
+                   latency_sum: float, in_flight: int) -> None:
+        """Calls of this method answered outside Python (the native wire's engine), counted
+        there and added here in bulk: the same metrics as ``decide`` keeps. ``latency`` per
+        bucket of the histogram (not cumulative), ``in_flight`` of those calls now."""
+        if requests:
+            self._requests.inc(requests)
+        add_observations(self._latency, latency, latency_sum)
+        for kind, count in errors.items():
+            if count:
+                self._service.count_errors(kind, count)
+        if in_flight != self._counted_in_flight:
+            self._in_flight.inc(in_flight - self._counted_in_flight)
+            self._counted_in_flight = in_flight
 
     def reject(self, exc: BaseException) -> ServiceError:
         """A request refused before it reached the engine (a malformed message or body):

@@ -9,7 +9,8 @@
 //! `resp`; `windows`, `tz` and `civil` for calendar windows, `local_cache`, `stats`.
 //!
 //! Wire side: `wire` (HTTP/2, HPACK, gRPC framing, the RLS and health protobuf messages) over
-//! `rls`, the call as plain data shared with the engine.
+//! `rls`, the call as plain data shared with the engine; `service`, the engine answering the
+//! wire's calls (and counting them).
 
 #![deny(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod redis;
 pub mod resp;
 pub mod rls;
 pub mod rules;
+pub mod service;
 pub mod stats;
 pub mod tz;
 pub mod windows;

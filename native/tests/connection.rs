@@ -1,14 +1,13 @@
 //! The connection state machine through its public API: what a client sends, what the server
 //! writes back, what comes out as calls, and the CallHandler seam.
 
-use viva_native::rls::{Code, CurrentLimit, DescriptorStatus, RateLimitRequest, RateLimitResponse,
-                       Unit};
+use viva_native::rls::{Code, CurrentLimit, DescriptorStatus, RateLimitResponse, Unit};
 use viva_native::wire::error::ErrorCode;
 use viva_native::wire::frame::{self, FrameHeader};
-use viva_native::wire::grpc::{GrpcError, Status};
+use viva_native::wire::grpc::Status;
 use viva_native::wire::hpack::{encode_block, Decoder};
 use viva_native::wire::request::RATE_LIMIT_PATH;
-use viva_native::wire::{Answer, CallHandler, Connection, DeferAll, HandlerResult, Options, Payload,
+use viva_native::wire::{Answer, Call, CallHandler, Connection, DeferAll, Handled, Options, Payload,
                         TickAction};
 
 const NOW: f64 = 100.0;
@@ -117,13 +116,15 @@ struct Inline {
 }
 
 impl CallHandler for Inline {
-    fn should_rate_limit(&mut self, request: &RateLimitRequest, now_ms: u64) -> HandlerResult {
+    fn offer(&mut self, call: Call, now_ms: u64) -> Handled {
         assert_eq!(now_ms, WALL_MS);
+        let Payload::RateLimit(request) = &call.payload else { return Handled::Left(call) };
         self.seen.push(request.domain.clone());
         match self.seen.len() {
-            1 => HandlerResult::Answer(response()),
-            2 => HandlerResult::Error(GrpcError::new(Status::InvalidArgument, "bad descriptor")),
-            _ => HandlerResult::Pending,
+            1 => Handled::Answer(Answer::RateLimit(response())),
+            2 => Handled::Answer(Answer::error(Status::InvalidArgument, "bad descriptor")),
+            3 => Handled::Held,
+            _ => Handled::Left(call),
         }
     }
 }
@@ -132,13 +133,13 @@ impl CallHandler for Inline {
 fn a_handler_answers_inside_feed_and_leaves_the_rest_pending() {
     let mut conn = connection();
     let mut input = client_preface(&[]);
-    for sid in [1, 3, 5] {
+    for sid in [1, 3, 5, 7] {
         input.extend(call(sid, &[]));
     }
     let mut handler = Inline { seen: Vec::new() };
     let feed = conn.feed(&input, NOW, WALL_MS, &mut handler);
-    assert_eq!(handler.seen.len(), 3);
-    assert_eq!(feed.calls.iter().map(|c| c.stream_id).collect::<Vec<_>>(), vec![5]);
+    assert_eq!(handler.seen.len(), 4);
+    assert_eq!(feed.calls.iter().map(|c| c.stream_id).collect::<Vec<_>>(), vec![7]);
     let out = frames(&conn.take_output());
     let ended: Vec<u32> = out.iter()
         .filter(|f| f.ftype == frame::HEADERS && f.flags & frame::END_STREAM != 0)
@@ -147,7 +148,44 @@ fn a_handler_answers_inside_feed_and_leaves_the_rest_pending() {
     let error = out.iter().find(|f| f.stream == 3).unwrap();
     let (fields, _) = Decoder::new(4096, 16384).decode(&error.payload).unwrap();
     assert!(fields.contains(&(b"grpc-status".to_vec(), b"3".to_vec())), "{fields:?}");
-    assert_eq!(conn.open_streams(), 1);
+    assert_eq!(conn.open_streams(), 2);
+    // The held call is answered later, like the one left to the caller.
+    conn.respond(5, &Answer::RateLimit(response()), NOW);
+    conn.respond(7, &Answer::RateLimit(response()), NOW);
+    let out = frames(&conn.take_output());
+    assert_eq!(out.iter().filter(|f| f.ftype == frame::DATA).map(|f| f.stream).collect::<Vec<_>>(),
+               vec![5, 7]);
+    assert_eq!(conn.open_streams(), 0);
+}
+
+struct HoldAll;
+
+impl CallHandler for HoldAll {
+    fn offer(&mut self, _: Call, _: u64) -> Handled {
+        Handled::Held
+    }
+}
+
+#[test]
+fn a_held_call_past_its_deadline_gets_deadline_exceeded() {
+    let mut conn = connection();
+    let mut input = client_preface(&[]);
+    input.extend(call(1, &[(b"grpc-timeout", b"50m")]));
+    input.extend(call(3, &[(b"grpc-timeout", b"50m")]));
+    conn.feed(&input, NOW, WALL_MS, &mut HoldAll);
+    conn.take_output();
+    // At the answer: the deadline has passed.
+    conn.respond(1, &Answer::RateLimit(response()), NOW + 0.06);
+    // At a tick: the connection keeps the held call's deadline.
+    assert_eq!(conn.tick(NOW + 0.06, false), TickAction::Continue);
+    let out = frames(&conn.take_output());
+    let mut decoder = Decoder::new(4096, 16384);
+    for (sid, f) in [1, 3].into_iter().zip(&out) {
+        assert_eq!((f.stream, f.flags & frame::END_STREAM), (sid, frame::END_STREAM));
+        let (fields, _) = decoder.decode(&f.payload).unwrap();
+        assert!(fields.contains(&(b"grpc-status".to_vec(), b"4".to_vec())), "{fields:?}");
+    }
+    assert_eq!(out.len(), 2);
 }
 
 #[test]

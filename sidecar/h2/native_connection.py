@@ -63,11 +63,13 @@ class NativeWire:
     """What H2Server needs to run connections with their wire side in Rust: the extension
     module (its ``H2Connection`` and constants), the Python methods for the calls the wire
     hands back, and the handler every ``H2Connection`` is made with (None: every call comes
-    back to the methods)."""
+    back to the methods). ``on_held`` is called after a read whose calls the handler held:
+    whoever answers them later calls ``delivered()`` on the connection."""
 
     module: ModuleType
     methods: NativeMethods
     handler: Any = None
+    on_held: Callable[[], None] | None = None
 
 
 class NativeOwner(Protocol):
@@ -90,6 +92,7 @@ class NativeConnection(asyncio.Protocol):
         self._opts = opts
         self._native = native = wire.module
         self._methods = wire.methods
+        self._on_held = wire.on_held
         self._loop = asyncio.get_running_loop()
         self._wire = native.H2Connection(
             now=self._loop.time(), max_concurrent_streams=opts.max_concurrent_streams,
@@ -148,12 +151,14 @@ class NativeConnection(asyncio.Protocol):
         if self._closing or self._answered_last():
             return
         try:
-            out, calls, cancelled, close = self._wire.feed(data, self._loop.time())
+            out, calls, cancelled, close, held = self._wire.feed(data, self._loop.time(), self)
         except Exception:
             log.exception("HTTP/2 connection failed")
             self._fail_internal()
             return
         self._out += out
+        if held and self._on_held is not None:
+            self._on_held()
         self._cancel(cancelled)
         if close:
             self._close()
@@ -161,6 +166,22 @@ class NativeConnection(asyncio.Protocol):
         for call in calls:
             self._start(*call)
         self._flush()
+
+    def delivered(self) -> None:
+        """The wire's handler answered held calls: write what that made."""
+        if self._closing:
+            return
+        try:
+            out, close = self._wire.output()
+        except Exception:
+            log.exception("HTTP/2 connection failed")
+            self._fail_internal()
+            return
+        self._out += out
+        if close:
+            self._close()
+        else:
+            self._flush()
 
     def eof_received(self) -> bool | None:
         if not self._closing and self._answered_last():

@@ -20,17 +20,17 @@ import importlib
 import os
 import time
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.errors import NoRulesError, RequestError, StorageError
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.statuses import RuleStats
 from sidecar.model import Code, Decision, Descriptor, DescriptorStatus, RateLimit
-from sidecar.rules.model import DescriptorNode, RuleSet
+from sidecar.rules.model import DescriptorNode, DomainOptions, RuleSet
 
 if TYPE_CHECKING:
     from sidecar import _native
@@ -167,8 +167,27 @@ class PlannedBatch:
     calls: list[Call]
 
 
+class NativeStatsSink(RuleStats, Protocol):
+    """Where the native engine's counters go on export (``observability.metrics.Metrics``)."""
+
+    def over_limit_with_local_cache(self, domain: str, stats_key: str, hits: int) -> None: ...
+
+    def local_cache_hits_counted(self, descriptors: int) -> None: ...
+
+    def policy_decision(self, domain: str, policy: str, count: int = 1) -> None: ...
+
+
+class Redis(Protocol):
+    """How the adapter reaches Redis: ``native_redis.NativeRedis``."""
+
+    def submit(self, request: tuple[Any, ...]) -> Awaitable[tuple[Any, NativeRules | None]]: ...
+
+
 class NativeEngineAdapter:
-    """The native engine with the Python engine's vocabulary (memory store, in process)."""
+    """The native engine with the Python engine's shape: ``should_rate_limit`` (the one seam
+    of every transport), ``set_rules``, ``rules``, ``clock``; on its memory store, or on
+    Redis through ``redis`` (``attach_redis``). ``decide``, ``redis_batch`` and
+    ``decisions`` are the same calls without the event loop."""
 
     def __init__(self, native: Any, options: EngineOptions | None = None,
                  clock: Callable[[], float] = time.time, **native_options: Any) -> None:
@@ -176,21 +195,61 @@ class NativeEngineAdapter:
         self.engine: _native.NativeEngine = native.NativeEngine(
             **engine_kwargs(options or EngineOptions()), **native_options)
         self.clock = clock
-        self.rules: NativeRules | None = None
+        self.rules: RuleSet | None = None
+        self.compiled: NativeRules | None = None
+        self.redis: Redis | None = None
+        self._owned: dict[DomainOptions, Any] = {}
+
+    def attach_redis(self, redis: Redis) -> None:
+        """Charge through ``redis`` instead of the memory store (once, before serving)."""
+        self.redis = redis
 
     def set_rules(self, rules: RuleSet) -> None:
         compiled = compile_rules(self.native, rules)
         self.engine.set_rules(compiled.compiled)
-        self.rules = compiled
+        self.compiled = compiled
+        self.rules = rules
+
+    async def should_rate_limit(self, domain: str, descriptors: Sequence[Descriptor],
+                                hits_addend: int = 0, *, charge_always: bool = False,
+                                options: DomainOptions | None = None) -> Decision:
+        """As ``Engine.should_rate_limit``."""
+        if self.redis is None:
+            return self.decide(domain, descriptors, hits_addend, charge_always=charge_always,
+                               options=options)
+        now_ms = int(self.clock() * 1000)
+        owned = self._options(options) if options is not None else None
+        answer, compiled = await self.redis.submit(
+            (domain, descriptors, hits_addend, now_ms, charge_always, owned))
+        if isinstance(answer, Exception):
+            raise translate(self.native, answer)
+        return to_decision(answer, compiled, domain, descriptors)
 
     def decide(self, domain: str, descriptors: Sequence[Descriptor], hits_addend: int = 0, *,
-               charge_always: bool = False) -> Decision:
+               charge_always: bool = False, options: DomainOptions | None = None) -> Decision:
+        """One decision on the memory store, now."""
         now_ms = int(self.clock() * 1000)
+        owned = self._options(options) if options is not None else None
         try:
-            answer = self.engine.decide(domain, descriptors, hits_addend, now_ms, charge_always)
+            answer = self.engine.decide(domain, descriptors, hits_addend, now_ms, charge_always,
+                                        owned)
         except Exception as exc:
             raise translate(self.native, exc) from None
-        return to_decision(answer, self.rules, domain, descriptors)
+        return to_decision(answer, self.compiled, domain, descriptors)
+
+    def _options(self, options: DomainOptions) -> Any:
+        """``options`` compiled once (full mode passes the same few objects every call)."""
+        owned = self._owned.get(options)
+        if owned is None:
+            policy = options.failure_policy
+            zone = options.time_zone
+            owned = self.native.DomainOptions(
+                atomic=options.atomic, failure_policy=str(policy) if policy else None,
+                time_zone=zone, tzif=zone_data(zone))
+            if len(self._owned) >= 64:  # a bound, should options ever be made per call
+                self._owned.clear()
+            self._owned[options] = owned
+        return owned
 
     def redis_batch(self, calls: Sequence[Call]) -> PlannedBatch:
         """Plan ``calls`` for Redis now: the batch holds the pipeline to send (see
@@ -198,7 +257,7 @@ class NativeEngineAdapter:
         now_ms = int(self.clock() * 1000)
         batch = self.engine.redis_batch([(domain, descriptors, hits, now_ms, always)
                                          for domain, descriptors, hits, always in calls])
-        return PlannedBatch(batch, self.rules, list(calls))
+        return PlannedBatch(batch, self.compiled, list(calls))
 
     def decisions(self, planned: PlannedBatch) -> list[Decision | Exception]:
         """Per call of a finished batch: its decision, or the sidecar error it ended with."""
@@ -224,6 +283,18 @@ class NativeEngineAdapter:
         for _ in range(global_shadow):
             stats.global_shadow()
         return snapshot
+
+    def export_stats(self, sink: NativeStatsSink) -> None:
+        """Everything the engine counted since the last export, into ``sink`` (the same
+        metrics the Python engine records as it goes)."""
+        snapshot = self.replay_stats(sink)
+        for domain, key, *_, cache_hits in snapshot[0]:
+            if cache_hits:
+                sink.over_limit_with_local_cache(domain, key, cache_hits)
+        if snapshot[3]:
+            sink.local_cache_hits_counted(snapshot[3])
+        for domain, policy, count in snapshot[4]:
+            sink.policy_decision(domain, policy, count)
 
 
 def translate(native: Any, exc: Exception) -> Exception:

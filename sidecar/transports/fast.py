@@ -191,11 +191,17 @@ def rls_server(service: RateLimitService, health: HealthSource,
                options: H2Options | None = None,
                health_services: tuple[str, ...] = ("", "ratelimit"),
                routes: Mapping[bytes, Handler] | None = None,
-               native: ModuleType | None = None) -> H2Server:
+               native: ModuleType | None = None, native_service: Any = None,
+               on_held: Callable[[], None] | None = None) -> H2Server:
     """An H2Server answering ShouldRateLimit and grpc.health.v1.Health/Check, and the unary
-    methods of ``routes`` (full mode: ext_authz's Authorization/Check). With ``native`` (the
-    ``sidecar._native`` module) its connections' wire side runs in Rust; the native wire knows
-    only the two methods of its own, so ``routes`` keep the Python connection."""
+    methods of ``routes`` (full mode: ext_authz's Authorization/Check).
+
+    With ``native`` (the ``sidecar._native`` module) its connections' wire side runs in Rust;
+    the native wire knows only the two methods of its own, so ``routes`` keep the Python
+    connection. ``native_service`` (a ``_native.FastService``) then answers the calls inside
+    Rust, with the native engine; the calls it holds for Redis are answered by whoever
+    ``on_held`` tells (``limiter/native_redis.py``). Its request metrics are counted in Rust:
+    ``export_native_counts`` adds them to this method's."""
     method = service.method("ShouldRateLimit", "fast")
     health_check = HealthMethod(health, health_services)
     router = Router({RATE_LIMIT_PATH: RateLimitMethod(method),
@@ -203,5 +209,20 @@ def rls_server(service: RateLimitService, health: HealthSource,
     wire = None
     if native is not None and not routes:
         methods = NativeMethods(NativeRateLimitMethod(method), NativeHealthMethod(health_check))
-        wire = NativeWire(native, methods)
+        wire = NativeWire(native, methods, native_service, on_held)
     return H2Server(router, options, wire)
+
+
+def export_native_counts(native: ModuleType, native_service: Any,
+                         service: RateLimitService) -> Callable[[], None]:
+    """A metrics source (``Metrics.add_source``): the request metrics of the calls
+    ``native_service`` answered, as ShouldRateLimit over the fast transport."""
+    method = service.method("ShouldRateLimit", "fast")
+    kinds = tuple(native.ERROR_KINDS)
+
+    def export() -> None:
+        requests, errors, buckets, latency_sum, in_flight = native_service.take_metrics()
+        method.add_counts(requests, dict(zip(kinds, errors, strict=True)), buckets,
+                          latency_sum, in_flight)
+
+    return export

@@ -88,14 +88,14 @@ def test_decisions_cross_as_integers_and_come_back_as_objects(native: ModuleType
     overall, flat, headers = engine.engine.decide(
         "test-domain", [((("key2", "a"),), None, None), ((("k", "v"),), 3, (7, 2))], 0,
         1_000_000_000)
-    assert engine.rules is not None
-    key2 = next(i for i, limit in enumerate(engine.rules.limits)
+    assert engine.compiled is not None
+    key2 = next(i for i, limit in enumerate(engine.compiled.limits)
                 if limit.stats_key == "test-domain.key2")
     assert (overall, headers) == (1, ())
     assert flat == (1, key2, 20, 2, 19, 20, -1,  # a rule's limit by id; reset 20 s
                     1, -2, 7, 2, 4, 20, -1)  # a limit Envoy sent: id -2, 7 per minute
     decision = engine.decide("test-domain", [desc(("key2", "a"))])
-    assert decision.statuses[0].limit is engine.rules.limits[key2]
+    assert decision.statuses[0].limit is engine.compiled.limits[key2]
 
 
 def test_stats_are_read_and_reset_on_demand(native: ModuleType) -> None:

@@ -43,7 +43,7 @@ def native_call(path: str, message: bytes) -> tuple[Any, int, Any]:
     block = encode_block([(n.encode(), v.encode()) for n, v in request_headers(path)])
     data = (fr.PREFACE + fr.settings({}) + fr.headers(1, block, False, fr.DEFAULT_MAX_FRAME)
             + fr.data(1, grpc_body(message), True))
-    _, calls, _, close = conn.feed(data, 0.0)
+    _, calls, _, close, _ = conn.feed(data, 0.0)
     assert not close and len(calls) == 1
     sid, kind, payload, _ = calls[0]
     assert sid == 1

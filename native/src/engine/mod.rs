@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::local_cache::LocalCache;
 use crate::memory::MemoryStore;
 use crate::rls::{Code, CurrentLimit, Descriptor, DescriptorStatus, RateLimitResponse};
-use crate::rules::{FailurePolicy, RateLimit, RuleSet};
+use crate::rules::{DomainOptions, FailurePolicy, RateLimit, RuleSet};
 use crate::stats::{Snapshot, Stats};
 
 pub use answer::{fixed_window_outcome, near_threshold, Outcome};
@@ -157,6 +157,10 @@ pub struct Request<'a> {
     /// as it is instead of the rules; empty when there are none. Envoy's override arrives in
     /// the descriptor (`limit`) and is made into such a limit here.
     pub explicit: &'a [Option<Arc<RateLimit>>],
+    /// The caller owns the domain (full mode's key verification): the descriptors' explicit
+    /// limits apply with these options, and the rules are not consulted (none need be loaded;
+    /// a descriptor without an explicit limit has none).
+    pub options: Option<&'a DomainOptions>,
 }
 
 /// The expiration jitter's source: random, or fixed values (taken in turn) for tests.

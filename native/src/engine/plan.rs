@@ -74,10 +74,19 @@ impl Engine {
             ));
         }
         check_hits(request.descriptors)?;
-        let rules = self.rules.clone().ok_or(EngineError::NoRules)?;
-        let domain = rules.domains.get(request.domain);
-        let options = domain.map(|d| d.options.clone()).unwrap_or_default();
-        let matches = self.match_all(&rules, request)?;
+        let (rules, options, matches) = match request.options {
+            Some(options) => {
+                let rules = self.rules.clone().unwrap_or_else(no_rules);
+                (rules, options.clone(), explicit_matches(request)?)
+            }
+            None => {
+                let rules = self.rules.clone().ok_or(EngineError::NoRules)?;
+                let domain = rules.domains.get(request.domain);
+                let options = domain.map(|d| d.options.clone()).unwrap_or_default();
+                let matches = self.match_all(&rules, request)?;
+                (rules, options, matches)
+            }
+        };
         let mut pending = Pending {
             domain: request.domain.to_string(),
             now_ms: request.now_ms,
@@ -374,6 +383,31 @@ impl Pending {
         self.limits.push(limit);
         self.unlimited.push(unlimited);
     }
+}
+
+/// A domain the caller owns: only the descriptors' explicit limits count.
+fn explicit_matches(request: &Request<'_>) -> Result<Vec<Option<Match>>, EngineError> {
+    (0..request.descriptors.len())
+        .map(|i| match request.explicit.get(i) {
+            Some(Some(limit)) => explicit_match(limit, i).map(Some),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// The rule set of a request in a domain its caller owns while no rules are loaded.
+fn no_rules() -> Arc<RuleSet> {
+    static EMPTY: OnceLock<Arc<RuleSet>> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| {
+            Arc::new(RuleSet {
+                nodes: Vec::new(),
+                limits: Vec::new(),
+                limit_domains: Vec::new(),
+                domains: Default::default(),
+            })
+        })
+        .clone()
 }
 
 /// A limit the caller sent with the descriptor, applied as it is; it must have a window.

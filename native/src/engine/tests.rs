@@ -151,6 +151,7 @@ fn check(e: &mut Engine, domain: &str, descs: &[Descriptor]) -> Decision {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     })
     .unwrap()
 }
@@ -232,7 +233,7 @@ fn limit_override_with_its_own_stats_key_and_unit_errors() {
     let mut d = desc("k", "1.2.3.4");
     d.limit = Some(LimitOverride {
         requests_per_unit: 10,
-        unit: Unit::Day as u64,
+        unit: Unit::Day as i32,
     });
     let answer = check(&mut e, "d", &[d.clone()]);
     assert_eq!(answer.statuses[0].remaining, 9);
@@ -252,6 +253,7 @@ fn limit_override_with_its_own_stats_key_and_unit_errors() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     });
     assert_eq!(
         err.unwrap_err(),
@@ -275,6 +277,7 @@ fn request_errors_come_before_the_rules() {
         now_ms: 0,
         charge_always: false,
         explicit: &[],
+        options: None,
     };
     assert_eq!(
         e.decide(&req("", &one)).unwrap_err(),
@@ -354,6 +357,7 @@ fn jitter_lengthens_the_life_of_plain_counters() {
             now_ms: NOW_MS,
             charge_always: false,
             explicit: &[],
+            options: None,
         })
         .unwrap();
     let ttls: Vec<i64> = pending.checks.iter().map(|c| c.ttl).collect();
@@ -419,6 +423,7 @@ fn charge_always_goes_into_debt() {
         now_ms: NOW_MS,
         charge_always: true,
         explicit: &[],
+        options: None,
     };
     assert_eq!(e.decide(&req).unwrap().overall, OVER);
     // 2 tokens owed: 1.5 s until one is back
@@ -446,6 +451,7 @@ fn redis_batch_sends_incrby_expire_and_decides_from_the_replies() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     }];
     let mut batch = e.redis_batch(&reqs, script());
     assert_eq!(
@@ -470,6 +476,7 @@ fn redis_batch_evalsha_layout_and_noscript_retry() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     }];
     let mut batch = e.redis_batch(&reqs, script());
     let sent = String::from_utf8(batch.commands().unwrap().to_vec()).unwrap();
@@ -521,6 +528,7 @@ fn redis_failures_answer_by_the_failure_policy() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     }];
     let mut e = engine(EngineOptions::default());
     let mut batch = e.redis_batch(&reqs, script());
@@ -592,6 +600,7 @@ fn redis_stop_increment_reads_the_counters_first() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit: &[],
+        options: None,
     }];
     let mut batch = e.redis_batch(&reqs, script());
     assert!(batch
@@ -678,6 +687,7 @@ fn explicit_limits_are_applied_as_they_are() {
         now_ms: NOW_MS,
         charge_always: false,
         explicit,
+        options: None,
     };
     let d = e.decide(&req(std::slice::from_ref(&plan))).unwrap();
     assert_eq!(

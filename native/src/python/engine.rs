@@ -7,15 +7,18 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use pyo3::{PyTraverseError, PyVisit};
+
 use super::convert::{self, decision, descriptors, error_to_py, error_value, Descriptors};
-use super::rules::CompiledRules;
-use crate::engine::{Engine, EngineOptions, Jitter, Request};
+use super::rules::{CompiledRules, OwnedDomain};
+use super::service::{FastService, Queued};
+use crate::engine::{Decision, Engine, EngineError, EngineOptions, Jitter, Request};
 use crate::redis::{self, RedisScript};
 use crate::rules::FailurePolicy;
 
 #[pyclass(name = "NativeEngine", module = "sidecar._native")]
 pub struct NativeEngine {
-    engine: Engine,
+    pub(crate) engine: Engine,
     script: Arc<RedisScript>,
 }
 
@@ -95,7 +98,11 @@ impl NativeEngine {
 
     /// Check and charge `descriptors` of `domain` on the memory store at `now_ms`:
     /// `(overall, statuses, headers)` (see `STATUS_FIELDS`).
-    #[pyo3(signature = (domain, descriptors, hits_addend=0, now_ms=0, charge_always=false))]
+    /// `options`: a domain the caller owns (`DomainOptions`), whose descriptors' own limits
+    /// apply without the rules.
+    #[pyo3(signature = (domain, descriptors, hits_addend=0, now_ms=0, charge_always=false,
+                        options=None))]
+    #[allow(clippy::too_many_arguments)]
     fn decide<'py>(
         &mut self,
         py: Python<'py>,
@@ -104,6 +111,7 @@ impl NativeEngine {
         hits_addend: u32,
         now_ms: i64,
         charge_always: bool,
+        options: Option<PyRef<'py, OwnedDomain>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let (descs, explicit) = convert::descriptors(descriptors)?;
         let request = Request {
@@ -113,45 +121,58 @@ impl NativeEngine {
             now_ms,
             charge_always,
             explicit: &explicit,
+            options: options.as_ref().map(|o| &o.options),
         };
         let answer = self.engine.decide(&request).map_err(error_to_py)?;
         decision(py, &answer)
     }
 
-    /// Plan `requests` — `(domain, descriptors, hits_addend, now_ms, charge_always)` each — for
-    /// Redis: the returned batch holds the commands to send.
-    fn redis_batch(slf: &Bound<'_, Self>, requests: &Bound<'_, PyList>) -> PyResult<RedisBatch> {
-        let mut parsed: Vec<(String, Descriptors, u32, i64, bool)> =
-            Vec::with_capacity(requests.len());
+    /// Plan `requests` — `(domain, descriptors, hits_addend, now_ms, charge_always[,
+    /// options])` each — and the calls `service` (a `FastService`) holds for Redis, as one
+    /// batch: it holds the commands to send. A request whose descriptors cannot be read ends
+    /// with its RequestError alone.
+    #[pyo3(signature = (requests, service=None))]
+    fn redis_batch(slf: &Bound<'_, Self>, requests: &Bound<'_, PyList>,
+                   service: Option<Bound<'_, FastService>>) -> PyResult<RedisBatch> {
+        let mut parsed: Vec<Result<Parsed, PyErr>> = Vec::with_capacity(requests.len());
         for item in requests.iter() {
-            let (domain, descs, hits, now_ms, always): (String, Bound<'_, PyAny>, u32, i64, bool) =
-                item.extract()?;
-            parsed.push((domain, descriptors(&descs)?, hits, now_ms, always));
+            parsed.push(parse_request(&item));
         }
+        let queued = match &service {
+            Some(s) => std::mem::take(&mut s.borrow_mut().queue),
+            None => Vec::new(),
+        };
         let mut this = slf.borrow_mut();
         if this.script.sha.is_empty() {
             return Err(PyRuntimeError::new_err(
                 "redis_batch needs the engine made with script_sha and script_source",
             ));
         }
-        let reqs: Vec<Request<'_>> = parsed
+        let mut reqs: Vec<Request<'_>> = parsed
             .iter()
-            .map(
-                |(domain, (descriptors, explicit), hits_addend, now_ms, charge_always)| Request {
-                    domain,
-                    descriptors,
-                    hits_addend: *hits_addend,
-                    now_ms: *now_ms,
-                    charge_always: *charge_always,
-                    explicit,
-                },
-            )
+            .filter_map(|p| p.as_ref().ok())
+            .map(|p| Request {
+                domain: &p.domain,
+                descriptors: &p.descriptors.0,
+                hits_addend: p.hits_addend,
+                now_ms: p.now_ms,
+                charge_always: p.charge_always,
+                explicit: &p.descriptors.1,
+                options: p.options.as_ref().map(|o| &o.get().options),
+            })
             .collect();
+        reqs.extend(queued.iter().map(|q| q.call.engine_request()));
         let script = this.script.clone();
         let batch = this.engine.redis_batch(&reqs, script);
+        drop(reqs);
+        let python = parsed.into_iter().map(|p| p.err()).collect();
         Ok(RedisBatch {
             engine: slf.clone().unbind(),
             batch,
+            python,
+            queued,
+            service: service.map(|s| s.unbind()),
+            done: Vec::new(),
         })
     }
 
@@ -203,11 +224,27 @@ impl NativeEngine {
 }
 
 /// The store calls of planned requests on Redis: send `commands`, read `expected` replies, hand
-/// their bytes to `feed`; repeat while `commands` is not None. Then `results()`.
+/// their bytes to `feed`; repeat while `commands` is not None. Then `results()` (the requests
+/// given in Python) and `deliver()` (the calls of the fast transport's connections).
 #[pyclass(name = "RedisBatch", module = "sidecar._native")]
 pub struct RedisBatch {
     engine: Py<NativeEngine>,
     batch: redis::RedisBatch,
+    /// Per request given in Python: None, or the error reading it (it is not in the batch).
+    python: Vec<Option<PyErr>>,
+    queued: Vec<Queued>,
+    service: Option<Py<FastService>>,
+    /// The batch's results once taken (the Python requests first, then the queued calls).
+    done: Vec<Option<Result<Decision, EngineError>>>,
+}
+
+impl RedisBatch {
+    /// The batch's results, taken once it is over.
+    fn take_done(&mut self) {
+        if self.done.is_empty() {
+            self.done = self.batch.results().into_iter().map(Some).collect();
+        }
+    }
 }
 
 #[pymethods]
@@ -230,6 +267,12 @@ impl RedisBatch {
         self.batch.endpoint_failed
     }
 
+    /// How many calls of the fast transport's connections the batch holds.
+    #[getter]
+    fn held(&self) -> usize {
+        self.queued.len()
+    }
+
     /// The bytes of exactly `expected` replies to `commands`.
     fn feed(&mut self, py: Python<'_>, replies: &[u8]) {
         let mut engine = self.engine.borrow_mut(py);
@@ -242,17 +285,109 @@ impl RedisBatch {
         self.batch.fail(&mut engine.engine, message, transient);
     }
 
-    /// Per request, in order: its decision tuple, or the exception it ended with.
+    /// Per request given in Python, in order: its decision tuple, or the exception it ended
+    /// with.
     fn results<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.take_done();
         let out = PyList::empty(py);
-        for result in self.batch.results() {
-            match result {
-                Ok(d) => out.append(decision(py, &d)?)?,
-                Err(e) => out.append(error_value(py, e))?,
+        let mut done = self.done.iter_mut();
+        for unread in &self.python {
+            if let Some(error) = unread {
+                out.append(error.clone_ref(py).into_value(py))?;
+                continue;
+            }
+            match done.next().and_then(Option::take) {
+                Some(Ok(d)) => out.append(decision(py, &d)?)?,
+                Some(Err(e)) => out.append(error_value(py, e))?,
+                None => out.append(error_value(py, EngineError::Storage {
+                    message: "redis batch: the request's result was taken already".into(),
+                    transient: false,
+                }))?,
             }
         }
         Ok(out)
     }
+
+    /// Answer the queued calls on their connections (`now`: the loop's clock); the distinct
+    /// tokens of the connections that got answers, so their owners write them out.
+    fn deliver<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
+        self.take_done();
+        let tokens = PyList::empty(py);
+        let Some(service) = &self.service else { return Ok(tokens) };
+        let mut service = service.borrow_mut(py);
+        let read = self.python.iter().filter(|p| p.is_none()).count();
+        let queued = std::mem::take(&mut self.queued);
+        let mut last: Option<*mut pyo3::ffi::PyObject> = None;
+        for (q, result) in queued.into_iter().zip(self.done[read..].iter_mut()) {
+            let result = result.take().unwrap_or_else(|| Err(EngineError::Storage {
+                message: "redis batch: the call's result was taken already".into(),
+                transient: false,
+            }));
+            let answer = service.service.finish(&q.call, &result);
+            if let Ok(mut wire) = q.wire.try_borrow_mut(py) {
+                wire.inner.respond(q.call.stream_id, &answer, now);
+            }
+            // Calls of one connection are queued together (one feed): one token per run.
+            if last != Some(q.token.as_ptr()) {
+                last = Some(q.token.as_ptr());
+                if !tokens.iter().any(|t| t.as_ptr() == q.token.as_ptr()) {
+                    tokens.append(q.token)?;
+                }
+            }
+        }
+        Ok(tokens)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.engine)?;
+        if let Some(service) = &self.service {
+            visit.call(service)?;
+        }
+        for queued in &self.queued {
+            visit.call(&queued.token)?;
+            visit.call(&queued.wire)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.queued.clear();
+        self.service = None;
+    }
+}
+
+/// A request given in Python, read.
+struct Parsed {
+    domain: String,
+    descriptors: Descriptors,
+    hits_addend: u32,
+    now_ms: i64,
+    charge_always: bool,
+    options: Option<Py<OwnedDomain>>,
+}
+
+fn parse_request(item: &Bound<'_, PyAny>) -> PyResult<Parsed> {
+    let t = item.cast::<PyTuple>()?;
+    let options = match t.len() {
+        5 => None,
+        6 => {
+            let o = t.get_item(5)?;
+            if o.is_none() { None } else { Some(o.cast::<OwnedDomain>()?.clone().unbind()) }
+        }
+        n => {
+            return Err(PyValueError::new_err(format!(
+                "a request has 5 or 6 fields, not {n}"
+            )))
+        }
+    };
+    Ok(Parsed {
+        domain: t.get_item(0)?.extract()?,
+        descriptors: descriptors(&t.get_item(1)?)?,
+        hits_addend: t.get_item(2)?.extract()?,
+        now_ms: t.get_item(3)?.extract()?,
+        charge_always: t.get_item(4)?.extract()?,
+        options,
+    })
 }
 
 /// Where the `count`-th RESP reply from `start` ends in `data`, or None while incomplete;

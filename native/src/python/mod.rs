@@ -4,6 +4,7 @@ mod algorithms;
 mod convert;
 mod engine;
 mod rules;
+mod service;
 mod wire;
 
 use pyo3::prelude::*;
@@ -16,5 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     engine::register(m)?;
     algorithms::register(m)?;
     wire::register(m)?;
+    service::register(m)?;
     Ok(())
 }

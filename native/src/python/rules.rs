@@ -8,7 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::convert::message;
-use crate::rules::{DomainSpec, LimitSpec, NodeSpec, RuleSet, RuleSetBuilder};
+use crate::rules::{
+    domain_options, DomainOptions, DomainSpec, LimitSpec, NodeSpec, RuleSet, RuleSetBuilder,
+};
 
 /// A rule set ready for `NativeEngine.set_rules`.
 #[pyclass(frozen, name = "CompiledRules", module = "sidecar._native")]
@@ -141,8 +143,34 @@ fn domain_spec(item: &Bound<'_, PyAny>) -> PyResult<DomainSpec> {
     })
 }
 
+/// The options of a domain its caller owns (`Engine.should_rate_limit(options=...)`: full
+/// mode's key verification), for `NativeEngine.decide` and `redis_batch`.
+#[pyclass(frozen, name = "DomainOptions", module = "sidecar._native")]
+pub struct OwnedDomain {
+    pub(crate) options: DomainOptions,
+}
+
+#[pymethods]
+impl OwnedDomain {
+    /// `failure_policy` None: the service's; `tzif` the time zone's TZif data (None: UTC
+    /// needs none unless a limit aligns to the calendar).
+    #[new]
+    #[pyo3(signature = (*, atomic=false, failure_policy=None, time_zone="UTC", tzif=None))]
+    fn new(
+        atomic: bool,
+        failure_policy: Option<&str>,
+        time_zone: &str,
+        tzif: Option<&[u8]>,
+    ) -> PyResult<OwnedDomain> {
+        let options = domain_options("domain options", atomic, failure_policy, time_zone, tzif)
+            .map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(OwnedDomain { options })
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CompiledRules>()?;
+    m.add_class::<OwnedDomain>()?;
     m.add_function(wrap_pyfunction!(compile_rules, m)?)?;
     Ok(())
 }

@@ -4,7 +4,11 @@
 //! method takes the loop's clock and returns the bytes to write. Calls cross as tuples:
 //!
 //! ```text
-//! feed(data, now) -> (bytes, calls, cancelled, close)
+//! feed(data, now, token) -> (bytes, calls, cancelled, close, held)
+//!     with a `service` (FastService), its engine answers rate-limit and health calls inside
+//!     feed; calls it holds for Redis (`held` of them) wait in its queue with `token`, handed
+//!     back by `RedisBatch.deliver` once answered
+//! output() -> (bytes, close): what answers delivered outside feed made
 //!     calls: [(stream_id, kind, payload, deadline or None)]
 //!       kind RATE_LIMIT: payload (domain, descriptors, hits_addend), each descriptor
 //!                        (entries ((key, value), ...), hits_addend or None,
@@ -27,6 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::rls::{Code, CurrentLimit, DescriptorStatus, RateLimitRequest, RateLimitResponse, Unit};
@@ -35,6 +40,8 @@ use crate::wire::grpc::Status;
 use crate::wire::proto::ServingStatus;
 use crate::wire::request::Method;
 use crate::wire::{Answer, Call, Connection, DeferAll, Options, Payload, TickAction};
+
+use super::service::{FastService, Queued};
 
 const RATE_LIMIT: u8 = 0;
 const HEALTH: u8 = 1;
@@ -58,11 +65,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 #[pyclass(module = "sidecar._native")]
 pub struct H2Connection {
-    inner: Connection,
+    pub(crate) inner: Connection,
+    service: Option<Py<FastService>>,
 }
 
 type Descriptors<'py> = Bound<'py, PyTuple>;
-type Fed<'py> = (Bound<'py, PyBytes>, Bound<'py, PyList>, Vec<u32>, bool);
+type Fed<'py> = (Bound<'py, PyBytes>, Bound<'py, PyList>, Vec<u32>, bool, usize);
 type RawStatus = (u8, Option<(String, u32, u8)>, u32, u64);
 type RawResponse = (u8, Vec<RawStatus>, Vec<(String, String)>);
 
@@ -72,26 +80,58 @@ impl H2Connection {
     #[pyo3(signature = (*, now, max_concurrent_streams, max_message_size, max_header_list_size,
                         max_header_block_size, stream_window, connection_window,
                         max_buffered_bytes, handshake_timeout, idle_timeout, request_timeout,
-                        write_timeout, drain_ping_timeout))]
+                        write_timeout, drain_ping_timeout, service=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(now: f64, max_concurrent_streams: usize, max_message_size: usize,
            max_header_list_size: usize, max_header_block_size: usize, stream_window: i64,
            connection_window: i64, max_buffered_bytes: i64, handshake_timeout: f64,
-           idle_timeout: f64, request_timeout: f64, write_timeout: f64, drain_ping_timeout: f64)
-           -> H2Connection {
+           idle_timeout: f64, request_timeout: f64, write_timeout: f64, drain_ping_timeout: f64,
+           service: Option<Py<FastService>>) -> H2Connection {
         let options = Options { max_concurrent_streams, max_message_size, max_header_list_size,
                                 max_header_block_size, stream_window, connection_window,
                                 max_buffered_bytes, handshake_timeout, idle_timeout,
                                 request_timeout, write_timeout, drain_ping_timeout };
-        H2Connection { inner: Connection::new(options, now) }
+        H2Connection { inner: Connection::new(options, now), service }
     }
 
-    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8], now: f64)
-                 -> PyResult<Fed<'py>> {
-        let feed = guard(|| self.inner.feed(data, now, wall_ms(), &mut DeferAll))?;
+    #[pyo3(signature = (data, now, token=None))]
+    fn feed<'py>(slf: &Bound<'py, Self>, data: &[u8], now: f64,
+                 token: Option<&Bound<'py, PyAny>>) -> PyResult<Fed<'py>> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        let (feed, held) = match this.service.as_ref().map(|s| s.clone_ref(py)) {
+            None => (guard(|| this.inner.feed(data, now, wall_ms(), &mut DeferAll))?, 0),
+            Some(service) => {
+                let mut service = service.borrow_mut(py);
+                let engine = service.engine.clone_ref(py);
+                let mut engine = engine.borrow_mut(py);
+                let service = &mut *service;
+                let feed = guard(|| {
+                    let mut handler = service.service.handler(&mut engine.engine);
+                    this.inner.feed(data, now, wall_ms(), &mut handler)
+                })?;
+                let held = service.service.held.len();
+                queue_held(service, slf, token)?;
+                (feed, held)
+            }
+        };
         let calls = feed.calls.into_iter().map(|call| call_to_py(py, call))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok((self.output(py), PyList::new(py, calls)?, feed.cancelled, feed.close))
+        Ok((this.output(py), PyList::new(py, calls)?, feed.cancelled, feed.close, held))
+    }
+
+    /// What answers delivered since the last call made (`RedisBatch.deliver`), and whether
+    /// the connection is finished.
+    #[pyo3(name = "output")]
+    fn take_output<'py>(&mut self, py: Python<'py>) -> (Bound<'py, PyBytes>, bool) {
+        (self.output(py), self.inner.is_closing())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(service) = &self.service {
+            visit.call(service)?;
+        }
+        Ok(())
     }
 
     fn respond<'py>(&mut self, py: Python<'py>, answers: Vec<(u32, u8, Bound<'py, PyAny>)>, now: f64)
@@ -155,6 +195,25 @@ impl H2Connection {
     fn output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.take_output())
     }
+}
+
+/// Move the calls the service held during a feed into its queue, with their connection.
+fn queue_held(service: &mut FastService, wire: &Bound<'_, H2Connection>,
+              token: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    if service.service.held.is_empty() {
+        return Ok(());
+    }
+    let Some(token) = token else {
+        service.service.metrics.in_flight -= service.service.held.len() as i64;
+        service.service.held.clear();
+        return Err(PyValueError::new_err(
+            "feed: a connection with a service that holds calls needs its token"));
+    };
+    for call in service.service.held.drain(..) {
+        service.queue.push(Queued { token: token.clone().unbind(), wire: wire.clone().unbind(),
+                                    call });
+    }
+    Ok(())
 }
 
 /// Run `work`, turning a panic (a bug) into RuntimeError: an ordinary exception the connection

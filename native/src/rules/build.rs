@@ -189,6 +189,34 @@ impl RuleSetBuilder {
     }
 }
 
+/// A domain's options; `at` names the domain in errors.
+pub fn domain_options(
+    at: &str,
+    atomic: bool,
+    failure_policy: Option<&str>,
+    time_zone: &str,
+    tzif: Option<&[u8]>,
+) -> Result<DomainOptions, RulesError> {
+    let failure_policy = match failure_policy {
+        None | Some("") => None,
+        Some(name) => Some(
+            FailurePolicy::from_name(name)
+                .ok_or_else(|| RulesError(format!("{at}: unknown failure policy '{name}'")))?,
+        ),
+    };
+    let zone = match tzif {
+        Some(data) => Some(Arc::new(Zone::from_tzif(data).map_err(|e| {
+            RulesError(format!("{at}: time zone '{time_zone}': {e}"))
+        })?)),
+        None => None,
+    };
+    Ok(DomainOptions {
+        atomic,
+        failure_policy,
+        zone,
+    })
+}
+
 fn compile_domain(rules: &mut RuleSet, spec: DomainSpec) -> Result<(), RulesError> {
     let at = format!("domain '{}'", spec.name);
     if spec.root as usize >= rules.nodes.len() {
@@ -197,32 +225,21 @@ fn compile_domain(rules: &mut RuleSet, spec: DomainSpec) -> Result<(), RulesErro
             spec.root
         )));
     }
-    let failure_policy = match spec.failure_policy.as_deref() {
-        None | Some("") => None,
-        Some(name) => Some(
-            FailurePolicy::from_name(name)
-                .ok_or_else(|| RulesError(format!("{at}: unknown failure policy '{name}'")))?,
-        ),
-    };
-    let zone = match &spec.tzif {
-        Some(data) => Some(Arc::new(Zone::from_tzif(data).map_err(|e| {
-            RulesError(format!("{at}: time zone '{}': {e}", spec.time_zone))
-        })?)),
-        None => None,
-    };
+    let options = domain_options(
+        &at,
+        spec.atomic,
+        spec.failure_policy.as_deref(),
+        &spec.time_zone,
+        spec.tzif.as_deref(),
+    )?;
     let name: Arc<str> = Arc::from(spec.name.as_str());
     let calendar = mark_domain(rules, spec.root, &name);
-    if calendar && zone.is_none() {
+    if calendar && options.zone.is_none() {
         return Err(RulesError(format!(
             "{at}: has calendar windows but no data for time zone '{}'",
             spec.time_zone
         )));
     }
-    let options = DomainOptions {
-        atomic: spec.atomic,
-        failure_policy,
-        zone,
-    };
     if rules
         .domains
         .insert(

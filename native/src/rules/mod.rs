@@ -17,7 +17,7 @@ use crate::algorithms::Algorithm;
 use crate::rls::Unit;
 use crate::tz::Zone;
 
-pub use build::{DomainSpec, LimitSpec, NodeSpec, RuleSetBuilder};
+pub use build::{domain_options, DomainSpec, LimitSpec, NodeSpec, RuleSetBuilder};
 
 /// Windows are kept exact in `f64` milliseconds (Python's floats), so they stay below 2^53.
 pub const MAX_WINDOW_MS: i64 = 1 << 53;

@@ -1,40 +1,40 @@
 //! The seam between the wire and whatever answers calls.
 //!
-//! `Connection::feed` decodes every complete call of a read and offers each rate-limit call
-//! to a `CallHandler` first: an engine that can decide at once (the memory store) answers
-//! inside `feed`, with no Python at all; whatever it leaves `Pending` (a Redis round trip, or
-//! every call while only the Python engine exists) comes back to the caller as a `Call`, to be
-//! answered later with `Connection::respond`.
-
-use crate::rls::{RateLimitRequest, RateLimitResponse};
+//! `Connection::feed` decodes every complete call of a read and offers each to a
+//! `CallHandler`: one that can decide at once (the engine on its memory store) answers inside
+//! `feed`, with no Python at all; one that needs a round trip first (the engine on Redis) holds
+//! the call and answers it later with `Connection::respond`; whatever it leaves comes back to
+//! the caller as a `Call`, to be answered the same way.
 
 use super::grpc::{GrpcError, Status};
 use super::proto::ServingStatus;
 use super::request::Method;
+use crate::rls::{RateLimitRequest, RateLimitResponse};
 
-/// What a handler makes of a call.
+/// What a handler made of a call.
 #[derive(Clone, Debug, PartialEq)]
-pub enum HandlerResult {
+pub enum Handled {
     /// Answered now: the response is written inside `feed`.
-    Answer(RateLimitResponse),
-    /// Ended now with a status other than OK (e.g. INVALID_ARGUMENT naming the bad field).
-    Error(GrpcError),
-    /// Not now: the call comes back from `feed` for the caller to answer.
-    Pending,
+    Answer(Answer),
+    /// Kept by the handler, which answers it later (`Connection::respond`); the stream's
+    /// deadline then holds at `Connection::tick` and at that answer.
+    Held,
+    /// Not this handler's: the call comes back from `feed` for the caller to answer.
+    Left(Call),
 }
 
-/// Answers rate-limit calls inside `feed`. `now_ms` is the wall clock of the read (the same
-/// for every call in it), in milliseconds since the Unix epoch.
+/// Offered every complete call of a read. `now_ms` is the wall clock of the read (the same for
+/// every call in it), in milliseconds since the Unix epoch.
 pub trait CallHandler {
-    fn should_rate_limit(&mut self, request: &RateLimitRequest, now_ms: u64) -> HandlerResult;
+    fn offer(&mut self, call: Call, now_ms: u64) -> Handled;
 }
 
-/// Leaves every call to the caller (the Python engine answers them all).
+/// Leaves every call to the caller.
 pub struct DeferAll;
 
 impl CallHandler for DeferAll {
-    fn should_rate_limit(&mut self, _: &RateLimitRequest, _: u64) -> HandlerResult {
-        HandlerResult::Pending
+    fn offer(&mut self, call: Call, _: u64) -> Handled {
+        Handled::Left(call)
     }
 }
 

@@ -29,6 +29,6 @@ mod streams;
 pub mod timers;
 
 pub use connection::{Connection, Feed};
-pub use handler::{Answer, Call, CallHandler, DeferAll, HandlerResult, Payload};
+pub use handler::{Answer, Call, CallHandler, DeferAll, Handled, Payload};
 pub use options::Options;
 pub use timers::TickAction;

@@ -39,6 +39,8 @@ pub struct Stream {
     pub pending: Option<Pending>,
     /// The call is out for an answer (`Connection::respond`).
     pub dispatched: bool,
+    /// ... held by the connection's handler (whose deadline the connection keeps).
+    pub held: bool,
 }
 
 impl Stream {
@@ -46,6 +48,7 @@ impl Stream {
                -> Stream {
         let deadline = head.timeout.map(|timeout| now + timeout);
         Stream { id, head, recv_window, send_window, since: now, deadline, received: 0,
-                 remote_closed: false, body: None, pending: None, dispatched: false }
+                 remote_closed: false, body: None, pending: None, dispatched: false,
+                 held: false }
     }
 }

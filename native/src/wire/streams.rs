@@ -6,7 +6,7 @@ use super::connection::Connection;
 use super::error::{ErrorCode, H2Error, H2Result};
 use super::frame;
 use super::grpc::{unframe, Status};
-use super::handler::{Answer, Call, CallHandler, HandlerResult, Payload};
+use super::handler::{Answer, Call, CallHandler, Handled, Payload};
 use super::proto::{self, HEALTH_CHECK_REQUEST, RATE_LIMIT_REQUEST};
 use super::request::Method;
 
@@ -48,8 +48,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Offer the read's rate-limit calls to the handler; keep those it leaves pending. Calls
-    /// whose stream was reset later in the same read are dropped unanswered.
+    /// Offer the read's calls to the handler; keep those it leaves. Calls whose stream was
+    /// reset later in the same read are dropped unanswered.
     pub(super) fn offer_calls(&mut self, handler: &mut dyn CallHandler, wall_ms: u64) {
         if self.closing || self.calls.is_empty() {
             return;
@@ -59,18 +59,15 @@ impl Connection {
             if !self.streams.get(&call.stream_id).is_some_and(|s| s.dispatched) {
                 continue;
             }
-            let Payload::RateLimit(request) = &call.payload else {
-                self.calls.push(call);
-                continue;
-            };
-            match handler.should_rate_limit(request, wall_ms) {
-                HandlerResult::Pending => self.calls.push(call),
-                HandlerResult::Answer(response) => {
-                    self.respond(call.stream_id, &Answer::RateLimit(response), self.now);
+            let sid = call.stream_id;
+            match handler.offer(call, wall_ms) {
+                Handled::Answer(answer) => self.respond(sid, &answer, self.now),
+                Handled::Held => {
+                    if let Some(stream) = self.streams.get_mut(&sid) {
+                        stream.held = true;
+                    }
                 }
-                HandlerResult::Error(err) => {
-                    self.respond(call.stream_id, &Answer::Error(err), self.now);
-                }
+                Handled::Left(call) => self.calls.push(call),
             }
         }
     }
@@ -80,6 +77,13 @@ impl Connection {
     pub fn respond(&mut self, sid: u32, answer: &Answer, now: f64) {
         self.now = now;
         if self.closing || !self.streams.get(&sid).is_some_and(|s| s.dispatched) {
+            return;
+        }
+        let held_late = self.streams.get(&sid)
+            .is_some_and(|s| s.held && s.deadline.is_some_and(|deadline| now >= deadline));
+        if held_late {
+            // A held call answered after its deadline: the caller has given up on it.
+            self.answer_error(sid, Status::DeadlineExceeded, "deadline exceeded");
             return;
         }
         let message = match answer {

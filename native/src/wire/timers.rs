@@ -58,6 +58,12 @@ impl Connection {
                 if now - stream.since > self.opts.write_timeout {
                     self.reset(sid, ErrorCode::Cancel);
                 }
+            } else if stream.held && stream.dispatched {
+                // The caller keeps the deadlines of the calls it answers; the handler's are
+                // kept here.
+                if stream.deadline.is_some_and(|deadline| now >= deadline) {
+                    self.answer_error(sid, Status::DeadlineExceeded, "deadline exceeded");
+                }
             } else if !stream.remote_closed {
                 if stream.deadline.is_some_and(|deadline| now >= deadline) {
                     self.answer_error(sid, Status::DeadlineExceeded, "deadline exceeded");

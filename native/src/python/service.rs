@@ -1,0 +1,81 @@
+//! `FastService`: the engine behind the native wire (`service.rs`), given to each
+//! `H2Connection` of the fast transport. Calls it holds for Redis wait in its queue, with the
+//! connection they came on, until `NativeEngine.redis_batch(..., service)` takes them.
+
+use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::engine::NativeEngine;
+use super::wire::H2Connection;
+use crate::service::{CallMetrics, HeldCall, Service, ERROR_KINDS, LATENCY_BOUNDS};
+
+/// A held call, its connection and the caller's token for that connection.
+pub(crate) struct Queued {
+    pub token: Py<PyAny>,
+    pub wire: Py<H2Connection>,
+    pub call: HeldCall,
+}
+
+#[pyclass(name = "FastService", module = "sidecar._native")]
+pub struct FastService {
+    pub(crate) engine: Py<NativeEngine>,
+    pub(crate) service: Service,
+    pub(crate) queue: Vec<Queued>,
+}
+
+#[pymethods]
+impl FastService {
+    /// `redis`: hold rate-limit calls for Redis batches instead of deciding them on the
+    /// engine's memory store; `services`: the names health checks are answered for here.
+    #[new]
+    #[pyo3(signature = (engine, *, redis=false, services=vec![String::new()]))]
+    fn new(engine: Py<NativeEngine>, redis: bool, services: Vec<String>) -> FastService {
+        FastService { engine, service: Service::new(redis, services), queue: Vec::new() }
+    }
+
+    /// What health checks answer: SERVING or NOT_SERVING.
+    #[getter]
+    fn get_serving(&self) -> bool {
+        self.service.serving
+    }
+
+    #[setter]
+    fn set_serving(&mut self, serving: bool) {
+        self.service.serving = serving;
+    }
+
+    /// Calls waiting for a Redis batch.
+    #[getter]
+    fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The request metrics of the calls answered here since the last call, and start over:
+    /// `(requests, errors, latency buckets, latency sum, in flight)`, `errors` per
+    /// `ERROR_KINDS`, the buckets per `LATENCY_BOUNDS` (not cumulative) and one above them.
+    fn take_metrics(&mut self) -> (u64, Vec<u64>, Vec<u64>, f64, i64) {
+        let CallMetrics { requests, errors, buckets, latency_sum, in_flight } =
+            self.service.metrics.take();
+        (requests, errors.to_vec(), buckets.to_vec(), latency_sum, in_flight)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.engine)?;
+        for queued in &self.queue {
+            visit.call(&queued.token)?;
+            visit.call(&queued.wire)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.queue.clear();
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FastService>()?;
+    m.add("ERROR_KINDS", ERROR_KINDS.to_vec())?;
+    m.add("LATENCY_BOUNDS", LATENCY_BOUNDS.to_vec())?;
+    Ok(())
+}
