@@ -4,7 +4,10 @@ sockets) can talk to it from the test.
 
 Every test that starts a server runs twice, once per connection implementation (the ``wire``
 fixture): the pure-Python connection and the one whose wire side is in Rust (sidecar._native;
-skipped when it is not built, a failure under CI)."""
+skipped when it is not built, a failure under CI). Modules that set ``RUST_ENGINE = True``
+(the conformance and interop tests) run a third time, on the whole native path: the native
+wire with the native engine answering inside Rust (a test's own Python Engine becomes its
+native twin: same rules, options and clock; stand-in engines stay as they are)."""
 
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import pytest
 from sidecar.h2 import H2Options
 from sidecar.h2 import server as h2_server_module
 from sidecar.limiter.engine import Engine
+from sidecar.limiter.native import NativeEngineAdapter
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import RuleFile, build_rules
 from sidecar.service import RateLimitService
 from sidecar.storage.memory import MemoryStore
-from sidecar.transports.fast import rls_server
+from sidecar.transports.fast import export_native_counts, rls_server
 from tests.support.servers import missing
 
 RULES = """\
@@ -49,7 +53,8 @@ WIRES = ("python", "native")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "wire" in metafunc.fixturenames:
-        metafunc.parametrize("wire", WIRES, indirect=True)
+        rust = getattr(metafunc.module, "RUST_ENGINE", False)
+        metafunc.parametrize("wire", (*WIRES, "rust") if rust else WIRES, indirect=True)
 
 
 def native_module() -> Any:
@@ -65,7 +70,7 @@ def native_module() -> Any:
 def wire(request: pytest.FixtureRequest) -> str:
     """Which connection the servers of a test use: "python" or "native"."""
     name: str = getattr(request, "param", "python")
-    if name == "native":
+    if name != "python":
         native_module()
     return name
 
@@ -82,17 +87,38 @@ def make_engine(rules: str | None = RULES, clock: Callable[[], float] | None = N
     return engine
 
 
+def rust_twin(native: Any, engine: Engine, health: Any, metrics: Metrics
+              ) -> tuple[NativeEngineAdapter, Any]:
+    """The native engine with ``engine``'s rules, options and clock, and the FastService that
+    answers the wire's calls with it (health checks too when ``health`` is a Health)."""
+    twin = NativeEngineAdapter(native, engine.options, engine.clock)
+    if engine.rules is not None:
+        twin.set_rules(engine.rules)
+    services = ["", "ratelimit"] if isinstance(health, Health) else []
+    fast = native.FastService(twin.engine, services=services)
+    if isinstance(health, Health):
+        health.subscribe(lambda ok: setattr(fast, "serving", ok))
+    metrics.add_source(lambda: twin.export_stats(metrics))
+    return twin, fast
+
+
 class ThreadedServer:
     """An H2Server on 127.0.0.1:<free port>, served by a loop in a background thread."""
 
     def __init__(self, engine: Any, options: H2Options | None = None,
                  health: Any = None, metrics: Metrics | None = None, port: int = 0,
-                 native: Any = None) -> None:
+                 native: Any = None, rust_engine: bool = False) -> None:
         self.requested_port = port
         self.health = health if health is not None else Health()
         self.metrics = metrics or Metrics()
-        self.server = rls_server(RateLimitService(engine, self.metrics), self.health, options,
-                                 native=native)
+        fast = None
+        if rust_engine and isinstance(engine, Engine):
+            engine, fast = rust_twin(native, engine, self.health, self.metrics)
+        service = RateLimitService(engine, self.metrics)
+        if fast is not None:
+            self.metrics.add_source(export_native_counts(native, fast, service))
+        self.server = rls_server(service, self.health, options, native=native,
+                                 native_service=fast)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
         self._ready = threading.Event()
@@ -159,7 +185,8 @@ def serve(wire: str) -> Iterator[Callable[..., ThreadedServer]]:
               metrics: Metrics | None = None, port: int = 0) -> ThreadedServer:
         server = ThreadedServer(engine if engine is not None else make_engine(), options,
                                 health, metrics, port,
-                                native_module() if wire == "native" else None).start()
+                                native_module() if wire != "python" else None,
+                                rust_engine=wire == "rust").start()
         started.append(server)
         return server
 
