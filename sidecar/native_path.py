@@ -66,6 +66,7 @@ class NativePath:
         self.module = module
         self.settings = settings
         self.metrics = metrics
+        self.clock = clock
         self.engine = NativeEngineAdapter(
             module, engine_options, clock, failure_policy=str(settings.failure_policy),
             local_cache_bytes=settings.local_cache_size, script_sha=script_sha(),
@@ -91,8 +92,10 @@ class NativePath:
                    services: tuple[str, ...]) -> Any:
         """The fast transport's ``_native.FastService``: its calls answered inside Rust, health
         checks of ``services`` from ``health``, request metrics exported into ``service``'s."""
+        # Rust reads the system clock itself unless the sidecar was given another one.
+        clock = None if self.clock is time.time else self.clock
         fast = self.module.FastService(self.engine.engine, redis=self.redis is not None,
-                                       services=list(services))
+                                       services=list(services), clock=clock)
         health.subscribe(lambda ok: setattr(fast, "serving", ok))
         self.metrics.add_source(export_native_counts(self.module, fast, service))
         if self.redis is not None:

@@ -101,7 +101,7 @@ class NativeConnection(asyncio.Protocol):
             connection_window=opts.connection_window, max_buffered_bytes=opts.max_buffered_bytes,
             handshake_timeout=opts.handshake_timeout, idle_timeout=opts.idle_timeout,
             request_timeout=opts.request_timeout, write_timeout=opts.write_timeout,
-            drain_ping_timeout=opts.drain_ping_timeout)
+            drain_ping_timeout=opts.drain_ping_timeout, service=wire.handler)
         self._transport: asyncio.Transport | None = None
         self._closing = False
         self._linger: asyncio.TimerHandle | None = None

@@ -17,12 +17,13 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sidecar.h2 import H2Options
+from sidecar.h2 import H2Options, H2Server, NativeMethods
 from sidecar.h2 import server as h2_server_module
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.native import NativeEngineAdapter
@@ -95,11 +96,23 @@ def rust_twin(native: Any, engine: Engine, health: Any, metrics: Metrics
     if engine.rules is not None:
         twin.set_rules(engine.rules)
     services = ["", "ratelimit"] if isinstance(health, Health) else []
-    fast = native.FastService(twin.engine, services=services)
+    fast = native.FastService(twin.engine, services=services, clock=engine.clock)
     if isinstance(health, Health):
         health.subscribe(lambda ok: setattr(fast, "serving", ok))
     metrics.add_source(lambda: twin.export_stats(metrics))
     return twin, fast
+
+
+def answered_in_rust(server: H2Server) -> None:
+    """Make a rate-limit call that reaches the Python methods fail the test: with the native
+    engine as the wire's handler, every one is answered inside Rust."""
+    assert server.native is not None
+
+    async def refuse(request: Any) -> Any:
+        raise AssertionError(f"a rate-limit call was left to Python: {request!r}")
+
+    methods = NativeMethods(refuse, server.native.methods.health)
+    server.native = replace(server.native, methods=methods)
 
 
 class ThreadedServer:
@@ -119,6 +132,8 @@ class ThreadedServer:
             self.metrics.add_source(export_native_counts(native, fast, service))
         self.server = rls_server(service, self.health, options, native=native,
                                  native_service=fast)
+        if fast is not None:
+            answered_in_rust(self.server)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="h2-server", daemon=True)
         self._ready = threading.Event()

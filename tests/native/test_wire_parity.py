@@ -150,4 +150,7 @@ def test_grpc_routing_and_timeouts(loop: asyncio.AbstractEventLoop, errors: Erro
     block = bytes(hpack.Encoder().encode(headers))
     data = conversation(block, body=grpc_body(rls_request("test", ("bulk", "r"))))
     cut = len(data) - 20 if split else len(data)
-    both(loop, [data[:cut]] + ([data[cut:]] if split else []), tick=tick)
+    # A 1 ns deadline has passed by the time Python starts the call, while the native engine
+    # answers inside the read, at the instant the request completed: both answers are right.
+    both(loop, [data[:cut]] + ([data[cut:]] if split else []), tick=tick,
+         rust=timeout != "1n")

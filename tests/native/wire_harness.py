@@ -15,7 +15,7 @@ from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.service import RateLimitService
 from sidecar.transports.fast import rls_server
-from tests.h2.conftest import make_engine, native_module
+from tests.h2.conftest import answered_in_rust, make_engine, native_module, rust_twin
 from tests.h2.test_fuzz import HELD_BOUND, OPTIONS, FakeTransport
 
 # The Python connection runs its calls as Tasks (no eager start), the way the native one always
@@ -24,11 +24,20 @@ PARITY_OPTIONS = replace(OPTIONS, eager_start=False)
 
 
 def converse(loop: asyncio.AbstractEventLoop, chunks: list[bytes], native: bool,
-             options: H2Options = PARITY_OPTIONS, tick: float = 3600.0) -> bytes:
+             options: H2Options = PARITY_OPTIONS, tick: float = 3600.0,
+             rust_engine: bool = False) -> bytes:
     """One connection over ``chunks`` (the loop turns between them, so calls complete), then
-    a tick ``tick`` seconds on; what it wrote."""
-    owner = rls_server(RateLimitService(make_engine(), Metrics()), Health(), options,
-                       native=native_module() if native else None)
+    a tick ``tick`` seconds on; what it wrote. ``rust_engine``: the native connection with
+    the native engine answering inside Rust (the whole native path)."""
+    module = native_module() if native else None
+    engine: Any = make_engine()
+    health, metrics, fast = Health(), Metrics(), None
+    if rust_engine:
+        engine, fast = rust_twin(module, engine, health, metrics)
+    owner = rls_server(RateLimitService(engine, metrics), health, options, native=module,
+                       native_service=fast)
+    if fast is not None:
+        answered_in_rust(owner)
 
     async def run() -> bytes:
         connection: Any = (NativeConnection(owner, owner.native) if owner.native is not None
@@ -38,8 +47,8 @@ def converse(loop: asyncio.AbstractEventLoop, chunks: list[bytes], native: bool,
         for chunk in chunks:
             connection.data_received(chunk)
             assert connection.held_bytes <= HELD_BOUND
-            await asyncio.sleep(0)
-        await asyncio.sleep(0)
+            for _ in range(3):  # answers from Python methods are written before the next read
+                await asyncio.sleep(0)
         connection.tick(loop.time() + tick)
         assert connection.held_bytes <= HELD_BOUND
         connection.connection_lost(None)
@@ -48,12 +57,32 @@ def converse(loop: asyncio.AbstractEventLoop, chunks: list[bytes], native: bool,
     return loop.run_until_complete(asyncio.wait_for(run(), 10))
 
 
-def both(loop: asyncio.AbstractEventLoop, chunks: list[bytes], **kwargs: Any) -> bytes:
-    """What both connections wrote, which must be the same."""
+def both(loop: asyncio.AbstractEventLoop, chunks: list[bytes], rust: bool = True,
+         **kwargs: Any) -> bytes:
+    """What the connections wrote, which must be the same: the Python one, the native one
+    over the Python engine, and (``rust``) the native one with the native engine answering in
+    Rust."""
     python = converse(loop, chunks, native=False, **kwargs)
     native = converse(loop, chunks, native=True, **kwargs)
     assert native == python, first_difference(python, native)
+    if rust:
+        # Answered inside the read that completed the call, where the others answer after it:
+        # the same frames on every stream, in the same order, but interleaved across streams
+        # differently (a PING ACK of the next read may come before or after an answer).
+        answered = converse(loop, chunks, native=True, rust_engine=True, **kwargs)
+        expected, got = by_stream(python), by_stream(answered)
+        assert got == expected, next(
+            f"stream {sid}: python {expected.get(sid)} vs native {got.get(sid)}"
+            for sid in sorted(set(expected) | set(got)) if expected.get(sid) != got.get(sid))
     return python
+
+
+def by_stream(out: bytes) -> dict[int, list[tuple[int, int, int, bytes]]]:
+    """The frames written on each stream (0: the connection's), in order."""
+    streams: dict[int, list[tuple[int, int, int, bytes]]] = {}
+    for frame in frames(out):
+        streams.setdefault(frame[2], []).append(frame)
+    return streams
 
 
 def first_difference(python: bytes, native: bytes) -> str:

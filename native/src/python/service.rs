@@ -2,6 +2,8 @@
 //! `H2Connection` of the fast transport. Calls it holds for Redis wait in its queue, with the
 //! connection they came on, until `NativeEngine.redis_batch(..., service)` takes them.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -21,16 +23,36 @@ pub struct FastService {
     pub(crate) engine: Py<NativeEngine>,
     pub(crate) service: Service,
     pub(crate) queue: Vec<Queued>,
+    /// A clock for the engine (seconds since the epoch), as the Python engine's is injected;
+    /// None: the system's wall clock.
+    clock: Option<Py<PyAny>>,
+}
+
+impl FastService {
+    /// Now, in milliseconds since the epoch, on the service's clock.
+    pub(crate) fn now_ms(&self, py: Python<'_>) -> PyResult<u64> {
+        match &self.clock {
+            None => Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)),
+            Some(clock) => {
+                let seconds: f64 = clock.call0(py)?.extract(py)?;
+                Ok((seconds * 1000.0) as u64)
+            }
+        }
+    }
 }
 
 #[pymethods]
 impl FastService {
     /// `redis`: hold rate-limit calls for Redis batches instead of deciding them on the
-    /// engine's memory store; `services`: the names health checks are answered for here.
+    /// engine's memory store; `services`: the names health checks are answered for here;
+    /// `clock`: the engine's clock (seconds since the epoch; tests give a fake one).
     #[new]
-    #[pyo3(signature = (engine, *, redis=false, services=vec![String::new()]))]
-    fn new(engine: Py<NativeEngine>, redis: bool, services: Vec<String>) -> FastService {
-        FastService { engine, service: Service::new(redis, services), queue: Vec::new() }
+    #[pyo3(signature = (engine, *, redis=false, services=vec![String::new()], clock=None))]
+    fn new(engine: Py<NativeEngine>, redis: bool, services: Vec<String>,
+           clock: Option<Py<PyAny>>) -> FastService {
+        FastService { engine, service: Service::new(redis, services), queue: Vec::new(), clock }
     }
 
     /// What health checks answer: SERVING or NOT_SERVING.
@@ -61,6 +83,9 @@ impl FastService {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.engine)?;
+        if let Some(clock) = &self.clock {
+            visit.call(clock)?;
+        }
         for queued in &self.queue {
             visit.call(&queued.token)?;
             visit.call(&queued.wire)?;
@@ -70,6 +95,7 @@ impl FastService {
 
     fn __clear__(&mut self) {
         self.queue.clear();
+        self.clock = None;
     }
 }
 

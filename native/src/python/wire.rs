@@ -102,13 +102,14 @@ impl H2Connection {
         let (feed, held) = match this.service.as_ref().map(|s| s.clone_ref(py)) {
             None => (guard(|| this.inner.feed(data, now, wall_ms(), &mut DeferAll))?, 0),
             Some(service) => {
+                let now_ms = service.borrow(py).now_ms(py)?;
                 let mut service = service.borrow_mut(py);
                 let engine = service.engine.clone_ref(py);
                 let mut engine = engine.borrow_mut(py);
                 let service = &mut *service;
                 let feed = guard(|| {
                     let mut handler = service.service.handler(&mut engine.engine);
-                    this.inner.feed(data, now, wall_ms(), &mut handler)
+                    this.inner.feed(data, now, now_ms, &mut handler)
                 })?;
                 let held = service.service.held.len();
                 queue_held(service, slf, token)?;
