@@ -9,8 +9,8 @@ crossing into Rust), and the batch runs as a task of its own: its pipelines go o
 crossing each, then each Python caller gets its result and the held calls are answered on
 their connections inside Rust (``deliver``), so a call pays no Python of its own.
 
-As on the redis-py path: every round trip is bounded by REDIS_TIMEOUT, the endpoint has a
-circuit breaker (open: the batch fails at once, without touching the network), a failed round
+As on the redis-py path: a batch's round trips are bounded by one REDIS_TIMEOUT, the endpoint
+has a circuit breaker (open: the batch fails at once, without touching the network), a failed round
 trip lets the domains' failure policies answer (in the engine), a lost connection is made again
 for the next batch, and a script Redis has forgotten (NOSCRIPT) is loaded again inside the
 batch.
@@ -114,31 +114,39 @@ class NativeRedis:
                     connection.delivered()
 
     async def _round_trips(self, batch: Any) -> None:
-        while (commands := batch.commands) is not None:
-            try:
-                self.breaker.check()
-            except StorageError as exc:
-                self._fail(batch, exc)
-                continue
-            started = time.perf_counter()
-            try:
-                replies = await self.connection.round_trip(commands, batch.expected)
-            except StorageError as exc:
-                self._observed(started, "timeout" if "did not answer" in str(exc)
-                               else "StorageError")
-                if exc.transient:
-                    self.breaker.failure()
-                self._fail(batch, exc)
-                continue
-            except BaseException as exc:
-                batch.fail(f"redis {self.connection.label}: {exc!r}", True)
-                raise
+        """The batch's round trips (up to three: stop-increment's reads, the charge, the
+        script Redis forgot) within one REDIS_TIMEOUT, as the redis-py path bounds them."""
+        try:
+            self.breaker.check()
+        except StorageError as exc:
+            self._fail(batch, exc)
+            return
+        timeout = self.connection.timeout
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                while (commands := batch.commands) is not None:
+                    replies = await self.connection.round_trip(commands, batch.expected)
+                    batch.feed(replies)
+        except TimeoutError:
+            failure = StorageError(f"redis {self.connection.label} did not answer within "
+                                   f"{timeout * 1000:g} ms")
+        except StorageError as caught:
+            failure = caught
+        except BaseException as caught:  # cancelled (shutdown): the policies still answer
+            batch.fail(f"redis {self.connection.label}: {caught!r}", True)
+            raise
+        else:
             self._observed(started, None)
-            batch.feed(replies)
             if batch.endpoint_failed:
                 self.breaker.failure()
             else:
                 self.breaker.success()
+            return
+        self._observed(started, "timeout" if "did not answer" in str(failure) else "StorageError")
+        if failure.transient:
+            self.breaker.failure()
+        self._fail(batch, failure)
 
     def _observed(self, started: float, error: str | None) -> None:
         if self._observe is not None:
