@@ -43,8 +43,18 @@ def python_engine_reason(settings: Settings, tracing: bool) -> str | None:
     return None
 
 
+def store_series(metrics: Metrics, store: str) -> None:
+    """The store metrics' series, exposed at 0 from the start as ObservedStore exposes them on
+    the Python path (dashboards and alerts find them). On the memory store they stay at 0: it
+    is part of the native engine, with no round trips to time."""
+    for op in ("run", "get"):
+        metrics.store_latency.labels(store, op)
+    for kind in ("timeout", "StorageError"):
+        metrics.store_errors.labels(store, kind)
+
+
 def store_observer(metrics: Metrics) -> Callable[[float, str | None], None]:
-    """Round trips into the store metrics ObservedStore keeps on the Python path."""
+    """Redis round trips into the store metrics ObservedStore keeps on the Python path."""
     latency = metrics.store_latency.labels("redis", "run")
     errors = {kind: metrics.store_errors.labels("redis", kind)
               for kind in ("timeout", "StorageError")}
@@ -73,6 +83,7 @@ class NativePath:
             script_source=script_source())
         self.redis: NativeRedis | None = None
         self.fast_service: Any = None
+        store_series(metrics, "memory" if redis is None else "redis")
         if redis is not None:
             connection = RespConnection(redis, module.reply_end)
             breaker = Breaker(redis.label, redis.breaker_failures, redis.breaker_cooldown,
