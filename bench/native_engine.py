@@ -64,9 +64,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--keys", type=int, default=10_000)
     args = parser.parse_args()
-    module = native_loader.load()
+    extension = native_loader.load()
+    module = extension.module
     if module is None:
-        raise SystemExit("sidecar._native is not built (or VIVA_NATIVE=0): nothing to measure")
+        raise SystemExit(f"the native engine does not run ({extension.reason}): "
+                         "nothing to measure")
     print(f"{'algorithm':<15} {'keys':>6} {'native/s':>11} {'native+obj/s':>13} "
           f"{'python/s':>10} {'limits/s':>10} {'native/limits':>14} {'native/python':>14}")
     for algorithm in ALGORITHMS:
