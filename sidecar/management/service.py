@@ -1,7 +1,7 @@
 """Full mode, wired: what the composition root starts beside the standalone sidecar.
 
     catalog (SQL) ─ Catalog ─ AdminApi (HTTP port: /v1/customers, /v1/keys, /v1/audit, …)
-                      │
+                      │   └── events ─▶ Alerts (outbox, dispatcher, /v1/webhooks, alerts)
     ChangeFeed ─ KeyCache ─ Verifier ─ engine (the sidecar's own: same store and policies)
                               │
             /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
@@ -24,6 +24,7 @@ from sidecar.errors import RuleSetError
 from sidecar.limiter.engine import Engine
 from sidecar.management import schemas as s
 from sidecar.management.admin import AdminApi, RootKeys
+from sidecar.management.alerts.service import Alerts
 from sidecar.management.cache import ChangeFeed, KeyCache
 from sidecar.management.catalog import Catalog
 from sidecar.management.db.connect import create_engine, database_url, sessions
@@ -54,16 +55,21 @@ class FullMode:
         # use (verify.py keys the resolution by the plans version).
         self.plans = PlansManager(settings.plans_dir, not settings.ignore_dotfiles,
                                   settings.reload_poll_interval, on_result=self._plans_result)
-        self.catalog = Catalog(sessions(self.db), self._current_plans, clock, self._changed)
+        self.roots = RootKeys()
+        made = sessions(self.db)
+        self.alerts = Alerts(settings, made, engine, self._current_plans, self.roots,
+                             metrics.registry, clock)
+        self.catalog = Catalog(made, self._current_plans, clock, self._changed,
+                               self.alerts.outbox)
         self.cache = KeyCache(settings.key_cache_size, clock)
         self.verifications = Counter("viva_key_verifications", "Key verifications by code",
                                      ("code", "transport"), registry=metrics.registry)
         self.plans_loads = Counter("viva_plans_loads", "Plans loads (a failed one keeps the "
                                    "previous plans)", ("result",), registry=metrics.registry)
         self.verifier = Verifier(self.catalog, self.cache, engine, self._current_plans,
-                                 settings.verify_failures_per_minute, self._count)
+                                 settings.verify_failures_per_minute, self._count,
+                                 self.alerts.observe)
         self._counted: dict[tuple[str, str], Any] = {}
-        self.roots = RootKeys()
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
                                prune=self.catalog.prune_changes, resync=self.cache.clear)
         rest = settings.rest
@@ -110,6 +116,7 @@ class FullMode:
                                                 "VIVA_ROOT_KEY")
             self.roots.replace(await self.catalog.root_keys())
             self.feed.start(await self.catalog.last_change())
+            await self.alerts.start()
         except (SQLAlchemyError, OSError) as exc:
             await self.db.dispose()
             raise OSError(f"cannot use the catalog database "
@@ -122,8 +129,10 @@ class FullMode:
         self.plans.start(loop)
 
     async def stop(self) -> None:
+        """After the transports: deliveries under way finish within the shutdown grace."""
         await self.feed.stop()
         await self.plans.stop()
+        await self.alerts.stop()
         for task in list(self._tasks):
             task.cancel()
         await self.db.dispose()
@@ -132,6 +141,7 @@ class FullMode:
 
     def register_http(self, app: web.Application) -> None:
         self.admin.register(app, self._measured)
+        self.alerts.register_http(app, self._measured)
         handler = self._measured(self.forward_auth.handle, "key_forward_auth")
         for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):
             for method in FORWARD_AUTH_METHODS:

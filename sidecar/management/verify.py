@@ -62,8 +62,10 @@ class Outcome:
 class Verifier:
     def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
-                 count: Callable[[str, str], None] | None = None) -> None:
+                 count: Callable[[str, str], None] | None = None,
+                 observe: Callable[[Outcome], None] | None = None) -> None:
         self.catalog = catalog
+        self.observe = observe  # hears every outcome (usage alerts)
         self.cache = cache
         self.engine = engine
         self.plans = plans
@@ -77,6 +79,8 @@ class Verifier:
                      features: Sequence[str] = (), transport: str = "rest") -> Outcome:
         outcome = await self._verify(secret, client, cost, limit_names, features)
         self.count(outcome.code, transport)
+        if self.observe is not None:
+            self.observe(outcome)
         return outcome
 
     async def _verify(self, secret: str, client: str, cost: int,
