@@ -118,6 +118,15 @@ def parse_root_key(name: str, text: str) -> str:
     return text
 
 
+def parse_flush_interval(name: str, text: str) -> float:
+    """How often usage counts are written to the ledger: 0.1 s to 1 h."""
+    seconds = parse_duration(name, text)
+    if not 0.1 <= seconds <= 3600:
+        raise SettingsError(f"{name}={text!r} is out of range; expected a duration from 100ms "
+                            "to 1h (what a crash may lose; default 10s)")
+    return seconds
+
+
 def parse_header_list(name: str, text: str) -> tuple[str, ...]:
     headers = tuple(h.strip().lower() for h in text.split(",") if h.strip())
     if not headers:
@@ -235,6 +244,10 @@ class Settings:
                                             ("x-api-key", "authorization"))
     key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
     verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
+    # Usage metering: decisions counted in memory, written to the ledger every interval.
+    usage: bool = _setting("VIVA_USAGE", parse_bool, True)
+    usage_flush_interval: float = _setting("VIVA_USAGE_FLUSH_INTERVAL", parse_flush_interval,
+                                           10.0)
     # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
     # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
     rest: RestOptions = field(default_factory=RestOptions,

@@ -194,14 +194,20 @@ class AdminApi:
         return web.Response(body=self.openapi, content_type="application/json")
 
     async def _body(self, request: web.Request, kind: type[T], empty_ok: bool = False) -> T:
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise _TooLarge()
-        data = await request.content.read(self.max_body + 1)
-        if len(data) > self.max_body:
-            raise _TooLarge()
+        data = await read_body(request, self.max_body)
         if not data.strip() and empty_ok:
             data = b"{}"
         return decode(data, kind)
+
+
+async def read_body(request: web.Request, max_body: int) -> bytes:
+    """The request body; past ``max_body`` an error that ``failure`` answers with 413."""
+    if request.content_length is not None and request.content_length > max_body:
+        raise _TooLarge()
+    data = await request.content.read(max_body + 1)
+    if len(data) > max_body:
+        raise _TooLarge()
+    return data
 
 
 def decode(data: bytes, kind: type[T]) -> T:
@@ -251,6 +257,12 @@ def _guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
             return failure(exc)
 
     return guarded
+
+
+# The same helpers, for the other endpoints of the admin API (usage/api.py, billing/api.py).
+json_response = _json
+guarded = _guarded
+page = _page
 
 
 def failure(exc: Exception) -> web.Response:

@@ -14,13 +14,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
 from sidecar.management import schemas as s
-from sidecar.management.db.models import ApiKey, AuditEvent, Change, Customer, RootKey
+from sidecar.management.db.models import (
+    ApiKey,
+    AuditEvent,
+    Change,
+    Customer,
+    PlanPeriod,
+    RootKey,
+)
 from sidecar.management.errors import Conflict, Invalid, NotFound
 from sidecar.management.keys import (
     API_KEY_PREFIX,
@@ -85,6 +92,7 @@ class Catalog:
                     raise Conflict(f"customer {row.id!r} exists already", "id")
                 session.add(row)
                 await session.flush()
+                session.add(PlanPeriod(customer_id=row.id, plan=row.plan, starts_at=now))
                 self._audit(session, actor, "customer.create", f"customer:{row.id}",
                             _fields(body))
         except IntegrityError:  # created by someone else between the check and the insert
@@ -117,6 +125,8 @@ class Catalog:
                 row.limits = self._limits(body.limits, scope)
             elif plan is not None and row.limits:  # the overrides must still hold
                 self._limits([msgspec.convert(x, s.Limit) for x in row.limits], scope)
+            if plan is not None and plan != row.plan:
+                await self._plan_changed(session, row.id, plan)
             for name in ("name", "email", "plan", "meta"):
                 value = getattr(body, name)
                 if value is not msgspec.UNSET:
@@ -133,6 +143,7 @@ class Catalog:
         async with self._transaction() as session:
             row = await self._customer(session, customer_id, lock=True)
             row.deleted_at = row.updated_at = now
+            await self._plan_changed(session, row.id, None)
             keys = (await session.scalars(select(ApiKey).where(
                 ApiKey.customer_id == row.id, ApiKey.revoked_at.is_(None)))).all()
             for key in keys:
@@ -324,6 +335,17 @@ class Catalog:
         if row is None:
             raise NotFound(f"no key {key_id!r}")
         return row
+
+    async def _plan_changed(self, session: AsyncSession, customer_id: str,
+                            plan: str | None) -> None:
+        """End the customer's plan period now and start one on ``plan`` (None: the customer
+        is deleted), so billing knows which plan was in force when (billing/invoice.py)."""
+        now = self.now()
+        await session.execute(update(PlanPeriod).where(
+            PlanPeriod.customer_id == customer_id, PlanPeriod.ends_at.is_(None)).values(
+            ends_at=now))
+        if plan is not None:
+            session.add(PlanPeriod(customer_id=customer_id, plan=plan, starts_at=now))
 
     async def _plan_of(self, session: AsyncSession, customer_id: str) -> str:
         return str(await session.scalar(select(Customer.plan).where(

@@ -15,7 +15,7 @@ from sidecar.management.db.migrate import upgrade
 from sidecar.settings import Settings
 
 SCOPES = ("admin", "keys:write", "keys:read", "keys:verify", "customers:write",
-          "customers:read")
+          "customers:read", "usage:write", "usage:read", "billing:read", "billing:write")
 
 
 def parse_scopes(text: str) -> list[str]:

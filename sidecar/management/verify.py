@@ -62,12 +62,15 @@ class Outcome:
 class Verifier:
     def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
-                 count: Callable[[str, str], None] | None = None) -> None:
+                 count: Callable[[str, str], None] | None = None,
+                 record: Callable[[Outcome, int], None] | None = None) -> None:
         self.catalog = catalog
         self.cache = cache
         self.engine = engine
         self.plans = plans
         self.count = count or (lambda code, transport: None)
+        # Usage metering (usage/counter.py): every outcome with its cost, in memory.
+        self.record = record
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
             stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
@@ -77,6 +80,8 @@ class Verifier:
                      features: Sequence[str] = (), transport: str = "rest") -> Outcome:
         outcome = await self._verify(secret, client, cost, limit_names, features)
         self.count(outcome.code, transport)
+        if self.record is not None:
+            self.record(outcome, cost)
         return outcome
 
     async def _verify(self, secret: str, client: str, cost: int,
