@@ -56,7 +56,7 @@ plans:
   large:
     name: Large
     limits:
-      - {name: per_hour, unit: hour, requests_per_unit: 100}
+      - {name: per_hour, unit: hour, requests_per_unit: 2000}
       - {name: monthly, unit: month, requests_per_unit: 1000, calendar: true}
     price:
       currency: EUR

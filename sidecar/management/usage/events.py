@@ -48,6 +48,8 @@ KEEP = timedelta(days=35)
 MAX_VALUE = Decimal(10) ** 12
 MICROS = Decimal(1_000_000)
 _AT = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING = re.compile(r"Object missing required field `(.+)`$")
+_UNKNOWN = re.compile(r"Object contains unknown field `(.+)`$")
 
 
 @dataclass(slots=True)
@@ -164,10 +166,7 @@ def _check(index: int, raw: msgspec.Raw, meters: dict[str, Meter], now: datetime
     try:
         body = msgspec.json.decode(raw, type=u.UsageEvent)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = _AT.search(text)
-        where = f"{match.group(1)}: " if match and match.group(1) else ""
-        raise _Refused(f"{where}{_AT.sub('', text)}") from None
+        raise _Refused(_shape_error(str(exc))) from None
     if isinstance(body.customer_id, str) == isinstance(body.key_id, str):
         raise _Refused("customer_id: give exactly one of customer_id and key_id")
     if body.meter == REQUESTS:
@@ -184,6 +183,20 @@ def _check(index: int, raw: msgspec.Raw, meters: dict[str, Meter], now: datetime
     return _Event(index, body, time.astimezone(UTC), micros, unique)
 
 
+def _shape_error(text: str) -> str:
+    """msgspec's message, led by the field it is about."""
+    fields = ", ".join(u.UsageEvent.__struct_fields__)
+    missing = _MISSING.match(text)
+    if missing:
+        return f"{missing[1]}: missing; an event has {fields}"
+    unknown = _UNKNOWN.match(text)
+    if unknown:
+        return f"{unknown[1][:64]}: unknown field; an event has {fields}"
+    at = _AT.search(text)
+    where = f"{at.group(1)}: " if at and at.group(1) else ""
+    return f"{where}{_AT.sub('', text)}"
+
+
 def _value(meter: Meter, value: int | float | str | None) -> tuple[int | None, str | None]:
     """(value in millionths, distinct value) as the meter's aggregation stores them."""
     if meter.aggregation == Aggregation.COUNT:
@@ -194,6 +207,9 @@ def _value(meter: Meter, value: int | float | str | None) -> tuple[int | None, s
             raise _Refused(f"value: a {meter.name} event needs the distinct value it counts: "
                            "a string of 1 to 256 characters or a whole number")
         return None, str(value)
+    if value is None:
+        raise _Refused(f"value: a {meter.name} event needs a value; expected a number from 0 "
+                       "to 1000000000000 with at most 6 decimals")
     number = _decimal(value)
     if number is None or not 0 <= number <= MAX_VALUE or number != number.quantize(
             Decimal("0.000001")):
@@ -202,8 +218,8 @@ def _value(meter: Meter, value: int | float | str | None) -> tuple[int | None, s
     return int(number * MICROS), None
 
 
-def _decimal(value: int | float | str | None) -> Decimal | None:
-    if value is None or isinstance(value, bool):
+def _decimal(value: int | float | str) -> Decimal | None:
+    if isinstance(value, bool):
         return None
     try:
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
