@@ -4,6 +4,7 @@ and billing, wired as service.py wires them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.options import EngineOptions
 from sidecar.management import schemas as s
+from sidecar.management.admin import decode
 from sidecar.management.billing.invoicing import Billing
 from sidecar.management.cache import KeyCache
 from sidecar.management.catalog import Actor, Catalog
@@ -24,7 +26,7 @@ from sidecar.management.usage.counter import UsageCounter
 from sidecar.management.usage.events import EventIngest
 from sidecar.management.usage.flusher import UsageFlusher
 from sidecar.management.usage.limits import UsageReader
-from sidecar.management.usage.schemas import EventsResult
+from sidecar.management.usage.schemas import EventsResult, UsageEvents
 from sidecar.management.verify import Verifier
 from sidecar.rules.loader import RuleFile
 from sidecar.storage.memory import MemoryStore
@@ -103,10 +105,9 @@ class Rig:
     async def codes(self, key: str, times: int) -> list[str]:
         return [(await self.verifier.verify(key, "10.0.0.1")).code for _ in range(times)]
 
-    async def report(self, *events: dict[str, Any]) -> EventsResult:
-        import msgspec
-
-        return await self.events.ingest([msgspec.Raw(msgspec.json.encode(e)) for e in events])
+    async def report(self, *events: Any) -> EventsResult:
+        """``events`` as the HTTP API reads them (admin.decode: Invalid for a bad shape)."""
+        return await self.events.ingest(decode(json.dumps(events).encode(), UsageEvents))
 
 
 async def make_rig(url: str, now: str = "2026-11-01T00:00:00", plans: str = PLANS) -> Rig:

@@ -17,9 +17,10 @@ from sidecar.management.billing.invoicing import Billing
 from sidecar.management.billing.period import Period
 from sidecar.management.billing.render import invoice_csv, invoice_html
 from sidecar.management.errors import Invalid
+from sidecar.management.usage.api import id_param
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-INVOICE_ID = "{id:inv_[A-Za-z0-9]{1,40}}"
+INVOICE_ID = "{id:(?!preview$)[^/]+}"  # "preview" has its own route
 
 
 class BillingApi:
@@ -41,11 +42,11 @@ class BillingApi:
 
     async def preview(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "billing:read")
-        customer_id = request.query.get("customer_id")
-        if not customer_id:
+        customer_id = id_param(request, "customer_id")
+        if customer_id is None:
             raise Invalid("which customer? expected customer_id", "customer_id")
         text = request.query.get("period")
-        period = Period.parse(text) if text else Period.of(self.billing.now())
+        period = Period.of(self.billing.now()) if text is None else Period.parse(text)
         return json_response(await self.billing.preview(customer_id, period))
 
     async def close(self, request: web.Request) -> web.Response:
@@ -60,8 +61,9 @@ class BillingApi:
             raise Invalid("not a cursor this API gave", "cursor")
         text = request.query.get("period")
         return json_response(await self.billing.list_invoices(
-            request.query.get("customer_id") or None, Period.parse(text) if text else None,
-            limit, int(cursor) if cursor else None))
+            id_param(request, "customer_id"),
+            None if text is None else Period.parse(text), limit,
+            int(cursor) if cursor else None))
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "billing:read")

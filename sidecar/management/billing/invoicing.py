@@ -81,10 +81,12 @@ class Billing:
         return draft
 
     async def get_invoice(self, invoice_id: str) -> b.Invoice:
+        if len(invoice_id) > 40 or "\x00" in invoice_id:  # no invoice id looks like that
+            raise NotFound(f"no invoice {invoice_id[:64]!r}")
         async with self.sessions() as session:
             row = await session.get(Invoice, invoice_id)
         if row is None:
-            raise NotFound(f"no invoice {invoice_id!r}")
+            raise NotFound(f"no invoice {invoice_id[:64]!r}")
         return _document(row)
 
     async def list_invoices(self, customer_id: str | None, period: Period | None, limit: int,

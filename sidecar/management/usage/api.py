@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import cast
 
-import msgspec
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,15 +46,13 @@ class UsageApi:
 
     async def events(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "usage:write")
-        items = decode(await read_body(request, self.max_body), list[msgspec.Raw])
-        if not 1 <= len(items) <= u.MAX_EVENTS:
-            raise Invalid(f"{len(items)} events; expected 1 to {u.MAX_EVENTS} per call")
+        items = decode(await read_body(request, self.max_body), u.UsageEvents)
         return json_response(await self.ingest.ingest(items))
 
     async def series(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "usage:read")
         q = request.query
-        customer_id, key_id = q.get("customer_id") or None, q.get("key_id") or None
+        customer_id, key_id = id_param(request, "customer_id"), id_param(request, "key_id")
         if customer_id is None and key_id is None:
             raise Invalid("give customer_id, key_id or both", "customer_id")
         granularity = q.get("granularity", "day")
@@ -75,8 +72,17 @@ class UsageApi:
             return json_response(await read_series(session, query))
 
 
+def id_param(request: web.Request, name: str) -> str | None:
+    """A customer or key id from the query (None when absent or empty); 400 for text no id
+    can be (an id is at most 64 characters, without NUL)."""
+    text = request.query.get(name) or None
+    if text is not None and (len(text) > 64 or "\x00" in text):
+        raise Invalid("not an id: at most 64 characters, without NUL", name)
+    return text
+
+
 def _time(text: str | None, field: str) -> datetime | None:
-    if not text:
+    if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
