@@ -21,6 +21,7 @@ RATE_LIMITED for keys not already known valid, without a lookup.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
@@ -109,7 +110,10 @@ class Verifier:
         return await self._charge(entry, plan, plans, cost, limit_names)
 
     async def _load(self, key_hash: str) -> CachedKey | bool:
-        found = await self.catalog.find_key(key_hash)
+        # In a Task of its own: the fast transport may run a call's first step outside any
+        # Task (h2 eager_start), and waiting for a pooled connection needs one
+        # (asyncio.timeout). A cache miss is rare, so the Task costs nothing that counts.
+        found = await asyncio.ensure_future(self.catalog.find_key(key_hash))
         if found is None:
             self.cache.put_missing(key_hash)
             return False

@@ -62,3 +62,22 @@ async def test_instances_starting_together_migrate_once(url: str) -> None:
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_the_usage_revision_gives_existing_customers_their_plan_period(url: str) -> None:
+    from sqlalchemy import text
+
+    engine = create_engine(database_url(url, ""))
+    try:
+        assert await upgrade(engine, "0001") == "0001"
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO customers (id, name, plan, meta, created_at, updated_at) VALUES "
+                "('acme', 'Acme', 'pro', '{}', '2026-10-05 10:00:00', '2026-10-05 10:00:00')"))
+        assert await upgrade(engine) == "0002_usage_billing"
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text(
+                "SELECT customer_id, plan, ends_at FROM plan_periods"))).all()
+        assert [tuple(r) for r in rows] == [("acme", "pro", None)]
+    finally:
+        await engine.dispose()
