@@ -13,8 +13,10 @@ saturation with h2load for --seconds on
   REST   POST /v1/keys/verify {"key"}                          (HTTP/1.1, keep-alive)
 
 then prints calls/s of both, the on/off ratio (the target: >= 0.9), and, for the runs with
-counting on, that the ledger holds exactly the calls answered: the sidecar is stopped with
-SIGTERM (which writes its last batch) and the SQLite ledger is summed. The sidecar is pinned
+counting on, that the ledger holds exactly the verifications the sidecar made (its own
+``viva_key_verifications_total``; h2load's count leaves out the calls in flight when it
+stops): the sidecar is stopped with SIGTERM (which writes its last batch) and the SQLite
+ledger is summed. The sidecar is pinned
 to CPU 0, h2load to CPU 1 (--no-pin: the OS decides). Rounds alternate off/on so a drift of
 the machine during the run weighs on both.
 """
@@ -67,22 +69,21 @@ def measure(procs: Processes, args: argparse.Namespace, config: Path, redis: str
                           ["content-type: application/json",
                            f"authorization: Bearer {ROOT_KEY}"])}
     rps: dict[str, float] = {}
-    answered = 2  # the two first calls above
     for name in ENDPOINTS:
         body = procs.tmp / f"{name}-{tag}.body"
         body.write_bytes(bodies[name])
         url, is_grpc, headers = targets[name]
         load = run(f"{name}-{tag}", url, body, args, is_grpc, headers, False, procs.tmp)
         rps[name] = load.rps
-        answered += load.requests
+    made = int(sidecar.metric("viva_key_verifications_total"))
     procs.stop(sidecar.proc, timeout=30)  # SIGTERM: the last usage batch is written
     if not usage:
         return rps, None
     with sqlite3.connect(data / "viva.db") as db:
         counted = db.execute("SELECT coalesce(sum(decisions), 0) FROM usage_counts").fetchone()
-    if int(counted[0]) != answered:
-        raise SystemExit(f"the ledger holds {counted[0]} decisions for {answered} answered")
-    return rps, answered
+    if int(counted[0]) != made:
+        raise SystemExit(f"the ledger holds {counted[0]} decisions for {made} verifications")
+    return rps, made
 
 
 def main() -> None:
@@ -110,7 +111,7 @@ def main() -> None:
                 rps, counted = measure(procs, args, config, redis, usage,
                                        f"{n}-{'on' if usage else 'off'}")
                 results[usage].append(rps)
-                extra = f"; ledger = {counted} answered calls, exactly" if counted else ""
+                extra = f"; ledger = {counted} verifications, exactly" if counted else ""
                 print(f"round {n + 1}, usage {'on ' if usage else 'off'}: " + ", ".join(
                     f"{name} {rps[name]:.0f}/s" for name in ENDPOINTS) + extra)
     print(f"{'endpoint':<24}{'off req/s':>11}{'on req/s':>11}{'on/off':>8}")
