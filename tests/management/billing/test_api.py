@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,6 +144,12 @@ def test_report_preview_close_and_read_an_invoice(sidecar: FullSidecar, database
     assert not re.search(r"""(src|href)\s*=|url\(|@import""", html), "an external asset"
     _prints_to_pdf(html, tmp_path)
 
+    with urllib.request.urlopen(f"{sidecar.http_url}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert re.search(r"^viva_usage_flush_lag_seconds [0-9.e+-]+$", metrics, re.M)
+    assert re.search(r"^viva_usage_ledger_rows_written_total [1-9]", metrics, re.M)
+    assert 'viva_usage_events_total{result="duplicate"} 2.0' in metrics
+
     this_month = Period.of(now)
     early = api.post(f"/v1/billing/periods/{this_month}/close")
     assert (early.status, early["field"]) == (409, "period")
@@ -167,9 +176,6 @@ def _prints_to_pdf(html: str, folder: Path) -> None:
 
 
 def test_usage_and_billing_need_their_scopes(sidecar: FullSidecar) -> None:
-    import os
-    import sys
-
     env = {**os.environ, "VIVA_DATA_DIR": str(sidecar.data_dir),
            "VIVA_DATABASE_URL": sidecar.env.get("VIVA_DATABASE_URL", "")}
     made = subprocess.run([sys.executable, "-m", "sidecar", "admin", "create-root-key",

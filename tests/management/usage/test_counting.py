@@ -70,6 +70,18 @@ async def test_each_decision_lands_in_its_bucket_once(rig: Rig) -> None:
     assert rig.registry.get_sample_value("viva_usage_flushes_total", {"result": "ok"}) == 2
 
 
+async def test_listeners_hear_which_customers_each_flush_wrote(rig: Rig) -> None:
+    heard: list[frozenset[str]] = []
+    rig.flusher.flushed.append(heard.append)
+    rig.flusher.flushed.append(lambda customers: 1 / 0)  # a broken one changes nothing
+    keys = [await rig.customer(c, "large") for c in ("acme", "beta")]
+    for key in keys:
+        await rig.codes(key, 2)
+    assert await rig.flusher.flush() == 4
+    assert await rig.flusher.flush() == 0  # nothing new: nobody to tell
+    assert heard == [frozenset({"acme", "beta"})]
+
+
 async def test_a_failed_write_is_retried_under_the_same_batch_id(rig: Rig) -> None:
     key = await rig.customer("acme", "large")
     await rig.codes(key, 3)
