@@ -252,13 +252,23 @@ class Catalog:
                            name: str | None) -> tuple[str, str]:
         """Register a root key (a new one when ``secret`` is None); returns (id, secret).
         Registering a known secret again changes nothing."""
-        made = new_key(ROOT_KEY_PREFIX)
-        secret = secret or made.secret
+        secret = secret or new_key(ROOT_KEY_PREFIX).secret
         digest = hash_key(secret)
+        try:
+            return await self._add_root_key(secret, digest, scopes, name), secret
+        except IntegrityError:  # instances starting at once register the same VIVA_ROOT_KEY
+            async with self.sessions() as session:
+                found = await session.scalar(select(RootKey.id).where(RootKey.hash == digest))
+            if found is None:
+                raise
+            return str(found), secret
+
+    async def _add_root_key(self, secret: str, digest: str, scopes: Sequence[str],
+                            name: str | None) -> str:
         async with self._transaction() as session:
             found = await session.scalar(select(RootKey).where(RootKey.hash == digest))
             if found is not None:
-                return found.id, secret
+                return found.id
             # A VIVA_ROOT_KEY may be any text: show none of it.
             start = display_start(secret) if well_formed(secret, ROOT_KEY_PREFIX) else ""
             row = RootKey(id=new_id("root"), hash=digest, start=start, name=name,
@@ -267,7 +277,7 @@ class Catalog:
             self._audit(session, Actor("system", frozenset()), "root_key.create",
                         f"root_key:{row.id}", {"scopes": row.scopes, "name": name})
             self._changed(session, "root_key")
-        return row.id, secret
+        return row.id
 
     async def root_keys(self) -> list[RootKey]:
         async with self.sessions() as session:

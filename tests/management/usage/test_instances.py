@@ -53,7 +53,10 @@ def pair(tmp_path: Path, postgres: PostgresServer, redis_clean: RedisServer
     second.start(wait=False)
     try:
         for process in (first, second):
-            process.start_wait()
+            try:
+                process.start_wait()
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{process.log()}") from None
         yield first, second, postgres
     finally:
         first.stop()
