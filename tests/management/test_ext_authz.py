@@ -40,7 +40,8 @@ def test_ext_authz_authenticates_and_rate_limits_in_one_call(
     missing = envoy.request("/orders")
     assert (missing.status, missing.headers["x-viva-code"]) == (401, "MISSING"), envoy.log()
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    bad = envoy.request("/orders", headers={"x-api-key": key[:-1] + "1"})
+    mistyped = key[:-1] + ("2" if key.endswith("1") else "1")  # always another key
+    bad = envoy.request("/orders", headers={"x-api-key": mistyped})
     assert (bad.status, bad.headers["x-viva-code"]) == (401, "NOT_FOUND")
 
     ok = envoy.request("/orders", headers={"x-api-key": key})
