@@ -1,8 +1,9 @@
 """The admin API's operations on the catalog, each one transaction.
 
-A mutation, its audit event and its change-log row commit together or not at all: a request
-that fails half-way leaves the database as it was. Secrets never enter: a key is stored as
-its SHA-256 and shown once, by the create or rotate answer.
+A mutation, its audit event, its change-log row and the webhook events it causes (written to
+the outbox by ``events``: key.created, key.rotated, key.revoked) commit together or not at
+all: a request that fails half-way leaves the database as it was. Secrets never enter: a key is
+stored as its SHA-256 and shown once, by the create or rotate answer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
 from sidecar.management import schemas as s
+from sidecar.management.alerts.schemas import KeyCreatedData, KeyRevokedData, KeyRotatedData
 from sidecar.management.db.models import (
     ApiKey,
     AuditEvent,
@@ -44,6 +46,12 @@ Clock = Callable[[], float]
 MAX_PAGE = 100
 
 
+class EventSink(Protocol):
+    """Writes an event in the caller's transaction (alerts/outbox.py's Outbox)."""
+
+    async def emit(self, session: AsyncSession, event_type: str, data: Any) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks: a root key's id and scopes."""
@@ -57,8 +65,10 @@ class Catalog:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  plans: Callable[[], PlanSet | None], clock: Clock,
-                 committed: Callable[[Change], None] | None = None) -> None:
+                 committed: Callable[[Change], None] | None = None,
+                 events: EventSink | None = None) -> None:
         self.sessions = sessions
+        self.events = events
         self.plans = plans
         self.clock = clock
         # Hears this instance's own changes once committed (its cache need not wait for the
@@ -148,6 +158,8 @@ class Catalog:
                 ApiKey.customer_id == row.id, ApiKey.revoked_at.is_(None)))).all()
             for key in keys:
                 key.revoked_at = key.updated_at = now
+                await self._emit(session, "key.revoked",
+                                 KeyRevokedData(key_view(key, row.plan), "customer_deleted"))
             self._audit(session, actor, "customer.delete", f"customer:{row.id}",
                         {"revoked_keys": [k.id for k in keys]})
             self._changed(session, "customer", customer_id=row.id)
@@ -169,6 +181,8 @@ class Catalog:
             session.add(row)
             self._audit(session, actor, "key.create", f"key:{row.id}", _fields(body))
             self._changed(session, "key", row)
+            await self._emit(session, "key.created",
+                             KeyCreatedData(key_view(row, customer.plan)))
         return _created(row, made.secret, customer.plan)
 
     async def get_key(self, key_id: str) -> s.Key:
@@ -227,16 +241,20 @@ class Catalog:
                         {"new_key_id": row.id, "grace_seconds": grace_seconds})
             self._changed(session, "key", old)
             self._changed(session, "key", row)
+            await self._emit(session, "key.rotated", KeyRotatedData(
+                key_view(old, plan), key_view(row, plan), grace_seconds))
         return _created(row, made.secret, plan)
 
     async def revoke_key(self, actor: Actor, key_id: str) -> s.Key:
         async with self._transaction() as session:
             row = await self._key(session, key_id, lock=True)
+            plan = await self._plan_of(session, row.customer_id)
             if row.revoked_at is None:
                 row.revoked_at = row.updated_at = self.now()
                 self._audit(session, actor, "key.revoke", f"key:{row.id}", {})
                 self._changed(session, "key", row)
-            plan = await self._plan_of(session, row.customer_id)
+                await self._emit(session, "key.revoked",
+                                 KeyRevokedData(key_view(row, plan), "revoked"))
         return key_view(row, plan)
 
     async def find_key(self, key_hash: str) -> tuple[ApiKey, Customer] | None:
@@ -379,8 +397,11 @@ class Catalog:
 
     def _audit(self, session: AsyncSession, actor: Actor, action: str, target: str,
                changes: dict[str, Any]) -> None:
-        session.add(AuditEvent(at=self.now(), actor=actor.id, action=action, target=target,
-                               changes=changes))
+        audit(session, self.now(), actor, action, target, changes)
+
+    async def _emit(self, session: AsyncSession, event_type: str, data: Any) -> None:
+        if self.events is not None:
+            await self.events.emit(session, event_type, data)
 
     def _changed(self, session: AsyncSession, kind: str, key: ApiKey | None = None,
                  customer_id: str | None = None) -> None:
@@ -389,6 +410,13 @@ class Catalog:
                         customer_id=key.customer_id if key else customer_id)
         session.add(change)
         session.info.setdefault("changes", []).append(change)
+
+
+def audit(session: AsyncSession, at: datetime, actor: Actor, action: str, target: str,
+          changes: dict[str, Any]) -> None:
+    """An audit event in the caller's transaction."""
+    session.add(AuditEvent(at=at, actor=actor.id, action=action, target=target,
+                           changes=changes))
 
 
 def _fields(body: msgspec.Struct) -> dict[str, Any]:

@@ -10,7 +10,10 @@ the config directory beside the rules, checked and hot-reloaded exactly as the r
           - {name: per_second, unit: second, requests_per_unit: 5,
              algorithm: token_bucket, burst: 10}
           - {name: monthly, unit: month, requests_per_unit: 1000, calendar: true}
-        price: {currency: EUR, base_fee: "0"}  # optional: billing (billing/config.py)
+        alerts:                         # usage.threshold webhooks (alerts/thresholds.py)
+          thresholds: [0.8, 1.0]        # shares of a limit, increasing, each in (0, 1]
+          limits: [monthly]             # default: quotas and windows of an hour or more
+        price: {currency: EUR, base_fee: "0"}  # billing (billing/config.py)
     meters: {tokens: {aggregation: sum}}  # reported meters besides requests (meters.py)
     time_zone: UTC                      # where calendar quotas turn over (default UTC)
 
@@ -28,6 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import yaml
@@ -37,20 +41,25 @@ from sidecar.management.billing.config import check_meters, check_price
 from sidecar.management.billing.money import CURRENCY
 from sidecar.management.billing.prices import PlanPrice
 from sidecar.management.meters import REQUESTS, Meter
-from sidecar.model import RATE_ALGORITHMS, RateLimit
+from sidecar.model import RATE_ALGORITHMS, Algorithm, RateLimit
 from sidecar.rules.checker import listing
 from sidecar.rules.extensions import is_concurrency
 from sidecar.rules.loader import RuleFile, read_rule_files, rules_version
 from sidecar.rules.model import DescriptorNode, DomainOptions
 from sidecar.rules.schema import FileChecker
 from sidecar.rules.watcher import FileWatcher, LoadStatus
-from sidecar.rules.yaml11 import describe, int_value, is_null
+from sidecar.rules.yaml11 import FLOAT, INT, describe, int_value, is_null
 
 log = logging.getLogger("sidecar.plans")
 
 DOMAIN = "viva_keys"  # the engine domain of key verification (counters, metrics)
 ROOT_KEYS = ("plans", "time_zone", "meters")
-PLAN_KEYS = ("name", "limits", "max_keys", "features", "price")
+PLAN_KEYS = ("name", "limits", "max_keys", "features", "alerts", "price")
+ALERT_KEYS = ("thresholds", "limits")
+MAX_THRESHOLDS = 10
+# Limits whose count has a period a usage alert can refer to (buckets refill continuously).
+WINDOWED = (Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW, Algorithm.SLIDING_LOG)
+ALERT_MIN_WINDOW_MS = 3_600_000  # by default, shorter windows turn over too fast to warn of
 LIMIT_KEYS = ("name", "unit", "requests_per_unit", "algorithm", "burst", "window",
               "unit_multiplier", "calendar")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -60,15 +69,35 @@ MAX_KEYS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
+class PlanAlerts:
+    """When to raise usage.threshold: shares of a limit (exact fractions of the YAML's
+    numbers), for the named limits (None: every quota and every window of an hour or more)."""
+
+    thresholds: tuple[Fraction, ...]
+    limits: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
-    """One plan in force: its limits (named RateLimits), features and key cap."""
+    """One plan in force: its limits (named RateLimits), features, key cap and alerts."""
 
     id: str
     name: str
     limits: tuple[RateLimit, ...] = ()
     features: frozenset[str] = frozenset()
     max_keys: int | None = None
+    alerts: PlanAlerts | None = None
     price: PlanPrice | None = None  # None: the plan is not billed
+
+    def alerted(self, limit: RateLimit) -> bool:
+        """Whether usage.threshold watches ``limit`` (by name: a customer's override of a
+        plan limit is watched as the plan's is)."""
+        if self.alerts is None:
+            return False
+        if self.alerts.limits is not None:
+            return limit.name in self.alerts.limits
+        return limit.algorithm in WINDOWED and (
+            limit.calendar or limit.window_length_ms >= ALERT_MIN_WINDOW_MS)
 
 
 @dataclass(frozen=True)
@@ -134,9 +163,65 @@ class _PlanChecker(FileChecker):
                           f"{describe(f['max_keys'])} is not a number of keys",
                           f"a whole number from 1 to {MAX_KEYS}, or no max_keys (no cap)")
                 max_keys = None
+        alerts = self.alerts(f.get("alerts"), f"{path}.alerts", limits)
         price = None if is_null(f.get("price")) else check_price(self, f["price"],
                                                                   f"{path}.price")
-        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys, price)
+        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys, alerts, price)
+
+    def alerts(self, node: yaml.Node | None, path: str,
+               limits: list[RateLimit]) -> PlanAlerts | None:
+        if is_null(node):
+            return None
+        f = self.mapping(node, path, ALERT_KEYS)
+        if f is None:
+            return None
+        thresholds = self.thresholds(f.get("thresholds"), f"{path}.thresholds", node)
+        watched = None if is_null(f.get("limits")) else \
+            self.alert_limits(f["limits"], f"{path}.limits", limits)
+        return PlanAlerts(tuple(thresholds), watched) if thresholds else None
+
+    def thresholds(self, node: yaml.Node | None, path: str,
+                   parent: yaml.Node | None) -> list[Fraction]:
+        expected = "a list of 1 to 10 shares of a limit, increasing, each above 0 and at most 1"
+        if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= MAX_THRESHOLDS:
+            self.fail(node or parent, path, "no thresholds" if node is None else
+                      f"{describe(node)} is not a list of thresholds", f"{expected}, e.g. "
+                      "[0.8, 1.0]")
+            return []
+        out: list[Fraction] = []
+        for i, item in enumerate(node.value):
+            share = _share(item)
+            if share is None or not 0 < share <= 1:
+                self.fail(item, f"{path}[{i}]", f"{describe(item)} is not a share of a limit",
+                          "a number above 0 and at most 1, e.g. 0.8")
+            elif out and share <= out[-1]:
+                self.fail(item, f"{path}[{i}]", f"{item.value} does not come after "
+                          f"{float(out[-1]):g}", expected)
+            else:
+                out.append(share)
+        return out if len(out) == len(node.value) else []
+
+    def alert_limits(self, node: yaml.Node, path: str,
+                     limits: list[RateLimit]) -> tuple[str, ...] | None:
+        by_name = {limit.name: limit for limit in limits}
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, path, f"{describe(node)} is not a list of limit names",
+                      f"names of the plan's limits ({listing(sorted(by_name)) or 'none'})")
+            return None
+        out: list[str] = []
+        for i, item in enumerate(node.value):
+            name = self.string(item, f"{path}[{i}]")
+            limit = by_name.get(name)
+            if limit is None:
+                self.fail(item, f"{path}[{i}]", f"the plan has no limit '{name}'",
+                          f"one of {listing(sorted(by_name)) or 'none'}")
+            elif limit.algorithm not in WINDOWED:
+                self.fail(item, f"{path}[{i}]", f"'{name}' is a {limit.algorithm.value}, "
+                          "which refills continuously: its usage has no period to alert on",
+                          f"a limit with algorithm {listing([a.value for a in WINDOWED])}")
+            else:
+                out.append(name)
+        return tuple(dict.fromkeys(out))
 
     def limits(self, node: yaml.Node | None, path: str, scope: str) -> list[RateLimit]:
         if is_null(node):
@@ -194,6 +279,16 @@ class _PlanChecker(FileChecker):
             else:
                 out.append(text)
         return out
+
+
+def _share(node: yaml.Node) -> Fraction | None:
+    """A YAML number as an exact fraction (0.8 is 4/5, so 80 % of 5 is exactly 4)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (INT, FLOAT):
+        return None
+    try:
+        return Fraction(str(node.value).replace("_", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 class ParsedPlans(NamedTuple):

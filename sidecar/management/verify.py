@@ -64,14 +64,17 @@ class Verifier:
     def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
                  count: Callable[[str, str], None] | None = None,
-                 record: Callable[[Outcome, int], None] | None = None) -> None:
+                 record: Callable[[Outcome, int], None] | None = None,
+                 observe: Callable[[Outcome], None] | None = None) -> None:
         self.catalog = catalog
         self.cache = cache
         self.engine = engine
         self.plans = plans
         self.count = count or (lambda code, transport: None)
-        # Usage metering (usage/counter.py): every outcome with its cost, in memory.
+        # Every outcome, on the hot path (each a few dict or set operations): usage metering
+        # with the cost (usage/counter.py), and usage alerts (alerts/service.py).
         self.record = record
+        self.observe = observe
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
             stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
@@ -83,6 +86,8 @@ class Verifier:
         self.count(outcome.code, transport)
         if self.record is not None:
             self.record(outcome, cost)
+        if self.observe is not None:
+            self.observe(outcome)
         return outcome
 
     async def _verify(self, secret: str, client: str, cost: int,

@@ -25,8 +25,8 @@ from sidecar.management.plans import PlanSet, build_plans
 from sidecar.management.usage.counter import UsageCounter
 from sidecar.management.usage.events import EventIngest
 from sidecar.management.usage.flusher import UsageFlusher
-from sidecar.management.usage.limits import UsageReader
 from sidecar.management.usage.schemas import EventsResult, UsageEvents
+from sidecar.management.usage.totals import PeriodTotals
 from sidecar.management.verify import Verifier
 from sidecar.rules.loader import RuleFile
 from sidecar.storage.memory import MemoryStore
@@ -88,7 +88,7 @@ class Rig:
     flusher: UsageFlusher
     events: EventIngest
     billing: Billing
-    reader: UsageReader
+    totals: PeriodTotals
     registry: CollectorRegistry
 
     def at(self, text: str) -> None:
@@ -125,6 +125,6 @@ async def make_rig(url: str, now: str = "2026-11-01T00:00:00", plans: str = PLAN
     flusher = UsageFlusher(counter, catalog.sessions, 10.0, registry, clock)
     events = EventIngest(catalog.sessions, lambda: current[0], clock, registry)
     billing = Billing(catalog.sessions, lambda: current[0], clock, 10.0)
-    reader = UsageReader(catalog.sessions, engine, lambda: current[0])
-    return Rig(db, clock, current, catalog, verifier, counter, flusher, events, billing, reader,
+    totals = PeriodTotals(catalog.sessions, lambda: current[0])
+    return Rig(db, clock, current, catalog, verifier, counter, flusher, events, billing, totals,
                registry)

@@ -40,8 +40,8 @@ async def test_migrations_build_exactly_the_models(url: str) -> None:
     engine = create_engine(database_url(url, ""))
     try:
         assert await current(engine) is None
-        assert await upgrade(engine) == head() == "0002_usage_billing"
-        assert await upgrade(engine) == "0002_usage_billing"  # idempotent
+        assert await upgrade(engine) == head() == "0003"
+        assert await upgrade(engine) == "0003"  # idempotent
 
         def diff(connection: Any) -> list[Any]:
             return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
@@ -58,7 +58,7 @@ async def test_instances_starting_together_migrate_once(url: str) -> None:
     engines = [create_engine(database_url(url, "")) for _ in range(3)]
     try:
         revisions = await asyncio.gather(*(upgrade(e) for e in engines))
-        assert revisions == ["0002_usage_billing"] * 3
+        assert revisions == ["0003"] * 3
     finally:
         for engine in engines:
             await engine.dispose()
@@ -74,7 +74,7 @@ async def test_the_usage_revision_gives_existing_customers_their_plan_period(url
             await connection.execute(text(
                 "INSERT INTO customers (id, name, plan, meta, created_at, updated_at) VALUES "
                 "('acme', 'Acme', 'pro', '{}', '2026-10-05 10:00:00', '2026-10-05 10:00:00')"))
-        assert await upgrade(engine) == "0002_usage_billing"
+        assert await upgrade(engine, "0002_usage_billing") == "0002_usage_billing"
         async with engine.connect() as connection:
             rows = (await connection.execute(text(
                 "SELECT customer_id, plan, ends_at FROM plan_periods"))).all()

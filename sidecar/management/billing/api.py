@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sidecar.management.admin import RootKeys, guarded, json_response, page
+from sidecar.management.admin import RootKeys, guarded, paged, reply
 from sidecar.management.billing.invoicing import Billing
 from sidecar.management.billing.period import Period
 from sidecar.management.billing.render import invoice_csv, invoice_html
@@ -47,20 +47,20 @@ class BillingApi:
             raise Invalid("which customer? expected customer_id", "customer_id")
         text = request.query.get("period")
         period = Period.of(self.billing.now()) if text is None else Period.parse(text)
-        return json_response(await self.billing.preview(customer_id, period))
+        return reply(await self.billing.preview(customer_id, period))
 
     async def close(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "billing:write")
         period = Period.parse(request.match_info["period"])
-        return json_response(await self.billing.close(actor, period))
+        return reply(await self.billing.close(actor, period))
 
     async def list_invoices(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "billing:read")
-        limit, cursor = page(request)
+        limit, cursor = paged(request)
         if cursor is not None and not cursor.isdigit():
             raise Invalid("not a cursor this API gave", "cursor")
         text = request.query.get("period")
-        return json_response(await self.billing.list_invoices(
+        return reply(await self.billing.list_invoices(
             id_param(request, "customer_id"),
             None if text is None else Period.parse(text), limit,
             int(cursor) if cursor else None))
@@ -73,7 +73,7 @@ class BillingApi:
                           "format")
         invoice = await self.billing.get_invoice(request.match_info["id"])
         if kind == "json":
-            return json_response(invoice)
+            return reply(invoice)
         name = f"{invoice.number or 'invoice'}.{kind}"
         if kind == "csv":
             response = web.Response(text=invoice_csv(invoice), content_type="text/csv")

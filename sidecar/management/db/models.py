@@ -12,6 +12,11 @@
     usage_events  reported usage events, unique by id (idempotency), kept per billing period
     billing_periods  closed periods (no event may be added to one)
     invoices      final invoices: gapless numbers, one per customer and period, immutable
+    webhook_endpoints   where events are delivered; the signing secret sealed (alerts/sealing)
+    webhook_events      the outbox: one row per event, its JSON body exactly as signed
+    webhook_deliveries  one per event and subscribed endpoint: state, next attempt, lease
+    webhook_attempts    every delivery attempt: status code, error, duration (never a secret)
+    alert_marks         what was already announced (a threshold in a period, a key's expiry)
 
 Ids are text (``cus_…``, ``key_…``) so that later tables (usage ledger, invoices, webhooks)
 can refer to a customer or a key without a join on a surrogate. Times are UTC; SQLite keeps
@@ -32,6 +37,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -229,3 +235,82 @@ class Invoice(Base):
     subtotal: Mapped[str] = mapped_column(String(40))
     document: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime]
+
+
+class WebhookEndpoint(Base):
+    """A receiver of events. ``secret`` is the signing secret sealed with VIVA_SECRET_KEY
+    (AES-GCM, bound to the row's id): it must be recoverable to sign, so it cannot be hashed."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(Json)
+    description: Mapped[str | None] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """One event in the outbox, written in the transaction of the change that caused it.
+    ``body`` is the JSON sent, byte for byte, on every attempt (what the signature covers)."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # msg_…: webhook-id
+    type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: pending until delivered, or failed once retried for the
+    whole retry period. A dispatcher holds a pending row while it sends (lease_owner and
+    lease_until); a lease that runs out (a crashed instance) makes the row claimable again."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    status: Mapped[str] = mapped_column(String(12))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    give_up_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class AlertMark(Base):
+    """An alert already raised: its primary key makes it once, across instances
+    (usage.threshold: customer and limit, window start, threshold; key.expiring: key, expiry)."""
+
+    __tablename__ = "alert_marks"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(40), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -13,7 +13,7 @@ from typing import cast
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sidecar.management.admin import RootKeys, decode, guarded, json_response, read_body
+from sidecar.management.admin import RootKeys, guarded, read_body, reply
 from sidecar.management.billing.period import Period
 from sidecar.management.db.models import ApiKey, Customer
 from sidecar.management.errors import Invalid, NotFound
@@ -46,8 +46,8 @@ class UsageApi:
 
     async def events(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "usage:write")
-        items = decode(await read_body(request, self.max_body), u.UsageEvents)
-        return json_response(await self.ingest.ingest(items))
+        items = await read_body(request, u.UsageEvents, self.max_body)
+        return reply(await self.ingest.ingest(items))
 
     async def series(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "usage:read")
@@ -69,7 +69,7 @@ class UsageApi:
         query = Query(customer_id, key_id, meter, start, end, cast(u.Granularity, granularity))
         async with self.sessions() as session:
             await _known(session, customer_id, key_id)
-            return json_response(await read_series(session, query))
+            return reply(await read_series(session, query))
 
 
 def id_param(request: web.Request, name: str) -> str | None:

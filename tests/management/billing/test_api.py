@@ -1,7 +1,8 @@
 """The usage and billing endpoints over real HTTP, against a full-mode sidecar process on
 SQLite and on a real PostgreSQL: report usage for a past month, preview it, close it (twice),
 read the invoice as JSON, CSV and a printable page that Chromium turns into a PDF with
-nothing fetched; scopes; the current month cannot be closed yet."""
+nothing fetched; invoice.created reaches a webhook receiver, signed; scopes; the current
+month cannot be closed yet."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from sidecar.management.billing.period import Period
+from tests.management.alerts.kit import WEBHOOK_ENV, settled, subscribe
+from tests.management.alerts.receiver import Receiver
 from tests.management.kit import Admin, FullSidecar, write_config
 from tests.management.postgres import PostgresServer
 from tests.support.ports import eventually
@@ -68,16 +71,25 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 
 
 @pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def sidecar(database: Database, tmp_path: Path) -> Iterator[FullSidecar]:
     process = FullSidecar(write_config(tmp_path / "config", PLANS), tmp_path / "data",
-                          env={**database.env, "VIVA_USAGE_FLUSH_INTERVAL": "200ms"}).start()
+                          env={**database.env, **WEBHOOK_ENV,
+                               "VIVA_USAGE_FLUSH_INTERVAL": "200ms"}).start()
     yield process
     process.stop()
 
 
 def test_report_preview_close_and_read_an_invoice(sidecar: FullSidecar, database: Database,
-                                                  tmp_path: Path) -> None:
+                                                  receiver: Receiver, tmp_path: Path) -> None:
     api = sidecar.api()
+    webhook = subscribe(api, receiver.url(), ["invoice.created"])
     now = datetime.now(UTC)
     billed = Period.of(now)
     for _ in range(2):  # two months back: surely over, whatever the day of the test
@@ -125,6 +137,9 @@ def test_report_preview_close_and_read_an_invoice(sidecar: FullSidecar, database
     assert (invoice["status"], invoice["number"], invoice["total"]) == ("final", "INV-000001",
                                                                          "56.50")
     assert api.get("/v1/invoices?customer_id=acme")["items"] == [invoice.body]
+    settled(api, webhook["id"], 1)  # invoice.created, written with the invoice, delivered
+    (sent,) = receiver.verify_all(webhook["secret"])
+    assert (sent["type"], sent["data"]) == ("invoice.created", invoice.body)
     late = api.post("/v1/usage/events", [{**events[0], "id": "late"}])
     assert late["rejected"][0]["error"].startswith(f"time: the billing period {billed} is "
                                                    "closed")

@@ -1,7 +1,7 @@
 """Usage events and usage series, in process on SQLite and on a real PostgreSQL with a fake
 clock: every rejection with its reason, duplicates (in one call, across calls, and sent
 concurrently) stored and counted once, series per hour, day and month for every
-aggregation, what alerts read, and the 35-day retention."""
+aggregation, a period's totals, and the 35-day retention."""
 
 from __future__ import annotations
 
@@ -186,24 +186,17 @@ async def test_series_per_hour_day_and_month_for_every_aggregation(rig: Rig) -> 
     assert points(month) == [("11-01 00", 9, 2, "3")]
 
 
-async def test_what_alerts_read_limits_now_and_meters_this_period(rig: Rig) -> None:
+async def test_a_customers_period_so_far_every_meter_at_once(rig: Rig) -> None:
     key = await rig.customer("acme", "large")
     rig.at("2026-11-02T10:00:00")
     await rig.codes(key, 4)
-    assert (await rig.verifier.verify(key, "10.0.0.1", cost=396)).code == "VALID"
-    limits = {x.name: x for x in await rig.reader.limits("acme")}
-    assert (limits["per_hour"].used, limits["per_hour"].limit) == (400, 2000)
-    monthly = limits["monthly"]
-    assert (monthly.used, monthly.remaining, monthly.quota, monthly.share) == (400, 600, True,
-                                                                               0.4)
-    assert monthly.reset_at == datetime(2026, 12, 1, tzinfo=UTC).timestamp()
-    again = {x.name: x.used for x in await rig.reader.limits("acme")}
-    assert again == {"per_hour": 400, "monthly": 400}  # reading charges nothing
     await rig.flusher.flush()
-    await rig.report(event("t", value="2.25"))
-    meters = await rig.reader.meters("acme", Period(2026, 11))
-    assert meters == {"requests": Decimal(5), "tokens": Decimal("2.25"),
-                      "storage_gb": Decimal(0), "users": Decimal(0), "exports": Decimal(0)}
+    await rig.report(event("t", value="2.25"), event("u", "users", "ann"),
+                     event("s", "storage_gb", 3), event("s2", "storage_gb", "1.5"))
+    meters = await rig.totals.meters("acme", Period(2026, 11))
+    assert meters == {"requests": Decimal(4), "tokens": Decimal("2.25"),
+                      "storage_gb": Decimal(3), "users": Decimal(1), "exports": Decimal(0)}
+    assert (await rig.totals.meters("acme", Period(2026, 12)))["requests"] == 0
 
 
 async def test_events_are_kept_35_days_and_until_their_period_closes(rig: Rig) -> None:
