@@ -17,12 +17,18 @@ from aiohttp import web
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
 from sidecar.limiter.engine import Engine, Limiter
+from sidecar.limiter.leases import Leases
 from sidecar.limiter.local_cache import LocalCache
 from sidecar.limiter.native import load as load_native
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import FailurePolicy
-from sidecar.native_path import NativePath, python_engine_reason
+from sidecar.native_path import (
+    NativePath,
+    native_rules_check,
+    peek_rules,
+    python_engine_reason,
+)
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.observability.tracing import ObservedStore, configure_tracing
@@ -111,28 +117,34 @@ class Sidecar:
         self.extension = load_native(settings.native)
         self.native: NativePath | None = None
         self.engine: Limiter
-        if self.extension.module is not None and \
-                python_engine_reason(settings, self.tracing.enabled) is None:
+        reason = python_engine_reason(settings, self.tracing.enabled, peek_rules(settings))
+        if self.extension.module is not None and reason is None:
             self.native = NativePath(
                 self.extension.module, settings, self.metrics, engine_options(settings),
                 redis_options(settings) if settings.backend == "redis" else None, clock)
             self.store: Any = self.native.store
             self.engine = self.native.engine
+            # Leases need the Python engine's matching and planning; the native path runs
+            # only rules without concurrency limits, so this one never holds a slot and
+            # answers "no concurrency limit applies".
+            lease_engine = self._python_engine(MemoryStore(), clock)
         else:
             self.store = make_store(settings, self.metrics.breaker_changed)
-            self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
-                                 engine_options(settings), self.metrics, clock,
-                                 policy=FailureHandler(settings.failure_policy, MemoryStore(),
-                                                       self.metrics.policy_decision),
-                                 local_cache=LocalCache(settings.local_cache_size,
-                                                        self.metrics.local_cache_hit)
-                                 if settings.local_cache_size > 0 else None)
-        self.service = RateLimitService(self.engine, self.metrics, self.tracing)
+            self.engine = lease_engine = self._python_engine(self.store, clock)
+        self.python_engine_reason = reason
+        self.leases = Leases(lease_engine, self.metrics)
+        self.service = RateLimitService(self.engine, self.metrics, self.tracing, self.leases)
         self.health = Health(require_config=settings.healthy_with_config)
+        apply = self.engine.set_rules
+        if lease_engine is not self.engine:
+            def apply(rules: RuleSet) -> None:
+                self.engine.set_rules(rules)
+                lease_engine.set_rules(rules)
         self.rules = RulesManager(
-            settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
+            settings.rules_path, apply, settings.merge_domain_config,
             include_dotfiles=not settings.ignore_dotfiles,
-            poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
+            poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded,
+            check=native_rules_check if self.native is not None else None)
         # Full mode (customers, keys, plans, admin API): imported only when asked for, so a
         # standalone sidecar never loads SQLAlchemy and the catalog.
         self.full: FullMode | None = None
@@ -149,6 +161,16 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._store_reachable: bool | None = None  # None: not probed yet
         self._stopped = False
+
+    def _python_engine(self, store: Store, clock: Callable[[], float]) -> Engine:
+        settings = self.settings
+        return Engine(ObservedStore(store, self.tracing, self.metrics),
+                      engine_options(settings), self.metrics, clock,
+                      policy=FailureHandler(settings.failure_policy, MemoryStore(),
+                                            self.metrics.policy_decision),
+                      local_cache=LocalCache(settings.local_cache_size,
+                                             self.metrics.local_cache_hit)
+                      if settings.local_cache_size > 0 else None)
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
         self.metrics.rules_loaded(ok, rules.version if rules else "",
@@ -206,8 +228,8 @@ class Sidecar:
             return f"native ({extension.reason}): {self.native.describe(self.settings.transport)}"
         wire = "HTTP/2 wire in Rust" if self.settings.transport == "fast" else \
             "grpcio transport (Python)"
-        why = python_engine_reason(self.settings, self.tracing.enabled)
-        return f"native ({extension.reason}): {wire}, engine in Python ({why})"
+        return f"native ({extension.reason}): {wire}, engine in Python " \
+            f"({self.python_engine_reason})"
 
     async def _export_native(self) -> None:
         """Counts kept in Rust reach the metrics on scrape, and every second (so other
@@ -313,6 +335,7 @@ class Sidecar:
         while True:
             await asyncio.sleep(STORE_PROBE_SECONDS)
             await self._probe_store()
+            self.leases.prune()  # so the active-leases gauge drops expired leases too
 
     async def stop(self) -> None:
         """Fail health, keep answering for VIVA_SHUTDOWN_DELAY (so load balancers and probes

@@ -15,10 +15,14 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from sidecar.errors import RuleError, RuleSetError
 from sidecar.limiter.native import NativeEngineAdapter
 from sidecar.limiter.native_redis import NativeRedis
+from sidecar.model import Algorithm
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
+from sidecar.rules.loader import load_rules
+from sidecar.rules.model import DescriptorNode, RuleSet
 from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.storage.memory import MemoryStore
@@ -29,8 +33,13 @@ from sidecar.storage.redis.scripts import script_sha, script_source
 from sidecar.transports.fast import export_native_counts
 
 
-def python_engine_reason(settings: Settings, tracing: bool) -> str | None:
-    """Why the Python engine runs even with the extension built (None: the native one can)."""
+def python_engine_reason(settings: Settings, tracing: bool,
+                         rules: RuleSet | None = None) -> str | None:
+    """Why the Python engine runs even with the extension built (None: the native one can).
+    ``rules``: the rules as they stand at start-up (None: unreadable now; start-up reports
+    why)."""
+    if rules is not None and concurrency_limits(rules):
+        return "the rules have concurrency limits (leases), which are not native yet"
     if tracing:
         # Spans for each call and store round trip are made on the Python path only.
         return "OpenTelemetry tracing is on"
@@ -41,6 +50,45 @@ def python_engine_reason(settings: Settings, tracing: bool) -> str | None:
     if settings.redis_persecond:
         return "REDIS_PERSECOND is not native yet"
     return None
+
+
+def concurrency_limits(rules: RuleSet) -> list[str]:
+    """The full keys of every concurrency limit in ``rules``."""
+    found: list[str] = []
+
+    def walk(node: DescriptorNode, path: str) -> None:
+        kids = [*node.children.values(), *(kid for _, _, kid in node.wildcards)]
+        for kid in kids:
+            where = f"{path}.{kid.final_key}"
+            if kid.limit is not None and kid.limit.algorithm == Algorithm.CONCURRENCY:
+                found.append(where)
+            walk(kid, where)
+
+    for domain, root in sorted(rules.domains.items()):
+        walk(root, domain)
+    return sorted(set(found))
+
+
+def peek_rules(settings: Settings) -> RuleSet | None:
+    """The rules as the files say now, read once to choose the engine (the watcher reads them
+    again to apply them); None when they do not load (start-up then says why)."""
+    try:
+        return load_rules(settings.rules_path, settings.merge_domain_config,
+                          include_dotfiles=not settings.ignore_dotfiles)
+    except (RuleSetError, OSError):
+        return None
+
+
+def native_rules_check(rules: RuleSet) -> None:
+    """A reload the native engine cannot run is refused like invalid rules (the good ones stay
+    in force): concurrency limits need the Python engine, chosen at start-up."""
+    keys = concurrency_limits(rules)
+    if keys:
+        raise RuleSetError([RuleError(
+            ", ".join(rules.files) or "rules", key,
+            "algorithm concurrency runs on the Python engine, and this sidecar started on the "
+            "native one (its rules had no concurrency limit then): restart it to load these "
+            "rules, or set VIVA_NATIVE=0") for key in keys])
 
 
 def store_series(metrics: Metrics, store: str) -> None:

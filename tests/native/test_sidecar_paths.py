@@ -141,3 +141,45 @@ async def test_the_start_up_line_says_which_path_runs(tmp_path: Path, native: Mo
         f"hot path: native (sidecar._native {native.__version__}): HTTP/2 wire in Rust, "
         "engine in Rust on its memory store, calls answered in Rust",
         "hot path: pure Python (VIVA_NATIVE=false)"]
+
+
+CONCURRENCY = RULES + """
+  - key: socket
+    rate_limit: {algorithm: concurrency, max: 2, lease_ttl: 60s}
+"""
+
+
+async def test_concurrency_limits_choose_the_python_engine(tmp_path: Path, native: ModuleType,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    caplog.set_level("INFO", logger="sidecar.app")
+    async with running(tmp_path, {"rules.yaml": CONCURRENCY}) as app, aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=5)) as http:
+        assert app.sidecar.native is None
+        body = {"namespace": "test-domain", "descriptors": [[{"key": "socket", "value": "u"}]]}
+        async with http.post(f"{app.http_url}/v1/leases", data=json.dumps(body)) as resp:
+            lease = await resp.json()
+    assert lease["allowed"] is True and lease["lease_id"], lease  # a slot really held
+    assert lease["limit"] == 2
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hot path")]
+    assert lines == [
+        f"hot path: native (sidecar._native {native.__version__}): HTTP/2 wire in Rust, "
+        "engine in Python (the rules have concurrency limits (leases), which are not native yet)"]
+
+
+async def test_a_reload_bringing_concurrency_limits_is_refused_on_the_native_engine(
+        tmp_path: Path, native: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
+    async with running(tmp_path) as app:
+        assert app.sidecar.native is not None
+        assert await remaining_over_grpc(app) == 2
+        (app.rules_dir / "rules.yaml").write_text(
+            CONCURRENCY.replace("requests_per_unit: 3}", "requests_per_unit: 30}"))
+        manager = app.sidecar.rules
+        deadline = asyncio.get_running_loop().time() + 10
+        while manager.last_exception is None:
+            assert asyncio.get_running_loop().time() < deadline, "the reload was never tried"
+            await asyncio.sleep(0.1)
+        assert await remaining_over_grpc(app) == 1  # the old rules are still in force
+    message = str(manager.last_exception)
+    assert "test-domain.socket: algorithm concurrency runs on the Python engine" in message
+    assert "restart it to load these rules, or set VIVA_NATIVE=0" in message

@@ -7,11 +7,23 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { after, describe, test } from "node:test";
+import { inspect } from "node:util";
 import express from "express";
-import ratelimiter, { type CheckRequest, type CheckResult, Client, InvalidRequestError } from "viva-ratelimit-client";
+import ratelimiter, {
+  type CheckRequest,
+  type CheckResult,
+  Client,
+  InvalidRequestError,
+  type KeyVerification,
+  type LeaseResult,
+  ReleaseResult,
+  UnauthorizedError,
+  type VerifyOptions,
+} from "viva-ratelimit-client";
 import * as h from "./harness.js";
 
 const { contract, vectors } = h.loadContract();
+const rootKey = h.newRootKey();
 const bin = h.sidecarBinary(contract);
 const skip =
   bin === null
@@ -55,7 +67,7 @@ class Targets {
       this.#redis ??= h.startRedis(this.processes);
       redisPort = await this.#redis;
     }
-    return h.startSidecar(contract, bin as string, place, redisPort, this.processes);
+    return h.startSidecar(contract, bin as string, place, redisPort, this.processes, rootKey);
   }
 
   async stop(): Promise<void> {
@@ -98,10 +110,14 @@ describe("sdk/contract", { skip }, () => {
       test(`${vector.name} [${place}, ${runner}]`, async () => {
         const target = await targets.get(place);
         const run = `${process.pid.toString(16)}-${(runs++).toString(16)}`;
+        const saved = vector.setup && target.sidecar ? await target.sidecar.setup(h.substitute(vector.setup, run)) : {};
         const problems: string[] = [];
         for (const [i, raw] of vector.steps.entries()) {
-          const step = h.substitute(raw, run);
-          for (const p of await runStep(vector, step, target)) problems.push(`step ${i}: ${p}`);
+          const step = h.fillSaved(h.substitute(raw, run), saved);
+          if (step.wait_ms !== undefined) await h.sleep(step.wait_ms); // outside the step's time
+          const { problems: found, actual } = await runStep(vector, step, target);
+          for (const p of found) problems.push(`step ${i}: ${p}`);
+          if (step.save !== undefined) save(step.save, actual.lease, saved);
         }
         if (problems.length > 0) throw new Error(`${vector.about}\n${problems.join("\n")}`);
       });
@@ -109,7 +125,11 @@ describe("sdk/contract", { skip }, () => {
   }
 });
 
-async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<string[]> {
+async function runStep(
+  vector: h.Vector,
+  step: h.Step,
+  target: Target,
+): Promise<{ problems: string[]; actual: Record<string, unknown> }> {
   const settings = { ...contract.client_defaults, ...vector.client, ...step.client };
   const client = new Client({
     endpoint: String(settings.endpoint).replace("{port}", String(target.port)),
@@ -120,18 +140,135 @@ async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<
       maxBackoffMs: Number(settings.max_backoff_ms),
     },
     failureMode: settings.failure_mode === "closed" ? "closed" : "open",
+    // null: the client has none; verify_failure_mode absent: the client's default
+    ...(typeof settings.root_key === "string" ? { rootKey: settings.root_key.replace("{root_key}", rootKey) } : {}),
+    ...(settings.verify_failure_mode === undefined
+      ? {}
+      : { verifyFailureMode: settings.verify_failure_mode === "closed" ? "closed" : "open" }),
   });
   const before = await counters(target);
   const started = Date.now();
-  const actual = step.request
-    ? await serve(client, { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware }, step.request)
-    : await call(client, step, started);
+  let actual: Record<string, unknown>;
+  if (step.request) {
+    const mw = { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware };
+    actual = await serve(client, mw, step.request);
+  } else if (step.call === "verifyKey") {
+    actual = await verify(client, step, started);
+  } else if (step.call?.endsWith("_lease")) {
+    actual = await leaseCall(client, step, started);
+  } else {
+    actual = await call(client, step, started);
+  }
   const elapsed = Date.now() - started;
   const after = await counters(target);
-  return check(step.expect, actual, elapsed, {
-    sidecar: after.sidecar - before.sidecar,
-    silent: after.silent - before.silent,
-  });
+  const leaks = step.call === "verifyKey" ? secretsShown([step.key ?? "", rootKey], actual.texts as Texts) : [];
+  const grew = { sidecar: after.sidecar - before.sidecar, silent: after.silent - before.silent };
+  return { problems: [...check(step.expect, actual, elapsed, grew), ...leaks], actual };
+}
+
+/** A step's `save`: the string fields of its answer, as `NAME.FIELD` for the later steps. */
+function save(name: string, answer: unknown, saved: Record<string, string>): void {
+  for (const [field, value] of Object.entries((answer ?? {}) as Record<string, unknown>)) {
+    if (typeof value === "string") saved[`${name}.${field}`] = value;
+  }
+}
+
+/** An acquire_lease, renew_lease or release_lease step in the contract's names. */
+async function leaseCall(client: Client, step: h.Step, started: number): Promise<Record<string, unknown>> {
+  const ttl = step.ttl_ms === undefined ? {} : { ttlMs: step.ttl_ms };
+  let answer: LeaseResult | ReleaseResult;
+  try {
+    if (step.call === "acquire_lease") {
+      answer = await client.acquireLease({
+        namespace: step.namespace ?? "",
+        ...(step.identifier === undefined ? {} : { identifier: step.identifier }),
+        ...(step.descriptors === undefined ? {} : { descriptors: step.descriptors }),
+        ...ttl,
+      });
+    } else if (step.call === "renew_lease") {
+      answer = await client.renewLease(step.lease_id ?? "", ttl);
+    } else {
+      answer = await client.releaseLease(step.lease_id ?? "");
+    }
+  } catch (error) {
+    if (error instanceof InvalidRequestError) return { error: { kind: "invalid_request", field: error.field } };
+    return { error: { kind: "unexpected", message: String(error) } };
+  }
+  const out: Record<string, unknown> =
+    answer instanceof ReleaseResult
+      ? { released: { released: answer.released, active: answer.active, limit: answer.limit } }
+      : { lease: leaseView(answer, started, true) };
+  if (answer.error !== null) out.unavailable = { attempts: answer.error.attempts };
+  return out;
+}
+
+function leaseView(r: LeaseResult, started: number, whole: boolean): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    allowed: r.allowed,
+    active: r.active,
+    limit: r.limit,
+    expires_at: secondsFrom(r.expiresAt, started),
+    ttl_seconds: r.ttlSeconds,
+    retry_after_seconds: r.retryAfterSeconds,
+    policy: r.policy,
+  };
+  if (!whole) return view; // one descriptor's answer has no id of its own
+  return { ...view, lease_id: r.leaseId, results: r.results.map((each) => leaseView(each, started, false)) };
+}
+
+type Texts = Record<string, string>;
+
+/** A verifyKey step in the contract's names; `texts` must not show a secret. */
+async function verify(client: Client, step: h.Step, started: number): Promise<Record<string, unknown>> {
+  const options: VerifyOptions = {
+    ...(step.cost === undefined ? {} : { cost: step.cost }),
+    ...(step.limits === undefined ? {} : { limits: step.limits }),
+    ...(step.features === undefined ? {} : { features: step.features }),
+  };
+  const texts: Texts = { client: inspect(client, { depth: 5 }) };
+  let verdict: KeyVerification;
+  try {
+    verdict = await client.verifyKey(step.key ?? "", options);
+  } catch (error) {
+    texts.error = inspect(error);
+    if (error instanceof InvalidRequestError) return { error: { kind: "invalid_request", field: error.field }, texts };
+    if (error instanceof UnauthorizedError) return { error: { kind: "unauthorized" }, texts };
+    return { error: { kind: "unexpected", message: String(error) }, texts };
+  }
+  texts.verdict = inspect(verdict, { depth: 5 });
+  const out: Record<string, unknown> = { verification: verificationView(verdict, started), texts };
+  if (verdict.error !== null) out.unavailable = { attempts: verdict.error.attempts };
+  return out;
+}
+
+function verificationView(v: KeyVerification, started: number): Record<string, unknown> {
+  return {
+    valid: v.valid,
+    code: v.code,
+    key_id: v.keyId,
+    customer_id: v.customerId,
+    plan: v.plan,
+    features: [...v.features],
+    remaining: v.remaining,
+    reset_at: secondsFrom(v.resetAt, started),
+    limits: v.limits.map((l) => ({
+      name: l.name,
+      limit: l.limit,
+      remaining: l.remaining,
+      reset_at: secondsFrom(l.resetAt, started),
+      exceeded: l.exceeded,
+    })),
+  };
+}
+
+function secondsFrom(instant: Date | null, started: number): number | null {
+  return instant === null ? null : Math.ceil((instant.getTime() - started) / 1000);
+}
+
+function secretsShown(secrets: string[], texts: Texts): string[] {
+  return Object.entries(texts).flatMap(([place, text]) =>
+    secrets.filter((s) => s !== "" && text.includes(s)).map(() => `the ${place} shows a secret: ${text.slice(0, 300)}`),
+  );
 }
 
 async function counters(target: Target): Promise<{ sidecar: number; silent: number }> {
@@ -191,7 +328,7 @@ function view(r: CheckResult, started: number): Record<string, unknown> {
     allowed: r.allowed,
     limit: r.limit,
     remaining: r.remaining,
-    reset_at: r.resetAt === null ? null : Math.ceil((r.resetAt.getTime() - started) / 1000),
+    reset_at: secondsFrom(r.resetAt, started),
     reset_after_seconds: r.resetAfterSeconds,
     retry_after_seconds: r.retryAfterSeconds,
     window_seconds: r.windowSeconds,

@@ -20,6 +20,7 @@ import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -35,8 +36,9 @@ import java.util.concurrent.TimeUnit;
  */
 public final class ContractRunner {
   static final Set<String> CLIENT_EXPECT = Set.of("return", "result", "headers", "error",
-      "unavailable", "sidecar_requests", "silent_requests", "min_elapsed_ms",
-      "max_elapsed_ms");
+      "unavailable", "verification", "lease", "released", "sidecar_requests", "silent_requests",
+      "min_elapsed_ms", "max_elapsed_ms");
+  public static final Set<String> LEASE_CALLS = Set.of("acquire_lease", "renew_lease", "release_lease");
   static final Set<String> MIDDLEWARE_EXPECT = Set.of("status", "body", "json", "headers",
       "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms");
   static final Set<String> REQUEST_KEYS = Set.of("method", "path", "headers");
@@ -62,15 +64,26 @@ public final class ContractRunner {
   private record Binding(int port, SidecarProcess sidecar, boolean silent) {}
 
   public void run(Contract.Vector vector, String profile) {
+    run(vector, profile, false);
+  }
+
+  /** With {@code async}, verifyKey and lease steps go through their {@code Async} twins. */
+  public void run(Contract.Vector vector, String profile, boolean async) {
     String token = Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xffffffffL);
     Map<String, Object> doc = Contract.object(Contract.withRun(vector.doc(), token), "vector");
     Binding binding = bind(vector.target(), profile);
+    Map<String, String> saved = new HashMap<>(doc.containsKey("setup")
+        ? world.setup(binding.sidecar(), (List<?>) doc.get("setup")) : Map.of());
     List<String> problems = new ArrayList<>();
     List<?> steps = (List<?>) doc.get("steps");
     for (int i = 0; i < steps.size(); i++) {
-      Map<String, Object> step = Contract.object(steps.get(i), "step");
+      Map<String, Object> step = Contract.object(Contract.withSaved(steps.get(i), saved), "step");
       String where = vector + (profile == null ? "" : "[" + profile + "]") + " step " + i;
-      runStep(doc, step, binding, where, problems);
+      if (step.get("wait_ms") instanceof Number ms) { // outside the step's time and counters
+        SidecarPause.pause(ms.longValue());
+      }
+      runStep(doc, step, binding, where, problems, async).forEach((field, value) ->
+          saved.put(step.get("save") + "." + field, value));
     }
     if (!problems.isEmpty()) {
       throw new AssertionError(String.join("\n", problems));
@@ -79,7 +92,7 @@ public final class ContractRunner {
 
   private Binding bind(String target, String profile) {
     return switch (target) {
-      case "sidecar", "store_down" -> {
+      case "sidecar", "store_down", "full" -> {
         SidecarProcess sidecar = world.sidecar(profile);
         yield new Binding(sidecar.httpPort(), sidecar, false);
       }
@@ -89,8 +102,10 @@ public final class ContractRunner {
     };
   }
 
-  private void runStep(Map<String, Object> vector, Map<String, Object> step, Binding binding,
-      String where, List<String> problems) {
+  /** Runs a step and checks it; answers what its {@code save} keeps (FIELD → value). */
+  private Map<String, String> runStep(Map<String, Object> vector, Map<String, Object> step,
+      Binding binding, String where, List<String> problems, boolean async) {
+    Map<String, String> kept = Map.of();
     boolean middleware = step.containsKey("request");
     Contract.checkKeys(step, middleware ? Contract.MIDDLEWARE_STEP_KEYS
         : Contract.CLIENT_STEP_KEYS, where);
@@ -98,7 +113,7 @@ public final class ContractRunner {
         + " expect");
     Contract.checkKeys(expect, middleware ? MIDDLEWARE_EXPECT : CLIENT_EXPECT, where + " expect");
     RateLimiterClient client = client(Contract.settings(world.contract, "client", vector, step),
-        binding.port());
+        binding.port(), world.rootKey);
     double requestsBefore = counter(expect, binding, where);
     int silentBefore = binding.silent() ? world.silentServer().requests() : 0;
     Instant started = Instant.now();
@@ -109,6 +124,16 @@ public final class ContractRunner {
           Contract.object(step.get("request"), where + " request"), where);
       checkElapsed(expect, t0, where, problems);
       checkResponse(expect, response, where, problems);
+    } else if ("verifyKey".equals(step.get("call"))) {
+      VerifyStep call = VerifyStep.perform(client, step, async);
+      checkElapsed(expect, t0, where, problems);
+      call.check(expect, started, where, problems);
+      call.checkSecrets(List.of((String) step.get("key"), world.rootKey), where, problems);
+    } else if (LEASE_CALLS.contains((String) step.get("call"))) {
+      LeaseStep call = LeaseStep.perform(client, step, async);
+      checkElapsed(expect, t0, where, problems);
+      call.check(expect, started, where, problems);
+      kept = step.containsKey("save") ? call.strings() : Map.of();
     } else {
       ClientCall call = ClientCall.perform(client, step, where);
       checkElapsed(expect, t0, where, problems);
@@ -125,6 +150,7 @@ public final class ContractRunner {
       checkSilent(((Number) expect.get("silent_requests")).intValue(), silentBefore, binding,
           where, problems);
     }
+    return kept;
   }
 
   private double counter(Map<String, Object> expect, Binding binding, String where) {
@@ -169,21 +195,30 @@ public final class ContractRunner {
     }
   }
 
-  /** A client from the merged settings, {@code {port}} filled in. */
-  static RateLimiterClient client(Map<String, Object> s, int port) {
-    FailureMode mode = switch ((String) s.get("failure_mode")) {
-      case "open" -> FailureMode.OPEN;
-      case "closed" -> FailureMode.CLOSED;
-      default -> throw new IllegalStateException("unknown failure_mode " + s.get("failure_mode"));
-    };
-    return RateLimiterClient.builder()
+  /** A client from the merged settings, {@code {port}} and {@code {root_key}} filled in. */
+  static RateLimiterClient client(Map<String, Object> s, int port, String rootKey) {
+    RateLimiterClient.Builder builder = RateLimiterClient.builder()
         .endpoint(((String) s.get("endpoint")).replace("{port}", String.valueOf(port)))
         .timeout(Duration.ofMillis(((Number) s.get("timeout_ms")).longValue()))
         .retry(new RetryPolicy(((Number) s.get("attempts")).intValue(),
             Duration.ofMillis(((Number) s.get("backoff_ms")).longValue()),
             Duration.ofMillis(((Number) s.get("max_backoff_ms")).longValue())))
-        .failureMode(mode)
-        .build();
+        .failureMode(mode(s, "failure_mode"));
+    if (s.get("root_key") instanceof String key) { // null: the client has none
+      builder.rootKey(key.replace("{root_key}", rootKey));
+    }
+    if (s.containsKey("verify_failure_mode")) { // absent: the client's default
+      builder.verifyFailureMode(mode(s, "verify_failure_mode"));
+    }
+    return builder.build();
+  }
+
+  private static FailureMode mode(Map<String, Object> s, String setting) {
+    return switch ((String) s.get(setting)) {
+      case "open" -> FailureMode.OPEN;
+      case "closed" -> FailureMode.CLOSED;
+      default -> throw new IllegalStateException("unknown " + setting + " " + s.get(setting));
+    };
   }
 
   // -- middleware steps ------------------------------------------------------------------------
