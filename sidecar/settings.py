@@ -119,6 +119,15 @@ def parse_root_key(name: str, text: str) -> str:
     return text
 
 
+def parse_flush_interval(name: str, text: str) -> float:
+    """How often usage counts are written to the ledger: 0.1 s to 1 h."""
+    seconds = parse_duration(name, text)
+    if not 0.1 <= seconds <= 3600:
+        raise SettingsError(f"{name}={text!r} is out of range; expected a duration from 100ms "
+                            "to 1h (what a crash may lose; default 10s)")
+    return seconds
+
+
 def parse_secret_key(name: str, text: str) -> str:
     """A key that seals webhook secrets: any string of at least 32 characters (never echoed)."""
     if text and len(text) < 32:
@@ -180,6 +189,9 @@ class Settings:
     # The gRPC port's server: fast (our HTTP/2 transport) or grpcio (grpc.aio).
     transport: str = _setting("VIVA_TRANSPORT", parse_choice(("fast", "grpcio")), "fast",
                               "transport")
+    # The Rust hot path (sidecar._native) when it is built: the fast transport's wire and the
+    # engine; false forces the pure-Python path everywhere.
+    native: bool = _setting("VIVA_NATIVE", parse_bool, True)
     # Worker processes sharing the ports (SO_REUSEPORT); more than one needs the Redis store.
     workers: int = _setting("VIVA_WORKERS", parse_workers, 1, "workers")
     # Between failing health and refusing new calls, so probes and load balancers move away.
@@ -253,6 +265,10 @@ class Settings:
                                             ("x-api-key", "authorization"))
     key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
     verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
+    # Usage metering: decisions counted in memory, written to the ledger every interval.
+    usage: bool = _setting("VIVA_USAGE", parse_bool, True)
+    usage_flush_interval: float = _setting("VIVA_USAGE_FLUSH_INTERVAL", parse_flush_interval,
+                                           10.0)
     # Full mode: alerts and signed webhooks (management/alerts/).
     secret_key: str = _setting("VIVA_SECRET_KEY", parse_secret_key, "")
     secret_key_previous: tuple[str, ...] = _setting("VIVA_SECRET_KEY_PREVIOUS",

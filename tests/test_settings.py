@@ -97,6 +97,10 @@ def test_go_durations(text: str, seconds: float) -> None:
     ({"REDIS_TIMEOUT": "10 s"}, "REDIS_TIMEOUT='10 s' is not a duration"),
     ({"REDIS_TIMEOUT": "0s"}, "REDIS_TIMEOUT='0s' must be above zero"),
     ({"VIVA_SHUTDOWN_GRACE": "2d"}, "VIVA_SHUTDOWN_GRACE='2d' is not a duration"),
+    ({"VIVA_USAGE_FLUSH_INTERVAL": "0s"}, "VIVA_USAGE_FLUSH_INTERVAL='0s' is out of range; "
+                                          "expected a duration from 100ms to 1h"),
+    ({"VIVA_USAGE_FLUSH_INTERVAL": "2h"}, "VIVA_USAGE_FLUSH_INTERVAL='2h' is out of range"),
+    ({"VIVA_USAGE": "sometimes"}, "VIVA_USAGE"),
     ({"BACKEND_TYPE": "memcache"}, "BACKEND_TYPE='memcache' is not supported"),
     ({"REDIS_TYPE": "ring"}, "REDIS_TYPE='ring' is not supported"),
     ({"VIVA_FAILURE_POLICY": "maybe"}, "VIVA_FAILURE_POLICY='maybe' is not supported"),

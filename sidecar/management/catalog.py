@@ -15,14 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
 from sidecar.management import schemas as s
 from sidecar.management.alerts.schemas import KeyCreatedData, KeyRevokedData, KeyRotatedData
-from sidecar.management.db.models import ApiKey, AuditEvent, Change, Customer, RootKey
+from sidecar.management.db.models import (
+    ApiKey,
+    AuditEvent,
+    Change,
+    Customer,
+    PlanPeriod,
+    RootKey,
+)
 from sidecar.management.errors import Conflict, Invalid, NotFound
 from sidecar.management.keys import (
     API_KEY_PREFIX,
@@ -95,6 +102,7 @@ class Catalog:
                     raise Conflict(f"customer {row.id!r} exists already", "id")
                 session.add(row)
                 await session.flush()
+                session.add(PlanPeriod(customer_id=row.id, plan=row.plan, starts_at=now))
                 self._audit(session, actor, "customer.create", f"customer:{row.id}",
                             _fields(body))
         except IntegrityError:  # created by someone else between the check and the insert
@@ -127,6 +135,8 @@ class Catalog:
                 row.limits = self._limits(body.limits, scope)
             elif plan is not None and row.limits:  # the overrides must still hold
                 self._limits([msgspec.convert(x, s.Limit) for x in row.limits], scope)
+            if plan is not None and plan != row.plan:
+                await self._plan_changed(session, row.id, plan)
             for name in ("name", "email", "plan", "meta"):
                 value = getattr(body, name)
                 if value is not msgspec.UNSET:
@@ -143,6 +153,7 @@ class Catalog:
         async with self._transaction() as session:
             row = await self._customer(session, customer_id, lock=True)
             row.deleted_at = row.updated_at = now
+            await self._plan_changed(session, row.id, None)
             keys = (await session.scalars(select(ApiKey).where(
                 ApiKey.customer_id == row.id, ApiKey.revoked_at.is_(None)))).all()
             for key in keys:
@@ -259,13 +270,23 @@ class Catalog:
                            name: str | None) -> tuple[str, str]:
         """Register a root key (a new one when ``secret`` is None); returns (id, secret).
         Registering a known secret again changes nothing."""
-        made = new_key(ROOT_KEY_PREFIX)
-        secret = secret or made.secret
+        secret = secret or new_key(ROOT_KEY_PREFIX).secret
         digest = hash_key(secret)
+        try:
+            return await self._add_root_key(secret, digest, scopes, name), secret
+        except IntegrityError:  # instances starting at once register the same VIVA_ROOT_KEY
+            async with self.sessions() as session:
+                found = await session.scalar(select(RootKey.id).where(RootKey.hash == digest))
+            if found is None:
+                raise
+            return str(found), secret
+
+    async def _add_root_key(self, secret: str, digest: str, scopes: Sequence[str],
+                            name: str | None) -> str:
         async with self._transaction() as session:
             found = await session.scalar(select(RootKey).where(RootKey.hash == digest))
             if found is not None:
-                return found.id, secret
+                return found.id
             # A VIVA_ROOT_KEY may be any text: show none of it.
             start = display_start(secret) if well_formed(secret, ROOT_KEY_PREFIX) else ""
             row = RootKey(id=new_id("root"), hash=digest, start=start, name=name,
@@ -274,7 +295,7 @@ class Catalog:
             self._audit(session, Actor("system", frozenset()), "root_key.create",
                         f"root_key:{row.id}", {"scopes": row.scopes, "name": name})
             self._changed(session, "root_key")
-        return row.id, secret
+        return row.id
 
     async def root_keys(self) -> list[RootKey]:
         async with self.sessions() as session:
@@ -342,6 +363,17 @@ class Catalog:
         if row is None:
             raise NotFound(f"no key {key_id!r}")
         return row
+
+    async def _plan_changed(self, session: AsyncSession, customer_id: str,
+                            plan: str | None) -> None:
+        """End the customer's plan period now and start one on ``plan`` (None: the customer
+        is deleted), so billing knows which plan was in force when (billing/invoice.py)."""
+        now = self.now()
+        await session.execute(update(PlanPeriod).where(
+            PlanPeriod.customer_id == customer_id, PlanPeriod.ends_at.is_(None)).values(
+            ends_at=now))
+        if plan is not None:
+            session.add(PlanPeriod(customer_id=customer_id, plan=plan, starts_at=now))
 
     async def _plan_of(self, session: AsyncSession, customer_id: str) -> str:
         return str(await session.scalar(select(Customer.plan).where(

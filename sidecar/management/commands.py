@@ -15,7 +15,8 @@ from sidecar.management.db.migrate import upgrade
 from sidecar.settings import Settings
 
 SCOPES = ("admin", "keys:write", "keys:read", "keys:verify", "customers:write",
-          "customers:read", "webhooks:write", "webhooks:read")
+          "customers:read", "usage:write", "usage:read", "billing:read", "billing:write",
+          "webhooks:write", "webhooks:read")
 
 
 def parse_scopes(text: str) -> list[str]:

@@ -13,6 +13,8 @@ the config directory beside the rules, checked and hot-reloaded exactly as the r
         alerts:                         # usage.threshold webhooks (alerts/thresholds.py)
           thresholds: [0.8, 1.0]        # shares of a limit, increasing, each in (0, 1]
           limits: [monthly]             # default: quotas and windows of an hour or more
+        price: {currency: EUR, base_fee: "0"}  # billing (billing/config.py)
+    meters: {tokens: {aggregation: sum}}  # reported meters besides requests (meters.py)
     time_zone: UTC                      # where calendar quotas turn over (default UTC)
 
 Every key is checked against an allow-list; problems read ``file:line: path: what; expected
@@ -30,11 +32,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from sidecar.errors import RuleError, RuleSetError
+from sidecar.management.billing.config import check_meters, check_price
+from sidecar.management.billing.money import CURRENCY
+from sidecar.management.billing.prices import PlanPrice
+from sidecar.management.meters import REQUESTS, Meter
 from sidecar.model import RATE_ALGORITHMS, Algorithm, RateLimit
 from sidecar.rules.checker import listing
 from sidecar.rules.extensions import is_concurrency
@@ -47,8 +53,8 @@ from sidecar.rules.yaml11 import FLOAT, INT, describe, int_value, is_null
 log = logging.getLogger("sidecar.plans")
 
 DOMAIN = "viva_keys"  # the engine domain of key verification (counters, metrics)
-ROOT_KEYS = ("plans", "time_zone")
-PLAN_KEYS = ("name", "limits", "max_keys", "features", "alerts")
+ROOT_KEYS = ("plans", "time_zone", "meters")
+PLAN_KEYS = ("name", "limits", "max_keys", "features", "alerts", "price")
 ALERT_KEYS = ("thresholds", "limits")
 MAX_THRESHOLDS = 10
 # Limits whose count has a period a usage alert can refer to (buckets refill continuously).
@@ -81,6 +87,7 @@ class Plan:
     features: frozenset[str] = frozenset()
     max_keys: int | None = None
     alerts: PlanAlerts | None = None
+    price: PlanPrice | None = None  # None: the plan is not billed
 
     def alerted(self, limit: RateLimit) -> bool:
         """Whether usage.threshold watches ``limit`` (by name: a customer's override of a
@@ -103,6 +110,7 @@ class PlanSet:
     files: tuple[str, ...] = ()
     time_zone: str = "UTC"
     options: DomainOptions = field(default_factory=DomainOptions)
+    meters: dict[str, Meter] = field(default_factory=dict)  # reported ones (not requests)
 
 
 class _PlanChecker(FileChecker):
@@ -110,6 +118,7 @@ class _PlanChecker(FileChecker):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
+        self.meters: dict[str, Meter] = {}
         # A refused request uses up none of a plan's limits (and atomic verification charges
         # all of a key's limits or none).
         self.domain_count_rejected = False
@@ -117,6 +126,7 @@ class _PlanChecker(FileChecker):
     def plans_root(self, node: yaml.Node | None) -> tuple[dict[str, Plan], str]:
         fields = self.mapping(node, "", ROOT_KEYS) or {}
         options = self.domain_options({k: v for k, v in fields.items() if k == "time_zone"})
+        self.meters = check_meters(self, fields.get("meters"), lambda n: bool(NAME.match(n)))
         plans_node = fields.get("plans")
         if not isinstance(plans_node, yaml.MappingNode):
             self.fail(plans_node or node, "plans", "no plans", "a mapping of plan ids to plans")
@@ -154,7 +164,9 @@ class _PlanChecker(FileChecker):
                           f"a whole number from 1 to {MAX_KEYS}, or no max_keys (no cap)")
                 max_keys = None
         alerts = self.alerts(f.get("alerts"), f"{path}.alerts", limits)
-        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys, alerts)
+        price = None if is_null(f.get("price")) else check_price(self, f["price"],
+                                                                  f"{path}.price")
+        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys, alerts, price)
 
     def alerts(self, node: yaml.Node | None, path: str,
                limits: list[RateLimit]) -> PlanAlerts | None:
@@ -279,8 +291,15 @@ def _share(node: yaml.Node) -> Fraction | None:
         return None
 
 
-def parse_plans_file(plans_file: RuleFile) -> tuple[dict[str, Plan], str, list[RuleError]]:
-    """One plans file → its plans, its time zone and every problem found in it."""
+class ParsedPlans(NamedTuple):
+    plans: dict[str, Plan]
+    time_zone: str
+    meters: dict[str, Meter]
+    errors: list[RuleError]
+
+
+def parse_plans_file(plans_file: RuleFile) -> ParsedPlans:
+    """One plans file → its plans, time zone, meters and every problem found in it."""
     checker = _PlanChecker(plans_file.name)
     try:
         documents = [d for d in yaml.compose_all(plans_file.text, Loader=yaml.SafeLoader)
@@ -289,13 +308,13 @@ def parse_plans_file(plans_file: RuleFile) -> tuple[dict[str, Plan], str, list[R
         mark = getattr(exc, "problem_mark", None)
         checker.fail(None, "", f"error loading plans file: {exc}", "valid YAML",
                      line=mark.line + 1 if mark is not None else None)
-        return {}, "UTC", checker.parsed.errors
+        return ParsedPlans({}, "UTC", {}, checker.parsed.errors)
     for extra in documents[1:]:
         checker.fail(extra, "", "a second YAML document ('---') in one file",
                      "one plans document per file")
     plans, zone = checker.plans_root(documents[0] if documents else None)
     checker.parsed.errors.sort(key=lambda e: e.line or 0)
-    return plans, zone, checker.parsed.errors
+    return ParsedPlans(plans, zone, checker.meters, checker.parsed.errors)
 
 
 def build_plans(files: Iterable[RuleFile]) -> PlanSet:
@@ -305,10 +324,12 @@ def build_plans(files: Iterable[RuleFile]) -> PlanSet:
     plans: dict[str, Plan] = {}
     owners: dict[str, str] = {}
     zones: set[str] = set()
+    meters: dict[str, Meter] = {}
     for plans_file in files:
-        found, zone, problems = parse_plans_file(plans_file)
+        found, zone, declared, problems = parse_plans_file(plans_file)
         errors.extend(problems)
         zones.add(zone)
+        errors.extend(_add_meters(meters, declared, plans_file.name))
         for plan_id, plan in found.items():
             if plan_id in plans:
                 errors.append(RuleError(plans_file.name, f"plans.{plan_id}",
@@ -323,11 +344,51 @@ def build_plans(files: Iterable[RuleFile]) -> PlanSet:
     if not files:
         errors.append(RuleError("plans", "", "no plans file found; expected a YAML file with "
                                 "a top-level 'plans:' key (see config/plans.yaml)"))
+    errors.extend(_check_prices(plans, meters, owners))
     if errors:
         raise RuleSetError(errors)
     zone = zones.pop() if zones else "UTC"
     return PlanSet(plans, rules_version(files), time.time(), tuple(f.name for f in files),
-                   zone, DomainOptions(atomic=True, count_rejected=False, time_zone=zone))
+                   zone, DomainOptions(atomic=True, count_rejected=False, time_zone=zone),
+                   meters)
+
+
+def _add_meters(meters: dict[str, Meter], declared: dict[str, Meter],
+                file_name: str) -> list[RuleError]:
+    errors = []
+    for name, meter in declared.items():
+        if name in meters:
+            errors.append(RuleError(file_name, f"meters.{name}", f"meter '{name}' is declared "
+                                    "in another plans file too; expected each meter once"))
+        meters[name] = meter
+    return errors
+
+
+def _check_prices(plans: dict[str, Plan], meters: dict[str, Meter],
+                  owners: dict[str, str]) -> list[RuleError]:
+    """Across files: a price names only known meters, and every priced plan bills in one
+    currency (an invoice has one, and a customer may change plans mid-period)."""
+    errors = []
+    currencies: dict[str, str] = {}
+    for plan in plans.values():
+        if plan.price is None:
+            continue
+        path = f"plans.{plan.id}.price"
+        for name in plan.price.meters:
+            if name != REQUESTS and name not in meters:
+                known = ", ".join([REQUESTS, *sorted(meters)])
+                errors.append(RuleError(owners[plan.id], f"{path}.meters.{name}",
+                                        f"no meter '{name}' is declared; expected one of "
+                                        f"{known} (declare it under the top-level 'meters:')"))
+        if CURRENCY.match(plan.price.currency):  # else reported with its line already
+            currencies.setdefault(plan.price.currency, plan.id)
+    if len(currencies) > 1:
+        first, *others = sorted(currencies.items(), key=lambda c: c[1])
+        for currency, plan_id in others:
+            errors.append(RuleError(owners[plan_id], f"plans.{plan_id}.price.currency",
+                                    f"{currency} differs from {first[0]} of plan '{first[1]}'; "
+                                    "expected one currency for every priced plan"))
+    return errors
 
 
 def load_plans(path: str, include_dotfiles: bool = False) -> PlanSet:

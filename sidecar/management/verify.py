@@ -21,13 +21,14 @@ RATE_LIMITED for keys not already known valid, without a lookup.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sidecar.errors import RequestError, RuleSetError, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management.cache import CachedKey, KeyCache, cached_key
 from sidecar.management.catalog import Catalog
 from sidecar.management.keys import hash_key, well_formed
@@ -60,16 +61,20 @@ class Outcome:
 
 
 class Verifier:
-    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
+    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Limiter,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
                  count: Callable[[str, str], None] | None = None,
+                 record: Callable[[Outcome, int], None] | None = None,
                  observe: Callable[[Outcome], None] | None = None) -> None:
         self.catalog = catalog
-        self.observe = observe  # hears every outcome (usage alerts)
         self.cache = cache
         self.engine = engine
         self.plans = plans
         self.count = count or (lambda code, transport: None)
+        # Every outcome, on the hot path (each a few dict or set operations): usage metering
+        # with the cost (usage/counter.py), and usage alerts (alerts/service.py).
+        self.record = record
+        self.observe = observe
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
             stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
@@ -79,6 +84,8 @@ class Verifier:
                      features: Sequence[str] = (), transport: str = "rest") -> Outcome:
         outcome = await self._verify(secret, client, cost, limit_names, features)
         self.count(outcome.code, transport)
+        if self.record is not None:
+            self.record(outcome, cost)
         if self.observe is not None:
             self.observe(outcome)
         return outcome
@@ -108,7 +115,10 @@ class Verifier:
         return await self._charge(entry, plan, plans, cost, limit_names)
 
     async def _load(self, key_hash: str) -> CachedKey | bool:
-        found = await self.catalog.find_key(key_hash)
+        # In a Task of its own: the fast transport may run a call's first step outside any
+        # Task (h2 eager_start), and waiting for a pooled connection needs one
+        # (asyncio.timeout). A cache miss is rare, so the Task costs nothing that counts.
+        found = await asyncio.ensure_future(self.catalog.find_key(key_hash))
         if found is None:
             self.cache.put_missing(key_hash)
             return False

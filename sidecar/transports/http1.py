@@ -21,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +29,6 @@ from types import ModuleType
 from typing import Any, Protocol, cast
 
 from aiohttp import web
-
-from sidecar.envvars import parse_bool
 
 log = logging.getLogger("sidecar.http1")
 
@@ -63,17 +59,6 @@ class Http1Options:
     max_pending: int = 256
     # Connections waiting to be accepted (aiohttp's default is 128): as the gRPC transport's.
     backlog: int = 1024
-
-
-def load_native(environ: dict[str, str] | None = None) -> ModuleType | None:
-    """The native extension, or None when it is not built or VIVA_NATIVE=0 turns it off."""
-    env = os.environ if environ is None else environ
-    if not parse_bool("VIVA_NATIVE", env.get("VIVA_NATIVE", "1")):
-        return None
-    try:
-        return importlib.import_module("sidecar._native")
-    except ImportError:
-        return None
 
 
 class FastConnection(asyncio.Protocol):

@@ -383,11 +383,6 @@ def test_alert_expressions_are_promql(brief: list[Doc]) -> None:
             assert matchers["job"] == "viva-rate-limiter", rule["alert"]
 
 
-# Metrics that rules name before the code that exposes them is merged: usage metering's flush
-# lag comes with usage metering and billing. Once a sidecar exposes one, it leaves this list.
-AWAITED = {"viva_usage_flush_lag_seconds"}
-
-
 @pytest.fixture(scope="module")
 def full_exposition(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """/metrics of a real full-mode sidecar on Redis after a few calls (store, breaker and
@@ -431,11 +426,10 @@ def families(text: str) -> set[str]:
 @pytest.mark.redis
 def test_alerts_query_what_the_sidecar_exposes(brief: list[Doc], full_exposition: str) -> None:
     declared, samples = families(full_exposition), exposed(full_exposition)
-    assert not AWAITED & declared, "exposed now: take it out of AWAITED"
     for rule in alert_rules(brief):
         node = promql_parser.parse(rule["expr"])
         for selector in selectors(node):
-            assert str(selector.name) in declared | AWAITED, (rule["alert"], selector.name)
+            assert str(selector.name) in declared, (rule["alert"], selector.name)
         for metric, label in label_uses(node):
             if metric in samples:  # (a family with no sample yet shows no label names)
                 assert label in samples[metric] | {"namespace", "job", "instance", "pod"}, \

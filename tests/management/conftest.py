@@ -36,3 +36,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
         return Database({}, files)
     server: PostgresServer = request.getfixturevalue("postgres")
     return Database({"VIVA_DATABASE_URL": server.url}, server.dump)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh catalog database: an SQLite file, or the session's PostgreSQL emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'viva.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from sidecar.app import Sidecar
-from sidecar.transports.http1 import FastSite, load_native
+from sidecar.transports.http1 import FastSite
 from tests.conftest import FakeClock
 from tests.management.kit import ROOT_KEY, Admin, write_config
+from tests.support.paths import native_module
 from tests.transports.kit import make_settings
 from tests.transports.rest.fast.wire import exchange, request
 
-pytestmark = pytest.mark.skipif(load_native() is None, reason="the native extension is not built")
+pytestmark = pytest.mark.skipif(native_module() is None, reason="the native extension is not built")
 
 
 @pytest.fixture

@@ -69,8 +69,9 @@ def test_the_document_is_served_and_valid() -> None:
     results = list(schemathesis.openapi.from_dict(admin_openapi()).get_all_operations())
     assert all(isinstance(r, Ok) for r in results), results
     operations = {(r.ok().method.upper(), r.ok().path) for r in results if isinstance(r, Ok)}
-    assert ("POST", "/v1/keys/verify") in operations and len(operations) == 22
+    assert ("POST", "/v1/keys/verify") in operations and len(operations) == 28
     assert ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry") in operations
+    assert ("POST", "/v1/billing/periods/{period}/close") in operations
 
 
 def test_served_document_matches(sidecar: FullSidecar) -> None:
@@ -94,8 +95,8 @@ def test_no_secret_in_any_response_schema_but_the_created_key() -> None:
 def test_every_event_is_documented_for_receivers() -> None:
     document = admin_openapi()
     events = document["webhooks"]
-    assert sorted(events) == ["key.created", "key.expiring", "key.revoked", "key.rotated",
-                              "usage.threshold"]
+    assert sorted(events) == ["invoice.created", "key.created", "key.expiring", "key.revoked",
+                              "key.rotated", "usage.threshold"]
     for name, item in events.items():
         body = item["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["properties"]["type"] == {"const": name}

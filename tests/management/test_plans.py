@@ -73,7 +73,7 @@ def test_every_problem_is_reported_with_file_line_and_path() -> None:
         """)
     assert found == [
         "plans.yaml:5: plans.free.max_kyes: unknown key 'max_kyes' (did you mean 'max_keys'?); "
-        "expected one of name, limits, max_keys, features, alerts",
+        "expected one of name, limits, max_keys, features, alerts, price",
         "plans.yaml:7: plans.free.limits[0].unit: invalid rate limit unit 'minutes'; expected "
         "one of second, minute, hour, day, week, month, year (any case), or 'unlimited: true'",
         "plans.yaml:8: plans.free.limits[1].name: limit has no name; expected 1 to 64 letters, "
@@ -90,7 +90,7 @@ def test_every_problem_is_reported_with_file_line_and_path() -> None:
         "to 64 letters, digits, '_', '.' or '-'",
         "plans.yaml:13: plans.no way: plan id 'no way' is not valid; expected 1 to 64 letters, "
         "digits, '_', '.' or '-'",
-        "plans.yaml:14: colour: unknown key 'colour'; expected one of plans, time_zone",
+        "plans.yaml:14: colour: unknown key 'colour'; expected one of plans, time_zone, meters",
     ]
 
 

@@ -1,6 +1,12 @@
 //! PyO3 glue: the `sidecar._native` extension module. Each submodule registers its own part.
 
+mod algorithms;
+mod convert;
+mod engine;
 mod http1;
+mod rules;
+mod service;
+mod wire;
 
 use pyo3::prelude::*;
 
@@ -8,6 +14,11 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    rules::register(m)?;
+    engine::register(m)?;
+    algorithms::register(m)?;
+    wire::register(m)?;
+    service::register(m)?;
     http1::register(m)?;
     Ok(())
 }

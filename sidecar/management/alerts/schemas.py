@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from sidecar.management.billing.schemas import Invoice
 from sidecar.management.schemas import Key
 
 EventType = Literal["key.created", "key.rotated", "key.revoked", "key.expiring",
@@ -155,4 +156,4 @@ class Envelope(Struct):
 
 EVENT_DATA: dict[str, Any] = {"key.created": KeyCreatedData, "key.rotated": KeyRotatedData,
                               "key.revoked": KeyRevokedData, "key.expiring": KeyExpiringData,
-                              "usage.threshold": UsageThresholdData}
+                              "usage.threshold": UsageThresholdData, "invoice.created": Invoice}

@@ -26,8 +26,9 @@ from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http import HttpApi
-from sidecar.transports.http1 import FastSite, Http1Options, load_native, serve_http
+from sidecar.transports.http1 import FastSite, Http1Options, serve_http
 from sidecar.transports.rest.options import RestOptions
+from tests.support.paths import native_module
 from tests.support.ports import free_port
 from tests.support.servers import RedisServer, SidecarProcess
 
@@ -152,7 +153,7 @@ def fast_path() -> bool:
     reads it (CI runs them once each way). Under CI the native extension must be built."""
     if not RestOptions.from_env(os.environ).fast:
         return False
-    if load_native() is None:
+    if native_module() is None:
         if os.environ.get("CI"):
             pytest.fail("the fast path needs sidecar._native, which is not built",
                         pytrace=False)
@@ -175,7 +176,7 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
         engine.set_rules(load_rules(str(rules_dir)))
     api = HttpApi(RateLimitService(engine, Metrics()), Health(), None, options or RestOptions())
     app = api.main_app()
-    native = load_native() if (fast_path() if fast is None else fast) else None
+    native = native_module() if (fast_path() if fast is None else fast) else None
     endpoints = api.fast_endpoints(native) if native is not None else None
     port = free_port()
     runner = await serve_http(app, "127.0.0.1", port, grace=1.0, endpoints=endpoints,

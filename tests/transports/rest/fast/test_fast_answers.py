@@ -24,14 +24,14 @@ from sidecar.observability.metrics import Metrics
 from sidecar.service import RateLimitService
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.http import json_failure
-from sidecar.transports.http1 import load_native
 from sidecar.transports.reply import JSON, json_reply
 from sidecar.transports.rest.answers import make_answer, rate_limit_headers
 from sidecar.transports.rest.fast import statuses
 from sidecar.transports.rest.handlers import rest_failure
 from sidecar.transports.rls_proto import ResponseBuilder
+from tests.support.paths import native_module
 
-native = load_native()
+native = native_module()
 pytestmark = pytest.mark.skipif(native is None, reason="the native extension is not built")
 _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 FAMILIES = ("ietf", "x", "retry-after")

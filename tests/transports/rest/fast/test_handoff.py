@@ -18,12 +18,12 @@ import pytest
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
-from sidecar.transports.http1 import load_native
+from tests.support.paths import native_module
 from tests.support.servers import RedisServer
 from tests.transports.rest.fast.wire import exchange, request, split_answers
 from tests.transports.rest.kit import serve_rest, write_rules
 
-pytestmark = pytest.mark.skipif(load_native() is None, reason="the native extension is not built")
+pytestmark = pytest.mark.skipif(native_module() is None, reason="the native extension is not built")
 
 CHECK = request("POST", "/v1/check", json.dumps(
     {"namespace": "api_requests", "identifier": "handoff"}).encode())

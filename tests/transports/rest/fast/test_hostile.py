@@ -24,11 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.storage.memory import MemoryStore
-from sidecar.transports.http1 import Http1Options, load_native
+from sidecar.transports.http1 import Http1Options
+from tests.support.paths import native_module
 from tests.transports.rest.fast.wire import exchange, request
 from tests.transports.rest.kit import Rest, serve_rest, write_rules
 
-native = load_native()
+native = native_module()
 needs_native = pytest.mark.skipif(native is None, reason="the native extension is not built")
 pytestmark = needs_native
 

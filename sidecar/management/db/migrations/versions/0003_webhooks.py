@@ -1,7 +1,7 @@
 """Alerts and webhooks: endpoints, the outbox (events, deliveries, attempts), alert marks.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002_usage_billing
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002_usage_billing"
 branch_labels = None
 depends_on = None
 
