@@ -40,7 +40,7 @@ from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.transports.fast import rls_server
 from sidecar.transports.http import HttpApi
-from sidecar.transports.http1 import serve_http
+from sidecar.transports.http1 import NativeEngineSide, serve_http
 
 if TYPE_CHECKING:
     import grpc
@@ -229,6 +229,8 @@ class Sidecar:
             return f"native ({extension.reason}): {self.native.describe(self.settings.transport)}"
         wire = "HTTP/2 wire in Rust" if self.settings.transport == "fast" else \
             "grpcio transport (Python)"
+        if self.settings.rest.fast:
+            wire += ", HTTP/1.1 reader in Rust"
         return f"native ({extension.reason}): {wire}, engine in Python " \
             f"({self.python_engine_reason})"
 
@@ -282,7 +284,7 @@ class Sidecar:
             # Calls answered inside Rust (full mode's routes need the Python connection).
             fast_service = self.native.serve_fast(self.service, self.health,
                                                   ("", HEALTH_SERVICE))
-            on_held = self.native.redis.schedule if self.native.redis is not None else None
+            on_held = self.native.on_held()
         self.h2_server = rls_server(self.service, self.health, options,
                                     routes=self.full.grpc_routes() if self.full else None,
                                     native=self.extension.module,
@@ -310,8 +312,14 @@ class Sidecar:
             keys = self.full.fast_endpoints()
         native = self.extension.module if s.rest.fast else None
         endpoints = api.fast_endpoints(native, keys) if native is not None else None
+        engine = None
+        if endpoints is not None and self.native is not None:
+            # The check endpoints answered inside Rust (full mode's key endpoints stay
+            # referrals to its Python code).
+            engine = NativeEngineSide(self.native.serve_http1(self.service),
+                                      self.native.on_held())
         self.http_runner = await serve_http(app, s.host, s.port, grace=grace, reuse_port=reuse,
-                                            endpoints=endpoints, native=native)
+                                            endpoints=endpoints, native=native, engine=engine)
         if s.debug_port != s.port:
             self.debug_runner = await serve_http(api.debug_app(), s.debug_host, s.debug_port,
                                                  grace=grace, reuse_port=reuse)

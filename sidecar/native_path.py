@@ -1,11 +1,13 @@
 """The native hot path, put together for the composition root: the native engine (on its
-memory store or on a standalone Redis), its Redis link, the fast transport's service that
-answers calls inside Rust, and the metrics they count in Rust.
+memory store or on a standalone Redis), its Redis link, the services of the fast gRPC
+transport and of the fast HTTP/1.1 path that answer calls inside Rust, and the metrics they
+count in Rust.
 
 The native engine runs the memory store and a standalone Redis. Sentinel, Cluster and the
 per-second split store (REDIS_PERSECOND) keep the Python engine, and so does a sidecar with
-OpenTelemetry tracing on (its spans are made on the Python path); the fast transport's wire is
-native there too, and its calls go to the Python engine through the service.
+OpenTelemetry tracing on (its spans are made on the Python path); the fast transport's wire and
+the HTTP/1.1 reader are native there too, and their calls go to the Python engine through the
+service.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.resp import RespConnection
 from sidecar.storage.redis.scripts import script_sha, script_source
 from sidecar.transports.fast import export_native_counts
+from sidecar.transports.rest import fast as rest_fast
 
 
 def python_engine_reason(settings: Settings, tracing: bool,
@@ -131,6 +134,7 @@ class NativePath:
             script_source=script_source())
         self.redis: NativeRedis | None = None
         self.fast_service: Any = None
+        self.http1_service: Any = None
         store_series(metrics, "memory" if redis is None else "redis")
         if redis is not None:
             connection = RespConnection(redis, module.reply_end)
@@ -162,9 +166,27 @@ class NativePath:
         self.fast_service = fast
         return fast
 
+    def serve_http1(self, service: RateLimitService) -> Any:
+        """The fast HTTP/1.1 path's ``_native.Http1Service``: the check endpoints' calls
+        answered inside Rust, their request metrics exported into ``service``'s."""
+        clock = None if self.clock is time.time else self.clock
+        http1 = self.module.Http1Service(self.engine.engine, redis=self.redis is not None,
+                                         clock=clock)
+        self.metrics.add_source(rest_fast.export_native_counts(self.module, http1, service))
+        if self.redis is not None:
+            self.redis.http1 = http1
+        self.http1_service = http1
+        return http1
+
+    def on_held(self) -> Callable[[], None] | None:
+        """What a fast connection calls when its read left calls for the next Redis batch."""
+        return self.redis.schedule if self.redis is not None else None
+
     def describe(self, transport: str) -> str:
         """The start-up log line's words for this path."""
         wire = "HTTP/2 wire in Rust" if transport == "fast" else "grpcio transport (Python)"
-        answered = ", calls answered in Rust" if self.fast_service is not None else ""
+        answered = [name for name, side in (("gRPC", self.fast_service),
+                                            ("REST", self.http1_service)) if side is not None]
         store = "its memory store" if self.redis is None else "Redis (single)"
-        return f"{wire}, engine in Rust on {store}{answered}"
+        calls = f", {' and '.join(answered)} calls answered in Rust" if answered else ""
+        return f"{wire}, engine in Rust on {store}{calls}"

@@ -53,14 +53,23 @@ impl CallMetrics {
         taken
     }
 
-    /// The answer for an engine error, counted under its kind (`service.failure_of`).
-    fn error(&mut self, error: &EngineError) -> Answer {
-        let (kind, status) = match error {
-            EngineError::Request(_) => (0, Status::InvalidArgument),
-            EngineError::Storage { .. } => (1, Status::Unavailable),
-            EngineError::NoRules => (2, Status::Unavailable),
+    /// Count an engine error under its kind (`service.failure_of`'s table).
+    pub fn count_error(&mut self, error: &EngineError) {
+        let kind = match error {
+            EngineError::Request(_) => 0,
+            EngineError::Storage { .. } => 1,
+            EngineError::NoRules => 2,
         };
         self.errors[kind] += 1;
+    }
+
+    /// The answer for an engine error, counted under its kind.
+    fn error(&mut self, error: &EngineError) -> Answer {
+        self.count_error(error);
+        let status = match error {
+            EngineError::Request(_) => Status::InvalidArgument,
+            EngineError::Storage { .. } | EngineError::NoRules => Status::Unavailable,
+        };
         Answer::error(status, error.to_string())
     }
 }

@@ -1,13 +1,14 @@
 """The native engine on a standalone Redis: the calls of one event-loop turn in one batch.
 
-Calls come from two places: ``NativeEngineAdapter.should_rate_limit`` (every transport through
-the service) submits Python requests; the fast transport's connections hold the calls their
-engine could not answer inside ``feed`` in the ``FastService``'s queue and say so
-(``schedule``). At the end of the turn one ``NativeEngine.redis_batch`` plans them all (one
-crossing into Rust), and the batch runs as a task of its own: its pipelines go over one
-``RespConnection`` (pipelined with the batches still in flight), the replies go back in one
-crossing each, then each Python caller gets its result and the held calls are answered on
-their connections inside Rust (``deliver``), so a call pays no Python of its own.
+Calls come from three places: ``NativeEngineAdapter.should_rate_limit`` (every transport
+through the service) submits Python requests; the fast gRPC transport's connections hold the
+calls their engine could not answer inside ``feed`` in the ``FastService``'s queue, and the
+fast HTTP/1.1 path's in the ``Http1Service``'s, and say so (``schedule``). At the end of the
+turn one ``NativeEngine.redis_batch`` plans them all (one crossing into Rust), and the batch
+runs as a task of its own: its pipelines go over one ``RespConnection`` (pipelined with the
+batches still in flight), the replies go back in one crossing each, then each Python caller
+gets its result and the held calls are answered on their connections inside Rust
+(``deliver``), so a call pays no Python of its own.
 
 As on the redis-py path: a batch's round trips are bounded by one REDIS_TIMEOUT, the endpoint
 has a circuit breaker (open: the batch fails at once, without touching the network), a failed round
@@ -45,11 +46,13 @@ class NativeRedis:
         """``engine``: the ``_native.NativeEngine``; ``rules``: the compiled rules now (the
         limit ids of a batch's decisions are theirs); ``observe``: told each round trip's
         time and how it failed (None: it did not). ``fast``: the ``FastService`` whose held
-        calls join every batch, once the fast transport has one."""
+        calls join every batch, once the fast transport has one; ``http1``: the same for the
+        fast HTTP/1.1 path's ``Http1Service``."""
         self.engine = engine
         self.connection = connection
         self.breaker = breaker
         self.fast: Any = None
+        self.http1: Any = None
         self._observe = observe
         self._rules = rules
         self._requests: list[tuple[Any, ...]] = []
@@ -82,11 +85,11 @@ class NativeRedis:
         self._scheduled = False
         requests, self._requests = self._requests, []
         futures, self._futures = self._futures, []
-        if not requests and (self.fast is None or not self.fast.queued):
+        if not requests and not self._held():
             return
         rules = self._rules()
         try:
-            batch = self.engine.redis_batch(requests, self.fast)
+            batch = self.engine.redis_batch(requests, self.fast, self.http1)
         except Exception as exc:  # a bug: every caller of the turn gets it, nothing hangs
             log.exception("planning a Redis batch failed")
             for future in futures:
@@ -98,6 +101,10 @@ class NativeRedis:
         task = self._loop.create_task(self._run(batch, futures, rules))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+    def _held(self) -> bool:
+        """Whether a fast connection holds calls for the next batch."""
+        return any(side is not None and side.queued for side in (self.fast, self.http1))
 
     async def _run(self, batch: Any, futures: list[asyncio.Future[Result]],
                    rules: NativeRules | None) -> None:

@@ -1,12 +1,19 @@
 """The HTTP port: a fast HTTP/1.1 path for the check endpoints in front of aiohttp.
 
 Each connection starts on ``FastConnection``, whose parser (``sidecar._native``, native/
-src/http1) reads a whole read buffer at once: every complete request on a check endpoint
-becomes an ``Http1Call`` (the engine's arguments; its answer is written by the same parser)
-or an ``Http1Referral`` (its parts, answered by the general path's own code), answered in
-order. The first request that is not the fast path's (the admin API, /metrics, an unusual
-head, a body over its limit, bytes that are not HTTP) hands the connection to aiohttp for
-the rest of its life: once every answer before it is written, aiohttp's protocol takes the
+src/http1) reads a whole read buffer at once. With the native engine (an ``Http1Service``),
+every complete request on a check endpoint is decided inside that read and its answer made
+there, without a Python object of its own; on Redis it is held for the event-loop turn's
+batch, which puts its answer in place (``delivered``). Without it, such a request becomes an
+``Http1Call`` (the engine's arguments; its answer is written by the same parser) for the
+Python engine. A request only the general path's code can judge becomes an
+``Http1Referral`` (its parts, answered by that code); while one is waiting, the calls after
+it on its connection go to Python too (as ``Http1Call``), so requests are charged in the
+order they came, as aiohttp charges them. Answers leave in request order.
+
+The first request that is not the fast path's (the admin API, /metrics, an unusual head, a
+body over its limit, bytes that are not HTTP) hands the connection to aiohttp for the rest
+of its life: once every answer before it is written, aiohttp's protocol takes the
 transport and the bytes from that request on, exactly as if it had read them itself.
 
 Bounds, as the general path's: a connection with no request in progress is closed after
@@ -52,6 +59,15 @@ class Endpoints(Protocol):
 
 
 @dataclass(frozen=True)
+class NativeEngineSide:
+    """The native engine behind the fast path: ``service`` (an ``Http1Service``) answers the
+    calls inside each read; ``on_held`` is told when a read left calls waiting for Redis."""
+
+    service: Any
+    on_held: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
 class Http1Options:
     # aiohttp's RequestHandler default (the general path's bound on idle and slow clients).
     keepalive_timeout: float = 3630.0
@@ -91,7 +107,9 @@ class FastConnection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else ""
-        self.parser = self.site.native.Http1Connection(self.site.endpoints.config)
+        engine = self.site.engine
+        self.parser = self.site.native.Http1Connection(
+            self.site.endpoints.config, engine.service if engine is not None else None)
         self.site.connections.add(self)
         self._touch()
 
@@ -101,8 +119,10 @@ class FastConnection(asyncio.Protocol):
             return
         if self._closing:
             return
-        ready, items, handoff, closed = self.parser.feed(data)
+        ready, items, handoff, closed, held = self.parser.feed(data, self)
         self._write(ready)
+        if held and self.site.engine is not None and self.site.engine.on_held is not None:
+            self.site.engine.on_held()
         if items:
             self._queue.extend(items)
             if self._task is None:
@@ -140,6 +160,16 @@ class FastConnection(asyncio.Protocol):
         self._settle()
 
     # -- answering, in order ----------------------------------------------------------------------
+
+    def delivered(self) -> None:
+        """A Redis batch answered calls this connection's reads held: write what that made
+        ready (the parser keeps each answer in its place)."""
+        if self.parser is None:
+            return
+        self._write(self.parser.output())
+        if self.parser.pending <= self.site.options.max_pending // 2:
+            self._resume("queue")
+        self._settle()
 
     async def _drain(self) -> None:
         """Answer the items Python answers, one at a time (the parser keeps every answer in
@@ -250,11 +280,12 @@ class FastSite(web.TCPSite):
 
     def __init__(self, runner: web.AppRunner, host: str | None, port: int,
                  endpoints: Endpoints, native: ModuleType, options: Http1Options,
-                 grace: float, **kwargs: Any) -> None:
+                 grace: float, engine: NativeEngineSide | None = None, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.grace = grace
         self.endpoints = endpoints
         self.native = native
+        self.engine = engine
         self.options = options
         self.connections: set[FastConnection] = set()
         self.handoffs = 0  # connections handed to aiohttp so far
@@ -287,15 +318,17 @@ class FastSite(web.TCPSite):
 async def serve_http(app: web.Application, host: str, port: int, *, grace: float,
                      reuse_port: bool = False, endpoints: Endpoints | None = None,
                      native: ModuleType | None = None,
-                     options: Http1Options | None = None) -> web.AppRunner:
+                     options: Http1Options | None = None,
+                     engine: NativeEngineSide | None = None) -> web.AppRunner:
     """``app`` on ``host:port``; with ``endpoints`` (and the native extension) the fast
-    HTTP/1.1 path answers the check endpoints in front of it."""
+    HTTP/1.1 path answers the check endpoints in front of it, with the native ``engine``
+    when given (else through ``endpoints``, on the Python engine)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
     site: web.TCPSite
     options = options or Http1Options()
     if endpoints is not None and native is not None:
-        site = FastSite(runner, host or None, port, endpoints, native, options, grace,
+        site = FastSite(runner, host or None, port, endpoints, native, options, grace, engine,
                         reuse_address=True, reuse_port=reuse_port or None,
                         backlog=options.backlog)
     else:

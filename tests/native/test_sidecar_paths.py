@@ -132,14 +132,18 @@ async def test_a_rules_reload_reaches_the_native_engine(tmp_path: Path,
 async def test_the_start_up_line_says_which_path_runs(tmp_path: Path, native: ModuleType,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="sidecar.app")
-    async with running(tmp_path):
+    async with running(tmp_path, env={"VIVA_REST_FAST": "true"}):
+        pass
+    async with running(tmp_path / "general", env={"VIVA_REST_FAST": "false"}):
         pass
     async with running(tmp_path / "python", env={"VIVA_NATIVE": "false"}):
         pass
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hot path")]
     assert lines == [
         f"hot path: native (sidecar._native {native.__version__}): HTTP/2 wire in Rust, "
-        "engine in Rust on its memory store, calls answered in Rust",
+        "engine in Rust on its memory store, gRPC and REST calls answered in Rust",
+        f"hot path: native (sidecar._native {native.__version__}): HTTP/2 wire in Rust, "
+        "engine in Rust on its memory store, gRPC calls answered in Rust",
         "hot path: pure Python (VIVA_NATIVE=false)"]
 
 
@@ -153,7 +157,8 @@ async def test_concurrency_limits_choose_the_python_engine(tmp_path: Path, nativ
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     caplog.set_level("INFO", logger="sidecar.app")
-    async with running(tmp_path, {"rules.yaml": CONCURRENCY}) as app, aiohttp.ClientSession(
+    async with running(tmp_path, {"rules.yaml": CONCURRENCY}, env={"VIVA_REST_FAST": "true"}
+                       ) as app, aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=5)) as http:
         assert app.sidecar.native is None
         body = {"namespace": "test-domain", "descriptors": [[{"key": "socket", "value": "u"}]]}
@@ -164,7 +169,8 @@ async def test_concurrency_limits_choose_the_python_engine(tmp_path: Path, nativ
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hot path")]
     assert lines == [
         f"hot path: native (sidecar._native {native.__version__}): HTTP/2 wire in Rust, "
-        "engine in Python (the rules have concurrency limits (leases), which are not native yet)"]
+        "HTTP/1.1 reader in Rust, engine in Python (the rules have concurrency limits (leases), "
+        "which are not native yet)"]
 
 
 async def test_a_reload_bringing_concurrency_limits_is_refused_on_the_native_engine(

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::text::{push_json_string, rfc3339};
+use crate::rls::Descriptor;
 
 /// A limit as an answer shows it.
 #[derive(Clone, Copy, Debug)]
@@ -71,17 +72,17 @@ pub struct Answer {
     pub results: Vec<Outcome>,
 }
 
-/// answers.py's `make_answer`: `entries` are each descriptor's, `now` the clock in seconds.
+/// answers.py's `make_answer`: `descriptors` are the request's, `now` the clock in seconds.
 pub fn make_answer(
     overall_code: u8,
     statuses: &[StatusView<'_>],
-    entries: &[Vec<(String, String)>],
+    descriptors: &[Descriptor],
     now: f64,
 ) -> Answer {
     let mut results: Vec<Outcome> = statuses
         .iter()
-        .zip(entries)
-        .map(|(status, entries)| result(status, entries, now))
+        .zip(descriptors)
+        .map(|(status, d)| result(status, &d.entries, now))
         .collect();
     unique_policies(&mut results);
     let allowed = overall_code != OVER_LIMIT;
@@ -294,9 +295,12 @@ mod tests {
         })
     }
 
-    fn ids(n: usize) -> Vec<Vec<(String, String)>> {
+    fn ids(n: usize) -> Vec<Descriptor> {
         (0..n)
-            .map(|i| vec![("identifier".into(), format!("u{i}"))])
+            .map(|i| Descriptor {
+                entries: vec![("identifier".into(), format!("u{i}"))],
+                ..Descriptor::default()
+            })
             .collect()
     }
 

@@ -21,4 +21,5 @@ pub mod rls_answer;
 pub mod rls_json;
 pub mod routes;
 pub mod serve;
+pub mod service;
 pub mod text;

@@ -15,6 +15,8 @@ use super::response::{Framing, JSON, TEXT};
 use super::rls_answer::rls_json;
 use super::rls_json::decode_rls;
 use super::routes::{Route, Routes};
+use crate::engine::Request as EngineRequest;
+use crate::rls::Descriptor;
 
 /// Everything the fast path needs to know of the settings.
 #[derive(Clone, Debug)]
@@ -46,9 +48,10 @@ pub enum CallKind {
 pub struct Call {
     pub kind: CallKind,
     pub domain: String,
-    pub descriptors: Vec<Entries>,
-    /// REST: each descriptor's hits (0: look without charging); /json: the request's
-    /// `hits_addend`.
+    /// As the engine takes them: on REST each carries the request's hits (0: look without
+    /// charging); on /json none does (the request's `hits_addend` counts).
+    pub descriptors: Vec<Descriptor>,
+    /// REST: each descriptor's hits; /json: the request's `hits_addend`.
     pub hits: u64,
     pub reply: Reply,
     pub continue_first: bool,
@@ -75,7 +78,18 @@ pub enum Work {
 
 pub fn work(request: Request<'_>, config: &Config) -> Work {
     let head = &request.head;
-    let call = |kind, domain, descriptors, hits| {
+    let call = |kind: CallKind, domain: String, entries: Vec<Entries>, hits: u64| {
+        // REST counts hits per descriptor (the general path's `Descriptor(entries, hits)`);
+        // /json per request, as the RateLimitRequest says.
+        let own = (kind != CallKind::Json).then_some(hits);
+        let descriptors = entries
+            .into_iter()
+            .map(|entries| Descriptor {
+                entries,
+                limit: None,
+                hits_addend: own,
+            })
+            .collect();
         Work::Call(Call {
             kind,
             domain,
@@ -146,6 +160,21 @@ fn refer(request: Request<'_>) -> Referral {
 }
 
 impl Call {
+    /// What the engine is asked, at `now_ms`.
+    pub fn engine_request(&self, now_ms: i64) -> EngineRequest<'_> {
+        let json = self.kind == CallKind::Json;
+        EngineRequest {
+            domain: &self.domain,
+            descriptors: &self.descriptors,
+            // /json's hits_addend was read as a u32 (the message's type).
+            hits_addend: if json { self.hits as u32 } else { 0 },
+            now_ms,
+            charge_always: matches!(self.kind, CallKind::Report { .. }),
+            explicit: &[],
+            options: None,
+        }
+    }
+
     /// The engine's decision as this request's answer. `headers` are the engine's own
     /// response headers (RESPONSE_HEADERS_ENABLED; /json sends them), `now` its clock.
     pub fn answer(

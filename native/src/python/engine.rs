@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::convert::{self, decision, descriptors, error_to_py, error_value, Descriptors};
+use super::http1::{self, Http1Service};
 use super::rules::{CompiledRules, OwnedDomain};
 use super::service::{FastService, Queued};
 use crate::engine::{Decision, Engine, EngineError, EngineOptions, Jitter, Request};
@@ -128,18 +129,23 @@ impl NativeEngine {
     }
 
     /// Plan `requests` — `(domain, descriptors, hits_addend, now_ms, charge_always[,
-    /// options])` each — and the calls `service` (a `FastService`) holds for Redis, as one
-    /// batch: it holds the commands to send. A request whose descriptors cannot be read ends
-    /// with its RequestError alone.
-    #[pyo3(signature = (requests, service=None))]
+    /// options])` each — and the calls `service` (a `FastService`) and `http1` (an
+    /// `Http1Service`) hold for Redis, as one batch: it holds the commands to send. A request
+    /// whose descriptors cannot be read ends with its RequestError alone.
+    #[pyo3(signature = (requests, service=None, http1=None))]
     fn redis_batch(slf: &Bound<'_, Self>, requests: &Bound<'_, PyList>,
-                   service: Option<Bound<'_, FastService>>) -> PyResult<RedisBatch> {
+                   service: Option<Bound<'_, FastService>>,
+                   http1: Option<Bound<'_, Http1Service>>) -> PyResult<RedisBatch> {
         let mut parsed: Vec<Result<Parsed, PyErr>> = Vec::with_capacity(requests.len());
         for item in requests.iter() {
             parsed.push(parse_request(&item));
         }
         let queued = match &service {
-            Some(s) => std::mem::take(&mut s.borrow_mut().queue),
+            Some(s) => std::mem::take(&mut s.try_borrow_mut()?.queue),
+            None => Vec::new(),
+        };
+        let queued_http1 = match &http1 {
+            Some(s) => std::mem::take(&mut s.try_borrow_mut()?.queue),
             None => Vec::new(),
         };
         let mut this = slf.borrow_mut();
@@ -162,6 +168,7 @@ impl NativeEngine {
             })
             .collect();
         reqs.extend(queued.iter().map(|q| q.call.engine_request()));
+        reqs.extend(queued_http1.iter().map(|q| q.held.call.engine_request(q.held.now_ms)));
         let script = this.script.clone();
         let batch = this.engine.redis_batch(&reqs, script);
         drop(reqs);
@@ -172,6 +179,8 @@ impl NativeEngine {
             python,
             queued,
             service: service.map(|s| s.unbind()),
+            queued_http1,
+            http1: http1.map(|s| s.unbind()),
             done: Vec::new(),
         })
     }
@@ -225,7 +234,7 @@ impl NativeEngine {
 
 /// The store calls of planned requests on Redis: send `commands`, read `expected` replies, hand
 /// their bytes to `feed`; repeat while `commands` is not None. Then `results()` (the requests
-/// given in Python) and `deliver()` (the calls of the fast transport's connections).
+/// given in Python) and `deliver()` (the calls of the fast transports' connections).
 #[pyclass(name = "RedisBatch", module = "sidecar._native")]
 pub struct RedisBatch {
     engine: Py<NativeEngine>,
@@ -234,7 +243,10 @@ pub struct RedisBatch {
     python: Vec<Option<PyErr>>,
     queued: Vec<Queued>,
     service: Option<Py<FastService>>,
-    /// The batch's results once taken (the Python requests first, then the queued calls).
+    queued_http1: Vec<http1::Queued>,
+    http1: Option<Py<Http1Service>>,
+    /// The batch's results once taken (the Python requests first, then the queued calls: the
+    /// fast gRPC transport's, then the HTTP/1.1 path's).
     done: Vec<Option<Result<Decision, EngineError>>>,
 }
 
@@ -267,10 +279,10 @@ impl RedisBatch {
         self.batch.endpoint_failed
     }
 
-    /// How many calls of the fast transport's connections the batch holds.
+    /// How many calls of the fast transports' connections the batch holds.
     #[getter]
     fn held(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.queued_http1.len()
     }
 
     /// The bytes of exactly `expected` replies to `commands`.
@@ -313,27 +325,36 @@ impl RedisBatch {
     fn deliver<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
         self.take_done();
         let tokens = PyList::empty(py);
-        let Some(service) = &self.service else { return Ok(tokens) };
-        let mut service = service.borrow_mut(py);
         let read = self.python.iter().filter(|p| p.is_none()).count();
-        let queued = std::mem::take(&mut self.queued);
-        let mut last: Option<*mut pyo3::ffi::PyObject> = None;
-        for (q, result) in queued.into_iter().zip(self.done[read..].iter_mut()) {
-            let result = result.take().unwrap_or_else(|| Err(EngineError::Storage {
-                message: "redis batch: the call's result was taken already".into(),
-                transient: false,
-            }));
-            let answer = service.service.finish(&q.call, &result);
-            if let Ok(mut wire) = q.wire.try_borrow_mut(py) {
-                wire.inner.respond(q.call.stream_id, &answer, now);
-            }
-            // Calls of one connection are queued together (one feed): one token per run.
-            if last != Some(q.token.as_ptr()) {
-                last = Some(q.token.as_ptr());
-                if !tokens.iter().any(|t| t.as_ptr() == q.token.as_ptr()) {
-                    tokens.append(q.token)?;
+        let read = read.min(self.done.len());
+        let (_, queued_results) = self.done.split_at_mut(read);
+        let split = self.queued.len().min(queued_results.len());
+        let (h2_results, http1_results) = queued_results.split_at_mut(split);
+        if let Some(service) = &self.service {
+            let mut service = service.try_borrow_mut(py)?;
+            let queued = std::mem::take(&mut self.queued);
+            let mut last: Option<*mut pyo3::ffi::PyObject> = None;
+            for (q, result) in queued.into_iter().zip(h2_results.iter_mut()) {
+                let result = result.take().unwrap_or_else(|| Err(EngineError::Storage {
+                    message: "redis batch: the call's result was taken already".into(),
+                    transient: false,
+                }));
+                let answer = service.service.finish(&q.call, &result);
+                if let Ok(mut wire) = q.wire.try_borrow_mut(py) {
+                    wire.inner.respond(q.call.stream_id, &answer, now);
+                }
+                // Calls of one connection are queued together (one feed): one token per run.
+                if last != Some(q.token.as_ptr()) {
+                    last = Some(q.token.as_ptr());
+                    if !tokens.iter().any(|t| t.as_ptr() == q.token.as_ptr()) {
+                        tokens.append(q.token)?;
+                    }
                 }
             }
+        }
+        if let Some(service) = &self.http1 {
+            let queued = std::mem::take(&mut self.queued_http1);
+            http1::deliver(py, service, queued, http1_results, &tokens)?;
         }
         Ok(tokens)
     }
@@ -347,12 +368,21 @@ impl RedisBatch {
             visit.call(&queued.token)?;
             visit.call(&queued.wire)?;
         }
+        if let Some(http1) = &self.http1 {
+            visit.call(http1)?;
+        }
+        for queued in &self.queued_http1 {
+            visit.call(&queued.token)?;
+            visit.call(&queued.conn)?;
+        }
         Ok(())
     }
 
     fn __clear__(&mut self) {
         self.queued.clear();
         self.service = None;
+        self.queued_http1.clear();
+        self.http1 = None;
     }
 }
 

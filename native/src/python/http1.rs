@@ -1,13 +1,28 @@
 //! The HTTP/1.1 fast path's Python face: `Http1Config` (the settings), `Http1Connection` (one
 //! connection: bytes in, work out), `Http1Call` and `Http1Referral` (one request each, with
-//! the methods that write its answer).
+//! the methods that write its answer), and `Http1Service` (the native engine answering the
+//! calls inside `feed`).
+//!
+//! ```text
+//! Http1Connection(config, service=None)
+//! feed(data, token=None) -> (ready, items, handoff, closed, held)
+//!     with a `service`, its engine answers every call inside feed (items are then only the
+//!     referrals); the calls it holds for Redis (`held` of them) wait in its queue with
+//!     `token`, handed back by `RedisBatch.deliver` once their answers are in place
+//! output() -> bytes: the answers that may be sent now (after a delivery)
+//! fill(slot, answer) -> bytes: a referral's (or a Python-decided call's) answer
+//! ```
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
+use crate::engine::{Decision, EngineError};
 use crate::http1::answer::{Families, LimitView, StatusView};
 use crate::http1::check::BodyLimits;
 use crate::http1::conn::{Conn, End, Event};
@@ -16,12 +31,17 @@ use crate::http1::outbox::Outbox;
 use crate::http1::response::{Framing, CONTINUE};
 use crate::http1::routes::Routes;
 use crate::http1::serve::{work, Call, CallKind, Config, Referral, Work};
+use crate::http1::service::{self, Held, METHODS};
+
+use super::engine::NativeEngine;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Http1Config>()?;
     m.add_class::<Http1Connection>()?;
     m.add_class::<Http1Call>()?;
     m.add_class::<Http1Referral>()?;
+    m.add_class::<Http1Service>()?;
+    m.add("HTTP1_METHODS", METHODS.to_vec())?;
     Ok(())
 }
 
@@ -104,74 +124,126 @@ pub struct Http1Connection {
     config: Arc<Config>,
     conn: Conn,
     outbox: Outbox,
+    service: Option<Py<Http1Service>>,
+    /// Items handed to Python whose answers are not in yet. While there are any, the service
+    /// decides no call of this connection: those go to Python after them, so every request
+    /// is charged in the order it came, as the general path charges them.
+    referred: usize,
+}
+
+/// The service's side of one feed: the service and its engine, borrowed for the feed, and
+/// the clock read once for all its calls.
+struct Deciding<'py> {
+    service: PyRefMut<'py, Http1Service>,
+    engine: PyRefMut<'py, NativeEngine>,
+    now: f64,
+    held: Vec<(u64, Held)>,
 }
 
 #[pymethods]
 impl Http1Connection {
     #[new]
-    fn new(config: &Http1Config) -> Http1Connection {
+    #[pyo3(signature = (config, service=None))]
+    fn new(config: &Http1Config, service: Option<Py<Http1Service>>) -> Http1Connection {
         let config = config.config.clone();
         Http1Connection {
             conn: Conn::new(config.routes.clone()),
             config,
             outbox: Outbox::default(),
+            service,
+            referred: 0,
         }
     }
 
-    /// Read `data`: `(ready, items, handoff, closed)`. `ready`: the answers that may be sent
-    /// now (those made while reading, e.g. an interim `100 Continue`), in order. `items`: an
-    /// `Http1Call` or `Http1Referral` per request left to Python, each holding its answer's
-    /// place (`slot`, for `fill`). `handoff`: the bytes from the first request this path does
-    /// not answer (the general path reads them and the rest of the connection), else None.
-    /// `closed`: a request ended the connection.
-    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+    /// Read `data`: `(ready, items, handoff, closed, held)`. `ready`: the answers that may be
+    /// sent now (those made while reading: the service's, an interim `100 Continue`), in
+    /// order. `items`: an `Http1Referral` per request left to Python, or an `Http1Call` (without
+    /// a service, or behind a referral still waiting), each holding its answer's place
+    /// (`slot`, for `fill`). `handoff`: the bytes
+    /// from the first request this path does not answer (the general path reads them and the
+    /// rest of the connection), else None. `closed`: a request ended the connection. `held`:
+    /// calls the service holds for a Redis batch (queued with `token`).
+    #[pyo3(signature = (data, token=None))]
+    fn feed<'py>(
+        slf: &Bound<'py, Self>,
+        data: &[u8],
+        token: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
         let items = PyList::empty(py);
+        let mut this = slf.try_borrow_mut()?;
+        let service = this.service.as_ref().map(|s| s.clone_ref(py));
+        let engine = match &service {
+            Some(s) => Some(s.bind(py).try_borrow()?.engine.clone_ref(py)),
+            None => None,
+        };
+        let mut deciding = match (&service, &engine) {
+            (Some(service), Some(engine)) => {
+                let service = service.bind(py).try_borrow_mut()?;
+                if service.service.redis && token.is_none() {
+                    return Err(PyValueError::new_err(
+                        "feed: a connection whose service holds calls for Redis needs a token",
+                    ));
+                }
+                let now = clock_seconds(py, service.clock.as_ref())?;
+                Some(Deciding {
+                    service,
+                    engine: engine.bind(py).try_borrow_mut()?,
+                    now,
+                    held: Vec::new(),
+                })
+            }
+            _ => None,
+        };
         let mut failed: Option<PyErr> = None;
         let Http1Connection {
             config,
             conn,
             outbox,
-        } = self;
-        let end = conn.feed(data, &mut |event| {
-            if failed.is_some() {
-                return;
-            }
-            let item = match event {
-                Event::Continue => {
-                    outbox.ready(CONTINUE.to_vec());
+            referred,
+            ..
+        } = &mut *this;
+        let end = guard(|| {
+            conn.feed(data, &mut |event| {
+                if failed.is_some() {
                     return;
                 }
-                Event::Request(request) => match work(request, config) {
-                    Work::Call(call) => {
+                let request = match event {
+                    Event::Continue => return outbox.ready(CONTINUE.to_vec()),
+                    Event::Request(request) => request,
+                };
+                let deciding = deciding.as_mut().filter(|_| *referred == 0);
+                let item = match (work(request, config), deciding) {
+                    (Work::Call(call), Some(d)) => return decide(d, config, outbox, call),
+                    (Work::Call(call), None) => {
                         let slot = outbox.wait();
-                        Bound::new(
-                            py,
-                            Http1Call {
-                                config: config.clone(),
-                                call,
-                                slot,
-                            },
-                        )
-                        .map(Bound::into_any)
+                        let call = Http1Call {
+                            config: config.clone(),
+                            call,
+                            slot,
+                        };
+                        Bound::new(py, call).map(Bound::into_any)
                     }
-                    Work::Refer(referral) => {
+                    (Work::Refer(referral), _) => {
                         let slot = outbox.wait();
-                        Bound::new(
-                            py,
-                            Http1Referral {
-                                config: config.clone(),
-                                referral,
-                                slot,
-                            },
-                        )
-                        .map(Bound::into_any)
+                        let referral = Http1Referral {
+                            config: config.clone(),
+                            referral,
+                            slot,
+                        };
+                        Bound::new(py, referral).map(Bound::into_any)
                     }
-                },
-            };
-            if let Err(e) = item.and_then(|item| items.append(item)) {
-                failed = Some(e);
-            }
-        });
+                };
+                *referred += 1;
+                if let Err(e) = item.and_then(|item| items.append(item)) {
+                    failed = Some(e);
+                }
+            })
+        })?;
+        let held = match deciding {
+            Some(d) => queue_held(d, slf, token)?,
+            None => 0,
+        };
         if let Some(e) = failed {
             return Err(e);
         }
@@ -180,8 +252,13 @@ impl Http1Connection {
             End::Close => (None, true),
             End::Handoff(rest) => (Some(PyBytes::new(py, &rest)), false),
         };
-        let ready = PyBytes::new(py, &self.outbox.take_ready());
-        (ready, items, handoff, closed).into_pyobject(py)
+        let ready = PyBytes::new(py, &this.outbox.take_ready());
+        (ready, items, handoff, closed, held).into_pyobject(py)
+    }
+
+    /// The answers that may be sent now (those a Redis batch delivered since the last call).
+    fn output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.outbox.take_ready())
     }
 
     /// The answer of the item whose `slot` this is: the answers that may be sent now.
@@ -196,6 +273,7 @@ impl Http1Connection {
                 "slot {slot} is not waiting for an answer"
             )));
         }
+        self.referred = self.referred.saturating_sub(1);
         Ok(PyBytes::new(py, &self.outbox.take_ready()))
     }
 
@@ -210,6 +288,58 @@ impl Http1Connection {
     fn buffered(&self) -> usize {
         self.conn.buffered()
     }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(service) = &self.service {
+            visit.call(service)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.service = None;
+    }
+}
+
+/// A call for the service: answered now (its answer takes the next place), or held for Redis
+/// (its place waits).
+fn decide(d: &mut Deciding<'_>, config: &Arc<Config>, outbox: &mut Outbox, call: Call) {
+    let now_ms = (d.now * 1000.0) as i64;
+    let mut out = Vec::with_capacity(512);
+    let engine = &mut d.engine.engine;
+    match d
+        .service
+        .service
+        .offer(engine, config, call, now_ms, d.now, &mut out)
+    {
+        None => outbox.ready(out),
+        Some(held) => d.held.push((outbox.wait(), held)),
+    }
+}
+
+/// Move the calls the service held during a feed into its queue, with their connection; how
+/// many there were.
+fn queue_held(
+    mut d: Deciding<'_>,
+    conn: &Bound<'_, Http1Connection>,
+    token: Option<&Bound<'_, PyAny>>,
+) -> PyResult<usize> {
+    let count = d.held.len();
+    if count == 0 {
+        return Ok(0);
+    }
+    let Some(token) = token else {
+        unreachable!("feed refuses a service that holds calls without a token");
+    };
+    for (slot, held) in d.held.drain(..) {
+        d.service.queue.push(Queued {
+            token: token.clone().unbind(),
+            conn: conn.clone().unbind(),
+            slot,
+            held,
+        });
+    }
+    Ok(count)
 }
 
 /// A request for the engine: its arguments, and the methods that answer it.
@@ -252,8 +382,8 @@ impl Http1Call {
     #[getter]
     fn descriptors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for entries in &self.call.descriptors {
-            list.append(PyTuple::new(py, entries.iter().map(|(k, v)| (k, v)))?)?;
+        for d in &self.call.descriptors {
+            list.append(PyTuple::new(py, d.entries.iter().map(|(k, v)| (k, v)))?)?;
         }
         Ok(list)
     }
@@ -383,4 +513,143 @@ impl Http1Referral {
             .frame(&self.config, status, &pairs, body, &mut out);
         PyBytes::new(py, &out)
     }
+}
+
+/// A held call, its connection, where its answer goes there, and the caller's token for that
+/// connection.
+pub(crate) struct Queued {
+    pub token: Py<PyAny>,
+    pub conn: Py<Http1Connection>,
+    pub slot: u64,
+    pub held: Held,
+}
+
+/// `(requests, errors, latency buckets, latency sum, in flight)`.
+type MetricsTuple = (u64, Vec<u64>, Vec<u64>, f64, i64);
+
+/// The native engine behind the HTTP/1.1 fast path (`http1/service.rs`), given to each
+/// `Http1Connection`. Calls it holds for Redis wait in its queue until
+/// `NativeEngine.redis_batch(..., http1=service)` takes them.
+#[pyclass(name = "Http1Service", module = "sidecar._native")]
+pub struct Http1Service {
+    pub(crate) engine: Py<NativeEngine>,
+    pub(crate) service: service::Http1Service,
+    pub(crate) queue: Vec<Queued>,
+    /// A clock for the engine and the answers (seconds since the epoch), as the Python
+    /// engine's is injected; None: the system's wall clock.
+    clock: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Http1Service {
+    /// `redis`: hold calls for Redis batches instead of deciding them on the engine's memory
+    /// store; `clock`: the engine's clock (seconds since the epoch; tests give a fake one).
+    #[new]
+    #[pyo3(signature = (engine, *, redis=false, clock=None))]
+    fn new(engine: Py<NativeEngine>, redis: bool, clock: Option<Py<PyAny>>) -> Http1Service {
+        Http1Service {
+            engine,
+            service: service::Http1Service::new(redis),
+            queue: Vec::new(),
+            clock,
+        }
+    }
+
+    /// Calls waiting for a Redis batch.
+    #[getter]
+    fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Per endpoint of `HTTP1_METHODS`, the request metrics of the calls answered here since
+    /// the last call, and start over: `(requests, errors, latency buckets, latency sum, in
+    /// flight)` as `FastService.take_metrics`.
+    fn take_metrics(&mut self) -> Vec<MetricsTuple> {
+        self.service
+            .metrics
+            .iter_mut()
+            .map(|m| {
+                let t = m.take();
+                (
+                    t.requests,
+                    t.errors.to_vec(),
+                    t.buckets.to_vec(),
+                    t.latency_sum,
+                    t.in_flight,
+                )
+            })
+            .collect()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.engine)?;
+        if let Some(clock) = &self.clock {
+            visit.call(clock)?;
+        }
+        for queued in &self.queue {
+            visit.call(&queued.token)?;
+            visit.call(&queued.conn)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.queue.clear();
+        self.clock = None;
+    }
+}
+
+/// Answer `queued` (calls of a finished Redis batch, with their `results` in order) on their
+/// connections; append the distinct tokens of those connections to `tokens`.
+pub(crate) fn deliver(
+    py: Python<'_>,
+    service: &Py<Http1Service>,
+    queued: Vec<Queued>,
+    results: &mut [Option<Result<Decision, EngineError>>],
+    tokens: &Bound<'_, PyList>,
+) -> PyResult<()> {
+    let mut service = service.try_borrow_mut(py)?;
+    let now = clock_seconds(py, service.clock.as_ref())?;
+    for (q, result) in queued.into_iter().zip(results.iter_mut()) {
+        let result = result.take().unwrap_or_else(|| {
+            Err(EngineError::Storage {
+                message: "redis batch: the call's result was taken already".into(),
+                transient: false,
+            })
+        });
+        // A connection being read now cannot be one whose batch is done; were it so, the
+        // answer is dropped rather than the batch failing.
+        if let Ok(mut conn) = q.conn.try_borrow_mut(py) {
+            let mut out = Vec::with_capacity(512);
+            let config = conn.config.clone();
+            service
+                .service
+                .finish(&config, &q.held, &result, now, &mut out);
+            conn.outbox.fill(q.slot, out);
+        }
+        if !tokens.iter().any(|t| t.as_ptr() == q.token.as_ptr()) {
+            tokens.append(q.token)?;
+        }
+    }
+    Ok(())
+}
+
+/// Now in seconds since the epoch, on `clock` or the system's.
+fn clock_seconds(py: Python<'_>, clock: Option<&Py<PyAny>>) -> PyResult<f64> {
+    match clock {
+        None => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())),
+        Some(clock) => clock.call0(py)?.extract(py),
+    }
+}
+
+/// Run `work`, turning a panic (a bug) into RuntimeError: an ordinary exception whose
+/// connection is closed, where PyO3's PanicException would escape the protocol.
+fn guard<T>(work: impl FnOnce() -> T) -> PyResult<T> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|_| {
+        PyRuntimeError::new_err(
+            "the native HTTP/1.1 reader failed (a bug: the panic is logged above)",
+        )
+    })
 }

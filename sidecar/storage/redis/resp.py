@@ -64,6 +64,18 @@ def address_of(opts: RedisOptions) -> Address:
                    username, password, db)
 
 
+def connect_error(address: Address, exc: BaseException) -> str:
+    """A failed connection in redis-py's words (``redis.utils.format_error_message``), so an
+    answer that quotes the store's error reads the same on the native engine as on the
+    Python one (its RedisStore says "redis <label> unavailable: <redis-py's message>")."""
+    where = address.host if address.port == 0 else f"{address.host}:{address.port}"
+    if not exc.args:
+        return f"Error connecting to {where}."
+    if len(exc.args) == 1:
+        return f"Error {exc.args[0]} connecting to {where}."
+    return f"Error {exc.args[0]} connecting to {where}. {exc.args[1]}."
+
+
 def tls_context(opts: RedisOptions) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=opts.tls_ca or None)
     if opts.tls_cert:
@@ -150,7 +162,8 @@ class RespConnection:
                     factory, a.host, a.port, ssl=self._tls,
                     server_hostname=a.host if self._tls is not None else None)
         except (OSError, ssl.SSLError) as exc:
-            raise StorageError(f"redis {self.label}: cannot connect: {exc}") from None
+            raise StorageError(f"redis {self.label} unavailable: "
+                               f"{connect_error(a, exc)}") from None
         await self._handshake(link)
         return link
 

@@ -1,10 +1,13 @@
 """The check endpoints on the fast HTTP/1.1 path (transports/http1.py).
 
-An ``Http1Call`` (a request the native parser decoded: domain, descriptors, hits) is decided
-through the same service methods as on the general path (so the same metrics, traces and
-errors), and its answer written by the parser from the decision. An ``Http1Referral`` (a
-body or a header only the general path's code can judge, or full mode's key endpoints) is
-answered by that code itself, from its parts. Both come back framed, ready to send.
+With the native engine the parser's ``Http1Service`` answers the calls itself, and counts
+them in Rust; ``export_native_counts`` adds those counts to the service's metrics of the same
+endpoints. On the Python engine, an ``Http1Call`` (a request the native parser decoded:
+domain, descriptors, hits) is decided through the same service methods as on the general
+path (so the same metrics, traces and errors), and its answer written by the parser from the
+decision. An ``Http1Referral`` (a body or a header only the general path's code can judge,
+or full mode's key endpoints) is answered by that code itself, from its parts, on either
+engine. Both come back framed, ready to send.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from aiohttp import http as aiohttp_http
 
 from sidecar.model import Decision, Descriptor, RateLimit
-from sidecar.service import Method, ServiceError
+from sidecar.service import Method, RateLimitService, ServiceError
 from sidecar.transports.reply import Reply, RequestParts
 from sidecar.transports.rest.handlers import RestApi, rest_failure
 
@@ -98,3 +101,20 @@ def statuses(decision: Decision) -> list[tuple[Any, ...]]:
 
 def _limit(limit: RateLimit) -> tuple[str, int, int, int]:
     return limit.name, limit.requests_per_unit, int(limit.unit), limit.window_length_ms
+
+
+def export_native_counts(native: ModuleType, http1_service: Any,
+                         service: RateLimitService) -> Callable[[], None]:
+    """A metrics source (``Metrics.add_source``): the request metrics of the calls
+    ``http1_service`` (an ``Http1Service``) answered, under each endpoint's method, as the
+    general path counts them (transport ``http``)."""
+    methods = [service.method(name, "http") for name in native.HTTP1_METHODS]
+    kinds = tuple(native.ERROR_KINDS)
+
+    def export() -> None:
+        for method, counts in zip(methods, http1_service.take_metrics(), strict=True):
+            requests, errors, buckets, latency_sum, in_flight = counts
+            method.add_counts(requests, dict(zip(kinds, errors, strict=True)), buckets,
+                              latency_sum, in_flight)
+
+    return export

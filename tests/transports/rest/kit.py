@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,20 +16,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Engine, Limiter
+from sidecar.limiter.leases import Leases
 from sidecar.limiter.options import EngineOptions
+from sidecar.native_path import NativePath
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import load_rules
 from sidecar.service import RateLimitService
+from sidecar.settings import Settings
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http import HttpApi
-from sidecar.transports.http1 import FastSite, Http1Options, serve_http
+from sidecar.transports.http1 import FastSite, Http1Options, NativeEngineSide, serve_http
 from sidecar.transports.rest.options import RestOptions
-from tests.support.paths import native_module
+from tests.support.paths import native_module, native_runs
 from tests.support.ports import free_port
 from tests.support.servers import RedisServer, SidecarProcess
 
@@ -74,13 +78,16 @@ descriptors:
 """
 
 
-def write_rules(folder: Path, files: dict[str, str] | None = None, unit: str = "minute") -> Path:
+def write_rules(folder: Path, files: dict[str, str] | None = None, unit: str = "minute",
+                leases: bool = True) -> Path:
     """The test rules; tests on real time (processes) use ``unit="hour"`` so that a window
-    boundary is unlikely to fall inside a test."""
+    boundary is unlikely to fall inside a test; ``leases=False`` leaves out the concurrency
+    limits (which keep a sidecar on the Python engine)."""
     folder.mkdir(parents=True, exist_ok=True)
     if files is None:
-        files = {"api.yaml": RULES.replace("unit: minute", f"unit: {unit}"), "shop.yaml": SHOP,
-                 "ws.yaml": WS}
+        files = {"api.yaml": RULES.replace("unit: minute", f"unit: {unit}"), "shop.yaml": SHOP}
+        if leases:
+            files["ws.yaml"] = WS
     for name, text in files.items():
         (folder / name).write_text(textwrap.dedent(text))
     return folder
@@ -100,12 +107,15 @@ class Rest:
     """A client of one REST app: post JSON, get status, lower-case headers and parsed body."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None,
-                 fast: bool = False, runner: web.AppRunner | None = None) -> None:
+                 fast: bool = False, runner: web.AppRunner | None = None,
+                 metrics: Metrics | None = None, native: NativePath | None = None) -> None:
         self.url = url
         self.session = session
-        self.engine = engine
+        self.engine = engine  # the Python engine (None on the native one)
         self.fast = fast  # served by the fast HTTP/1.1 path
         self.runner = runner
+        self.metrics = metrics
+        self.native = native  # the native stack, on the native engine
 
     @property
     def port(self) -> int:
@@ -161,33 +171,68 @@ def fast_path() -> bool:
     return True
 
 
+# The engines the in-process suites run each on: the native one too when it runs (as the
+# sidecar would choose it: CI runs them again with VIVA_NATIVE=false, on the Python one only).
+ENGINES = ("python", "native") if native_runs() else ("python",)
+
+
+def native_path(store: Store, metrics: Metrics, engine_options: EngineOptions | None,
+                clock: Callable[[], float] | None) -> NativePath:
+    """The sidecar's native stack (native_path.py) on the store ``store`` stands for: its
+    memory store for a MemoryStore, else the RedisStore's Redis."""
+    module = native_module()
+    if module is None:
+        pytest.fail("the native engine needs sidecar._native, which is not built",
+                    pytrace=False)
+    redis = store.opts if isinstance(store, RedisStore) else None
+    return NativePath(module, Settings.load(env={}), metrics, engine_options or EngineOptions(),
+                      redis, clock or time.time)
+
+
 @asynccontextmanager
 async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None = None,
                      clock: Callable[[], float] | None = None,
                      engine_options: EngineOptions | None = None,
                      fast: bool | None = None, load: bool = True,
-                     http1: Http1Options | None = None) -> AsyncIterator[Rest]:
+                     http1: Http1Options | None = None,
+                     engine: str = "python") -> AsyncIterator[Rest]:
     """The HTTP port's application around a real engine, on a free loopback port: on the
-    fast path or not as ``fast`` (default: ``fast_path()``) says; ``load=False`` leaves the
-    engine without rules."""
-    engine = Engine(store, engine_options, clock=clock) if clock else Engine(store,
-                                                                             engine_options)
+    fast path or not as ``fast`` (default: ``fast_path()``) says; ``engine`` "python" (over
+    ``store``) or "native" (the sidecar's native stack, on the store ``store`` stands for:
+    rules without concurrency limits); ``load=False`` leaves the engine without rules."""
+    metrics = Metrics()
+    path = native_path(store, metrics, engine_options, clock) if engine == "native" else None
+    limiter: Limiter
+    if path is not None:
+        limiter = path.engine
+        leases = Leases(Engine(MemoryStore(), clock=clock or time.time), metrics)
+        service = RateLimitService(limiter, metrics, leases=leases)
+    else:
+        limiter = Engine(store, engine_options, clock=clock or time.time)
+        service = RateLimitService(limiter, metrics)
     if load:
-        engine.set_rules(load_rules(str(rules_dir)))
-    api = HttpApi(RateLimitService(engine, Metrics()), Health(), None, options or RestOptions())
+        limiter.set_rules(load_rules(str(rules_dir)))
+    api = HttpApi(service, Health(), None, options or RestOptions())
     app = api.main_app()
     native = native_module() if (fast_path() if fast is None else fast) else None
     endpoints = api.fast_endpoints(native) if native is not None else None
+    side = None
+    if path is not None and endpoints is not None:
+        side = NativeEngineSide(path.serve_http1(service), path.on_held())
     port = free_port()
     runner = await serve_http(app, "127.0.0.1", port, grace=1.0, endpoints=endpoints,
-                              native=native, options=http1)
+                              native=native, options=http1, engine=side)
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            yield Rest(f"http://127.0.0.1:{port}", session, engine, native is not None, runner)
+            yield Rest(f"http://127.0.0.1:{port}", session,
+                       limiter if isinstance(limiter, Engine) else None, native is not None,
+                       runner, metrics, path)
     finally:
         await runner.cleanup()
         await store.close()
+        if path is not None:
+            await path.store.close()
 
 
 class RestSidecar(SidecarProcess):

@@ -19,6 +19,13 @@ from tests.transports.rest.kit import Reply, Rest, serve_rest, write_rules
 WS = {"namespace": "ws", "identifier": "user_1"}
 
 
+@pytest.fixture
+def engine_kind() -> str:
+    """Leases hold slots on the Python engine (a sidecar whose rules have concurrency limits
+    runs it)."""
+    return "python"
+
+
 async def acquire(rest: Rest, **body: Any) -> Reply:
     return await rest.post("/v1/leases", {**WS, **body})
 

@@ -49,7 +49,7 @@ def config(families: tuple[str, ...] = FAMILIES) -> Any:
 
 def one_call(cfg: Any, data: bytes) -> Any:
     assert native is not None
-    ready, items, handoff, _ = native.Http1Connection(cfg).feed(data)
+    ready, items, handoff, _, _ = native.Http1Connection(cfg).feed(data)
     assert not ready and handoff is None
     assert len(items) == 1 and isinstance(items[0], native.Http1Call)
     return items[0]

@@ -268,7 +268,7 @@ def feed_checked(reads: list[bytes]) -> None:
     assert native is not None
     conn = native.Http1Connection(http1_config())
     for data in reads:
-        ready, items, handoff, closed = conn.feed(data)
+        ready, items, handoff, closed, _ = conn.feed(data)
         assert ready in (b"", b"HTTP/1.1 100 Continue\r\n\r\n" * ready.count(b"100"))
         for item in items:
             assert isinstance(item, native.Http1Call | native.Http1Referral)
@@ -283,7 +283,7 @@ def feed_checked(reads: list[bytes]) -> None:
         # a head and a body at most, and nothing once the connection is the general path's
         assert conn.buffered <= HEAD_BOUND + 21 * 2048 + len(data)
         if handoff is not None or closed:
-            assert conn.feed(GOOD) == (b"", [], None, True)
+            assert conn.feed(GOOD) == (b"", [], None, True, 0)
             return
 
 

@@ -1,15 +1,17 @@
-"""The fast HTTP/1.1 path and the general one (aiohttp) answer the same bytes.
+"""The fast HTTP/1.1 path and the general one (aiohttp) answer the same bytes, on the Python
+engine and on the native one (whose calls the fast path answers inside Rust).
 
-Two servers over the same rules and clock, each with its own memory store: one with the fast
-path in front, one without. Every case sends the same bytes on a fresh connection to both
-and compares everything that comes back (status lines, fields in order, bodies, interim
-answers) except the Date field's value, and whether the server closed the connection."""
+One server per path and engine, over the same rules and clock, each with its own store.
+Every case sends the same bytes on a fresh connection to each and compares everything that
+comes back (status lines, fields in order, bodies, interim answers) except the Date field's
+value, and whether the server closed the connection, with the general path on the Python
+engine's."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +19,18 @@ from typing import Any
 
 import pytest
 
+from sidecar.limiter.options import EngineOptions
+from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
 from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http1 import FastSite
 from sidecar.transports.rest.options import RestOptions
+from tests.support.paths import native_module
 from tests.support.ports import free_port
-from tests.transports.rest.fast.wire import exchange, request
-from tests.transports.rest.kit import serve_rest, write_rules
+from tests.support.servers import RedisServer
+from tests.transports.rest.fast.wire import Exchange, exchange, request
+from tests.transports.rest.kit import ENGINES, serve_rest, write_rules
 from tests.transports.rest.test_bad_input import CASES as BAD_BODIES
 
 NOW = 1_000_000.25
@@ -185,79 +191,106 @@ def cases() -> Iterator[Case]:
 
 CASE_LIST = list(cases())
 
+# (fast path, engine): the general path on the Python engine is what the others must match.
+REFERENCE = (False, "python")
+PATHS = [REFERENCE, *((fast, engine) for fast in (True, False) for engine in ENGINES
+                      if (fast, engine) != REFERENCE)]
+
 
 @dataclass
-class Pair:
-    fast: int
-    general: int
-    site: FastSite | None = None
+class Server:
+    fast: bool
+    engine: str
+    port: int
+    site: FastSite | None
+
+    @property
+    def name(self) -> str:
+        return f"{'fast' if self.fast else 'general'} path, {self.engine} engine"
 
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_rules(tmp_path_factory.mktemp("parity") / "rules")
+    return write_rules(tmp_path_factory.mktemp("parity") / "rules", leases=False)
+
+
+async def start(stack: AsyncExitStack, rules: Path, store: Callable[[], Store],
+                prefixed: bool = False, **kwargs: Any) -> list[Server]:
+    """The same app on every path of PATHS, each over its own ``store()`` (``prefixed``: its
+    keys under the prefix ``s<i>_``, for servers sharing a Redis); the reference first."""
+    servers = []
+    for i, (fast, engine) in enumerate(PATHS):
+        options = EngineOptions(cache_key_prefix=f"s{i}_") if prefixed else None
+        api = await stack.enter_async_context(serve_rest(
+            rules, store(), clock=lambda: NOW, fast=fast, engine=engine,
+            engine_options=options, **kwargs))
+        assert api.fast == fast, "the fast path needs sidecar._native"
+        servers.append(Server(fast, engine, api.port, api.fast_site() if fast else None))
+    return servers
 
 
 @pytest.fixture
-async def pair(rules: Path) -> AsyncIterator[Pair]:
+async def servers(rules: Path) -> AsyncIterator[list[Server]]:
+    if native_module() is None:
+        pytest.skip("the native extension is not built")  # fast_path() fails this in CI
     async with AsyncExitStack() as stack:
-        fast = await stack.enter_async_context(
-            serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=True))
-        general = await stack.enter_async_context(
-            serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=False))
-        if not fast.fast:
-            pytest.skip("the native extension is not built")  # fast_path() fails this in CI
-        yield Pair(_port(fast.url), _port(general.url), fast.fast_site())
+        yield await start(stack, rules, lambda: MemoryStore())
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
-
-
-async def compare(pair: Pair, case: Case) -> None:
-    handoffs = pair.site.handoffs if pair.site else 0
-    fast, general = await asyncio.gather(*(
-        asyncio.to_thread(exchange, port, case.data, case.answers, case.heads,
-                          pause=case.pause) for port in (pair.fast, pair.general)))
-    assert len(general.answers) == case.answers, general.raw
-    assert fast.without_dates() == general.without_dates()
-    assert fast.closed == general.closed
-    if pair.site is not None:
-        assert pair.site.handoffs - handoffs == int(case.handoff)
+async def compare(servers: list[Server], case: Case) -> list[Exchange]:
+    """``case`` on a fresh connection to each server at once: every one answers what the
+    reference answers, byte for byte but the Date."""
+    handoffs = [s.site.handoffs if s.site else 0 for s in servers]
+    got = await asyncio.gather(*(
+        asyncio.to_thread(exchange, s.port, case.data, case.answers, case.heads,
+                          pause=case.pause) for s in servers))
+    reference = got[0]
+    assert len(reference.answers) == case.answers, reference.raw
+    for server, exchanged, before in zip(servers, got, handoffs, strict=True):
+        assert exchanged.without_dates() == reference.without_dates(), server.name
+        assert exchanged.closed == reference.closed, server.name
+        if server.site is not None:
+            assert server.site.handoffs - before == int(case.handoff), server.name
+    return got
 
 
 @pytest.mark.parametrize("case", CASE_LIST, ids=[c.name for c in CASE_LIST])
-async def test_same_bytes(pair: Pair, case: Case) -> None:
-    await compare(pair, case)
+async def test_same_bytes(servers: list[Server], case: Case) -> None:
+    await compare(servers, case)
+
+
+@pytest.mark.redis
+async def test_same_bytes_on_redis(rules: Path, redis_clean: RedisServer) -> None:
+    """The answers that reach the store, on Redis: the native engine's held calls are
+    answered from its batches (each server counts under its own key prefix)."""
+    cases = [c for c in CASE_LIST if not c.handoff and not c.name.startswith(("400", "malformed"))]
+    async with AsyncExitStack() as stack:
+        servers = await start(
+            stack, rules, lambda: RedisStore(RedisOptions(url=redis_clean.url, timeout=5.0)),
+            prefixed=True)
+        for case in cases:
+            await compare(servers, case)
+    for i in range(len(servers)):  # each server counted in Redis, apart from the others
+        assert redis_clean.client().keys(f"s{i}_api_requests_identifier_*")
 
 
 async def test_503_when_the_store_is_unreachable(rules: Path) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"
     async with AsyncExitStack() as stack:
-        ports = []
-        for fast in (True, False):
-            store = RedisStore(RedisOptions(url=down, timeout=0.2))
-            api = await stack.enter_async_context(
-                serve_rest(rules, store, clock=lambda: NOW, fast=fast))
-            ports.append(_port(api.url))
-        pair = Pair(*ports)
+        servers = await start(stack, rules,
+                              lambda: RedisStore(RedisOptions(url=down, timeout=0.2)))
         for data in (post("/v1/check", CHECK), post("/json", RLS),
                      get("/v1/forward-auth", FORWARD)):
-            case = Case("503", data, 1)
-            await compare(pair, case)
-            fast = await asyncio.to_thread(exchange, pair.fast, data, 1)
-            assert fast.statuses == [503]
+            got = await compare(servers, Case("503", data, 1))
+            assert got[0].statuses == [503]
 
 
 async def test_503_before_rules_are_loaded(rules: Path) -> None:
     async with AsyncExitStack() as stack:
-        ports = []
-        for fast in (True, False):
-            api = await stack.enter_async_context(
-                serve_rest(rules, MemoryStore(), clock=lambda: NOW, fast=fast, load=False))
-            ports.append(_port(api.url))
+        servers = await start(stack, rules, lambda: MemoryStore(), load=False)
         for data in (post("/v1/report", SHOP), post("/json", RLS)):
-            await compare(Pair(*ports), Case("no rules", data, 1))
+            got = await compare(servers, Case("no rules", data, 1))
+            assert got[0].statuses == [503]
 
 
 async def test_options_shape_the_same_answers(rules: Path) -> None:
@@ -266,12 +299,10 @@ async def test_options_shape_the_same_answers(rules: Path) -> None:
                           hash_identifier=True, deny_status=403, max_descriptors=2,
                           max_entries=1, max_hits=3)
     async with AsyncExitStack() as stack:
-        ports = [_port((await stack.enter_async_context(
-            serve_rest(rules, MemoryStore(), options, clock=lambda: NOW, fast=fast))).url)
-            for fast in (True, False)]
+        servers = await start(stack, rules, lambda: MemoryStore(), options=options)
         key = {"X-Api-Key": "secret"}
         for case in [Case("hashed identifier, over", [get("/v1/forward-auth", key)] * 5, 5),
                      Case("hits over max_hits", post("/v1/check", {**CHECK, "hits": 4}), 1),
                      Case("too many descriptors", post("/v1/check", SHOP), 1),
                      Case("x family only", post("/v1/check", {**CHECK, "hits": 3}), 1)]:
-            await compare(Pair(*ports), case)
+            await compare(servers, case)
