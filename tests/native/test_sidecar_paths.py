@@ -1,6 +1,6 @@
 """The native path in the running sidecar: which engine runs for which store, one set of
-counters behind every transport (the fast transport's calls answered inside Rust, gRPC over
-grpcio, /json, REST), Redis calls of many concurrent callers in shared batches, rules reloads
+counters behind every transport (the fast transport's and the fast HTTP/1.1 path's calls
+answered inside Rust, gRPC over grpcio, /json, REST), Redis calls of many concurrent callers in shared batches, rules reloads
 reaching the native engine, and the counts kept in Rust on /metrics."""
 
 from __future__ import annotations
@@ -70,12 +70,14 @@ def store_env(store: str, redis: RedisServer) -> dict[str, str]:
 async def test_every_transport_counts_on_one_native_engine(
         tmp_path: Path, native: ModuleType, redis_clean: RedisServer, store: str,
         transport: str) -> None:
-    env = {**store_env(store, redis_clean), "VIVA_TRANSPORT": transport, "VIVA_NATIVE": "true"}
+    env = {**store_env(store, redis_clean), "VIVA_TRANSPORT": transport, "VIVA_NATIVE": "true",
+           "VIVA_REST_FAST": "true"}
     timeout = aiohttp.ClientTimeout(total=5)
     async with running(tmp_path, env=env) as app, aiohttp.ClientSession(timeout=timeout) as http:
         assert app.sidecar.native is not None
         if transport == "fast":
             assert app.sidecar.native.fast_service is not None  # calls answered in Rust
+        assert app.sidecar.native.http1_service is not None  # REST and /json too
         assert await remaining_over_grpc(app) == 2
         assert await remaining_over_json(http, app) == 1
         assert await rest_check(http, app) == 200
@@ -90,6 +92,8 @@ async def test_every_transport_counts_on_one_native_engine(
     assert sample(text, "ratelimit_service_rate_limit_over_limit_total", **labels) == 1
     assert sample(text, "ratelimit_service_total_requests_total",
                   grpc_method="ShouldRateLimit") == 2
+    for method in ("json", "rest_check"):
+        assert sample(text, "ratelimit_service_total_requests_total", grpc_method=method) == 1
 
 
 @pytest.mark.redis

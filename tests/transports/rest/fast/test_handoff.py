@@ -21,7 +21,7 @@ from sidecar.storage.redis.store import RedisStore
 from tests.support.paths import native_module
 from tests.support.servers import RedisServer
 from tests.transports.rest.fast.wire import exchange, request, split_answers
-from tests.transports.rest.kit import serve_rest, write_rules
+from tests.transports.rest.kit import ENGINES, serve_rest, write_rules
 
 pytestmark = pytest.mark.skipif(native_module() is None, reason="the native extension is not built")
 
@@ -34,11 +34,12 @@ FORWARD = request("GET", "/v1/forward-auth", headers={
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_answers_being_decided_go_out_before_the_handed_off_ones(
-        tmp_path: Path, redis_clean: RedisServer) -> None:
+        tmp_path: Path, redis_clean: RedisServer, engine: str) -> None:
     store = RedisStore(RedisOptions(url=redis_clean.url, timeout=5.0))
-    async with serve_rest(write_rules(tmp_path / "rules", unit="hour"), store,
-                          fast=True) as api:
+    rules = write_rules(tmp_path / "rules", unit="hour", leases=engine == "python")
+    async with serve_rest(rules, store, fast=True, engine=engine) as api:
         assert (await asyncio.to_thread(exchange, api.port, CHECK, 1)).statuses == [200]
 
         def run() -> list[bytes]:
@@ -75,9 +76,11 @@ def exchange_on(sock: socket.socket, count: int, timeout: float = 20.0) -> list[
     return answers
 
 
-async def test_a_hand_over_waits_for_a_client_that_reads_late(tmp_path: Path) -> None:
-    async with serve_rest(write_rules(tmp_path / "rules", unit="hour"), MemoryStore(),
-                          fast=True) as api:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_hand_over_waits_for_a_client_that_reads_late(tmp_path: Path,
+                                                               engine: str) -> None:
+    rules = write_rules(tmp_path / "rules", unit="hour", leases=engine == "python")
+    async with serve_rest(rules, MemoryStore(), fast=True, engine=engine) as api:
         count = 20_000
 
         def run() -> list[bytes]:

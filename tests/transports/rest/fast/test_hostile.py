@@ -27,7 +27,7 @@ from sidecar.storage.memory import MemoryStore
 from sidecar.transports.http1 import Http1Options
 from tests.support.paths import native_module
 from tests.transports.rest.fast.wire import exchange, request
-from tests.transports.rest.kit import Rest, serve_rest, write_rules
+from tests.transports.rest.kit import ENGINES, Rest, serve_rest, write_rules
 
 native = native_module()
 needs_native = pytest.mark.skipif(native is None, reason="the native extension is not built")
@@ -42,11 +42,13 @@ HEAD_BOUND = 16 * 1024
 
 
 
-@pytest.fixture
-async def fast(tmp_path: Path) -> AsyncIterator[Rest]:
+@pytest.fixture(params=ENGINES)
+async def fast(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rest]:
+    """The fast path on each engine (the native one answers inside each read)."""
     options = Http1Options(keepalive_timeout=0.5, max_pending=8)
-    async with serve_rest(write_rules(tmp_path / "rules", unit="hour"), MemoryStore(),
-                          fast=True, http1=options) as api:
+    rules = write_rules(tmp_path / "rules", unit="hour", leases=request.param == "python")
+    async with serve_rest(rules, MemoryStore(), fast=True, http1=options,
+                          engine=request.param) as api:
         yield api
 
 

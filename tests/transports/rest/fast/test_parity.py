@@ -157,6 +157,11 @@ def cases() -> Iterator[Case]:
         post("/v1/check", CHECK), post("/v1/check", "{"), get("/v1/forward-auth", FORWARD),
         post("/json", RLS), request("HEAD", "/v1/forward-auth", b"", FORWARD),
         post("/v1/report", SHOP)]), 6, [False, False, False, False, True, False])
+    referred = '{"namespace": "api_requests", "identifier": "order", "hits": 2.0}'
+    yield Case("pipelined, calls after a referral charged after it", b"".join([
+        post("/v1/check", referred), post("/v1/check", {**CHECK, "identifier": "order"}),
+        get("/v1/forward-auth", {**FORWARD, "X-Forwarded-For": "order"}),
+        post("/v1/check", referred)]), 4)
     yield Case("pipelined, handed to the general path midway", b"".join([
         post("/v1/check", CHECK), get("/healthcheck"), post("/v1/check", CHECK),
         get("/openapi.json"), get("/nowhere"), post("/v1/check", CHECK)]), 6, handoff=True)
