@@ -152,6 +152,15 @@ class Sidecar:
         return total
 
 
+def native_built() -> bool:
+    """Whether sidecar._native is built here (the sidecars then run the native path)."""
+    try:
+        import sidecar._native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_rules(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rules.yaml").write_text(text)

@@ -8,8 +8,10 @@ nginx (one worker) serves the application itself (a fixed 200) and, with auth_re
 asks the sidecar on every request first, as the README's nginx example does (keep-alive to the
 sidecar, the identifier from the client's address). No peer has an nginx to compare with, so
 the figure is the ratio to the same nginx without the subrequest: what rate limiting costs a
-site behind nginx. The sidecar runs on the fast HTTP/1.1 path and, for comparison, with
-``VIVA_REST_FAST=0``; limits are never reached (every request must pass).
+site behind nginx. The sidecar runs on the native path (the fast HTTP/1.1 path answering
+forward-auth inside Rust, with the native engine) and, for comparison, with
+``VIVA_REST_FAST=0`` (aiohttp answering, over the same engine); limits are never reached
+(every request must pass).
 
 nginx and the sidecar share CPU 0 (the server side of one site), wrk (keep-alive, 10
 connections) and redis-server CPU 1.
@@ -32,6 +34,7 @@ from common import (
     free_port,
     h2load,
     machine,
+    native_built,
     need,
     start_redis,
     start_sidecar,
@@ -119,7 +122,9 @@ def run(args: argparse.Namespace) -> None:
             sidecar = start_sidecar(procs, rules, redis_url=redis_url, cpu=server_cpu,
                                     env={"VIVA_REST_FAST": fast}, name=f"sidecar-{fast}")
             port = start_nginx(procs, f"nginx-auth-{fast}", sidecar.http_port, server_cpu)
-            path = "fast HTTP/1.1 path" if fast == "1" else "VIVA_REST_FAST=0"
+            path = ("aiohttp, sidecar._native not built" if not native_built() else
+                    "fast path, native engine" if fast == "1" else
+                    "VIVA_REST_FAST=0, native engine")
             results.append(measure(procs, f"nginx + auth_request ({path})", port, args,
                                    load_cpu))
             checked = sidecar.metric("ratelimit_service_total_requests_total",
@@ -130,13 +135,13 @@ def run(args: argparse.Namespace) -> None:
             procs.stop(sidecar.proc)
     pinning = "not pinned" if args.no_pin else "nginx and the sidecar on CPU 0, wrk on CPU 1"
     print(f"\n{machine()}; {pinning}; store: {args.store}")
-    print(f"{'':44} {'req/s':>9} {'/alone':>7}"
+    print(f"{'':56} {'req/s':>9} {'/alone':>7}"
           + "".join(f" {'p50@' + str(r):>9} {'p99@' + str(r):>9}" for r in args.rates))
     alone = results[0].saturation.rps
     for r in results:
         cells = "".join(f" {r.at_rate[rate].p50:8.2f}m {r.at_rate[rate].p99:8.2f}m"
                         for rate in args.rates)
-        print(f"{r.name:44} {r.saturation.rps:9,.0f} {r.saturation.rps / alone:7.2f}{cells}")
+        print(f"{r.name:56} {r.saturation.rps:9,.0f} {r.saturation.rps / alone:7.2f}{cells}")
 
 
 def main() -> None:

@@ -18,8 +18,10 @@ fixed rates. Servers: the reference on Redis; ours on Redis and on memory, on th
 and on ``VIVA_NATIVE=0`` (when the native extension is built), with REDIS_TIMEOUT=100ms.
 
 REST (``--only rest``): wrk (keep-alive, 10 connections) POSTing the same two descriptors: the
-reference's ``/json`` on Redis; ours ``/v1/check`` and ``/json`` on Redis and memory, on the
-fast HTTP/1.1 path and (REST only) with ``VIVA_REST_FAST=0`` (aiohttp answering everything).
+reference's ``/json`` on Redis; ours ``/v1/check`` and ``/json`` on Redis and memory: on the
+native path (the fast HTTP/1.1 path answering both inside Rust, on Redis from the event-loop
+turn's batches), on the same engine with ``VIVA_REST_FAST=0`` (aiohttp answering everything,
+REST only), and on ``VIVA_NATIVE=0`` (all Python).
 
 Every server first answers one real call (must be OK), and must still count no errors after
 the run. Prints req/s, latencies and each figure's ratio to the reference's in this run.
@@ -52,6 +54,7 @@ from common import (
     grpc_frame,
     h2load,
     machine,
+    native_built,
     need,
     rls_request,
     start_redis,
@@ -166,14 +169,6 @@ def ours(procs: Processes, rules: Path, redis_url: str | None, native: bool,
 
 def _errors(sidecar: Sidecar) -> float:
     return sidecar.metric("ratelimit_service_should_rate_limit_error_total")
-
-
-def native_built() -> bool:
-    try:
-        import sidecar._native  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # -- loads ----------------------------------------------------------------------------------
@@ -297,12 +292,12 @@ def table(title: str, results: dict[str, Result], rates: list[int]) -> None:
     reference = next(r for name, r in results.items() if name.startswith("reference"))
     print(f"\n{title}")
     heads = "".join(f" {'p50@' + str(r):>9} {'p99@' + str(r):>9}" for r in rates)
-    print(f"{'server':34} {'req/s':>9} {'/ref':>6} {'failed':>6}{heads}")
+    print(f"{'server':52} {'req/s':>9} {'/ref':>6} {'failed':>6}{heads}")
     for name, r in results.items():
         failed = sum(s.failed for s in r.saturation)
         cells = "".join(f" {r.latency(rate).p50:8.2f}m {r.latency(rate).p99:8.2f}m"
                         for rate in rates)
-        print(f"{name:34} {r.rps:9,.0f} {r.rps / reference.rps:6.2f} {failed:6d}{cells}")
+        print(f"{name:52} {r.rps:9,.0f} {r.rps / reference.rps:6.2f} {failed:6d}{cells}")
 
 
 def main() -> None:
