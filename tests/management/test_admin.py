@@ -174,7 +174,7 @@ def test_failed_verifications_are_budgeted_per_root_key_and_client(tmp_path: Pat
         assert other.code(ghost, **guesser) == "NOT_FOUND"
         assert api.code(valid, **guesser) == "VALID"  # a key known valid still verifies
         # without client_address, a root key's failures share one budget
-        assert [other.code(ghost) for _ in range(3)] == ["NOT_FOUND"] * 2 + ["RATE_LIMITED"]
+        assert [other.code(ghost) for _ in range(4)] == ["NOT_FOUND"] * 3 + ["RATE_LIMITED"]
         assert api.code(ghost) == "NOT_FOUND"
         bad = api.post("/v1/keys/verify", {"key": ghost, "client_address": "a b"})
         assert bad.status == 400 and "client_address" in bad["error"]["message"]
