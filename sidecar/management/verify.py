@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sidecar.errors import RequestError, RuleSetError, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management.cache import CachedKey, KeyCache, cached_key
 from sidecar.management.catalog import Catalog
 from sidecar.management.keys import hash_key, well_formed
@@ -63,7 +63,7 @@ class Outcome:
 
 
 class Verifier:
-    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
+    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Limiter,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
                  count: Callable[[str, str], None] | None = None,
                  record: Callable[[Outcome, int], None] | None = None,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.limiter.windows import aligned_window, calendar_window
 from sidecar.management.alerts.thresholds import CustomerUsage, LimitUsage
 from sidecar.management.db.models import Customer
@@ -38,7 +38,7 @@ def period(limit: RateLimit, now_ms: int, zone: ZoneInfo) -> tuple[datetime, dat
 
 
 class EngineUsageReader:
-    def __init__(self, engine: Engine, sessions: async_sessionmaker[AsyncSession],
+    def __init__(self, engine: Limiter, sessions: async_sessionmaker[AsyncSession],
                  plans: Callable[[], PlanSet | None]) -> None:
         self.engine = engine
         self.sessions = sessions
