@@ -88,9 +88,9 @@ class RateLimitService:
         self.engine = engine
         self.metrics = metrics
         self.tracing = tracing or Tracing()
-        if leases is None:
-            if not isinstance(engine, Engine):
-                raise TypeError("leases over an engine other than Engine must be given")
+        # Leases match and plan on the Python engine: over another engine (the native one)
+        # the composition root brings them, or there are none (no lease routes are served).
+        if leases is None and isinstance(engine, Engine):
             leases = Leases(engine, metrics)
         self.leases = leases
         self._errors = {kind: metrics.errors.labels(kind)

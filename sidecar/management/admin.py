@@ -179,21 +179,23 @@ class AdminApi:
     async def verify(self, request: web.Request) -> web.Response:
         """200 whenever the request is well formed: the verdict is in ``code``."""
         try:
-            self.roots.actor(request, "keys:verify")
+            actor = self.roots.actor(request, "keys:verify")
             data = await self._read(request)
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
         return (await self.verify_reply(RequestParts.of_request(request, data),
-                                        authorized=True)).response()
+                                        actor)).response()
 
-    async def verify_reply(self, request: RequestParts, authorized: bool = False) -> Reply:
-        """POST /v1/keys/verify from its parts (the body within VIVA_REST_MAX_BODY_BYTES)."""
+    async def verify_reply(self, request: RequestParts, actor: Actor | None = None) -> Reply:
+        """POST /v1/keys/verify from its parts (the body within VIVA_REST_MAX_BODY_BYTES);
+        ``actor``: the root key, when the caller authenticated it already."""
         try:
-            if not authorized:
-                self.roots.actor(request, "keys:verify")
+            if actor is None:
+                actor = self.roots.actor(request, "keys:verify")
             body = decode(request.body, s.Verify)
             outcome = await self.verifier.verify(
-                body.key, request.remote, body.cost, body.limits, body.features or ())
+                body.key, failure_budget(actor, body.client_address), body.cost, body.limits,
+                body.features or ())
         except Exception as exc:  # every failure becomes a JSON error
             return failure_reply(exc)
         answer = rate_answer(outcome, self.verifier.engine.clock())
@@ -209,6 +211,14 @@ class AdminApi:
 
     async def _read(self, request: web.Request) -> bytes:
         return await read_bytes(request, self.max_body)
+
+
+def failure_budget(actor: Actor, client_address: str | None) -> str:
+    """Whose budget of failed verifications a REST verification draws on: the calling
+    backend's root key, per client when it says which (its own address would be the same for
+    every client of that backend, so one client guessing keys would throttle them all)."""
+    root = f"root:{actor.id}"
+    return f"{root}/{client_address}" if client_address else root
 
 
 async def read_body(request: web.Request, kind: type[T], max_body: int,

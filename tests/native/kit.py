@@ -24,7 +24,7 @@ from sidecar.limiter.engine import Engine
 from sidecar.limiter.local_cache import LocalCache
 from sidecar.limiter.native import NativeEngineAdapter
 from sidecar.limiter.options import EngineOptions
-from sidecar.model import Algorithm, Descriptor, RateLimit, Unit
+from sidecar.model import RATE_ALGORITHMS, Algorithm, Descriptor, RateLimit, Unit
 from sidecar.rules.loader import RuleFile, build_rules
 from sidecar.rules.model import RuleSet
 from sidecar.storage.algorithms import Check, Rate
@@ -33,7 +33,7 @@ from sidecar.transports.rls_proto import envoy_override
 from tests.conftest import FakeClock
 from tests.limiter.kit import RecordingStats
 
-ALGORITHMS = tuple(str(a) for a in Algorithm)
+ALGORITHMS = tuple(str(a) for a in RATE_ALGORITHMS)  # concurrency is not native
 DOMAIN = "d"
 KEYS = ("a", "b", "a_b")
 VALUES = ("x", "xy", "yx", "1.2.3.4", "é:|")

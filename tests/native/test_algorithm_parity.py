@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Algorithm
+from sidecar.model import RATE_ALGORITHMS, Algorithm
 from sidecar.storage.algorithms import Check, Rate, run_checks
 
 NOW = 1_800_000_000_000.0
@@ -39,7 +39,7 @@ def states(draw: st.DrawFn, algorithm: Algorithm) -> list[float] | None:
 
 @st.composite
 def checks(draw: st.DrawFn) -> tuple[Check, list[float] | None]:
-    algorithm = draw(st.sampled_from(tuple(Algorithm)))
+    algorithm = draw(st.sampled_from(RATE_ALGORITHMS))
     window = draw(st.sampled_from((1000.0, 60_000.0, 90_000.0, 3_600_000.0)))
     limit = Rate(draw(st.integers(0, 12)), window, draw(st.integers(1, 12)), draw(st.booleans()),
                  draw(st.booleans()))

@@ -1,7 +1,8 @@
 """The native path in the running sidecar: which engine runs for which store, one set of
 counters behind every transport (the fast transport's and the fast HTTP/1.1 path's calls
-answered inside Rust, gRPC over grpcio, /json, REST), Redis calls of many concurrent callers in shared batches, rules reloads
-reaching the native engine, and the counts kept in Rust on /metrics."""
+answered inside Rust, gRPC over grpcio, /json, REST), Redis calls of many concurrent callers
+in shared batches, rules reloads reaching the native engine, and the counts kept in Rust on
+/metrics."""
 
 from __future__ import annotations
 
