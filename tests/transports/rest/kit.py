@@ -208,7 +208,7 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
         leases = Leases(Engine(MemoryStore(), clock=clock or time.time), metrics)
         service = RateLimitService(limiter, metrics, leases=leases)
     else:
-        limiter = Engine(store, engine_options, clock=clock or time.time)
+        limiter = Engine(store, engine_options, metrics, clock=clock or time.time)
         service = RateLimitService(limiter, metrics)
     if load:
         limiter.set_rules(load_rules(str(rules_dir)))

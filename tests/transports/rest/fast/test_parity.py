@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sidecar.limiter.options import EngineOptions
+from sidecar.observability.metrics import Metrics
 from sidecar.storage.base import Store
 from sidecar.storage.memory import MemoryStore
 from sidecar.storage.redis.options import RedisOptions
@@ -208,6 +209,7 @@ class Server:
     engine: str
     port: int
     site: FastSite | None
+    metrics: Metrics | None = None
 
     @property
     def name(self) -> str:
@@ -230,7 +232,8 @@ async def start(stack: AsyncExitStack, rules: Path, store: Callable[[], Store],
             rules, store(), clock=lambda: NOW, fast=fast, engine=engine,
             engine_options=options, **kwargs))
         assert api.fast == fast, "the fast path needs sidecar._native"
-        servers.append(Server(fast, engine, api.port, api.fast_site() if fast else None))
+        servers.append(Server(fast, engine, api.port, api.fast_site() if fast else None,
+                              api.metrics))
     return servers
 
 
@@ -277,6 +280,34 @@ async def test_same_bytes_on_redis(rules: Path, redis_clean: RedisServer) -> Non
             await compare(servers, case)
     for i in range(len(servers)):  # each server counted in Redis, apart from the others
         assert redis_clean.client().keys(f"s{i}_api_requests_identifier_*")
+
+
+def counted(metrics: Metrics | None) -> dict[str, float]:
+    """The request, error and per-rule counts and the latency histograms' counts (what the
+    traffic decides; not the times)."""
+    assert metrics is not None
+    out = {}
+    for line in metrics.exposition().decode().splitlines():
+        series, _, value = line.rpartition(" ")
+        name = series.split("{", 1)[0]
+        if line.startswith("#") or not name.startswith("ratelimit_service_") or \
+                name.endswith(("_sum", "_bucket", "_created")) or "config_load" in name:
+            continue
+        out[series] = float(value)
+    return out
+
+
+async def test_the_same_metrics(servers: list[Server]) -> None:
+    """One set of counters behind each path: the same traffic counts the same on every one
+    (requests per endpoint, errors by kind, hits per rule), whichever path answered it."""
+    for case in CASE_LIST:
+        if not case.handoff:  # a handed-off connection is aiohttp's on every path
+            await compare(servers, case)
+    reference = counted(servers[0].metrics)
+    assert reference['ratelimit_service_total_requests_total{grpc_method="rest_check"}'] > 50
+    assert reference['ratelimit_service_should_rate_limit_error_total{err_type="service_error"}']
+    for server in servers[1:]:
+        assert counted(server.metrics) == reference, server.name
 
 
 async def test_503_when_the_store_is_unreachable(rules: Path) -> None:
