@@ -13,8 +13,13 @@ from types import ModuleType
 from sidecar.envvars import parse_bool
 
 
+def native_allowed() -> bool:
+    """Whether VIVA_NATIVE leaves the native path on (built or not)."""
+    return parse_bool("VIVA_NATIVE", os.environ.get("VIVA_NATIVE", "true"))
+
+
 def native_runs() -> bool:
-    if not parse_bool("VIVA_NATIVE", os.environ.get("VIVA_NATIVE", "true")):
+    if not native_allowed():
         return False
     return importlib.util.find_spec("sidecar._native") is not None
 

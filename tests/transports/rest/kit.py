@@ -32,7 +32,7 @@ from sidecar.storage.redis.store import RedisStore
 from sidecar.transports.http import HttpApi
 from sidecar.transports.http1 import FastSite, Http1Options, NativeEngineSide, serve_http
 from sidecar.transports.rest.options import RestOptions
-from tests.support.paths import native_module, native_runs
+from tests.support.paths import native_allowed, native_module, native_runs
 from tests.support.ports import free_port
 from tests.support.servers import RedisServer, SidecarProcess
 
@@ -160,8 +160,9 @@ def make_store(kind: str, redis: RedisServer | None) -> Store:
 
 def fast_path() -> bool:
     """Whether the REST suites run on the fast HTTP/1.1 path: VIVA_REST_FAST, as the sidecar
-    reads it (CI runs them once each way). Under CI the native extension must be built."""
-    if not RestOptions.from_env(os.environ).fast:
+    reads it, and VIVA_NATIVE, which turns it off with the rest of the native code (CI runs
+    them each way). Under CI the native extension must be built unless it is turned off."""
+    if not RestOptions.from_env(os.environ).fast or not native_allowed():
         return False
     if native_module() is None:
         if os.environ.get("CI"):

@@ -34,6 +34,9 @@ from tests.transports.rest.fast.wire import Exchange, exchange, request
 from tests.transports.rest.kit import ENGINES, serve_rest, write_rules
 from tests.transports.rest.test_bad_input import CASES as BAD_BODIES
 
+pytestmark = pytest.mark.skipif(native_module() is None,
+                                reason="the fast path needs sidecar._native (and VIVA_NATIVE on)")
+
 NOW = 1_000_000.25
 CHECK = {"namespace": "api_requests", "identifier": "u1"}
 SHOP = {"namespace": "shop", "descriptors": [
@@ -239,8 +242,6 @@ async def start(stack: AsyncExitStack, rules: Path, store: Callable[[], Store],
 
 @pytest.fixture
 async def servers(rules: Path) -> AsyncIterator[list[Server]]:
-    if native_module() is None:
-        pytest.skip("the native extension is not built")  # fast_path() fails this in CI
     async with AsyncExitStack() as stack:
         yield await start(stack, rules, lambda: MemoryStore())
 
