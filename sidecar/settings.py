@@ -118,6 +118,18 @@ def parse_root_key(name: str, text: str) -> str:
     return text
 
 
+def parse_public_url(name: str, text: str) -> str:
+    """An origin browsers use: ``http(s)://host[:port]``, no path (the pages live at /)."""
+    url = text.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not url:
+        return ""
+    if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#@ "):
+        raise SettingsError(f"{name}={text!r} is not an origin; expected "
+                            "https://host[:port] with no path, e.g. https://api.example.com")
+    return url
+
+
 def parse_header_list(name: str, text: str) -> tuple[str, ...]:
     headers = tuple(h.strip().lower() for h in text.split(",") if h.strip())
     if not headers:
@@ -235,6 +247,9 @@ class Settings:
                                             ("x-api-key", "authorization"))
     key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
     verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
+    # Where browsers reach this service: the origin of the portal links the admin API hands
+    # out (empty: the origin the admin call itself came to).
+    public_url: str = _setting("VIVA_PUBLIC_URL", parse_public_url, "")
     # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
     # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
     rest: RestOptions = field(default_factory=RestOptions,

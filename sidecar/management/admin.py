@@ -98,7 +98,7 @@ class AdminApi:
             ("GET", "/v1/plans", self.list_plans, ()),
         ]
         for method, path, handler, query in admin:
-            r.add_route(method, path, measured(_guarded(handler, query), "admin"))
+            r.add_route(method, path, measured(guarded(handler, query), "admin"))
 
     # -- customers ---------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=s.to_json(value), status=status, content_type="application/json")
 
 
-def _guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
+def guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
     """``handler`` with unknown query parameters refused and every failure a JSON error."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
@@ -266,14 +266,14 @@ def failure(exc: Exception) -> web.Response:
         return _json(s.Error("the body is too large (see VIVA_REST_MAX_BODY_BYTES)", None), 413)
     if isinstance(exc, StorageError):
         return _json(s.Error(f"cannot decide now: {exc}", None), 503)
-    if _is_database_error(exc):
+    if is_database_error(exc):
         log.error("catalog database error: %s", type(exc).__name__)
         return _json(s.Error("the catalog database is unavailable; try again", None), 503)
     log.exception("unexpected error in the admin API", exc_info=exc)
     return _json(s.Error("internal error; see the sidecar log", None), 500)
 
 
-def _is_database_error(exc: Exception) -> bool:
+def is_database_error(exc: Exception) -> bool:
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     return isinstance(exc, OperationalError | DBAPIError | OSError | TimeoutError)

@@ -5,6 +5,8 @@
     ChangeFeed ─ KeyCache ─ Verifier ─ engine (the sidecar's own: same store and policies)
                               │
             /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
+                              │ (listener)
+    SessionStore, LiveDecisions ─ WebSite: /dashboard, /portal, POST /v1/portal/sessions
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sidecar.management.openapi import admin_openapi
 from sidecar.management.plans import PlanSet, PlansManager
 from sidecar.management.schemas import to_json
 from sidecar.management.verify import Verifier
+from sidecar.management.web.site import WebSite
 from sidecar.observability.metrics import Metrics
 from sidecar.settings import Settings
 
@@ -72,6 +75,8 @@ class FullMode:
                                         rest.xff_index)
         self.admin = AdminApi(self.catalog, self.verifier, self.roots, rest.headers,
                               rest.max_body_bytes, to_json(admin_openapi()), self.plans_view)
+        self.web = WebSite(self.catalog, self.roots, self.verifier, engine, self._current_plans,
+                           self.plans_view, settings.public_url, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _current_plans(self) -> PlanSet | None:
@@ -132,6 +137,7 @@ class FullMode:
 
     def register_http(self, app: web.Application) -> None:
         self.admin.register(app, self._measured)
+        self.web.register(app, self._measured)
         handler = self._measured(self.forward_auth.handle, "key_forward_auth")
         for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):
             for method in FORWARD_AUTH_METHODS:

@@ -68,6 +68,8 @@ class Verifier:
         self.engine = engine
         self.plans = plans
         self.count = count or (lambda code, transport: None)
+        # Hear every outcome (the pages' live decision counts; later the usage meter).
+        self.listeners: list[Callable[[Outcome], None]] = []
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
             stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
@@ -77,6 +79,8 @@ class Verifier:
                      features: Sequence[str] = (), transport: str = "rest") -> Outcome:
         outcome = await self._verify(secret, client, cost, limit_names, features)
         self.count(outcome.code, transport)
+        for listener in self.listeners:
+            listener(outcome)
         return outcome
 
     async def _verify(self, secret: str, client: str, cost: int,
@@ -167,6 +171,15 @@ class Verifier:
     @staticmethod
     def _entries(entry: CachedKey, limit: RateLimit) -> tuple[tuple[str, str], ...]:
         return entry.entries[limit.name]
+
+    async def throttled(self, client: str) -> bool:
+        """Whether ``client`` has used up its failed-verification budget (the dashboard's
+        sign-in form shares it with key verification)."""
+        return await self._throttled(client) is not None
+
+    async def failed(self, client: str) -> None:
+        """Count one failed credential check from ``client`` against that budget."""
+        await self._failed("NOT_FOUND", None, client)
 
     async def _throttled(self, client: str) -> Decision | None:
         """The failure budget of ``client``, when used up (a peek: nothing is charged)."""

@@ -5,6 +5,8 @@
     root_keys     admin credentials with scopes (SHA-256 only)
     audit_events  every admin mutation: actor, action, target, changed fields (never secrets)
     changes       the change log other instances poll to drop what they cached (cache.py)
+    web_sessions  signed-in dashboard and portal browsers (SHA-256 of the cookie only)
+    portal_links  one-time portal links (SHA-256 of the token only), 15 minutes, single use
 
 Ids are text (``cus_…``, ``key_…``) so that later tables (usage ledger, invoices, webhooks)
 can refer to a customer or a key without a join on a surrogate. Times are UTC; SQLite keeps
@@ -131,3 +133,28 @@ class Change(Base):
     key_id: Mapped[str | None] = mapped_column(String(40))
     customer_id: Mapped[str | None] = mapped_column(String(64))
     key_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class WebSession(Base):
+    """A signed-in browser (web/sessions.py): the dashboard's (subject: a root key id) or the
+    portal's (subject: a customer id). Only the SHA-256 of the cookie's secret is kept."""
+
+    __tablename__ = "web_sessions"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PortalLink(Base):
+    """A one-time portal link: the SHA-256 of its token, for one customer, used at most once."""
+
+    __tablename__ = "portal_links"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]

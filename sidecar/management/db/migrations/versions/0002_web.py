@@ -1,0 +1,43 @@
+"""The web pages: dashboard and portal sessions, one-time portal links.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+TIME = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "web_sessions",
+        sa.Column("hash", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("subject", sa.String(64), nullable=False, index=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("expires_at", TIME, nullable=False, index=True),
+    )
+    op.create_table(
+        "portal_links",
+        sa.Column("hash", sa.String(64), primary_key=True),
+        sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), nullable=False,
+                  index=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("expires_at", TIME, nullable=False, index=True),
+        sa.Column("used_at", TIME),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("portal_links")
+    op.drop_table("web_sessions")

@@ -1,0 +1,99 @@
+"""The web pages, wired: sessions, the usage source, the dashboard, the portal, static files.
+
+    SessionStore ─ Dashboard (+ CustomerPages)   /dashboard…
+                 └ Portal                         /portal…
+                 └ PortalLinksApi                 POST /v1/portal/sessions (admin API)
+    LiveDecisions (a Verifier listener) ─ the pages' UsageSource
+    /web/static/<file>                            CSS and the little JavaScript, from the package
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from aiohttp import web
+
+from sidecar.limiter.engine import Engine
+from sidecar.management import schemas as s
+from sidecar.management.admin import RootKeys, guarded
+from sidecar.management.catalog import Catalog
+from sidecar.management.plans import PlanSet
+from sidecar.management.verify import Verifier
+from sidecar.management.web.customers import CustomerPages
+from sidecar.management.web.dashboard import Dashboard
+from sidecar.management.web.portal import Portal, PortalLinksApi
+from sidecar.management.web.queries import PageQueries
+from sidecar.management.web.render import Renderer
+from sidecar.management.web.security import protect
+from sidecar.management.web.sessions import SessionStore
+from sidecar.management.web.usage import LiveDecisions, UsageSource
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+
+class StaticFiles:
+    """The package's static files, read once; URLs carry a hash of the content so browsers
+    may keep them for a long time and still never use a stale one."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.versions: dict[str, str] = {}
+        folder = resources.files("sidecar.management.web") / "static"
+        for item in folder.iterdir():
+            suffix = "." + item.name.rpartition(".")[2]
+            if item.is_file() and suffix in TYPES:
+                data = item.read_bytes()
+                self.files[item.name] = (data, TYPES[suffix])
+                self.versions[item.name] = hashlib.sha256(data).hexdigest()[:12]
+
+    def url(self, name: str) -> str:
+        return f"/web/static/{name}?v={self.versions[name]}"
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        data, kind = found
+        response = web.Response(body=data, content_type=kind, charset="utf-8")
+        protect(response)
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
+
+
+class WebSite:
+    def __init__(self, catalog: Catalog, roots: RootKeys, verifier: Verifier, engine: Engine,
+                 plans: Callable[[], PlanSet | None], plans_view: Callable[[], s.Plans],
+                 public_url: str = "", clock: Callable[[], float] = time.time,
+                 usage: UsageSource | None = None) -> None:
+        self.store = SessionStore(catalog.sessions, clock)
+        live = LiveDecisions(clock)
+        verifier.listeners.append(live.heard)
+        self.live = live
+        self.usage: UsageSource = usage or live
+        self.static = StaticFiles()
+        renderer = Renderer()
+        renderer.env.globals["static"] = self.static.url
+        queries = PageQueries(catalog.sessions)
+        self.dashboard = Dashboard(self.store, renderer, public_url, catalog, queries,
+                                   self.usage, roots, verifier, plans_view, clock)
+        self.customers = CustomerPages(self.dashboard, engine, plans, clock)
+        self.portal = Portal(self.store, renderer, public_url, catalog, self.usage, engine,
+                             plans, clock)
+        self.links = PortalLinksApi(self.store, roots, public_url)
+
+    def register(self, app: web.Application,
+                 measured: Callable[[Handler, str], Handler]) -> None:
+        """Mount the pages on ``app``; ``measured`` counts a handler in the HTTP metrics."""
+        def add(method: str, path: str, handler: Handler) -> None:
+            app.router.add_route(method, path, measured(handler, "web"))
+
+        self.dashboard.register(add)
+        self.customers.register(add)
+        self.portal.register(add)
+        app.router.add_get("/web/static/{name}", self.static.serve)
+        app.router.add_post("/v1/portal/sessions",
+                            measured(guarded(self.links.create, ()), "admin"))
