@@ -75,8 +75,11 @@ def decisions_chart(slots: Sequence[Slot], title: str,
                          f'stroke-width="0.5"><title>{escape(label(slot.start))}: {n} '
                          f'{escape(code)}</title></rect>')
     for i in _x_ticks(len(slots)):
-        x = LEFT + (i + 0.5) * bar_w
-        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle" '
+        # The first and last labels line up with the plot's edges, so none is cut off.
+        x, anchor = ((LEFT, "start") if i == 0 else
+                     (WIDTH - RIGHT, "end") if i == len(slots) - 1 else
+                     (LEFT + (i + 0.5) * bar_w, "middle"))
+        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" '
                      f'class="tick">{escape(label(slots[i].start))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -84,7 +87,7 @@ def decisions_chart(slots: Sequence[Slot], title: str,
 
 def _y_axis(top: int, plot_w: int, plot_h: int) -> list[str]:
     out = []
-    for fraction in (0, 0.5, 1):
+    for fraction in (0, 0.5, 1) if top % 2 == 0 else (0, 1):  # whole numbers only
         y = TOP + plot_h * (1 - fraction)
         value = top * fraction
         text = f"{value:g}" if value < 10_000 else f"{value / 1000:g}k"

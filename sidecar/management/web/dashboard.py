@@ -28,7 +28,7 @@ from sidecar.management.web.queries import PageQueries
 from sidecar.management.web.render import Renderer
 from sidecar.management.web.security import protect, same_origin
 from sidecar.management.web.sessions import DASHBOARD, Session, SessionStore
-from sidecar.management.web.usage import UsageSource, period
+from sidecar.management.web.usage import ALLOWED, Tally, UsageSource, period
 
 PERIODS = {"hour": "Last hour", "day": "Last 24 hours", "month": "Last 30 days"}
 TOP = 10
@@ -52,6 +52,12 @@ class Console:
 def slot_label(step_seconds: float) -> Callable[[datetime], str]:
     fmt = "%d %b" if step_seconds >= 86400 else "%H:%M"
     return lambda at: at.astimezone(UTC).strftime(fmt)
+
+
+def refusals(tally: Tally) -> str:
+    """A tally's refusals by code: "RATE_LIMITED 3, REVOKED 1"."""
+    return ", ".join(f"{code} {n:,}" for code, n in sorted(tally.codes.items())
+                     if code != ALLOWED and n)
 
 
 class Dashboard(Section[Console]):
@@ -151,7 +157,8 @@ class Dashboard(Section[Console]):
             chart=decisions_chart(slots, f"Decisions, {PERIODS[name].lower()}", label),
             codes=codes_present(slots), colours=COLOURS, totals=totals,
             top_customers=customers, top_keys=keys, by_plan=plans, names=names,
-            labels=labels, customers_per_plan=await self.queries.customers_per_plan(),
+            labels=labels, refusals=refusals,
+            customers_per_plan=await self.queries.customers_per_plan(),
             source=getattr(self.usage, "description", ""))
 
     async def plans(self, request: web.Request, visit: Console) -> web.StreamResponse:

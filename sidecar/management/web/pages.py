@@ -145,9 +145,13 @@ class Section(ABC, Generic[V]):
         return self.error(visit, 500, "Error", "Something went wrong; see the service log.")
 
     def error(self, visit: V | None, status: int, title: str, message: str,
-              field: str | None = None) -> web.Response:
-        return self.render("error.html", visit, status, title=title, message=message,
-                           field=field)
+              field: str | None = None) -> web.StreamResponse:
+        try:
+            return self.render("error.html", visit, status, title=title, message=message,
+                               field=field)
+        except Exception:  # a broken error page must still answer
+            log.exception("cannot render the error page")
+            return protect(web.Response(text=f"{title}: {message}", status=status))
 
 
 def query(request: web.Request, name: str, limit: int = 200) -> str:

@@ -19,6 +19,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["number"] = number
     env.filters["duration"] = duration
+    env.filters["wait"] = wait
     return env
 
 
@@ -36,6 +37,18 @@ def duration(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
+
+
+def wait(seconds: int) -> str:
+    """A time to wait, to the two largest units: 45 s, 34 min 44 s, 26 d 1 h."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size or (size == 1 and not parts):
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(p for p in parts if not p.startswith("0 ") or len(parts) == 1)
 
 
 class Renderer:

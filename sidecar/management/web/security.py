@@ -9,6 +9,8 @@ response headers.
   must also carry that session's CSRF token (sessions.csrf_token), compared in constant time.
 - Pages carry a Content-Security-Policy that allows only this origin's scripts and styles and
   no framing, and are never cached (they show customers' data, and once a key's secret).
+  The referrer goes to this origin only: "no-referrer" would make browsers send
+  ``Origin: null`` with the forms' POSTs, which the same-origin check must refuse.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiohttp import web
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-           "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+           "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Cross-Origin-Opener-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
