@@ -108,7 +108,7 @@ class LiveDecisions:
             bucket = buckets.get(index)
             if bucket is None:
                 bucket = buckets[index] = Counter()
-                self._forget(buckets, index - KEEP[step])
+                self._forget(buckets, index - KEEP[step] + 1)
             if row not in bucket and len(bucket) >= MAX_ROWS:
                 bucket[("", "", plan, code)] += count
             else:
