@@ -385,7 +385,10 @@ def redis_exposition(redis_server: Any) -> str:
     """/metrics of a real sidecar on Redis after a few calls (store and breaker families)."""
     import urllib.request
 
-    sidecar = SidecarProcess(ROOT / "config", env={"REDIS_URL": redis_server.url}).start()
+    # A generous REDIS_TIMEOUT: the first calls open the connection and load the scripts, which
+    # on a busy machine takes longer than the default 15 ms (this fixture is not about timeouts).
+    sidecar = SidecarProcess(ROOT / "config", env={"REDIS_URL": redis_server.url,
+                                                   "REDIS_TIMEOUT": "2s"}).start()
     try:
         body = json.dumps({"domain": "example", "descriptors": [
             {"entries": [{"key": "path", "value": "/slow"}]}]}).encode()
