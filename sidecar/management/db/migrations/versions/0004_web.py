@@ -1,6 +1,6 @@
 """The web pages: dashboard and portal sessions, one-time portal links.
 
-Revision ID: 0002
+Revision ID: 0004
 Revises: 0001
 Create Date: 2026-12-08
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
+revision = "0004"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+# 0002 and 0003 belong to usage metering/billing and webhooks, built beside this; whichever
+# lands last re-chains its down_revision onto the others (one head).
 
 TIME = sa.DateTime(timezone=True)
 
