@@ -41,7 +41,7 @@ def duration(seconds: int) -> str:
 
 def wait(seconds: int) -> str:
     """A time to wait, to the two largest units: 45 s, 34 min 44 s, 26 d 1 h."""
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= size or (size == 1 and not parts):
             parts.append(f"{seconds // size} {unit}")
