@@ -15,7 +15,7 @@ import pytest
 
 from tests.management.kit import ROOT_KEY, Admin, FullSidecar, write_config
 from tests.management.postgres import PostgresServer
-from tests.management.web.browser import look
+from tests.management.web.browser import look, screenshot
 from tests.support.ports import eventually
 
 
@@ -189,3 +189,30 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     page.wait_for_url("**/dashboard/sign-in")
     page.goto("/dashboard")
     assert page.url.endswith("/dashboard/sign-in")
+
+
+def test_the_forms_work_without_javascript(browser: Any, tmp_path: Path) -> None:
+    process = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data").start()
+    context = browser.new_context(base_url=process.http_url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/dashboard/sign-in")
+        page.get_by_label("Root key").fill(ROOT_KEY)
+        page.get_by_role("button", name="Sign in").click()
+        nav(page, "Customers").click()
+        page.locator("#new-name").fill("No Script Ltd")
+        page.get_by_role("button", name="Create customer").click()
+        page.get_by_role("button", name="Create key").click()
+        secret = page.locator("#secret").input_value()
+        copy = page.locator("button.copy")
+        assert copy.count() == 1 and not copy.is_visible()  # nothing to run it: kept hidden
+        screenshot(page, "nojs-key-created")  # (axe itself needs script: not run here)
+        assert process.api().code(secret) == "VALID"
+        page.go_back()
+        page.reload()  # the customer's page, now with its key
+        page.get_by_role("button", name="Revoke").click()  # no confirmation without script
+        page.get_by_text("Key revoked").wait_for()
+        eventually(lambda: process.api().code(secret) == "REVOKED", timeout=3)
+    finally:
+        context.close()
+        process.stop()
