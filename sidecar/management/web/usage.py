@@ -90,6 +90,10 @@ class LiveDecisions:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._buckets: dict[int, dict[int, Counter[Row]]] = {step: {} for step in KEEP}
+        # The overview asks for customers, keys and plans over one period in a row: one pass
+        # over the buckets answers all three, while nothing new was counted.
+        self._version = 0
+        self._memo: tuple[tuple[datetime, datetime, int], list[dict[str, Tally]]] | None = None
 
     # -- recording (the verification path: a few dict updates) -------------------------------
 
@@ -103,6 +107,7 @@ class LiveDecisions:
     def add(self, customer_id: str, key_id: str, plan: str, code: str, at: float,
             count: int = 1) -> None:
         row = (customer_id, key_id, plan, code)
+        self._version += 1
         for step, buckets in self._buckets.items():
             index = int(at // step)
             bucket = buckets.get(index)
@@ -159,22 +164,31 @@ class LiveDecisions:
         return sorted(self._tallies(since, until, 2), key=lambda t: t.id)
 
     def _tallies(self, since: datetime, until: datetime, by: int) -> list[Tally]:
-        out: dict[str, Tally] = {}
+        """Tallies by customer (by=0), key (1) or plan (2) over [since, until)."""
+        memo_key = (since, until, self._version)
+        if self._memo is None or self._memo[0] != memo_key:
+            self._memo = (memo_key, self._count(since, until))
+        return list(self._memo[1][by].values())
+
+    def _count(self, since: datetime, until: datetime) -> list[dict[str, Tally]]:
+        out: list[dict[str, Tally]] = [{}, {}, {}]
         for _, rows in self._rows(since, until):
             for row, n in rows.items():
-                name = row[by]
-                if not name:
-                    continue
-                tally = out.get(name)
-                if tally is None:
-                    tally = out[name] = Tally(name, customer_id=row[0])
                 code = row[3]
-                tally.codes[code] += n
-                if code == ALLOWED:
-                    tally.allowed += n
-                else:
-                    tally.refused += n
-        return list(out.values())
+                allowed = code == ALLOWED
+                for by in (0, 1, 2):
+                    name = row[by]
+                    if not name:
+                        continue
+                    tally = out[by].get(name)
+                    if tally is None:
+                        tally = out[by][name] = Tally(name, customer_id=row[0])
+                    tally.codes[code] += n
+                    if allowed:
+                        tally.allowed += n
+                    else:
+                        tally.refused += n
+        return out
 
 
 def _top(tallies: list[Tally], limit: int, by: Callable[[Tally], int]) -> list[Tally]:
