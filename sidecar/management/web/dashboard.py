@@ -159,7 +159,7 @@ class Dashboard(Section[Console]):
             top_customers=customers, top_keys=keys, by_plan=plans, names=names,
             labels=labels, refusals=refusals,
             customers_per_plan=await self.queries.customers_per_plan(),
-            source=getattr(self.usage, "description", ""))
+            source=self.usage.description)
 
     async def plans(self, request: web.Request, visit: Console) -> web.StreamResponse:
         visit.need("customers:read")

@@ -28,7 +28,13 @@ from sidecar.management.web.security import (
     set_cookie,
     token_matches,
 )
-from sidecar.management.web.sessions import Session, SessionStore
+from sidecar.management.web.sessions import (
+    DASHBOARD,
+    DASHBOARD_TTL,
+    PORTAL_TTL,
+    Session,
+    SessionStore,
+)
 
 log = logging.getLogger("sidecar.web")
 
@@ -76,8 +82,9 @@ class Section(ABC, Generic[V]):
     def start(self, request: web.Request, secret: str, to: str) -> web.StreamResponse:
         """Redirect into the section with a new session's cookie."""
         response = protect(web.HTTPSeeOther(to))
-        ttl = 12 * 3600 if self.kind == "dashboard" else 24 * 3600
-        set_cookie(response, request, self.cookie, secret, self.path, ttl)
+        ttl = DASHBOARD_TTL if self.kind == DASHBOARD else PORTAL_TTL
+        set_cookie(response, request, self.cookie, secret, self.path,
+                   int(ttl.total_seconds()))
         return response
 
     def end(self, request: web.Request, to: str) -> web.StreamResponse:

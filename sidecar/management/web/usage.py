@@ -67,7 +67,10 @@ class Tally:
 
 
 class UsageSource(Protocol):
-    """Counts of decisions, as the pages need them (async: the ledger answers from SQL)."""
+    """Counts of decisions, as the pages need them (async: the ledger answers from SQL).
+    ``description`` tells the reader of a page where the counts come from."""
+
+    description: str
 
     async def decisions(self, since: datetime, until: datetime, step: timedelta,
                         customer_id: str | None = None) -> list[Slot]: ...

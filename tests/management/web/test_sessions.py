@@ -186,3 +186,16 @@ def test_no_session_or_link_secret_is_stored(sidecar: FullSidecar, web: Browserl
     for secret in secrets:
         assert secret.encode() not in stored
     assert all(secret not in sidecar.log() for secret in secrets)
+
+
+def test_failed_sign_ins_use_up_the_address_s_failure_budget(tmp_path: Path) -> None:
+    process = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data",
+                          env={"VIVA_VERIFY_FAILURES_PER_MINUTE": "2"}).start()
+    try:
+        web = Browserless(process.http_port)
+        assert [web.sign_in("wrong-" + "x" * 30).status for _ in range(2)] == [401, 401]
+        throttled = web.sign_in(ROOT_KEY)  # even the right key waits out the minute
+        assert throttled.status == 429 and "Too many failed attempts" in throttled.text
+        assert not web.cookies
+    finally:
+        process.stop()
