@@ -25,12 +25,12 @@ from typing import Any
 
 from sidecar.limiter.engine import Engine
 from sidecar.limiter.options import EngineOptions
-from sidecar.model import Algorithm, Descriptor
+from sidecar.model import RATE_ALGORITHMS, Descriptor
 from sidecar.rules.loader import RuleFile, build_rules
 from sidecar.storage.algorithms import Check, Rate, run_check
 from sidecar.storage.memory import MemoryStore
 
-ALGORITHMS = tuple(Algorithm)
+ALGORITHMS = RATE_ALGORITHMS  # concurrency counts holders (leases), not checks
 LIMITS_EQUIVALENT = {"fixed_window": "FixedWindowRateLimiter",
                      "sliding_window": "SlidingWindowCounterRateLimiter",
                      "sliding_log": "MovingWindowRateLimiter"}

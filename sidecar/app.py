@@ -17,6 +17,7 @@ from aiohttp import web
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
 from sidecar.limiter.engine import Engine
+from sidecar.limiter.leases import Leases
 from sidecar.limiter.local_cache import LocalCache
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
@@ -113,7 +114,8 @@ class Sidecar:
                              local_cache=LocalCache(settings.local_cache_size,
                                                     self.metrics.local_cache_hit)
                              if settings.local_cache_size > 0 else None)
-        self.service = RateLimitService(self.engine, self.metrics, self.tracing)
+        self.leases = Leases(self.engine, self.metrics)
+        self.service = RateLimitService(self.engine, self.metrics, self.tracing, self.leases)
         self.health = Health(require_config=settings.healthy_with_config)
         self.rules = RulesManager(
             settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
@@ -269,6 +271,7 @@ class Sidecar:
         while True:
             await asyncio.sleep(STORE_PROBE_SECONDS)
             await self._probe_store()
+            self.leases.prune()  # so the active-leases gauge drops expired leases too
 
     async def stop(self) -> None:
         """Fail health, keep answering for VIVA_SHUTDOWN_DELAY (so load balancers and probes

@@ -6,6 +6,7 @@
     │   └── RuleSetError     a load failed: carries every RuleError of that load
     ├── RequestError         a caller sent something invalid (-> INVALID_ARGUMENT / HTTP 400)
     │   └── RequestTooLarge  ... larger than accepted (-> RESOURCE_EXHAUSTED / HTTP 413)
+    ├── LeaseNotFound        no such lease: unknown, expired or released (-> NOT_FOUND / 404)
     ├── NoRulesError         no valid rules have been loaded yet (-> UNAVAILABLE)
     └── StorageError         the counter store failed or timed out (-> UNAVAILABLE)
 
@@ -49,11 +50,20 @@ class RuleSetError(SidecarError):
 
 
 class RequestError(SidecarError):
-    """The request is malformed; the message names the field."""
+    """The request is malformed; the message names the field, and ``field`` too when the
+    layer that found the problem knows how the caller spelled it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class RequestTooLarge(RequestError):
     """The request is larger than the configured maximum."""
+
+
+class LeaseNotFound(SidecarError):
+    """A lease id names no lease held now: never issued, expired, or released already."""
 
 
 class NoRulesError(SidecarError):

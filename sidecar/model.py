@@ -50,13 +50,22 @@ CALENDAR_UNITS = ("day", "week", "month", "year")
 
 class Algorithm(enum.StrEnum):
     """How a limit counts; the value is the rules' ``algorithm:`` word and part of the
-    counter key of every algorithm but the fixed window."""
+    counter key of every algorithm but the fixed window.
+
+    ``concurrency`` counts holders, not requests: a lease takes a slot until it is released or
+    expires (limiter/leases.py); a rate check (ShouldRateLimit, /v1/check) only reads it.
+    """
 
     FIXED_WINDOW = "fixed_window"
     SLIDING_WINDOW = "sliding_window"
     SLIDING_LOG = "sliding_log"
     TOKEN_BUCKET = "token_bucket"
     LEAKY_BUCKET = "leaky_bucket"
+    CONCURRENCY = "concurrency"
+
+
+# The algorithms that count requests over time: every one but concurrency.
+RATE_ALGORITHMS = tuple(a for a in Algorithm if a != Algorithm.CONCURRENCY)
 
 
 class FailurePolicy(enum.StrEnum):
@@ -93,6 +102,8 @@ class RateLimit:
     replaces: tuple[str, ...] = ()
     metadata: dict[str, Any] | None = field(default=None, hash=False, compare=False)
     # Extensions (envoyproxy/ratelimit files never set them, so they keep its behaviour).
+    # A concurrency limit keeps its ``max`` in requests_per_unit and its ``lease_ttl`` in
+    # window_ms (unit: the largest unit that TTL is a whole number of).
     algorithm: Algorithm = Algorithm.FIXED_WINDOW
     window_ms: int = 0  # 0: the unit's length
     burst: int = 0  # token/leaky bucket capacity; 0: the algorithm's default
@@ -143,3 +154,35 @@ class Decision:
     overall: Code
     statuses: list[DescriptorStatus]
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LeaseStatus:
+    """One descriptor's part of a lease call.
+
+    ``limit`` is its concurrency limit (None: none applies, and nothing was held for it);
+    ``active`` the leases held on it after the call (None: the store could not say);
+    ``expires_at_ms`` when this lease's slot there frees unless renewed (None: no slot held);
+    ``retry_after_ms``, when refused, the time until the earliest other lease there expires
+    (a release may free a slot sooner). Times are the store's clock, in ms since the epoch.
+    """
+
+    limit: RateLimit | None = None
+    allowed: bool = True
+    active: int | None = None
+    expires_at_ms: int | None = None
+    retry_after_ms: int | None = None
+    ttl_ms: int | None = None  # the time to live the slot was given (acquire and renew)
+
+
+@dataclass(slots=True)
+class LeaseDecision:
+    """The answer of a lease call: ``allowed`` (acquire: a slot taken on every limited
+    descriptor; renew and release: done), the lease's id (None when nothing is held: refused,
+    released, no concurrency limit applies, or the failure policy answered) and the status of
+    each of its descriptors."""
+
+    allowed: bool
+    lease_id: str | None
+    descriptors: list[Entries]
+    statuses: list[LeaseStatus]

@@ -9,6 +9,7 @@ per transport), traces the call, and turns every failure into a ``ServiceError``
 
     RequestError      service_error   gRPC INVALID_ARGUMENT     HTTP 400
     RequestTooLarge   service_error   gRPC RESOURCE_EXHAUSTED   HTTP 413
+    LeaseNotFound     not_found       gRPC NOT_FOUND            HTTP 404
     StorageError      redis_error     gRPC UNAVAILABLE          HTTP 503
     NoRulesError      no_config       gRPC UNAVAILABLE          HTTP 503
     anything else     internal        gRPC INTERNAL             HTTP 500 (and logged)
@@ -23,11 +24,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
-from sidecar.errors import NoRulesError, RequestError, RequestTooLarge, StorageError
+from sidecar.errors import (
+    LeaseNotFound,
+    NoRulesError,
+    RequestError,
+    RequestTooLarge,
+    StorageError,
+)
 from sidecar.limiter.engine import Engine
+from sidecar.limiter.leases import Leases
 from sidecar.model import Decision, Descriptor
 from sidecar.observability.metrics import Metrics
 from sidecar.observability.tracing import Tracing
@@ -35,6 +43,7 @@ from sidecar.observability.tracing import Tracing
 log = logging.getLogger("sidecar.service")
 
 INTERNAL_MESSAGE = "internal error; see the sidecar log"
+T = TypeVar("T")
 
 
 class Failure(NamedTuple):
@@ -61,6 +70,8 @@ def failure_of(exc: BaseException) -> Failure:
         return Failure("service_error", 8, 413, str(exc))
     if isinstance(exc, RequestError):
         return Failure("service_error", 3, 400, str(exc))
+    if isinstance(exc, LeaseNotFound):
+        return Failure("not_found", 5, 404, str(exc))
     if isinstance(exc, StorageError):
         return Failure("redis_error", 14, 503, str(exc))
     if isinstance(exc, NoRulesError):
@@ -69,14 +80,18 @@ def failure_of(exc: BaseException) -> Failure:
 
 
 class RateLimitService:
-    """The engine behind every transport, with the metrics and traces of its calls."""
+    """The engine behind every transport (and its leases, limiter/leases.py), with the metrics
+    and traces of their calls."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None,
+                 leases: Leases | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
         self.tracing = tracing or Tracing()
+        self.leases = leases or Leases(engine, metrics)
         self._errors = {kind: metrics.errors.labels(kind)
-                        for kind in ("service_error", "redis_error", "no_config", "internal")}
+                        for kind in ("service_error", "redis_error", "no_config", "internal",
+                                     "not_found")}
 
     def method(self, name: str, transport: str) -> Method:
         """``name`` (the ``grpc_method`` label) as ``transport`` serves it."""
@@ -125,6 +140,21 @@ class Method:
                 return await self._traced(domain, descriptors, hits, charge_always, metadata)
             return await self._engine.should_rate_limit(domain, descriptors, hits,
                                                         charge_always=charge_always)
+        except Exception as exc:
+            raise self._service.failed(exc) from None
+        finally:
+            self._in_flight.dec()
+            self._latency.observe(time.perf_counter() - started)
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Any other call of the engine (the lease operations), counted, traced and with its
+        failures mapped as ``decide``'s are."""
+        started = time.perf_counter()
+        self._requests.inc()
+        self._in_flight.inc()
+        try:
+            with self._tracing.span(self.name):
+                return await work()
         except Exception as exc:
             raise self._service.failed(exc) from None
         finally:

@@ -1,5 +1,8 @@
 """Engine.should_rate_limit: the one seam every transport goes through (through service.py).
 
+A concurrency limit met here is read, never held: the descriptor is allowed while ``hits`` more
+holders would fit (limiter/leases.py holds slots).
+
 Per request: snapshot the rules, match each descriptor (or take the limit it carries), plan the
 charges (plan.py: drop unlimited and replaced limits, build the counter keys), charge them in
 one store call, then turn counts into per-descriptor statuses, the overall code and
@@ -36,7 +39,8 @@ from sidecar.storage.algorithms import Verdict
 from sidecar.storage.base import Increment, Store
 
 _NO_OPTIONS = DomainOptions()
-_FIXED_WINDOW = Algorithm.FIXED_WINDOW  # an Enum attribute lookup costs ~0.3 µs on 3.11
+# Module names: an Enum attribute lookup costs ~0.3 µs on 3.11.
+_FIXED_WINDOW, _CONCURRENCY = Algorithm.FIXED_WINDOW, Algorithm.CONCURRENCY
 
 
 class Engine:
@@ -222,7 +226,8 @@ class Engine:
                 cache.add(charge.key, (now + charge.window) * 1000, rpu)
         for charge, verdict in zip(checked, verdicts, strict=True):
             limit = charge.limit
-            if verdict.allowed or verdict.reset_ms <= 0 or (
+            # A concurrency limit is full until some holder releases: no time to cache for.
+            if verdict.allowed or verdict.reset_ms <= 0 or limit.algorithm == _CONCURRENCY or (
                     limit.count_rejected and limit.algorithm != _FIXED_WINDOW):
                 continue
             cache.add(charge.key, now_ms + math.ceil(verdict.reset_ms),

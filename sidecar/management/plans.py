@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from sidecar.errors import RuleError, RuleSetError
-from sidecar.model import RateLimit
+from sidecar.model import RATE_ALGORITHMS, RateLimit
 from sidecar.rules.checker import listing
+from sidecar.rules.extensions import is_concurrency
 from sidecar.rules.loader import RuleFile, read_rule_files, rules_version
 from sidecar.rules.model import DescriptorNode, DomainOptions
 from sidecar.rules.schema import FileChecker
@@ -148,6 +149,13 @@ class _PlanChecker(FileChecker):
     def named_limit(self, node: yaml.Node, path: str, scope: str) -> RateLimit | None:
         errors = len(self.parsed.errors)
         f = self.mapping(node, path, LIMIT_KEYS)
+        if f is not None and is_concurrency(f):
+            # A verification is one request: it could only read holders, never be one.
+            self.fail(f["algorithm"], f"{path}.algorithm",
+                      "a plan's limits are rates, and a key verification holds no lease",
+                      f"one of {', '.join(RATE_ALGORITHMS)}; concurrency limits belong in "
+                      "the rules, held with /v1/leases")
+            return None
         if f is None or len(self.parsed.errors) > errors:  # reported once, here
             return None
         name = self.string(f.get("name"), f"{path}.name")

@@ -109,7 +109,18 @@ class Metrics:
         self.local_cache_hits = Counter("viva_ratelimit_local_cache_hits",
                                         "Descriptors answered over-limit from the local cache",
                                         registry=r)
+        # Concurrency limits (limiter/leases.py), per rule with the rule counters' labels.
+        self.leases_active_gauge = Gauge(
+            "viva_ratelimit_leases_active", "Leases held now per concurrency rule, as this "
+            "sidecar knows them: those it granted or renewed, until released through it or "
+            "expired", rule, registry=r, multiprocess_mode="livesum")
+        self.lease_acquires = Counter(
+            "viva_ratelimit_lease_acquires", "Lease acquisitions per concurrency rule, by "
+            "outcome: allowed, refused (max leases held there, or on another descriptor of "
+            "the same lease), shadow (allowed over max by shadow_mode)", (*rule, "outcome"),
+            registry=r)
         self._children: dict[tuple[str, str], tuple[Counter, ...]] = {}
+        self._lease_labels: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.max_series = MAX_RULE_SERIES
         self._unknown_domains: set[str] = set()
 
@@ -130,9 +141,7 @@ class Metrics:
             bound[4].inc(shadow)
 
     def _bind(self, domain: str, stats_key: str) -> tuple[Counter, ...]:
-        rest = stats_key[len(domain) + 1:] if stats_key.startswith(domain + ".") else stats_key
-        key1, _, key2 = rest.partition(".")
-        labels = (domain, key1, key2)
+        labels = _rule_labels(domain, stats_key)
         if len(self._children) >= self.max_series:
             # Values in labels (detailed_metric, value_to_metric, Envoy's limit overrides) could
             # otherwise grow the series without bound (the reference's issues #275, #1132):
@@ -147,6 +156,22 @@ class Metrics:
     def _rule_metrics(self) -> tuple[Counter, ...]:
         return (self.total_hits, self.over_limit, self.near_limit, self.within_limit,
                 self.shadow_mode, self.over_limit_local_cache)
+
+    def lease_acquired(self, domain: str, stats_key: str, outcome: str) -> None:
+        self.lease_acquires.labels(*self._lease_rule(domain, stats_key), outcome).inc()
+
+    def leases_active(self, domain: str, stats_key: str, count: int) -> None:
+        self.leases_active_gauge.labels(*self._lease_rule(domain, stats_key)).set(count)
+
+    def _lease_rule(self, domain: str, stats_key: str) -> tuple[str, str, str]:
+        """The labels of a concurrency rule, capped as the rule counters' are."""
+        labels = self._lease_labels.get((domain, stats_key))
+        if labels is None:
+            if len(self._lease_labels) >= self.max_series:
+                self.series_folded.inc()
+                return (domain, OVERFLOW_LABEL, "")
+            labels = self._lease_labels[(domain, stats_key)] = _rule_labels(domain, stats_key)
+        return labels
 
     def local_cache_hit(self, domain: str, stats_key: str, hits: int) -> None:
         """A descriptor answered from the local over-limit cache (its over_limit is recorded
@@ -196,3 +221,10 @@ class Metrics:
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
             return generate_latest(combined)
         return generate_latest(self.registry)
+
+
+def _rule_labels(domain: str, stats_key: str) -> tuple[str, str, str]:
+    """(domain, key1, key2): the reference's labels of a rule, from its stats key."""
+    rest = stats_key[len(domain) + 1:] if stats_key.startswith(domain + ".") else stats_key
+    key1, _, key2 = rest.partition(".")
+    return (domain, key1, key2)

@@ -113,7 +113,7 @@ class ObservedStore:
         self._tracing = tracing
         self.name = store.name
         self._latency = {op: metrics.store_latency.labels(store.name, op)
-                         for op in ("run", "get")}
+                         for op in ("run", "get", "lease")}
         self._errors = metrics.store_errors
         for kind in ("timeout", "StorageError"):  # exposed at 0, so alerts see the series
             self._errors.labels(store.name, kind)
@@ -127,6 +127,9 @@ class ObservedStore:
 
     async def get(self, keys: Any, now: float) -> Any:
         return await self._observe("get", len(keys), self._store.get(keys, now))
+
+    async def lease(self, ops: Any, now_ms: int) -> Any:
+        return await self._observe("lease", len(ops), self._store.lease(ops, now_ms))
 
     async def _observe(self, op: str, counters: int, call: Any) -> Any:
         started = time.perf_counter()

@@ -1,6 +1,7 @@
 """The rules' extensions of a ``rate_limit`` (how it counts), checked together: algorithm,
-burst, unit_multiplier or window, calendar, count_rejected. Files in the reference's format set
-none of them and keep its behaviour."""
+burst, unit_multiplier or window, calendar, count_rejected; and the concurrency limit
+(``algorithm: concurrency`` with ``max`` and ``lease_ttl``), which counts holders instead of
+requests. Files in the reference's format set none of them and keep its behaviour."""
 
 from __future__ import annotations
 
@@ -9,11 +10,37 @@ from typing import Any
 
 import yaml
 
-from sidecar.model import CALENDAR_UNITS, UNIT_SECONDS, Algorithm, Unit
+from sidecar.model import CALENDAR_UNITS, UNIT_SECONDS, Algorithm, RateLimit, Unit
 from sidecar.rules.checker import MAX_U32, NodeChecker
 from sidecar.rules.yaml11 import describe, int_value, is_null
 
-EXTENSION_KEYS = ("algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected")
+EXTENSION_KEYS = (
+    "algorithm",
+    "burst",
+    "unit_multiplier",
+    "window",
+    "calendar",
+    "count_rejected",
+    "max",
+    "lease_ttl",
+)
+CONCURRENCY_KEYS = ("max", "lease_ttl")
+# Keys of a rate_limit that describe a rate: a concurrency limit has no use for them.
+RATE_KEYS = (
+    "requests_per_unit",
+    "unit",
+    "unit_multiplier",
+    "window",
+    "burst",
+    "calendar",
+    "count_rejected",
+    "replaces",
+)
+CONCURRENCY_SHAPE = (
+    "max: <holders at once> and lease_ttl: <duration>, e.g. "
+    "{algorithm: concurrency, max: 5, lease_ttl: 60s}"
+)
+DURATION = "a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d"
 ALGORITHMS_TEXT = ", ".join(Algorithm)
 BUCKETS = (Algorithm.TOKEN_BUCKET, Algorithm.LEAKY_BUCKET)
 SLIDING_LOG_MAX = 10_000  # entries a sliding_log key may hold (one per allowed request)
@@ -48,6 +75,15 @@ class ExtensionChecker(NodeChecker):
             return None
         errors = len(self.errors)
         algorithm = self.algorithm(f, path)
+        for key in CONCURRENCY_KEYS:
+            if key in f:
+                self.fail(
+                    f[key],
+                    f"{path}.{key}",
+                    f"'{key}' has no meaning for {algorithm}, which limits a rate",
+                    f"algorithm: concurrency with {CONCURRENCY_SHAPE}; or, for a rate, "
+                    "requests_per_unit and unit only",
+                )
         out: dict[str, Any] = {"algorithm": algorithm}
         out["burst"] = self.burst(f, path, algorithm)
         out["window_ms"] = self.window_length(f, path, unit, window)
@@ -125,22 +161,93 @@ class ExtensionChecker(NodeChecker):
 
     def window(self, f: dict[str, yaml.Node], path: str) -> int | None:
         """``window: 90s`` → 90000 (ms); None when invalid (already reported)."""
-        node = f["window"]
-        text = self.string(node, f"{path}.window").strip()
+        return self.duration(f["window"], f"{path}.window", "a window length")
+
+    def duration(self, node: yaml.Node, path: str, what: str) -> int | None:
+        """``90s``, ``5m``, ``1h30m``, ``2d`` → milliseconds; None when invalid (reported)."""
+        text = self.string(node, path).strip()
         match = _WINDOW.match(text)
         seconds = 0
         if match and text:
             d, h, m, sec = (int(g) if g else 0 for g in match.groups())
             seconds = ((d * 24 + h) * 60 + m) * 60 + sec
         if seconds <= 0:
-            self.fail(
-                node,
-                f"{path}.window",
-                f"'{text}' is not a window length",
-                "a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d",
-            )
+            self.fail(node, path, f"'{text}' is not {what}", DURATION)
             return None
         return seconds * 1000
+
+    # -- concurrency -------------------------------------------------------------------------
+
+    def concurrency(
+        self, f: dict[str, yaml.Node], node: yaml.Node, path: str
+    ) -> dict[str, Any] | None:
+        """A concurrency limit's fields (``max`` holders, ``lease_ttl``), as RateLimit keeps
+        them; None when invalid (every problem reported)."""
+        errors = len(self.errors)
+        for key in RATE_KEYS:
+            if key in f:
+                self.fail(
+                    f[key],
+                    f"{path}.{key}",
+                    f"'{key}' has no meaning for algorithm concurrency, which counts holders "
+                    "at once, not requests over time",
+                    CONCURRENCY_SHAPE,
+                )
+        holders = self.holders(f, node, path)
+        ttl = self.lease_ttl(f, node, path)
+        if len(self.errors) != errors or holders is None or ttl is None:
+            return None
+        return {
+            "algorithm": Algorithm.CONCURRENCY,
+            "requests_per_unit": holders,
+            "unit": unit_for(ttl),
+            "window_ms": ttl,
+            "count_rejected": False,
+        }
+
+    def concurrency_flags(
+        self, limit: RateLimit | None, f: dict[str, yaml.Node], path: str
+    ) -> None:
+        """quota_mode lets a request through while another descriptor has room: for leases,
+        which hold every descriptor's slot or none, that has no meaning."""
+        if limit is not None and limit.algorithm == Algorithm.CONCURRENCY and limit.quota_mode:
+            self.fail(
+                f["quota_mode"],
+                f"{path}.quota_mode",
+                "quota_mode has no meaning for a concurrency limit",
+                "no quota_mode on a descriptor whose rate_limit has algorithm: concurrency "
+                "(shadow_mode and detailed_metric are fine)",
+            )
+
+    def holders(self, f: dict[str, yaml.Node], node: yaml.Node, path: str) -> int | None:
+        value = f.get("max")
+        number = int_value(value)
+        if number is not None and 1 <= number <= MAX_U32:
+            return number
+        if value is None and self.misspelled(node, "max"):
+            return None
+        problem = "max is missing" if is_null(value) else f"{describe(value)} is not a valid max"
+        self.fail(
+            value if value is not None else node,
+            f"{path}.max",
+            problem,
+            f"the most holders at once: a whole number from 1 to {MAX_U32}",
+        )
+        return None
+
+    def lease_ttl(self, f: dict[str, yaml.Node], node: yaml.Node, path: str) -> int | None:
+        value = f.get("lease_ttl")
+        if not is_null(value):
+            assert value is not None
+            return self.duration(value, f"{path}.lease_ttl", "a lease time to live")
+        if not self.misspelled(node, "lease_ttl"):
+            self.fail(
+                value if value is not None else node,
+                f"{path}.lease_ttl",
+                "lease_ttl is missing: how long a holder that stops renewing keeps its slot",
+                DURATION,
+            )
+        return None
 
     def window_length(
         self, f: dict[str, yaml.Node], path: str, unit: Unit | None, window: int | None
@@ -200,3 +307,9 @@ def unit_for(window_ms: int) -> Unit:
         if window_ms % (UNIT_SECONDS[unit] * 1000) == 0:
             return unit
     return Unit.SECOND
+
+
+def is_concurrency(f: dict[str, yaml.Node]) -> bool:
+    """Whether a rate_limit mapping asks for ``algorithm: concurrency``."""
+    node = f.get("algorithm")
+    return isinstance(node, yaml.ScalarNode) and node.value == Algorithm.CONCURRENCY

@@ -19,7 +19,7 @@ from yaml.constructor import ConstructorError
 from sidecar.errors import RuleError
 from sidecar.model import UNIT_NAMES, FailurePolicy, RateLimit, Unit
 from sidecar.rules.checker import COUNT, listing
-from sidecar.rules.extensions import ExtensionChecker, unit_for
+from sidecar.rules.extensions import ExtensionChecker, is_concurrency, unit_for
 from sidecar.rules.matcher import sanitize_stat_name
 from sidecar.rules.model import DescriptorNode, DomainOptions
 from sidecar.rules.yaml11 import (
@@ -41,6 +41,7 @@ DESCRIPTOR_KEYS = (
 RATE_LIMIT_KEYS = (
     "unit", "requests_per_unit", "unlimited", "name", "replaces",
     "algorithm", "burst", "unit_multiplier", "window", "calendar", "count_rejected",
+    "max", "lease_ttl",
 )  # fmt: skip
 REPLACES_KEYS = ("name",)
 LIMIT_FLAGS = ("shadow_mode", "quota_mode", "detailed_metric")
@@ -187,6 +188,7 @@ class FileChecker(ExtensionChecker):
         flags = {k: self.boolean(f.get(k), f"{path}.{k}") for k in LIMIT_FLAGS}
         if not is_null(f.get("rate_limit")):
             desc.limit = self.rate_limit(f["rate_limit"], f"{path}.rate_limit", full, desc, flags)
+            self.concurrency_flags(desc.limit, f, path)
         for child in self.descriptors(f.get("descriptors"), f"{path}.descriptors", full):
             add_child(desc, child.node)
         return desc if key else None
@@ -212,6 +214,20 @@ class FileChecker(ExtensionChecker):
         if f is None:
             return None
         unlimited = self.boolean(f.get("unlimited"), f"{path}.unlimited")
+        if is_concurrency(f) and not unlimited:
+            held = self.concurrency(f, node, path)
+            name = self.string(f.get("name"), f"{path}.name")
+            if held is None:
+                return None
+            return RateLimit(
+                **held,
+                stats_key=sanitize_stat_name(full),
+                name=name,
+                metadata=desc.metadata,
+                shadow_mode=flags["shadow_mode"],
+                quota_mode=flags["quota_mode"],
+                detailed_metric=flags["detailed_metric"],
+            )
         window = self.window(f, path) if "window" in f else None
         if "window" in f and is_null(f.get("unit")) and not unlimited:
             unit: Unit | None = unit_for(window) if window is not None else None

@@ -16,9 +16,9 @@ from typing import NamedTuple
 from sidecar.model import Algorithm
 
 # Module names for the members: an Enum class attribute costs ~0.3 µs to look up on 3.11.
-_FIXED_WINDOW, _SLIDING_WINDOW, _SLIDING_LOG, _TOKEN_BUCKET = (
+_FIXED_WINDOW, _SLIDING_WINDOW, _SLIDING_LOG, _TOKEN_BUCKET, _CONCURRENCY = (
     Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW, Algorithm.SLIDING_LOG,
-    Algorithm.TOKEN_BUCKET)
+    Algorithm.TOKEN_BUCKET, Algorithm.CONCURRENCY)
 
 
 class Rate(NamedTuple):
@@ -202,6 +202,22 @@ def leaky_bucket(state: list[float] | None, now: float, hits: int,
     return [new_tat], Verdict(True, max(0, remaining), new_tat - now, hits)
 
 
+# -- concurrency, read by a rate check: state = the expiries of the leases held -------------
+
+
+def concurrency(state: list[float] | None, now: float, hits: int,
+                lim: Rate) -> tuple[list[float] | None, Verdict]:
+    """Whether ``hits`` more holders would fit now: a read that never takes a slot (leases do,
+    storage/leases.py). ``lim.requests`` is the rule's max, ``lim.window_ms`` its lease_ttl;
+    the reset is the time until the earliest lease held expires (none held: one lease_ttl)."""
+    held = [expiry for expiry in state or () if expiry > now]
+    after = len(held) + hits
+    reset = min(held) - now if held else lim.window_ms
+    if after <= lim.requests:
+        return None, Verdict(True, lim.requests - after, reset, after)
+    return None, Verdict(False, 0, reset, after)
+
+
 # -- many descriptors at once, as the Lua driver does -----------------------------------------
 
 
@@ -229,6 +245,8 @@ def run_check(check: Check, state: list[float] | None, now: float,
         return sliding_log(state, now, n, check.rate)
     if algorithm == _TOKEN_BUCKET:
         return token_bucket(state, now, n, check.rate)
+    if algorithm == _CONCURRENCY:
+        return concurrency(state, now, n, check.rate)
     return leaky_bucket(state, now, n, check.rate)
 
 

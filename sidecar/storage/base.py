@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from sidecar.storage.algorithms import Check, Verdict
+from sidecar.storage.leases import LeaseOp, LeaseState
 
 
 class Increment(NamedTuple):
@@ -30,6 +31,12 @@ class Store(Protocol):
                   atomic: bool) -> tuple[list[int], list[Verdict]]:
         """Plain increments (the reference's fixed windows) and algorithm checks (all of them
         charged or none when ``atomic``), together in one round trip."""
+        ...
+
+    async def lease(self, ops: Sequence[LeaseOp], now_ms: int) -> list[LeaseState]:
+        """Lease operations (storage/leases.py), each on its own key, in one round trip. A
+        store with a clock of its own (Redis: TIME) measures leases on it, so that every
+        sidecar sharing it agrees when a lease expires; the others use ``now_ms``."""
         ...
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:

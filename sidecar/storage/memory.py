@@ -8,6 +8,7 @@ from typing import Any
 from sidecar.model import Algorithm
 from sidecar.storage.algorithms import Check, Verdict, run_checks
 from sidecar.storage.base import Increment
+from sidecar.storage.leases import LeaseOp, LeaseState, run_lease
 
 _FIXED_WINDOW = Algorithm.FIXED_WINDOW  # an Enum attribute lookup costs ~0.3 µs on 3.11
 
@@ -22,7 +23,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         # key -> [value, expires_at_ms, registered_at]; a list so the hot path mutates in
-        # place. The value is an int counter, or an algorithm's state (a list of floats).
+        # place. The value is an int counter, an algorithm's state (a list of floats) or a
+        # lease table (a dict: token -> expiry ms), which expires with its last lease.
         # Expiry is in milliseconds, as Redis keeps it: an algorithm's state lives exactly its
         # TTL in ms (PEXPIRE; a sliding log written at 10.6 s must outlive 11 s), a plain
         # counter whole seconds from the second of the call (the reference's EXPIRE on keys
@@ -86,6 +88,8 @@ class MemoryStore:
         if entry is None or entry[1] <= now_ms:
             return None
         value = entry[0]
+        if isinstance(value, dict):  # a lease table, read by a concurrency check
+            return [float(expiry) for expiry in value.values()]
         return [float(value)] if isinstance(value, int) else list(value)
 
     def _put_state(self, check: Check, state: list[float], now_ms: int) -> None:
@@ -95,6 +99,25 @@ class MemoryStore:
             self._sweep(now)
         # the TTL the Lua driver gives PEXPIRE / SET PX
         self._touch(check.key, now_ms, now_ms + max(1, int(check.ttl_ms)))[0] = value
+
+    async def lease(self, ops: Sequence[LeaseOp], now_ms: int) -> list[LeaseState]:
+        return self.lease_now(ops, now_ms)
+
+    def lease_now(self, ops: Sequence[LeaseOp], now_ms: int) -> list[LeaseState]:
+        """Synchronous form of ``lease``: what the lease scripts do in Redis, on ``now_ms``."""
+        if now_ms // 1000 > self._swept_until:
+            self._sweep(now_ms // 1000)
+        out = []
+        for op in ops:
+            entry = self._counters.get(op.key)
+            live = entry is not None and entry[1] > now_ms and isinstance(entry[0], dict)
+            table: dict[str, int] = entry[0] if live and entry is not None else {}
+            out.append(run_lease(table, op, now_ms))
+            if table:  # the table lives as long as its longest lease
+                self._touch(op.key, now_ms, max(table.values()))[0] = table
+            elif entry is not None:  # its registration stays; the sweep skips a gone key
+                del self._counters[op.key]
+        return out
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:
         counters, t = self._counters, int(now * 1000)

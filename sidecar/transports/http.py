@@ -14,7 +14,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
 from sidecar.errors import RequestError
-from sidecar.model import Code
+from sidecar.model import Algorithm, Code, RateLimit
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import CONTENT_TYPE
 from sidecar.rules.model import RuleSet
@@ -108,10 +108,7 @@ class HttpApi:
             "version": rules.version if rules else None,
             "loaded_at": _iso(rules.loaded_at) if rules else None,
             "files": list(rules.files) if rules else [],
-            "limits": [{"key": key, "unit": limit.unit.name,
-                        "requests_per_unit": limit.requests_per_unit,
-                        "unlimited": limit.unlimited, "name": limit.name,
-                        "shadow_mode": limit.shadow_mode, "quota_mode": limit.quota_mode}
+            "limits": [_limit_json(key, limit)
                        for key, limit in (rules.iter_limits() if rules else [])],
             "last_reload_error": (status.last_error or None) if status else None,
         }
@@ -130,10 +127,25 @@ class HttpApi:
 
 
 def _rlconfig_line(key: str, limit: Any) -> str:
+    if limit.algorithm == Algorithm.CONCURRENCY:  # holders at once, not a rate
+        return (f"{key}: algorithm=concurrency max={limit.requests_per_unit} "
+                f"lease_ttl={limit.window_ms // 1000}s, "
+                f"shadow_mode: {str(limit.shadow_mode).lower()}")
     unit = limit.unit.name
     return (f"{key}: unit={unit} requests_per_unit={limit.requests_per_unit}, "
             f"shadow_mode: {str(limit.shadow_mode).lower()}, "
             f"quota_mode: {str(limit.quota_mode).lower()}")
+
+
+def _limit_json(key: str, limit: RateLimit) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key, "unit": limit.unit.name,
+                           "requests_per_unit": limit.requests_per_unit,
+                           "unlimited": limit.unlimited, "name": limit.name,
+                           "shadow_mode": limit.shadow_mode, "quota_mode": limit.quota_mode}
+    if limit.algorithm == Algorithm.CONCURRENCY:
+        out |= {"algorithm": "concurrency", "max": limit.requests_per_unit,
+                "lease_ttl_seconds": limit.window_ms // 1000}
+    return out
 
 
 def _iso(ts: float) -> str:

@@ -138,3 +138,16 @@ async def test_a_bad_reload_keeps_the_good_plans(tmp_path: Path) -> None:
         assert manager.current.plans["free"].limits[0].requests_per_unit == 30
     finally:
         await manager.stop()
+
+
+def test_a_concurrency_limit_is_no_plan_limit() -> None:
+    assert problems("""
+        plans:
+          free:
+            limits:
+              - {name: sockets, algorithm: concurrency}
+        """) == [
+        "plans.yaml:5: plans.free.limits[0].algorithm: a plan's limits are rates, and a key "
+        "verification holds no lease; expected one of fixed_window, sliding_window, "
+        "sliding_log, token_bucket, leaky_bucket; concurrency limits belong in the rules, held "
+        "with /v1/leases"]

@@ -141,7 +141,8 @@ def test_rule_count_rejected_overrides_the_domain() -> None:
             "unit: minute, requests_per_unit: 5, algorithm: gcra",
             "",
             "x.yaml:4: descriptors[0].rate_limit.algorithm: unknown algorithm 'gcra'; expected "
-            "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket",
+            "one of fixed_window, sliding_window, sliding_log, token_bucket, leaky_bucket, "
+            "concurrency",
         ),
         (
             "unit: minute, requests_per_unit: 20000, algorithm: sliding_log",
@@ -241,3 +242,86 @@ def test_merged_files_must_agree_on_domain_options() -> None:
     with pytest.raises(RuleSetError) as info:
         build_rules([a, b], merge_domains=True)
     assert "merged with a.yaml but sets different atomic" in str(info.value)
+
+
+# -- concurrency limits ------------------------------------------------------------------------
+
+HOLDERS = "the most holders at once: a whole number from 1 to 4294967295"
+DURATION = "a duration of whole seconds such as 30s, 90s, 5m, 1h30m or 2d"
+SHAPE = ("max: <holders at once> and lease_ttl: <duration>, e.g. {algorithm: concurrency, "
+         "max: 5, lease_ttl: 60s}")
+
+
+def test_a_concurrency_limit() -> None:
+    limit = limit_of(rule("algorithm: concurrency, max: 5, lease_ttl: 60s, name: sockets"))
+    assert (limit.algorithm, limit.requests_per_unit, limit.window_ms, limit.unit) == (
+        "concurrency", 5, 60_000, Unit.MINUTE)
+    assert (limit.name, limit.count_rejected, limit.reference_compatible) == (
+        "sockets", False, False)
+    assert limit_of(rule("algorithm: concurrency, max: 1, lease_ttl: 1h30m")).window_ms == \
+        5_400_000
+    assert limit_of(rule("algorithm: concurrency, max: 1, lease_ttl: 90s")).unit == Unit.SECOND
+
+
+def test_shadow_mode_and_detailed_metric_apply_to_concurrency() -> None:
+    text = ("domain: d\ndescriptors:\n  - key: k\n    shadow_mode: true\n    detailed_metric: "
+            "true\n    rate_limit: {algorithm: concurrency, max: 2, lease_ttl: 10s}\n")
+    limit = limit_of(text)
+    assert limit.shadow_mode and limit.detailed_metric
+
+
+@pytest.mark.parametrize(("body", "messages"), [
+    ("algorithm: concurrency, lease_ttl: 60s",
+     [f"x.yaml:4: descriptors[0].rate_limit.max: max is missing; expected {HOLDERS}"]),
+    ("algorithm: concurrency, max: 0, lease_ttl: 60s",
+     [f"x.yaml:4: descriptors[0].rate_limit.max: '0' is not a valid max; expected {HOLDERS}"]),
+    ("algorithm: concurrency, max: many, lease_ttl: 60s",
+     [f"x.yaml:4: descriptors[0].rate_limit.max: 'many' is not a valid max; expected {HOLDERS}"]),
+    ("algorithm: concurrency, max: 5",
+     ["x.yaml:4: descriptors[0].rate_limit.lease_ttl: lease_ttl is missing: how long a holder "
+      f"that stops renewing keeps its slot; expected {DURATION}"]),
+    ("algorithm: concurrency, max: 5, lease_ttl: 60",
+     ["x.yaml:4: descriptors[0].rate_limit.lease_ttl: '60' is not a lease time to live; "
+      f"expected {DURATION}"]),
+    ("algorithm: concurrency, max: 5, lease_ttl: 60s, unit: minute, requests_per_unit: 5",
+     [f"x.yaml:4: descriptors[0].rate_limit.{key}: '{key}' has no meaning for algorithm "
+      "concurrency, which counts holders at once, not requests over time; expected "
+      f"{SHAPE}" for key in ("requests_per_unit", "unit")]),
+    ("algorithm: concurrency, max: 5, lease_ttl: 60s, window: 1m, burst: 3",
+     [f"x.yaml:4: descriptors[0].rate_limit.{key}: '{key}' has no meaning for algorithm "
+      "concurrency, which counts holders at once, not requests over time; expected "
+      f"{SHAPE}" for key in ("window", "burst")]),
+    ("algorithm: concurrency, max: 5, lease_ttl: 60s, replaces: [{name: a}]",
+     ["x.yaml:4: descriptors[0].rate_limit.replaces: 'replaces' has no meaning for algorithm "
+      "concurrency, which counts holders at once, not requests over time; expected "
+      f"{SHAPE}"]),
+    ("unit: minute, requests_per_unit: 5, max: 3",
+     ["x.yaml:4: descriptors[0].rate_limit.max: 'max' has no meaning for fixed_window, which "
+      f"limits a rate; expected algorithm: concurrency with {SHAPE}; or, for a rate, "
+      "requests_per_unit and unit only"]),
+    ("unit: minute, requests_per_unit: 5, algorithm: token_bucket, lease_ttl: 1m",
+     ["x.yaml:4: descriptors[0].rate_limit.lease_ttl: 'lease_ttl' has no meaning for "
+      f"token_bucket, which limits a rate; expected algorithm: concurrency with {SHAPE}; or, "
+      "for a rate, requests_per_unit and unit only"]),
+    ("unlimited: true, max: 3",
+     ["x.yaml:4: descriptors[0].rate_limit.max: 'max' has no meaning on an unlimited limit; "
+      "expected either 'unlimited: true' alone, or a limit with its algorithm"]),
+])
+def test_invalid_concurrency_limits(body: str, messages: list[str]) -> None:
+    assert errors_of(rule(body)) == messages
+
+
+def test_quota_mode_has_no_meaning_for_concurrency() -> None:
+    text = ("domain: d\ndescriptors:\n  - key: k\n    quota_mode: true\n"
+            "    rate_limit: {algorithm: concurrency, max: 2, lease_ttl: 10s}\n")
+    assert errors_of(text) == [
+        "x.yaml:4: descriptors[0].quota_mode: quota_mode has no meaning for a concurrency "
+        "limit; expected no quota_mode on a descriptor whose rate_limit has algorithm: "
+        "concurrency (shadow_mode and detailed_metric are fine)"]
+
+
+def test_a_typo_of_max_is_reported_once() -> None:
+    assert errors_of(rule("algorithm: concurrency, maxx: 5, lease_ttl: 60s")) == [
+        "x.yaml:4: descriptors[0].rate_limit.maxx: unknown key 'maxx' (did you mean 'max'?); "
+        "expected one of unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, "
+        "unit_multiplier, window, calendar, count_rejected, max, lease_ttl"]

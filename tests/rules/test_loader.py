@@ -23,7 +23,7 @@ DESCRIPTOR_KEYS = (
 )
 RATE_LIMIT_KEYS = (
     "unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, unit_multiplier, "
-    "window, calendar, count_rejected"
+    "window, calendar, count_rejected, max, lease_ttl"
 )
 EMPTY_DOMAIN = (
     "domain: config file cannot have empty domain; expected 'domain: <name>' at the top of the file"

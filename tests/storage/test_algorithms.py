@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Algorithm
+from sidecar.model import RATE_ALGORITHMS, Algorithm
 from sidecar.storage.algorithms import (
     Check,
     Rate,
@@ -15,7 +15,7 @@ from sidecar.storage.algorithms import (
 
 MINUTE = 60_000.0
 
-FIXED_WINDOW, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUCKET, LEAKY_BUCKET = Algorithm
+FIXED_WINDOW, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUCKET, LEAKY_BUCKET = RATE_ALGORITHMS
 
 
 def run(algorithm: Algorithm, lim: Rate, calls: list[tuple[float, int]]) -> list[tuple[bool, int]]:

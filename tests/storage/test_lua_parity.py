@@ -9,7 +9,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Algorithm
+from sidecar.model import RATE_ALGORITHMS
 from sidecar.storage.algorithms import Check, Rate, run_checks
 from sidecar.storage.redis.scripts import parse_reply, script_args, script_source
 from tests.support.servers import RedisServer
@@ -41,7 +41,7 @@ step = st.tuples(st.integers(0, 400_000), st.integers(0, 5), st.booleans(), st.b
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(algorithm=st.sampled_from(list(Algorithm)), limit=st.integers(1, 12),
+@given(algorithm=st.sampled_from(RATE_ALGORITHMS), limit=st.integers(1, 12),
        burst=st.integers(1, 12), count_rejected=st.booleans(),
        steps=st.lists(step, min_size=1, max_size=40))
 def test_same_decisions_on_memory_and_redis(lua: tuple[redis.Redis, object], algorithm: str,

@@ -10,6 +10,7 @@ import pytest
 from sidecar.app import make_store
 from sidecar.errors import StorageError
 from sidecar.limiter.engine import Engine
+from sidecar.limiter.leases import Leases
 from sidecar.limiter.options import EngineOptions
 from sidecar.model import Code
 from sidecar.settings import Settings
@@ -32,6 +33,8 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 5, algorithm: token_bucket}
   - key: slow_tokens
     rate_limit: {unit: minute, requests_per_unit: 5, algorithm: token_bucket}
+  - key: socket
+    rate_limit: {algorithm: concurrency, max: 2, lease_ttl: 1s}
 """
 
 ATOMIC = """
@@ -89,6 +92,20 @@ async def test_second_windows_go_to_their_own_redis(split: SplitStore, clock: Fa
     # stop-increment mode reads from both
     assert await split.get(["d_per_second_u_1234", "d_per_minute_u_1200", "none"], 1234) == [
         1, 1, 0]
+
+
+async def test_leases_stay_on_the_main_redis(split: SplitStore, clock: FakeClock,
+                                             redis_clean: RedisServer,
+                                             second_redis: RedisServer) -> None:
+    """A lease_ttl of a second is no one-second window: leases and their reads stay main."""
+    engine = Engine(split, EngineOptions(), clock=clock)
+    engine.set_rules(make_rules(RULES))
+    lease = await Leases(engine).acquire("d", [(("socket", "u"),)])
+    assert lease.allowed and lease.statuses[0].active == 1
+    read = await engine.should_rate_limit("d", [desc(("socket", "u"))])
+    assert read.statuses[0].remaining == 0  # one held, one more asked: none left after it
+    assert keys_of(redis_clean) == {"d_socket_u_concurrency"}
+    assert keys_of(second_redis) == set()
 
 
 async def test_one_side_down_fails_the_call(split: SplitStore, clock: FakeClock,

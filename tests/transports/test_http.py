@@ -190,6 +190,23 @@ async def test_rlconfig_shows_the_last_reload_error(tmp_path: Path,
             "quota_mode": False} in data["limits"]
 
 
+async def test_rlconfig_shows_a_concurrency_limit_as_such(tmp_path: Path,
+                                                         http: aiohttp.ClientSession) -> None:
+    files = {"ws.yaml": "domain: ws\ndescriptors:\n  - key: identifier\n    rate_limit: "
+                        "{algorithm: concurrency, max: 5, lease_ttl: 90s}\n"}
+    async with running(tmp_path, files) as app:
+        async with http.get(f"{app.http_url}/rlconfig") as resp:
+            text = await resp.text()
+        async with http.get(f"{app.http_url}/rlconfig?format=json") as resp:
+            data = await resp.json()
+    assert text.splitlines()[0] == ("ws.identifier: algorithm=concurrency max=5 lease_ttl=90s, "
+                                    "shadow_mode: false")
+    assert data["limits"] == [{"key": "ws.identifier", "unit": "SECOND", "requests_per_unit": 5,
+                               "unlimited": False, "name": "", "shadow_mode": False,
+                               "quota_mode": False, "algorithm": "concurrency", "max": 5,
+                               "lease_ttl_seconds": 90}]
+
+
 # -- /metrics --------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""The Lua side of the algorithms: one script, assembled from one file per algorithm.
+"""The Lua side of the algorithms: one script, assembled from one file per algorithm; and one
+script per lease operation (lease_acquire.lua, lease_renew.lua, lease_release.lua).
 
 Registered once per client (SCRIPT LOAD on first use, EVALSHA after; redis-py falls back to
 loading it again on NOSCRIPT, e.g. after a Redis restart or failover).
@@ -14,6 +15,7 @@ from typing import Any
 
 from sidecar.model import Algorithm
 from sidecar.storage.algorithms import Check, Verdict
+from sidecar.storage.leases import LeaseKind, LeaseOp, LeaseState
 
 _PARTS = (*Algorithm, "driver")
 
@@ -30,6 +32,38 @@ def script_source() -> str:
     folder = resources.files("sidecar.storage.redis").joinpath("lua")
     return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
                      for name in _PARTS)
+
+
+def all_scripts() -> dict[str, str]:
+    """Every script the store runs, by SHA1: what a server that forgot them gets again."""
+    return {script_sha(): script_source(),
+            **{lease_sha(kind): lease_source(kind) for kind in LeaseKind}}
+
+
+@functools.cache
+def lease_source(kind: LeaseKind) -> str:
+    folder = resources.files("sidecar.storage.redis").joinpath("lua")
+    return folder.joinpath(f"lease_{kind}.lua").read_text(encoding="utf-8")
+
+
+@functools.cache
+def lease_sha(kind: LeaseKind) -> str:
+    return hashlib.sha1(lease_source(kind).encode()).hexdigest()
+
+
+def lease_command(op: LeaseOp) -> tuple[Any, ...]:
+    """The EVALSHA of one lease operation (KEYS and ARGV: see the header of its script)."""
+    argv: tuple[Any, ...] = (op.token,)
+    if op.kind == LeaseKind.ACQUIRE:
+        argv = (op.token, op.ttl_ms, op.limit, 1 if op.force else 0)
+    elif op.kind == LeaseKind.RENEW:
+        argv = (op.token, op.ttl_ms)
+    return ("EVALSHA", lease_sha(op.kind), 1, op.key, *argv)
+
+
+def parse_lease_reply(reply: Sequence[Any]) -> LeaseState:
+    ok, active, expires, earliest, now = (int(v) for v in reply)
+    return LeaseState(bool(ok), active, expires, earliest, now)
 
 
 def script_args(checks: Sequence[Check], now_ms: int, atomic: bool) -> tuple[list[str],

@@ -2,7 +2,8 @@
 
 As the reference: per-second counters are the hottest and shortest-lived keys, so a deployment
 may give them their own Redis. Keys of SECOND-unit fixed windows (and, for the algorithms, of
-rules whose window is at most a second) go there, the rest to the main Redis; a request that
+rules whose window is at most a second) go there, the rest to the main Redis (leases, and the
+reads of concurrency limits, always: a lease_ttl is no window); a request that
 needs both sends both round trips at once. An atomic request stays on the main Redis whole:
 all-or-nothing cannot span two servers. As in the reference, when one side fails after the
 other succeeded, the call fails and the other side's increments stay applied.
@@ -14,8 +15,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from sidecar.model import Algorithm
 from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment, Store
+from sidecar.storage.leases import LeaseOp, LeaseState
 
 PER_SECOND_MS = 1000
 
@@ -25,7 +28,7 @@ def _per_second_increment(inc: Increment) -> bool:
 
 
 def _per_second_check(check: Check) -> bool:
-    return check.rate.window_ms <= PER_SECOND_MS
+    return check.rate.window_ms <= PER_SECOND_MS and check.algorithm != Algorithm.CONCURRENCY
 
 
 class SplitStore:
@@ -52,6 +55,9 @@ class SplitStore:
                                 _pick(checks, fast_chk, True), now_ms, atomic))
         return (_merge(main_part[0], fast_part[0], fast_inc),
                 _merge(main_part[1], fast_part[1], fast_chk))
+
+    async def lease(self, ops: Sequence[LeaseOp], now_ms: int) -> list[LeaseState]:
+        return await self.main.lease(ops, now_ms)
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:
         """A key lives in one of the two stores (absent reads 0 in the other)."""

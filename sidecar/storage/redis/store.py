@@ -3,7 +3,8 @@
 Fixed windows are ``INCRBY key hits`` + ``EXPIRE key ttl`` for every counter of a request, in one
 pipelined round trip (no MULTI), so this service and the reference can share one Redis while a
 fleet migrates. The other algorithms are one EVALSHA per descriptor (one for the whole request in
-an atomic domain). Concurrent requests share pipelines (batching.py); where the commands go —
+an atomic domain), and so is each lease operation (one script per operation, on one key).
+Concurrent requests share pipelines (batching.py); where the commands go —
 standalone, Sentinel, Cluster — and how a failing Redis is kept from stalling anyone is
 topology.py's job. Every redis-py exception becomes StorageError there or here, nowhere else.
 """
@@ -16,10 +17,18 @@ from typing import Any
 from sidecar.errors import StorageError
 from sidecar.storage.algorithms import Check, Verdict
 from sidecar.storage.base import Increment
+from sidecar.storage.leases import LeaseOp, LeaseState
 from sidecar.storage.redis.batching import Batcher
 from sidecar.storage.redis.breaker import Breaker, BreakerListener
 from sidecar.storage.redis.options import RedisOptions
-from sidecar.storage.redis.scripts import parse_reply, script_args, script_sha, script_source
+from sidecar.storage.redis.scripts import (
+    all_scripts,
+    lease_command,
+    parse_lease_reply,
+    parse_reply,
+    script_args,
+    script_sha,
+)
 from sidecar.storage.redis.topology import Command, Topology, connect
 
 
@@ -32,7 +41,7 @@ class RedisStore:
                  listener: BreakerListener | None = None) -> None:
         self.opts = opts
         self.timeout = opts.timeout
-        scripts = {script_sha(): script_source()}
+        scripts = all_scripts()
         self.topology = connect(opts, scripts, listener) if client is None else \
             Topology(client, opts.label, opts, scripts, listener)
         self.batcher = Batcher(self.topology.execute, opts.pipeline_window,
@@ -65,6 +74,20 @@ class RedisStore:
         except (TypeError, ValueError, IndexError) as exc:
             raise StorageError(f"redis: unexpected reply: {exc}", transient=False) from exc
         return counts, verdicts
+
+    async def lease(self, ops: Sequence[LeaseOp], now_ms: int) -> list[LeaseState]:
+        """One EVALSHA per operation, in one round trip (shared with concurrent requests);
+        the scripts read Redis' own clock, so ``now_ms`` is not used."""
+        if not ops:
+            return []
+        replies = await self._send([lease_command(op) for op in ops])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise _error(reply)
+        try:
+            return [parse_lease_reply(reply) for reply in replies]
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"redis: unexpected reply: {exc}", transient=False) from exc
 
     async def get(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:

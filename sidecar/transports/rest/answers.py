@@ -8,8 +8,16 @@ parameters q/w and r/t), ``X-RateLimit-Limit/Remaining/Reset`` (reset in seconds
 Envoy's ``x-ratelimit-reset``) and ``Retry-After``; each family is switched by
 ``RestOptions.headers``.
 
-The JSON bodies are declared here with msgspec (ResultBody, DecisionBody, ErrorBody: named
-Result, Decision and Error in /openapi.json), so what is sent is what is documented.
+A lease's answer (LeaseBody, and LeaseResultBody per descriptor sent as such; ReleaseBody for
+a release) says whether it holds its slots, the lease id to renew and release it with, the
+leases held and the rule's max, when the lease expires unless renewed (the store's clock, to
+the millisecond) and the time to live it was given (to schedule renewals on the caller's own
+clock); a refused acquire carries ``retry_after_seconds``: the longest it may have to wait for
+a holder's lease to expire (a release frees a slot sooner).
+
+The JSON bodies are declared here with msgspec (ResultBody, DecisionBody, ErrorBody, LeaseBody,
+LeaseResultBody, ReleaseBody: named Result, Decision, Error, Lease, LeaseResult and Release in
+/openapi.json), so what is sent is what is documented.
 """
 
 from __future__ import annotations
@@ -48,6 +56,35 @@ DecisionBody = msgspec.defstruct("Decision", [("results", _RESULTS | UnsetType, 
                                  module=__name__)
 ErrorBody = msgspec.defstruct("Error", [("error", str), ("field", str | None)],
                               module=__name__)
+
+_Max = Annotated[int, Meta(ge=1, description="the rule's max; null: no concurrency limit "
+                                             "applies")]
+_Active = Annotated[int, Meta(ge=0, description="leases held after this call; null: no "
+                                                "concurrency limit applies, or the store "
+                                                "could not say")]
+_Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+_LEASE_FIELDS: list[tuple[str, Any]] = [
+    ("allowed", bool),
+    ("active", _Active | None),
+    ("limit", _Max | None),
+    ("expires_at", _Time | None),
+    ("ttl_seconds", Annotated[float, Meta(gt=0)] | None),
+    ("retry_after_seconds", _Seconds | None),
+    ("policy", str | None),
+]
+LeaseResultBody = msgspec.defstruct("LeaseResult", _LEASE_FIELDS, forbid_unknown_fields=True,
+                                    module=__name__)
+_LEASE_RESULTS: Any = list[LeaseResultBody]  # type: ignore[valid-type]  # made at run time
+_LEASE_ID = Annotated[str, Meta(description=(
+    "renew and release the lease with it; null: nothing is held (refused, no concurrency limit "
+    "applies, or the failure policy answered)"))]
+LeaseBody = msgspec.defstruct(
+    "Lease", [_LEASE_FIELDS[0], ("lease_id", _LEASE_ID | None), *_LEASE_FIELDS[1:],
+              ("results", _LEASE_RESULTS | UnsetType, UNSET)],
+    forbid_unknown_fields=True, module=__name__)
+ReleaseBody = msgspec.defstruct("Release", [("released", bool), ("active", _Active | None),
+                                            ("limit", _Max | None)],
+                                forbid_unknown_fields=True, module=__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +196,70 @@ def _sf_string(text: str) -> str:
 
 def _rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+def lease_body(decision: model.LeaseDecision, itemized: bool) -> msgspec.Struct:
+    """A lease's answer: the lease as a whole, and each descriptor when ``itemized``."""
+    results = [_lease_result(s, e) for s, e in zip(decision.statuses, decision.descriptors,
+                                                    strict=True)]
+    overall = _lease_overall(decision.allowed, decision.statuses, results)
+    more: dict[str, Any] = {"results": [LeaseResultBody(**r) for r in results]} \
+        if itemized else {}
+    return LeaseBody(lease_id=decision.lease_id, **overall, **more)
+
+
+def release_body(decision: model.LeaseDecision) -> msgspec.Struct:
+    """A release's answer: the leases held after it where the fewest slots are free."""
+    limited = [s for s in decision.statuses if s.limit is not None]
+    chosen = min(limited, key=_free, default=None)
+    if chosen is None or chosen.limit is None:
+        return ReleaseBody(released=True, active=None, limit=None)
+    return ReleaseBody(released=True, active=chosen.active,
+                       limit=chosen.limit.requests_per_unit)
+
+
+def _lease_result(status: model.LeaseStatus, entries: model.Entries) -> dict[str, Any]:
+    limit = status.limit
+    if limit is None:
+        return {"allowed": status.allowed, "active": None, "limit": None, "expires_at": None,
+                "ttl_seconds": None, "retry_after_seconds": None, "policy": None}
+    retry = status.retry_after_ms
+    return {"allowed": status.allowed, "active": status.active,
+            "limit": limit.requests_per_unit,
+            "expires_at": None if status.expires_at_ms is None else
+            _rfc3339_ms(status.expires_at_ms),
+            "ttl_seconds": None if status.expires_at_ms is None or not status.ttl_ms else
+            status.ttl_ms / 1000,
+            "retry_after_seconds": None if retry is None else max(1, math.ceil(retry / 1000)),
+            "policy": limit.name or ".".join(k for k, _ in entries)}
+
+
+def _lease_overall(allowed: bool, statuses: list[model.LeaseStatus],
+                   results: list[dict[str, Any]]) -> dict[str, Any]:
+    """As for a check: when refused, the refusing descriptor with the longest wait; else the
+    one with the fewest free slots (the lease expires with its earliest slot)."""
+    limited = [(s, r) for s, r in zip(statuses, results, strict=True) if s.limit is not None]
+    if not limited:
+        return {**results[0], "allowed": allowed}
+    refused = [(s, r) for s, r in limited if not s.allowed]
+    if refused:
+        chosen = max(refused, key=lambda p: p[1]["retry_after_seconds"] or 0)[1]
+        return {**chosen, "allowed": allowed}
+    chosen = min(limited, key=lambda p: _free(p[0]))[1]
+    expiries = [r for _, r in limited if r["expires_at"] is not None]
+    first = min(expiries, key=lambda r: r["expires_at"], default=chosen)
+    return {**chosen, "allowed": allowed, "expires_at": first["expires_at"],
+            "ttl_seconds": first["ttl_seconds"]}
+
+
+def _free(status: model.LeaseStatus) -> int:
+    limit = status.limit.requests_per_unit if status.limit is not None else 0
+    return limit - (status.active or 0)
+
+
+def _rfc3339_ms(epoch_ms: int) -> str:
+    seconds, ms = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"

@@ -5,14 +5,17 @@
                              ``hits: 0`` peeks without charging (on /v1/check too)
     *    /v1/forward-auth    nginx auth_request, Traefik ForwardAuth, Envoy HTTP ext_authz:
                              identifier and namespace from request headers; 200 or 429
+    POST   /v1/leases              take a slot of a concurrency limit (HTTP 200 either way)
+    POST   /v1/leases/{id}/renew   hold it for another ttl; 404 when it is gone
+    DELETE /v1/leases/{id}         free it; 404 when it is gone
     GET  /openapi.json       the OpenAPI 3.1 document of the above (openapi.py)
 
 A namespace is a rules domain; an identifier is the value of the descriptor entry
 ``identifier``. The body is checked by requests.py, the answer and its headers made by
 answers.py. Errors: a FieldError (a RequestError naming the field) → 400 ``{"error", "field"}``;
-a body over ``max_body_bytes`` → 413; StorageError or NoRulesError → 503 (service.py chooses
-the status of each). Nothing here lists state: an answer only covers the descriptors of its
-own request.
+a body over ``max_body_bytes`` → 413; an unknown, expired or released lease → 404; StorageError
+or NoRulesError → 503 (service.py chooses the status of each). Nothing here lists state: an
+answer only covers the descriptors of its own request.
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ import json
 import msgspec
 from aiohttp import web
 
-from sidecar.errors import RequestTooLarge
+from sidecar.errors import RequestError, RequestTooLarge
 from sidecar.model import Descriptor, Entries
 from sidecar.service import Method, RateLimitService, ServiceError
-from sidecar.transports.rest.answers import Answer, ErrorBody, make_answer, rate_limit_headers
+from sidecar.transports.rest.answers import (
+    Answer,
+    ErrorBody,
+    lease_body,
+    make_answer,
+    rate_limit_headers,
+    release_body,
+)
 from sidecar.transports.rest.openapi import FORWARD_AUTH_METHODS, openapi_document
 from sidecar.transports.rest.options import RestOptions
 from sidecar.transports.rest.requests import (
@@ -53,6 +63,10 @@ class RestApi:
         self._check = service.method("rest_check", "http")
         self._report = service.method("rest_report", "http")
         self._forward_auth = service.method("forward_auth", "http")
+        self.leases = service.leases
+        self._acquire = service.method("lease_acquire", "http")
+        self._renew = service.method("lease_renew", "http")
+        self._release = service.method("lease_release", "http")
 
     async def check(self, request: web.Request) -> web.Response:
         return await self._decide(request, self._check, report=False)
@@ -85,6 +99,40 @@ class RestApi:
             return _failure(exc)
         return self._respond(200 if answer.overall.allowed else deny, answer.overall.body(),
                              answer)
+
+    async def acquire_lease(self, request: web.Request) -> web.Response:
+        method = self._acquire
+        try:
+            try:
+                ask = self.requests.parse_lease(await self._body(request))
+            except Exception as exc:  # refused before the engine: counted all the same
+                raise method.reject(exc) from None
+            decision = await method.run(
+                lambda: self.leases.acquire(ask.namespace, ask.descriptors, ask.ttl_ms))
+        except ServiceError as exc:
+            return _failure(exc)
+        return _json(lease_body(decision, ask.itemized), 200)
+
+    async def renew_lease(self, request: web.Request) -> web.Response:
+        method = self._renew
+        lease_id = request.match_info["lease_id"]
+        try:
+            try:
+                ttl_ms = self.requests.parse_renew(await self._body(request))
+            except Exception as exc:
+                raise method.reject(exc) from None
+            decision = await method.run(lambda: self.leases.renew(lease_id, ttl_ms))
+        except ServiceError as exc:
+            return _failure(exc)
+        return _json(lease_body(decision, False), 200)
+
+    async def release_lease(self, request: web.Request) -> web.Response:
+        lease_id = request.match_info["lease_id"]
+        try:
+            decision = await self._release.run(lambda: self.leases.release(lease_id))
+        except ServiceError as exc:
+            return _failure(exc)
+        return _json(release_body(decision), 200)
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
@@ -160,7 +208,7 @@ def _failure(exc: ServiceError) -> web.Response:
     message = failure.message
     if failure.http_status == 503:
         message = f"cannot decide now: {message}"
-    field_name = exc.cause.field if isinstance(exc.cause, FieldError) else None
+    field_name = exc.cause.field if isinstance(exc.cause, RequestError) else None
     return _json(ErrorBody(error=message, field=field_name), failure.http_status)
 
 
@@ -181,5 +229,10 @@ def register_rest(app: web.Application, service: RateLimitService,
     for path in ("/v1/forward-auth", r"/v1/forward-auth/{path:[\s\S]*}"):
         for method in FORWARD_AUTH_METHODS:
             app.router.add_route(method, path, api.forward_auth)
+    # A lease id is "<token>.<base64url>"; any other path segment (matched still encoded, so
+    # an id with %2F in it too) reaches the handlers, and gets the JSON 404 of an unknown lease.
+    app.router.add_post("/v1/leases", api.acquire_lease)
+    app.router.add_post("/v1/leases/{lease_id}/renew", api.renew_lease)
+    app.router.add_delete("/v1/leases/{lease_id}", api.release_lease)
     app.router.add_get("/openapi.json", api.openapi_json)
     return api

@@ -8,7 +8,14 @@ from typing import Any
 
 import msgspec
 
-from sidecar.transports.rest.answers import DecisionBody, ErrorBody, ResultBody
+from sidecar.transports.rest.answers import (
+    DecisionBody,
+    ErrorBody,
+    LeaseBody,
+    LeaseResultBody,
+    ReleaseBody,
+    ResultBody,
+)
 from sidecar.transports.rest.options import DENY_STATUSES, RestOptions
 from sidecar.transports.rest.requests import RequestTypes
 
@@ -27,6 +34,9 @@ def openapi_document(options: RestOptions) -> dict[str, Any]:
             "/v1/report": {"post": _decide_operation("report", _REPORT_TEXT)},
             "/v1/forward-auth": _forward_auth_item(options, with_path=False),
             "/v1/forward-auth/{path}": _forward_auth_item(options, with_path=True),
+            "/v1/leases": {"post": _acquire_operation()},
+            "/v1/leases/{lease_id}/renew": {"post": _renew_operation()},
+            "/v1/leases/{lease_id}": {"delete": _release_operation()},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1",
@@ -40,12 +50,14 @@ def openapi_document(options: RestOptions) -> dict[str, Any]:
 def _schemas(options: RestOptions) -> dict[str, Any]:
     """The JSON Schemas msgspec generates from the declarations, plus the one rule a
     declaration cannot say (identifier or descriptors, checked after decoding)."""
-    request = RequestTypes(options).check
+    types = RequestTypes(options)
     _, generated = msgspec.json.schema_components(
-        [request, DecisionBody, ResultBody, ErrorBody], ref_template=_REF)
+        [types.check, types.lease, types.renew, DecisionBody, ResultBody, ErrorBody, LeaseBody,
+         LeaseResultBody, ReleaseBody], ref_template=_REF)
     schemas = dict(generated)
-    schemas["CheckRequest"] = {**schemas["CheckRequest"], "oneOf": [
-        {"required": ["identifier"]}, {"required": ["descriptors"]}]}
+    for name in ("CheckRequest", "LeaseRequest"):
+        schemas[name] = {**schemas[name], "oneOf": [
+            {"required": ["identifier"]}, {"required": ["descriptors"]}]}
     return schemas
 
 
@@ -73,6 +85,7 @@ def _rate_headers(retry: bool) -> dict[str, Any]:
 
 
 _ERRORS = {"400": "Invalid request; `field` names the culprit",
+           "404": "No such lease: it expired, was released, or was never issued",
            "413": "The body exceeds the configured maximum",
            "503": "The counter store or the rules are unavailable"}
 
@@ -97,6 +110,40 @@ def _decide_operation(operation: str, text: str) -> dict[str, Any]:
                               "headers": _rate_headers(True), "content": _json("Decision")},
                       **_errors("400", "413", "503")},
     }
+
+
+_ACQUIRE_TEXT = (
+    "Take a slot of every concurrency limit (`algorithm: concurrency`) the descriptors match, "
+    "or of none: HTTP 200 either way, `allowed` says which. Hold it with renewals before "
+    "`ttl_seconds` pass, free it with DELETE; a holder that stops renewing loses it when the "
+    "lease expires.")
+_LEASE_ID = {"name": "lease_id", "in": "path", "required": True,
+             "description": "the `lease_id` of the acquire's answer",
+             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]+$"}}
+
+
+def _acquire_operation() -> dict[str, Any]:
+    return {"operationId": "lease_acquire", "summary": _ACQUIRE_TEXT,
+            "requestBody": {"required": True, "content": _json("LeaseRequest")},
+            "responses": {"200": {"description": "The decision (allowed or not)",
+                                  "content": _json("Lease")},
+                          **_errors("400", "413", "503")}}
+
+
+def _renew_operation() -> dict[str, Any]:
+    return {"operationId": "lease_renew", "parameters": [_LEASE_ID],
+            "summary": "Hold the lease's slots for `ttl` more seconds from now (default: the "
+                       "acquire's ttl, else the rule's lease_ttl)",
+            "requestBody": {"required": False, "content": _json("RenewRequest")},
+            "responses": {"200": {"description": "Renewed", "content": _json("Lease")},
+                          **_errors("400", "404", "413", "503")}}
+
+
+def _release_operation() -> dict[str, Any]:
+    return {"operationId": "lease_release", "parameters": [_LEASE_ID],
+            "summary": "Free the lease's slots",
+            "responses": {"200": {"description": "Released", "content": _json("Release")},
+                          **_errors("404", "503")}}
 
 
 def _forward_auth_item(options: RestOptions, with_path: bool) -> dict[str, Any]:

@@ -52,12 +52,30 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 2}
 """
 
+# Concurrency limits: 5 WebSocket connections per user, 2 exports per user and 3 at once per
+# region (several descriptors in one lease), a shadow-mode limit.
+WS = """
+domain: ws
+descriptors:
+  - key: identifier
+    rate_limit: {algorithm: concurrency, max: 5, lease_ttl: 60s}
+  - key: export
+    rate_limit: {algorithm: concurrency, max: 2, lease_ttl: 30s, name: exports}
+  - key: region
+    rate_limit: {algorithm: concurrency, max: 3, lease_ttl: 1m}
+  - key: trial
+    shadow_mode: true
+    rate_limit: {algorithm: concurrency, max: 1, lease_ttl: 60s}
+"""
+
+
 def write_rules(folder: Path, files: dict[str, str] | None = None, unit: str = "minute") -> Path:
     """The test rules; tests on real time (processes) use ``unit="hour"`` so that a window
     boundary is unlikely to fall inside a test."""
     folder.mkdir(parents=True, exist_ok=True)
     if files is None:
-        files = {"api.yaml": RULES.replace("unit: minute", f"unit: {unit}"), "shop.yaml": SHOP}
+        files = {"api.yaml": RULES.replace("unit: minute", f"unit: {unit}"), "shop.yaml": SHOP,
+                 "ws.yaml": WS}
     for name, text in files.items():
         (folder / name).write_text(textwrap.dedent(text))
     return folder

@@ -67,10 +67,15 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     operations = {(r.ok().method.upper(), r.ok().path) for r in results if isinstance(r, Ok)}
     assert ("POST", "/v1/check") in operations
     assert ("GET", "/v1/forward-auth/{path}") in operations
-    assert len(operations) == 3 + 2 * 7
+    assert {("POST", "/v1/leases"), ("POST", "/v1/leases/{lease_id}/renew"),
+            ("DELETE", "/v1/leases/{lease_id}")} <= operations
+    assert len(operations) == 6 + 2 * 7
 
 
 def test_no_listing_endpoints() -> None:
     paths = openapi_document(RestOptions())["paths"]
     assert sorted(paths) == ["/openapi.json", "/v1/check", "/v1/forward-auth",
-                             "/v1/forward-auth/{path}", "/v1/report"]
+                             "/v1/forward-auth/{path}", "/v1/leases", "/v1/leases/{lease_id}",
+                             "/v1/leases/{lease_id}/renew", "/v1/report"]
+    # a lease is reached by its id only: nothing lists the leases held
+    assert list(paths["/v1/leases"]) == ["post"]

@@ -6,21 +6,34 @@
     limiter = Client("http://127.0.0.1:8080")
     if not limiter.allow("user_123", "api_requests"):
         ...  # refuse
+    with limiter.lease("user_123", "ws"):  # a slot of a concurrency limit, or LeaseRefused
+        ...
 """
 
 from viva_ratelimit_client._transport import RetryPolicy
 from viva_ratelimit_client.client import AsyncClient, Client
-from viva_ratelimit_client.errors import InvalidRequest, RateLimitClientError, SidecarUnavailable
+from viva_ratelimit_client.errors import (
+    InvalidRequest,
+    LeaseRefused,
+    RateLimitClientError,
+    SidecarUnavailable,
+)
+from viva_ratelimit_client.lease import AsyncLease, Lease, LeaseResult, ReleaseResult
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
 
 __all__ = [
     "AsyncClient",
+    "AsyncLease",
     "CheckResult",
     "Client",
     "Descriptor",
     "FailureMode",
     "InvalidRequest",
+    "Lease",
+    "LeaseRefused",
+    "LeaseResult",
     "RateLimitClientError",
+    "ReleaseResult",
     "RetryPolicy",
     "SidecarUnavailable",
 ]

@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from viva_ratelimit_client.errors import InvalidRequest, SidecarUnavailable
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
@@ -41,7 +42,11 @@ class RetryPolicy:
 
 
 class Unanswered(Exception):
-    """An attempt got no usable answer; the failure mode decides."""
+    """No usable answer after ``attempts`` tries; the failure mode decides."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)
 
 
 def check_failure_mode(mode: str) -> FailureMode:
@@ -70,6 +75,32 @@ def check_body(identifier: str | None, namespace: str, hits: int,
     else:
         body["identifier"] = identifier
     return body
+
+
+def lease_body(identifier: str | None, namespace: str, ttl: float | None,
+               descriptors: Sequence[Descriptor] | None) -> dict[str, Any]:
+    """The JSON body of POST /v1/leases; InvalidRequest naming the field."""
+    body = check_body(identifier, namespace, 1, descriptors)
+    del body["hits"]
+    if ttl is not None:
+        body["ttl"] = check_ttl(ttl)
+    return body
+
+
+def check_ttl(ttl: float) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl >= 0.001:
+        raise InvalidRequest(f"ttl: must be a number of seconds, at least 0.001, not {ttl!r}",
+                             "ttl")
+    return ttl
+
+
+def lease_path(lease_id: str, suffix: str = "") -> str:
+    """The path of a lease (``/renew``: of its renewal); InvalidRequest when the id is not
+    text."""
+    if not isinstance(lease_id, str) or not lease_id:
+        raise InvalidRequest("lease_id: must be the non-empty lease_id of an acquire",
+                             "lease_id")
+    return f"/v1/leases/{quote(lease_id, safe='')}{suffix}"
 
 
 def entries_of(body: dict[str, Any]) -> list[list[tuple[str, str]]]:

@@ -1,4 +1,5 @@
-"""The REST client: ``Client`` (blocking) and ``AsyncClient`` (asyncio), over httpx2.
+"""The REST client: ``Client`` (blocking) and ``AsyncClient`` (asyncio), over httpx2: checks
+and reports, and leases of concurrency limits (lease.py).
 
 httpx2 keeps connections alive in a pool (one TCP handshake for many checks), has the same API
 for blocking and asyncio code, and explicit timeouts for connect, read, write and pool waits.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,9 +20,14 @@ from viva_ratelimit_client._transport import (
     Unanswered,
     check_body,
     check_failure_mode,
+    check_ttl,
     give_up,
     invalid,
+    lease_body,
+    lease_path,
 )
+from viva_ratelimit_client.errors import SidecarUnavailable
+from viva_ratelimit_client.lease import AsyncLease, Lease, LeaseResult, ReleaseResult
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -77,20 +83,69 @@ class Client(_Base):
         """Where the budget stands, without charging."""
         return self.report(identifier, namespace, 0, descriptors=descriptors)
 
+    # -- leases of a concurrency limit (lease.py) ----------------------------------------------
+
+    def lease(self, identifier: str | None, namespace: str, *, ttl: float | None = None,
+              descriptors: Sequence[Descriptor] | None = None,
+              renew_every: float | None = None,
+              on_lost: Callable[[Lease], Any] | None = None) -> Lease:
+        """``with limiter.lease("user_1", "ws"):`` holds a slot for the block (LeaseRefused
+        when every one is held), renewed in the background, released on exit. ``ttl``
+        (seconds; default: the rule's lease_ttl) is how long a dead holder keeps it."""
+        return Lease(self, identifier, namespace, ttl=ttl, descriptors=descriptors,
+                     renew_every=renew_every, on_lost=on_lost)
+
+    def acquire_lease(self, identifier: str | None, namespace: str, *,
+                      ttl: float | None = None,
+                      descriptors: Sequence[Descriptor] | None = None) -> LeaseResult:
+        """Take a slot (``result.lease_id``) or learn that none is free (``allowed`` False)."""
+        body = lease_body(identifier, namespace, ttl, descriptors)
+        try:
+            return _lease_result(*self._exchange("POST", "/v1/leases", body))
+        except Unanswered as exc:
+            return _lease_failure(self.failure_mode, exc)
+
+    def renew_lease(self, lease_id: str, *, ttl: float | None = None) -> LeaseResult:
+        """Hold the lease ``ttl`` seconds more (default: as long as at its acquire);
+        ``allowed`` False when it is gone (expired or released)."""
+        body = {} if ttl is None else {"ttl": check_ttl(ttl)}
+        try:
+            return _lease_result(*self._exchange("POST", lease_path(lease_id, "/renew"), body))
+        except Unanswered as exc:
+            return _lease_failure(self.failure_mode, exc)
+
+    def release_lease(self, lease_id: str) -> ReleaseResult:
+        """Free the lease's slots; ``released`` False when it was gone already."""
+        try:
+            return _release_result(*self._exchange("DELETE", lease_path(lease_id), None))
+        except Unanswered as exc:
+            return _release_failure(self.failure_mode, exc)
+
     def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
+        try:
+            response, attempt = self._exchange("POST", path, body)
+            try:
+                return _interpret(response)
+            except Unanswered as exc:
+                raise Unanswered(str(exc), attempt) from None
+        except Unanswered as exc:
+            return give_up(self.failure_mode, str(exc), exc.attempts)
+
+    def _exchange(self, method: str, path: str,
+                  body: dict[str, Any] | None) -> tuple[httpx2.Response, int]:
+        """The sidecar's answer and the attempt that got it; Unanswered when none came.
+        Only what the sidecar cannot have seen is tried again (see _RETRY_ERRORS)."""
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return _interpret(self._http.post(path, json=body))
+                return self._http.request(method, path, json=body), attempt
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
-            except Unanswered as exc:
-                return give_up(self.failure_mode, str(exc), attempt)
             except httpx2.HTTPError as exc:
-                return give_up(self.failure_mode, _describe(exc), attempt)
+                raise Unanswered(_describe(exc), attempt) from None
             if delay is not None:
                 time.sleep(delay)
-        return give_up(self.failure_mode, error, attempt)
+        raise Unanswered(error, attempt)
 
     def close(self) -> None:
         self._http.close()
@@ -131,20 +186,61 @@ class AsyncClient(_Base):
                    descriptors: Sequence[Descriptor] | None = None) -> CheckResult:
         return await self.report(identifier, namespace, 0, descriptors=descriptors)
 
+    def lease(self, identifier: str | None, namespace: str, *, ttl: float | None = None,
+              descriptors: Sequence[Descriptor] | None = None,
+              renew_every: float | None = None,
+              on_lost: Callable[[AsyncLease], Any] | None = None) -> AsyncLease:
+        """``async with limiter.lease("user_1", "ws"):``: as Client.lease, renewed by a task
+        of the running event loop (``on_lost`` may be a coroutine function)."""
+        return AsyncLease(self, identifier, namespace, ttl=ttl, descriptors=descriptors,
+                          renew_every=renew_every, on_lost=on_lost)
+
+    async def acquire_lease(self, identifier: str | None, namespace: str, *,
+                            ttl: float | None = None,
+                            descriptors: Sequence[Descriptor] | None = None) -> LeaseResult:
+        body = lease_body(identifier, namespace, ttl, descriptors)
+        try:
+            return _lease_result(*await self._exchange("POST", "/v1/leases", body))
+        except Unanswered as exc:
+            return _lease_failure(self.failure_mode, exc)
+
+    async def renew_lease(self, lease_id: str, *, ttl: float | None = None) -> LeaseResult:
+        body = {} if ttl is None else {"ttl": check_ttl(ttl)}
+        path = lease_path(lease_id, "/renew")
+        try:
+            return _lease_result(*await self._exchange("POST", path, body))
+        except Unanswered as exc:
+            return _lease_failure(self.failure_mode, exc)
+
+    async def release_lease(self, lease_id: str) -> ReleaseResult:
+        try:
+            return _release_result(*await self._exchange("DELETE", lease_path(lease_id), None))
+        except Unanswered as exc:
+            return _release_failure(self.failure_mode, exc)
+
     async def _post(self, path: str, body: dict[str, Any]) -> CheckResult:
+        try:
+            response, attempt = await self._exchange("POST", path, body)
+            try:
+                return _interpret(response)
+            except Unanswered as exc:
+                raise Unanswered(str(exc), attempt) from None
+        except Unanswered as exc:
+            return give_up(self.failure_mode, str(exc), exc.attempts)
+
+    async def _exchange(self, method: str, path: str,
+                        body: dict[str, Any] | None) -> tuple[httpx2.Response, int]:
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return _interpret(await self._http.post(path, json=body))
+                return await self._http.request(method, path, json=body), attempt
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
-            except Unanswered as exc:
-                return give_up(self.failure_mode, str(exc), attempt)
             except httpx2.HTTPError as exc:
-                return give_up(self.failure_mode, _describe(exc), attempt)
+                raise Unanswered(_describe(exc), attempt) from None
             if delay is not None:
                 await asyncio.sleep(delay)
-        return give_up(self.failure_mode, error, attempt)
+        raise Unanswered(error, attempt)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -170,6 +266,50 @@ def _interpret(response: httpx2.Response) -> CheckResult:
     text = detail["error"] if isinstance(detail, dict) and "error" in detail else response.text
     # An answer, 503 included (its store is down): never retried, the failure mode decides.
     raise Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}")
+
+
+def _lease_result(response: httpx2.Response, attempt: int) -> LeaseResult:
+    if response.status_code == 404:  # the lease is gone: it holds nothing
+        return LeaseResult(allowed=False)
+    doc = _answer(response, attempt)
+    try:
+        return LeaseResult.from_json(doc)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Unanswered(f"the sidecar's answer is not a lease: {exc}", attempt) from None
+
+
+def _release_result(response: httpx2.Response, attempt: int) -> ReleaseResult:
+    if response.status_code == 404:
+        return ReleaseResult(released=False)
+    doc = _answer(response, attempt)
+    if not isinstance(doc.get("released"), bool):
+        raise Unanswered("the sidecar's answer is not a release", attempt)
+    return ReleaseResult(released=doc["released"], active=doc.get("active"),
+                         limit=doc.get("limit"))
+
+
+def _answer(response: httpx2.Response, attempt: int) -> Any:
+    """A 200's JSON; InvalidRequest for a 400/413; Unanswered for anything else."""
+    status = response.status_code
+    if status in (400, 413):
+        raise invalid(_json_or_none(response), status)
+    doc = _json_or_none(response)
+    if status == 200 and isinstance(doc, dict):
+        return doc
+    text = doc["error"] if isinstance(doc, dict) and "error" in doc else response.text
+    raise Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}", attempt)
+
+
+def _lease_failure(mode: FailureMode, exc: Unanswered) -> LeaseResult:
+    if mode == "raise":
+        raise SidecarUnavailable(str(exc), exc.attempts)
+    return LeaseResult.failure(mode, str(exc), exc.attempts)
+
+
+def _release_failure(mode: FailureMode, exc: Unanswered) -> ReleaseResult:
+    if mode == "raise":
+        raise SidecarUnavailable(str(exc), exc.attempts)
+    return ReleaseResult(released=False, error=str(exc), attempts=exc.attempts)
 
 
 def _json_or_none(response: httpx2.Response) -> Any:

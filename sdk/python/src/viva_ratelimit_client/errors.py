@@ -4,12 +4,20 @@
     ├── InvalidRequest       the sidecar refused the request as malformed (HTTP 400/413,
     │                        gRPC INVALID_ARGUMENT); ``field`` names the culprit. Always raised:
     │                        it is a bug in the caller, not an outage.
-    └── SidecarUnavailable   no decision after the retries (connection refused, timeout, 503);
-                             raised only with ``failure_mode="raise"``; otherwise the failure
-                             mode answers (allowed when "open", refused when "closed").
+    ├── SidecarUnavailable   no decision after the retries (connection refused, timeout, 503);
+    │                        raised only with ``failure_mode="raise"``; otherwise the failure
+    │                        mode answers (allowed when "open", refused when "closed").
+    └── LeaseRefused         ``with limiter.lease(...)`` could not take a slot: every one is
+                             held (or the sidecar is out of reach and the failure mode is
+                             "closed"); ``result`` is the LeaseResult that says so.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from viva_ratelimit_client.lease import LeaseResult
 
 
 class RateLimitClientError(Exception):
@@ -29,4 +37,20 @@ class SidecarUnavailable(RateLimitClientError):
 
     def __init__(self, message: str, attempts: int = 1) -> None:
         self.attempts = attempts
+        super().__init__(message)
+
+
+class LeaseRefused(RateLimitClientError):
+    """No slot was taken; ``result`` (a LeaseResult) has the sidecar's answer, or the error
+    that made the failure mode refuse."""
+
+    def __init__(self, result: LeaseResult) -> None:
+        self.result = result
+        if result.error is not None:
+            message = f"lease refused: the sidecar could not be asked ({result.error})"
+        else:
+            message = (f"lease refused: {result.active} of {result.limit} held for "
+                       f"{result.policy!r}")
+            if result.retry_after_seconds is not None:
+                message += f"; a slot frees within {result.retry_after_seconds} s"
         super().__init__(message)

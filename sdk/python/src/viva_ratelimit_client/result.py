@@ -46,7 +46,7 @@ class CheckResult:
         reset_at = doc.get("reset_at")
         return cls(
             allowed=bool(doc["allowed"]), limit=doc.get("limit"), remaining=doc.get("remaining"),
-            reset_at=_parse_time(reset_at) if isinstance(reset_at, str) else None,
+            reset_at=parse_time(reset_at) if isinstance(reset_at, str) else None,
             reset_after_seconds=doc.get("reset_after_seconds"),
             retry_after_seconds=doc.get("retry_after_seconds"),
             window_seconds=doc.get("window_seconds"), policy=doc.get("policy"),
@@ -80,5 +80,5 @@ def combine(results: Sequence[CheckResult], allowed: bool) -> CheckResult:
                        results=tuple(results))
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

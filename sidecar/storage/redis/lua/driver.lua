@@ -6,7 +6,7 @@
 -- Returns 4 values per key: allowed (0/1), remaining, reset_ms (string, full precision), used.
 local ALGORITHMS = {
   fixed_window = fixed_window, sliding_window = sliding_window, sliding_log = sliding_log,
-  token_bucket = token_bucket, leaky_bucket = leaky_bucket,
+  token_bucket = token_bucket, leaky_bucket = leaky_bucket, concurrency = concurrency,
 }
 
 local function fmt(x) return string.format('%.17g', x) end
