@@ -170,28 +170,30 @@ class LiveDecisions:
         """Tallies by customer (by=0), key (1) or plan (2) over [since, until)."""
         memo_key = (since, until, self._version)
         if self._memo is None or self._memo[0] != memo_key:
-            self._memo = (memo_key, self._count(since, until))
+            self._memo = (memo_key, tally_rows(rows for _, rows in self._rows(since, until)))
         return list(self._memo[1][by].values())
 
-    def _count(self, since: datetime, until: datetime) -> list[dict[str, Tally]]:
-        out: list[dict[str, Tally]] = [{}, {}, {}]
-        for _, rows in self._rows(since, until):
-            for row, n in rows.items():
-                code = row[3]
-                allowed = code == ALLOWED
-                for by in (0, 1, 2):
-                    name = row[by]
-                    if not name:
-                        continue
-                    tally = out[by].get(name)
-                    if tally is None:
-                        tally = out[by][name] = Tally(name, customer_id=row[0])
-                    tally.codes[code] += n
-                    if allowed:
-                        tally.allowed += n
-                    else:
-                        tally.refused += n
-        return out
+
+def tally_rows(buckets: Iterable[Counter[Row]]) -> list[dict[str, Tally]]:
+    """Tallies by customer, by key and by plan (in that order) of the rows of ``buckets``."""
+    out: list[dict[str, Tally]] = [{}, {}, {}]
+    for rows in buckets:
+        for row, n in rows.items():
+            code = row[3]
+            allowed = code == ALLOWED
+            for by in (0, 1, 2):
+                name = row[by]
+                if not name:
+                    continue
+                tally = out[by].get(name)
+                if tally is None:
+                    tally = out[by][name] = Tally(name, customer_id=row[0])
+                tally.codes[code] += n
+                if allowed:
+                    tally.allowed += n
+                else:
+                    tally.refused += n
+    return out
 
 
 def _top(tallies: list[Tally], limit: int, by: Callable[[Tally], int]) -> list[Tally]:
