@@ -40,7 +40,8 @@ func NewClient(endpoint string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := config{timeout: DefaultTimeout, retry: DefaultRetry, mode: FailOpen, header: http.Header{}}
+	cfg := config{timeout: DefaultTimeout, retry: DefaultRetry, mode: FailOpen, verifyMode: FailClosed,
+		header: http.Header{}}
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
 			return nil, err
@@ -61,6 +62,9 @@ func (c *Client) CloseIdleConnections() { c.cfg.http.CloseIdleConnections() }
 
 // FailureMode is the client's answer when the sidecar cannot decide.
 func (c *Client) FailureMode() FailureMode { return c.cfg.mode }
+
+// VerifyFailureMode is VerifyKey's answer when the sidecar cannot answer.
+func (c *Client) VerifyFailureMode() FailureMode { return c.cfg.verifyMode }
 
 // Allow charges one hit to identifier in namespace and reports whether the request may go
 // ahead. Whatever goes wrong, it answers the failure mode (see Check for the error).
@@ -102,19 +106,30 @@ func (c *Client) post(ctx context.Context, path string, req CheckRequest, hits i
 	if err != nil {
 		return c.failed(invalidField("", err.Error()))
 	}
-	var last error
-	for attempt := 1; ; attempt++ {
-		res, err := c.attempt(ctx, path, payload)
-		if err == nil {
+	status, answer, attempts, err := c.exchange(ctx, path, payload, nil)
+	if err == nil {
+		var res Result
+		if res, err = interpret(status, answer); err == nil {
 			return res, nil
 		}
-		var rejected *RequestError
-		if errors.As(err, &rejected) {
-			return c.failed(rejected)
+	}
+	var rejected *RequestError
+	if errors.As(err, &rejected) {
+		return c.failed(rejected)
+	}
+	return c.failed(&UnavailableError{Attempts: attempts, Err: err})
+}
+
+// exchange POSTs payload to path, retrying what never reached the sidecar, and returns its
+// answer and the tries made; an error when no answer came.
+func (c *Client) exchange(ctx context.Context, path string, payload []byte, header http.Header) (int, []byte, int, error) {
+	for attempt := 1; ; attempt++ {
+		status, answer, err := c.attempt(ctx, path, payload, header)
+		if err == nil {
+			return status, answer, attempt, nil
 		}
-		last = err
 		if !isDialError(err) || attempt >= c.cfg.retry.Attempts || !sleep(ctx, c.cfg.retry.delay(attempt)) {
-			return c.failed(&UnavailableError{Attempts: attempt, Err: last})
+			return 0, nil, attempt, err
 		}
 	}
 }
@@ -124,30 +139,33 @@ func (c *Client) failed(err error) (Result, error) {
 	return Result{Allowed: c.cfg.mode == FailOpen}, err
 }
 
-// attempt is one POST, bounded by the timeout; a *RequestError when the sidecar refused the
-// request as invalid, another error when it could not decide or could not be reached.
-func (c *Client) attempt(ctx context.Context, path string, payload []byte) (Result, error) {
+// attempt is one POST, bounded by the timeout: the answer's status and body, or an error when
+// the sidecar could not be reached or its answer could not be read.
+func (c *Client) attempt(ctx context.Context, path string, payload []byte, header http.Header) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+path, bytes.NewReader(payload))
 	if err != nil {
-		return Result{}, err
+		return 0, nil, err
 	}
 	for name, values := range c.cfg.header {
+		req.Header[name] = values
+	}
+	for name, values := range header {
 		req.Header[name] = values
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.cfg.http.Do(req)
 	if err != nil {
-		return Result{}, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return Result{}, fmt.Errorf("reading the answer: %w", err)
+		return 0, nil, fmt.Errorf("reading the answer: %w", err)
 	}
-	return interpret(resp.StatusCode, answer)
+	return resp.StatusCode, answer, nil
 }
 
 func interpret(status int, answer []byte) (Result, error) {

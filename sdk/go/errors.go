@@ -11,8 +11,12 @@ import (
 //	                   sidecar); Field names the culprit. Never retried: it is a bug in the caller.
 //	*UnavailableError  the sidecar could not decide: unreachable after the retries, too slow, or
 //	                   it answered an error (503: its store is down). errors.Is(err, ErrUnavailable).
+//	*AuthError         VerifyKey only: the client has no root key, or the sidecar refused it
+//	                   (401, or 403 without the scope keys:verify). errors.Is(err, ErrUnauthorized).
 //
-// With either, the Result returned alongside holds the failure mode's answer.
+// With the first two, the Result returned alongside holds the failure mode's answer; a
+// KeyVerification holds the verify failure mode's answer with an *UnavailableError only.
+// No error ever holds an API key or the root key.
 
 // ErrUnavailable matches every *UnavailableError with errors.Is.
 var ErrUnavailable = errors.New("ratelimiter: the sidecar could not decide")
@@ -52,3 +56,18 @@ func (e *RequestError) Error() string {
 func invalidField(field, message string) *RequestError {
 	return &RequestError{Field: field, Message: field + ": " + message}
 }
+
+// ErrUnauthorized matches every *AuthError with errors.Is.
+var ErrUnauthorized = errors.New("ratelimiter: the root key is missing or refused")
+
+// AuthError is a verification the client could not send without a root key (Status 0), or
+// that the sidecar refused for its root key: 401 (not valid) or 403 (no scope keys:verify).
+type AuthError struct {
+	Status  int
+	Message string
+}
+
+func (e *AuthError) Error() string { return "ratelimiter: " + e.Message }
+
+// Is makes errors.Is(err, ErrUnauthorized) true.
+func (e *AuthError) Is(target error) bool { return target == ErrUnauthorized }

@@ -85,3 +85,26 @@ func ExampleMiddleware() {
 		}))
 	log.Fatal(http.ListenAndServe("127.0.0.1:8000", limited(mux)))
 }
+
+// Full mode: authenticate the caller's API key and charge its plan's limits in one call.
+func ExampleClient_VerifyKey() {
+	client := ratelimiter.New("localhost:8080", ratelimiter.WithRootKey("vroot_…")) // scope keys:verify
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := client.VerifyKey(r.Context(), r.Header.Get("X-Api-Key"),
+			ratelimiter.RequireFeatures("exports"), ratelimiter.Cost(1))
+		if err != nil {
+			log.Printf("verification: %v", err) // never holds the key
+		}
+		switch {
+		case v.Valid:
+			fmt.Fprintf(w, "hello %s (%d left)\n", v.CustomerID, v.Remaining)
+		case v.Code == ratelimiter.KeyRateLimited || v.Code == ratelimiter.KeyQuotaExceeded:
+			http.Error(w, string(v.Code), http.StatusTooManyRequests)
+		case v.Code == ratelimiter.KeyForbidden:
+			http.Error(w, "not in your plan", http.StatusForbidden)
+		default: // NOT_FOUND, EXPIRED, REVOKED, DISABLED, or not verifiable now (Code "")
+			http.Error(w, "invalid API key", http.StatusUnauthorized)
+		}
+	})
+	log.Fatal(http.ListenAndServe("127.0.0.1:8000", handler))
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -63,12 +64,17 @@ func (p RetryPolicy) validate() error {
 }
 
 type config struct {
-	timeout time.Duration
-	retry   RetryPolicy
-	mode    FailureMode
-	http    *http.Client
-	header  http.Header
+	timeout    time.Duration
+	retry      RetryPolicy
+	mode       FailureMode
+	verifyMode FailureMode
+	rootKey    *rootKey
+	http       *http.Client
+	header     http.Header
 }
+
+// rootKey is held by pointer so that printing a Client (%v, %+v) shows an address, not it.
+type rootKey struct{ value string }
 
 // Option configures a Client.
 type Option func(*config) error
@@ -103,6 +109,30 @@ func WithFailureMode(m FailureMode) Option {
 			return fmt.Errorf("ratelimiter: WithFailureMode(%d); expected FailOpen or FailClosed", int(m))
 		}
 		c.mode = m
+		return nil
+	}
+}
+
+// WithRootKey sets the root key (full mode, scope keys:verify) that VerifyKey sends; only
+// VerifyKey needs one, and only VerifyKey sends it.
+func WithRootKey(key string) Option {
+	return func(c *config) error {
+		if strings.TrimSpace(key) == "" {
+			return fmt.Errorf("ratelimiter: WithRootKey with an empty key")
+		}
+		c.rootKey = &rootKey{value: key}
+		return nil
+	}
+}
+
+// WithVerifyFailureMode sets VerifyKey's answer when the sidecar cannot answer (default
+// [FailClosed]: a key that cannot be verified is not valid).
+func WithVerifyFailureMode(m FailureMode) Option {
+	return func(c *config) error {
+		if m != FailOpen && m != FailClosed {
+			return fmt.Errorf("ratelimiter: WithVerifyFailureMode(%d); expected FailOpen or FailClosed", int(m))
+		}
+		c.verifyMode = m
 		return nil
 	}
 }

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,27 +25,38 @@ from tests.support.processes import stop_process
 from tests.support.servers import RedisServer, missing
 
 CONTRACT_DIR = ROOT / "sdk" / "contract"
+VERSION = 2
 KNOWN_EXPECT = frozenset({
     "return", "result", "headers", "error", "unavailable", "status", "body", "json",
-    "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms"})
+    "verification", "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms"})
+CALLS = ("allow", "check", "report", "verifyKey")
+SAVED = re.compile(r"\$\{([a-z_]+)\.([a-z_]+)\}")
 
 
 def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """contract.json and every vector, refusing what this runner does not know."""
     contract = json.loads((CONTRACT_DIR / "contract.json").read_text())
-    if contract["version"] != 1:
-        raise ValueError(f"contract version {contract['version']}; this runner knows 1")
+    if contract["version"] != VERSION:
+        raise ValueError(f"contract version {contract['version']}; this runner knows {VERSION}")
     vectors = []
     for name in contract["vector_files"]:
         for vector in json.loads((CONTRACT_DIR / name).read_text())["vectors"]:
+            where = f"{name}: {vector['name']}"
             if vector["target"] not in contract["targets"]:
-                raise ValueError(f"{name}: {vector['name']}: unknown target {vector['target']}")
+                raise ValueError(f"{where}: unknown target {vector['target']}")
+            if "setup" in vector and vector["target"] != "full":
+                raise ValueError(f"{where}: setup needs the target full")
             for step in vector["steps"]:
                 unknown = set(step["expect"]) - KNOWN_EXPECT
-                if unknown or step.get("call", "allow") not in ("allow", "check", "report"):
-                    raise ValueError(f"{name}: {vector['name']}: unknown {unknown or step}")
+                if unknown or step.get("call", "allow") not in CALLS:
+                    raise ValueError(f"{where}: unknown {unknown or step}")
             vectors.append(vector)
     return contract, vectors
+
+
+def new_root_key() -> str:
+    """The run's root key ({root_key}): what the full-mode sidecars register at start-up."""
+    return f"vroot_contract_{secrets.token_hex(16)}"
 
 
 def sidecar_binary(contract: dict[str, Any]) -> str:
@@ -60,15 +73,19 @@ def sidecar_binary(contract: dict[str, Any]) -> str:
 class Sidecar:
     """The sidecar executable with a contract profile, on free loopback ports."""
 
-    def __init__(self, contract: dict[str, Any], profile: str, redis_port: int) -> None:
+    def __init__(self, contract: dict[str, Any], profile: str, redis_port: int,
+                 root_key: str) -> None:
         self.profile = profile
         self.http_port = free_port()
         self.counter = contract["sidecar"]["request_counter"]
         self.http = httpx2.Client(timeout=10)  # one: making a client costs ~0.1 s (TLS setup)
+        self.data_dir = tempfile.mkdtemp(prefix="viva-contract-")
         values = {"{rules}": str(CONTRACT_DIR / contract["rules"]),
+                  "{plans}": str(CONTRACT_DIR / contract["plans"]),
                   "{http_port}": str(self.http_port), "{grpc_port}": str(free_port()),
                   "{debug_port}": str(free_port()), "{redis_port}": str(redis_port),
-                  "{closed_port}": str(free_port())}
+                  "{closed_port}": str(free_port()), "{data_dir}": self.data_dir,
+                  "{root_key}": root_key}
 
         def fill(text: str) -> str:
             return re.sub(r"\{[a-z_]+\}", lambda m: values.get(m.group(0), m.group(0)), text)
@@ -108,10 +125,28 @@ class Sidecar:
                 total += float(value)
         return total
 
+    def setup(self, requests: list[dict[str, Any]], root_key: str) -> dict[str, str]:
+        """A vector's setup: each admin request in order, sent with the root key; the string
+        fields of the answers saved under ``save`` as ``NAME.FIELD`` for the later ones."""
+        saved: dict[str, str] = {}
+        for request in requests:
+            request = json.loads(fill_saved(json.dumps(request), saved))
+            reply = self.http.request(
+                request["method"], f"http://127.0.0.1:{self.http_port}{request['path']}",
+                json=request.get("body"), headers={"Authorization": f"Bearer {root_key}"})
+            if not 200 <= reply.status_code < 300:
+                raise AssertionError(f"setup {request['method']} {request['path']}: "
+                                     f"HTTP {reply.status_code} {reply.text}")
+            if "save" in request:
+                saved.update({f"{request['save']}.{k}": v for k, v in reply.json().items()
+                              if isinstance(v, str)})
+        return saved
+
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
         self.http.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 class SilentServer:
@@ -158,6 +193,7 @@ class Targets:
 
     def __init__(self, contract: dict[str, Any]) -> None:
         self.contract = contract
+        self.root_key = new_root_key()
         self.sidecars: dict[str, Sidecar] = {}
         self.redis: RedisServer | None = None
         self.silent: SilentServer | None = None
@@ -180,7 +216,7 @@ class Targets:
                     self.redis.binary = binary or self.redis.binary
                     self.redis.start()
                 redis_port = self.redis.port
-            self.sidecars[place] = Sidecar(self.contract, place, redis_port)
+            self.sidecars[place] = Sidecar(self.contract, place, redis_port, self.root_key)
         return self.sidecars[place]
 
     def counters(self, place: str) -> tuple[float, float]:
@@ -255,3 +291,15 @@ def check(expect: dict[str, Any], actual: dict[str, Any], elapsed_ms: float,
 def substitute(step: dict[str, Any], run: str) -> dict[str, Any]:
     """``${run}`` replaced in every string of the step."""
     return json.loads(json.dumps(step).replace("${run}", run))  # type: ignore[no-any-return]
+
+
+def fill_saved(text: str, saved: dict[str, str]) -> str:
+    """``${NAME.FIELD}`` replaced by what the setup saved; KeyError for what it did not."""
+    return SAVED.sub(lambda m: saved[f"{m.group(1)}.{m.group(2)}"], text)
+
+
+def leaks(secrets_: list[str], texts: dict[str, str]) -> list[str]:
+    """The places where a secret shows: an error message, the text form of a result or of
+    the client must never hold the key or the root key."""
+    return [f"the {place} shows a secret: {text[:300]!r}" for place, text in texts.items()
+            for secret in secrets_ if secret and secret in text]

@@ -1,11 +1,13 @@
 """sdk/contract run by the Python SDK: every vector against real sidecar processes (memory and
-Redis stores), the middleware ones through the WSGI middleware (a real HTTP server) and the ASGI
-one (Starlette)."""
+Redis stores, standalone and full mode), the middleware ones through the WSGI middleware (a real
+HTTP server) and the ASGI one (Starlette)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import json
 import math
 import threading
 import time
@@ -23,7 +25,9 @@ from viva_ratelimit_client import (
     CheckResult,
     Client,
     InvalidRequest,
+    KeyVerification,
     RetryPolicy,
+    Unauthorized,
     asgi,
     wsgi,
 )
@@ -38,7 +42,9 @@ _CLIENTS: dict[str, Client] = {}
 def cases() -> Iterator[Any]:
     for vector in VECTORS:
         places = CONTRACT["targets"][vector["target"]] or [vector["target"]]
-        runners = ["wsgi", "asgi"] if "request" in vector["steps"][0] else ["client"]
+        runners = (["wsgi", "asgi"] if "request" in vector["steps"][0] else
+                   ["client", "async"] if any(s.get("call") == "verifyKey" for s in vector["steps"])
+                   else ["client"])
         for place in places:
             for runner in runners:
                 marks = [pytest.mark.redis] if place == "redis" else []
@@ -60,17 +66,25 @@ def targets() -> Iterator[kit.Targets]:
 def test_vector(targets: kit.Targets, vector: dict[str, Any], place: str, runner: str) -> None:
     port = targets.port(place)
     run = f"py{next(_RUNS)}-{time.time_ns():x}"
+    saved = (targets.sidecar(place).setup(kit.substitute(vector, run)["setup"], targets.root_key)
+             if "setup" in vector else {})
     problems = []
     for i, raw in enumerate(vector["steps"]):
-        step = kit.substitute(raw, run)
+        step = json.loads(kit.fill_saved(json.dumps(kit.substitute(raw, run)), saved))
         settings = {**CONTRACT["client_defaults"], **vector.get("client", {}),
                     **step.get("client", {})}
+        if settings.get("root_key") == "{root_key}":
+            settings["root_key"] = targets.root_key
         before = targets.counters(place)
         started = time.time()
         if "request" in step:
             middleware = {**CONTRACT["middleware_defaults"], **vector.get("middleware", {}),
                           **step.get("middleware", {})}
             actual = serve(runner, settings, port, middleware, step["request"])
+        elif step["call"] == "verifyKey":
+            actual = verify(settings, port, step, started, runner)
+            problems += [f"step {i}: {p}" for p in kit.leaks(
+                [step["key"], targets.root_key], actual.pop("texts"))]
         else:
             actual = call(settings, port, step, started)
         elapsed_ms = (time.time() - started) * 1000
@@ -81,11 +95,14 @@ def test_vector(targets: kit.Targets, vector: dict[str, Any], place: str, runner
 
 
 def client_options(settings: dict[str, Any]) -> dict[str, Any]:
-    return {"timeout": settings["timeout_ms"] / 1000,
-            "retry": RetryPolicy(attempts=settings["attempts"],
-                                 backoff=settings["backoff_ms"] / 1000,
-                                 max_backoff=settings["max_backoff_ms"] / 1000),
-            "failure_mode": settings["failure_mode"]}
+    options = {"timeout": settings["timeout_ms"] / 1000,
+               "retry": RetryPolicy(attempts=settings["attempts"],
+                                    backoff=settings["backoff_ms"] / 1000,
+                                    max_backoff=settings["max_backoff_ms"] / 1000),
+               "failure_mode": settings["failure_mode"], "root_key": settings["root_key"]}
+    if "verify_failure_mode" in settings:  # else the client's own default (closed)
+        options["verify_failure_mode"] = settings["verify_failure_mode"]
+    return options
 
 
 def endpoint(settings: dict[str, Any], port: int) -> str:
@@ -121,12 +138,60 @@ def call(settings: dict[str, Any], port: int, step: dict[str, Any],
     return out
 
 
+def verify(settings: dict[str, Any], port: int, step: dict[str, Any], started: float,
+           runner: str) -> dict[str, Any]:
+    """A verifyKey step, through Client or (runner "async") AsyncClient, and the texts that
+    must not show a secret."""
+    options = {name: step[name] for name in ("cost", "limits", "features") if name in step}
+
+    async def verify_async() -> KeyVerification:
+        async with AsyncClient(endpoint(settings, port), **client_options(settings)) as client:
+            texts["client"] = repr(client)
+            return await client.verify_key(step["key"], **options)
+
+    texts: dict[str, str] = {}
+    try:
+        if runner == "async":
+            verdict = asyncio.run(verify_async())
+        else:
+            client = client_for(settings, port)
+            texts["client"] = repr(client)
+            verdict = client.verify_key(step["key"], **options)
+    except InvalidRequest as exc:
+        return {"error": {"kind": "invalid_request", "field": exc.field},
+                "texts": {**texts, "error": str(exc)}}
+    except Unauthorized as exc:
+        return {"error": {"kind": "unauthorized"}, "texts": {**texts, "error": str(exc)}}
+    out: dict[str, Any] = {"verification": verification_view(verdict, started),
+                           "texts": {**texts, "result": repr(verdict)}}
+    if verdict.error is not None:
+        out["unavailable"] = {"attempts": verdict.attempts}
+    return out
+
+
+def verification_view(verdict: KeyVerification, started: float) -> dict[str, Any]:
+    return {
+        "valid": verdict.valid, "code": verdict.code, "key_id": verdict.key_id,
+        "customer_id": verdict.customer_id, "plan": verdict.plan,
+        "features": list(verdict.features), "remaining": verdict.remaining,
+        "reset_at": seconds_from(verdict.reset_at, started),
+        "limits": [{"name": x.name, "limit": x.limit, "remaining": x.remaining,
+                    "reset_at": seconds_from(x.reset_at, started), "exceeded": x.exceeded}
+                   for x in verdict.limits],
+    }
+
+
+def seconds_from(instant: datetime | None, started: float) -> int | None:
+    """An instant as the whole seconds from the step's start (the contract's reset_at)."""
+    if instant is None:
+        return None
+    return math.ceil((instant - datetime.fromtimestamp(started, UTC)).total_seconds())
+
+
 def view(result: CheckResult, started: float) -> dict[str, Any]:
-    reset_at = result.reset_at
     return {
         "allowed": result.allowed, "limit": result.limit, "remaining": result.remaining,
-        "reset_at": None if reset_at is None else math.ceil(
-            (reset_at - datetime.fromtimestamp(started, UTC)).total_seconds()),
+        "reset_at": seconds_from(result.reset_at, started),
         "reset_after_seconds": result.reset_after_seconds,
         "retry_after_seconds": result.retry_after_seconds,
         "window_seconds": result.window_seconds, "policy": result.policy,

@@ -1,6 +1,7 @@
 import { parseEndpoint } from "./endpoint.js";
-import { InvalidRequestError, SidecarUnavailableError } from "./errors.js";
+import { InvalidRequestError, SidecarUnavailableError, UnauthorizedError } from "./errors.js";
 import { CheckResult } from "./result.js";
+import { KeyVerification } from "./verification.js";
 
 /** What the client answers when the sidecar cannot decide: "open" allows, "closed" refuses. */
 export type FailureMode = "open" | "closed";
@@ -27,6 +28,20 @@ export interface ClientOptions {
   failureMode?: FailureMode;
   /** Extra headers sent with every call (for a proxy in front of the sidecar). */
   headers?: Record<string, string>;
+  /** Full mode: the root key (scope keys:verify) that verifyKey sends; nothing else needs it. */
+  rootKey?: string;
+  /** verifyKey's answer when the sidecar cannot answer; default "closed" (not valid). */
+  verifyFailureMode?: FailureMode;
+}
+
+/** What verifyKey may add to the key. */
+export interface VerifyOptions {
+  /** Charged to every limit checked (default 1; 0 checks without charging). */
+  cost?: number;
+  /** Check only the key's limits of these names, in this order (default: all). */
+  limits?: readonly string[];
+  /** FORBIDDEN, charging nothing, unless the key's plan has them all. */
+  features?: readonly string[];
 }
 
 /** One descriptor's entries in order: an object, or [key, value] pairs. */
@@ -42,6 +57,7 @@ export interface CheckRequest {
 }
 
 export const DEFAULT_TIMEOUT_MS = 500;
+const VERIFY_PATH = "/v1/keys/verify";
 const DEFAULT_RETRY: Required<RetryPolicy> = { attempts: 3, backoffMs: 50, maxBackoffMs: 1000 };
 // Failures of the connect phase: the sidecar never saw the request, so a retry cannot charge
 // the hits twice. A timeout waiting for the answer, a reset and any answer are not retried.
@@ -63,8 +79,10 @@ export class Client {
   readonly timeoutMs: number;
   readonly retry: Required<RetryPolicy>;
   readonly failureMode: FailureMode;
+  readonly verifyFailureMode: FailureMode;
   readonly #bases: string[];
   readonly #headers: Record<string, string>;
+  readonly #rootKey: string | null; // private: never shown by util.inspect or JSON.stringify
   #preferred = 0;
 
   constructor(options: ClientOptions | string = {}) {
@@ -73,8 +91,13 @@ export class Client {
     this.#bases = parseEndpoint(this.endpoint);
     this.timeoutMs = positive("timeoutMs", o.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.retry = retryPolicy(o.retry);
-    this.failureMode = failureMode(o.failureMode ?? "open");
+    this.failureMode = failureMode("failureMode", o.failureMode ?? "open");
+    this.verifyFailureMode = failureMode("verifyFailureMode", o.verifyFailureMode ?? "closed");
     this.#headers = { ...o.headers, "content-type": "application/json", accept: "application/json" };
+    if (o.rootKey !== undefined && (typeof o.rootKey !== "string" || o.rootKey.trim() === "")) {
+      throw new TypeError("rootKey must be a non-empty string");
+    }
+    this.#rootKey = o.rootKey ?? null;
   }
 
   /** Charge `hits` (default 1) to `identifier` in `namespace`; true when allowed. */
@@ -103,15 +126,55 @@ export class Client {
     return this.#post("/v1/report", checkBody(request, request.hits));
   }
 
+  /**
+   * Full mode: authenticate `key` and charge its plan's limits in one call (needs `rootKey`).
+   * The verdict is in `code`. Throws InvalidRequestError for a malformed request and
+   * UnauthorizedError for a missing or refused root key, whatever the failure mode; when the
+   * sidecar cannot answer, resolves with the verify failure mode's answer and `error` set.
+   */
+  async verifyKey(key: string, options: VerifyOptions = {}): Promise<KeyVerification> {
+    const payload = JSON.stringify(verifyBody(key, options));
+    if (this.#rootKey === null) {
+      throw new UnauthorizedError(
+        "verifyKey needs a root key with the scope keys:verify: new Client({ rootKey })",
+        null,
+      );
+    }
+    const headers = { ...this.#headers, authorization: `Bearer ${this.#rootKey}` };
+    try {
+      return verdict(await this.#exchange(VERIFY_PATH, payload, headers));
+    } catch (error) {
+      if (error instanceof InvalidRequestError || error instanceof UnauthorizedError) throw error;
+      const unavailable =
+        error instanceof SidecarUnavailableError ? error : new SidecarUnavailableError(describe(error), 1, error);
+      return new KeyVerification({ valid: this.verifyFailureMode === "open", error: unavailable });
+    }
+  }
+
   async #post(path: string, body: Record<string, unknown>): Promise<CheckResult> {
-    const payload = JSON.stringify(body);
+    let attempts = 1;
+    try {
+      const answer = await this.#exchange(path, JSON.stringify(body), this.#headers);
+      attempts = answer.attempts;
+      return interpret(answer);
+    } catch (error) {
+      if (error instanceof InvalidRequestError) throw error;
+      if (error instanceof SidecarUnavailableError) return this.#failed(error);
+      return this.#failed(new SidecarUnavailableError(describe(error), attempts, error));
+    }
+  }
+
+  /**
+   * The sidecar's answer, retrying what never reached it; SidecarUnavailableError when no
+   * answer came.
+   */
+  async #exchange(path: string, payload: string, headers: Record<string, string>): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#attempt(path, payload);
+        return { ...(await this.#attempt(path, payload, headers)), attempts: attempt };
       } catch (error) {
-        if (error instanceof InvalidRequestError) throw error;
         if (!isConnectError(error) || attempt >= this.retry.attempts) {
-          return this.#failed(new SidecarUnavailableError(describe(error), attempt, error));
+          throw new SidecarUnavailableError(describe(error), attempt, error);
         }
       }
       await sleep(this.#delay(attempt));
@@ -119,20 +182,15 @@ export class Client {
   }
 
   /** One POST, trying each base address in turn while connections are refused. */
-  async #attempt(path: string, payload: string): Promise<CheckResult> {
+  async #attempt(path: string, payload: string, headers: Record<string, string>): Promise<Omit<Answer, "attempts">> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     let lastError: unknown;
     for (let i = 0; i < this.#bases.length; i++) {
       const n = (this.#preferred + i) % this.#bases.length;
       try {
-        const response = await fetch(this.#bases[n] + path, {
-          method: "POST",
-          headers: this.#headers,
-          body: payload,
-          signal,
-        });
+        const response = await fetch(this.#bases[n] + path, { method: "POST", headers, body: payload, signal });
         this.#preferred = n;
-        return await interpret(response);
+        return { status: response.status, text: await response.text() };
       } catch (error) {
         if (!isConnectError(error)) throw error;
         lastError = error;
@@ -151,10 +209,16 @@ export class Client {
   }
 }
 
-async function interpret(response: Response): Promise<CheckResult> {
-  const text = await response.text();
+/** An answer of the sidecar, and the tries it took. */
+interface Answer {
+  status: number;
+  text: string;
+  attempts: number;
+}
+
+function interpret({ status, text }: Answer): CheckResult {
   const doc = parseJSON(text);
-  if (response.status === 200) {
+  if (status === 200) {
     try {
       return CheckResult.fromJSON(doc);
     } catch (error) {
@@ -162,11 +226,30 @@ async function interpret(response: Response): Promise<CheckResult> {
     }
   }
   const message = typeof doc?.error === "string" ? doc.error : text.slice(0, 200);
-  if (response.status === 400 || response.status === 413) {
-    const field = typeof doc?.field === "string" ? doc.field : null;
-    throw new InvalidRequestError(message || `HTTP ${response.status} from the sidecar`, field, response.status);
+  if (status === 400 || status === 413) throw invalid(doc, message, status);
+  throw new Error(`HTTP ${status} from the sidecar: ${message}`);
+}
+
+function verdict({ status, text, attempts }: Answer): KeyVerification {
+  const doc = parseJSON(text);
+  if (status === 200) {
+    try {
+      return KeyVerification.fromJSON(doc);
+    } catch (error) {
+      throw new SidecarUnavailableError((error as Error).message, attempts);
+    }
   }
-  throw new Error(`HTTP ${response.status} from the sidecar: ${message}`);
+  // Only the sidecar's own error text, never a body it did not write: something else on its
+  // port might echo the request, and the request holds the key.
+  const own = typeof doc?.error === "string" ? `: ${doc.error.slice(0, 200)}` : "";
+  if (status === 401 || status === 403) throw new UnauthorizedError(`HTTP ${status} from the sidecar${own}`, status);
+  if (status === 400 || status === 413) throw invalid(doc, own.slice(2), status);
+  throw new SidecarUnavailableError(`HTTP ${status} from the sidecar${own}`, attempts);
+}
+
+function invalid(doc: Record<string, unknown> | null, message: string, status: number): InvalidRequestError {
+  const field = typeof doc?.field === "string" ? doc.field : null;
+  return new InvalidRequestError(message || `HTTP ${status} from the sidecar`, field, status);
 }
 
 function parseJSON(text: string): Record<string, unknown> | null {
@@ -203,6 +286,25 @@ export function checkBody(request: Omit<CheckRequest, "hits">, hits: number): Re
   return body;
 }
 
+/** The JSON body of /v1/keys/verify; InvalidRequestError naming the field, never the key. */
+export function verifyBody(key: string, options: VerifyOptions): Record<string, unknown> {
+  if (typeof key !== "string" || key === "") throw InvalidRequestError.field("key", "must be a non-empty string");
+  const cost = options.cost ?? 1;
+  if (!Number.isInteger(cost) || cost < 0) {
+    throw InvalidRequestError.field("cost", `${String(cost)} is not a whole number >= 0`);
+  }
+  const body: Record<string, unknown> = { key, cost };
+  for (const field of ["limits", "features"] as const) {
+    const names = options[field];
+    if (names === undefined) continue;
+    if (!Array.isArray(names) || !names.every((n) => typeof n === "string")) {
+      throw InvalidRequestError.field(field, "must be a list of names");
+    }
+    body[field] = names;
+  }
+  return body;
+}
+
 function isConnectError(error: unknown): boolean {
   const cause = (error as { cause?: unknown } | null)?.cause;
   const codes = [cause, ...((cause as { errors?: unknown[] } | undefined)?.errors ?? [])].map(
@@ -234,9 +336,9 @@ function retryPolicy(retry: RetryPolicy = {}): Required<RetryPolicy> {
   return policy;
 }
 
-function failureMode(mode: string): FailureMode {
+function failureMode(name: string, mode: string): FailureMode {
   if (mode !== "open" && mode !== "closed") {
-    throw new TypeError(`failureMode is ${JSON.stringify(mode)}; expected "open" or "closed"`);
+    throw new TypeError(`${name} is ${JSON.stringify(mode)}; expected "open" or "closed"`);
   }
   return mode;
 }

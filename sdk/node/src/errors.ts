@@ -5,9 +5,14 @@
  *     ├── InvalidRequestError     the request is malformed (caught before sending, or a 400/413
  *     │                           from the sidecar); `field` names the culprit. Always thrown:
  *     │                           it is a bug in the caller, not an outage.
+ *     ├── UnauthorizedError       verifyKey without a root key, or the sidecar refused it (401,
+ *     │                           or 403 without the scope keys:verify). Always thrown: a wrong
+ *     │                           credential must never read as valid keys.
  *     └── SidecarUnavailableError the sidecar could not decide (unreachable after the retries,
  *                                 too slow, or it answered an error such as 503); never thrown:
  *                                 the failure mode answers and `result.error` holds it.
+ *
+ * No message ever holds an API key or the root key.
  */
 
 export class RateLimitClientError extends Error {
@@ -29,6 +34,17 @@ export class InvalidRequestError extends RateLimitClientError {
 
   static field(field: string, problem: string): InvalidRequestError {
     return new InvalidRequestError(`${field}: ${problem}`, field);
+  }
+}
+
+export class UnauthorizedError extends RateLimitClientError {
+  override name = "UnauthorizedError";
+  /** The sidecar's status (401 or 403); null when the client has no root key (nothing sent). */
+  readonly status: number | null;
+
+  constructor(message: string, status: number | null) {
+    super(message);
+    this.status = status;
   }
 }
 

@@ -7,23 +7,42 @@
  *
  *     const client = new ratelimiter.Client({ endpoint: 'localhost:8080' })
  *     if (!(await client.allow('user_123', 'api_requests'))) { … }
+ *
+ *     // full mode: who is this API key, and may they?
+ *     const keys = new ratelimiter.Client({ endpoint: 'localhost:8080', rootKey: process.env.VIVA_ROOT_KEY })
+ *     const verdict = await keys.verifyKey(apiKey, { features: ['exports'] })   // verdict.code
  */
 import { Client } from "./client.js";
-import { InvalidRequestError, RateLimitClientError, SidecarUnavailableError } from "./errors.js";
+import { InvalidRequestError, RateLimitClientError, SidecarUnavailableError, UnauthorizedError } from "./errors.js";
 import { middleware } from "./middleware.js";
 import { CheckResult } from "./result.js";
+import { KeyVerification, VerifyCode } from "./verification.js";
 
-export type { CheckRequest, ClientOptions, Descriptor, FailureMode, RetryPolicy } from "./client.js";
+export type { CheckRequest, ClientOptions, Descriptor, FailureMode, RetryPolicy, VerifyOptions } from "./client.js";
 export type { HeaderFamily } from "./headers.js";
 export type { Middleware, MiddlewareOptions, Next, RequestLike } from "./middleware.js";
-export { CheckResult, Client, InvalidRequestError, middleware, RateLimitClientError, SidecarUnavailableError };
+export type { VerifiedLimit } from "./verification.js";
+export {
+  CheckResult,
+  Client,
+  InvalidRequestError,
+  KeyVerification,
+  middleware,
+  RateLimitClientError,
+  SidecarUnavailableError,
+  UnauthorizedError,
+  VerifyCode,
+};
 
 const ratelimiter = {
   CheckResult,
   Client,
   InvalidRequestError,
+  KeyVerification,
   middleware,
   RateLimitClientError,
   SidecarUnavailableError,
+  UnauthorizedError,
+  VerifyCode,
 };
 export default ratelimiter;

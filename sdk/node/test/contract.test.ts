@@ -7,11 +7,21 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { after, describe, test } from "node:test";
+import { inspect } from "node:util";
 import express from "express";
-import ratelimiter, { type CheckRequest, type CheckResult, Client, InvalidRequestError } from "viva-ratelimit-client";
+import ratelimiter, {
+  type CheckRequest,
+  type CheckResult,
+  Client,
+  InvalidRequestError,
+  type KeyVerification,
+  UnauthorizedError,
+  type VerifyOptions,
+} from "viva-ratelimit-client";
 import * as h from "./harness.js";
 
 const { contract, vectors } = h.loadContract();
+const rootKey = h.newRootKey();
 const bin = h.sidecarBinary(contract);
 const skip =
   bin === null
@@ -55,7 +65,7 @@ class Targets {
       this.#redis ??= h.startRedis(this.processes);
       redisPort = await this.#redis;
     }
-    return h.startSidecar(contract, bin as string, place, redisPort, this.processes);
+    return h.startSidecar(contract, bin as string, place, redisPort, this.processes, rootKey);
   }
 
   async stop(): Promise<void> {
@@ -98,9 +108,10 @@ describe("sdk/contract", { skip }, () => {
       test(`${vector.name} [${place}, ${runner}]`, async () => {
         const target = await targets.get(place);
         const run = `${process.pid.toString(16)}-${(runs++).toString(16)}`;
+        const saved = vector.setup && target.sidecar ? await target.sidecar.setup(h.substitute(vector.setup, run)) : {};
         const problems: string[] = [];
         for (const [i, raw] of vector.steps.entries()) {
-          const step = h.substitute(raw, run);
+          const step = h.fillSaved(h.substitute(raw, run), saved);
           for (const p of await runStep(vector, step, target)) problems.push(`step ${i}: ${p}`);
         }
         if (problems.length > 0) throw new Error(`${vector.about}\n${problems.join("\n")}`);
@@ -120,18 +131,86 @@ async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<
       maxBackoffMs: Number(settings.max_backoff_ms),
     },
     failureMode: settings.failure_mode === "closed" ? "closed" : "open",
+    // null: the client has none; verify_failure_mode absent: the client's default
+    ...(typeof settings.root_key === "string" ? { rootKey: settings.root_key.replace("{root_key}", rootKey) } : {}),
+    ...(settings.verify_failure_mode === undefined
+      ? {}
+      : { verifyFailureMode: settings.verify_failure_mode === "closed" ? "closed" : "open" }),
   });
   const before = await counters(target);
   const started = Date.now();
-  const actual = step.request
-    ? await serve(client, { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware }, step.request)
-    : await call(client, step, started);
+  let actual: Record<string, unknown>;
+  if (step.request) {
+    const mw = { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware };
+    actual = await serve(client, mw, step.request);
+  } else {
+    actual = step.call === "verifyKey" ? await verify(client, step, started) : await call(client, step, started);
+  }
   const elapsed = Date.now() - started;
   const after = await counters(target);
-  return check(step.expect, actual, elapsed, {
-    sidecar: after.sidecar - before.sidecar,
-    silent: after.silent - before.silent,
-  });
+  const leaks = step.call === "verifyKey" ? secretsShown([step.key ?? "", rootKey], actual.texts as Texts) : [];
+  return [
+    ...check(step.expect, actual, elapsed, {
+      sidecar: after.sidecar - before.sidecar,
+      silent: after.silent - before.silent,
+    }),
+    ...leaks,
+  ];
+}
+
+type Texts = Record<string, string>;
+
+/** A verifyKey step in the contract's names; `texts` must not show a secret. */
+async function verify(client: Client, step: h.Step, started: number): Promise<Record<string, unknown>> {
+  const options: VerifyOptions = {
+    ...(step.cost === undefined ? {} : { cost: step.cost }),
+    ...(step.limits === undefined ? {} : { limits: step.limits }),
+    ...(step.features === undefined ? {} : { features: step.features }),
+  };
+  const texts: Texts = { client: inspect(client, { depth: 5 }) };
+  let verdict: KeyVerification;
+  try {
+    verdict = await client.verifyKey(step.key ?? "", options);
+  } catch (error) {
+    texts.error = inspect(error);
+    if (error instanceof InvalidRequestError) return { error: { kind: "invalid_request", field: error.field }, texts };
+    if (error instanceof UnauthorizedError) return { error: { kind: "unauthorized" }, texts };
+    return { error: { kind: "unexpected", message: String(error) }, texts };
+  }
+  texts.verdict = inspect(verdict, { depth: 5 });
+  const out: Record<string, unknown> = { verification: verificationView(verdict, started), texts };
+  if (verdict.error !== null) out.unavailable = { attempts: verdict.error.attempts };
+  return out;
+}
+
+function verificationView(v: KeyVerification, started: number): Record<string, unknown> {
+  return {
+    valid: v.valid,
+    code: v.code,
+    key_id: v.keyId,
+    customer_id: v.customerId,
+    plan: v.plan,
+    features: [...v.features],
+    remaining: v.remaining,
+    reset_at: secondsFrom(v.resetAt, started),
+    limits: v.limits.map((l) => ({
+      name: l.name,
+      limit: l.limit,
+      remaining: l.remaining,
+      reset_at: secondsFrom(l.resetAt, started),
+      exceeded: l.exceeded,
+    })),
+  };
+}
+
+function secondsFrom(instant: Date | null, started: number): number | null {
+  return instant === null ? null : Math.ceil((instant.getTime() - started) / 1000);
+}
+
+function secretsShown(secrets: string[], texts: Texts): string[] {
+  return Object.entries(texts).flatMap(([place, text]) =>
+    secrets.filter((s) => s !== "" && text.includes(s)).map(() => `the ${place} shows a secret: ${text.slice(0, 300)}`),
+  );
 }
 
 async function counters(target: Target): Promise<{ sidecar: number; silent: number }> {
@@ -191,7 +270,7 @@ function view(r: CheckResult, started: number): Record<string, unknown> {
     allowed: r.allowed,
     limit: r.limit,
     remaining: r.remaining,
-    reset_at: r.resetAt === null ? null : Math.ceil((r.resetAt.getTime() - started) / 1000),
+    reset_at: secondsFrom(r.resetAt, started),
     reset_after_seconds: r.resetAfterSeconds,
     retry_after_seconds: r.retryAfterSeconds,
     window_seconds: r.windowSeconds,

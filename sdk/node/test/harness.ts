@@ -3,6 +3,7 @@
  * processes on free loopback ports, a silent server, the expectations' matchers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,11 +14,15 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Settings = Record<string, Json>;
 
 export interface Step {
-  call?: "allow" | "check" | "report";
+  call?: "allow" | "check" | "report" | "verifyKey";
   namespace?: string;
   identifier?: string;
   descriptors?: Array<Array<[string, string]>>;
   hits?: number;
+  key?: string;
+  cost?: number;
+  limits?: string[];
+  features?: string[];
   request?: { method?: string; path?: string; headers?: Record<string, string> };
   client?: Settings;
   middleware?: Settings;
@@ -30,12 +35,22 @@ export interface Vector {
   target: string;
   client?: Settings;
   middleware?: Settings;
+  setup?: SetupRequest[];
   steps: Step[];
+}
+
+/** An admin API call a vector makes before its steps (target full). */
+export interface SetupRequest {
+  method: string;
+  path: string;
+  body?: Json;
+  save?: string;
 }
 
 export interface Contract {
   version: number;
   rules: string;
+  plans: string;
   vector_files: string[];
   sidecar: {
     executable_env: string;
@@ -58,6 +73,7 @@ const KNOWN_EXPECT = new Set([
   "status",
   "body",
   "json",
+  "verification",
   "sidecar_requests",
   "silent_requests",
   "min_elapsed_ms",
@@ -75,20 +91,27 @@ function findUp(from: string, relative: string): string {
   }
 }
 
+const VERSION = 2;
+const CALLS = ["allow", "check", "report", "verifyKey"];
+
 export function loadContract(): { contract: Contract; vectors: Vector[] } {
   const contract = JSON.parse(readFileSync(join(CONTRACT_DIR, "contract.json"), "utf8")) as Contract;
-  if (contract.version !== 1) throw new Error(`contract version ${contract.version}; this runner knows 1`);
+  if (contract.version !== VERSION) {
+    throw new Error(`contract version ${contract.version}; this runner knows ${VERSION}`);
+  }
   const vectors: Vector[] = [];
   for (const file of contract.vector_files) {
     const doc = JSON.parse(readFileSync(join(CONTRACT_DIR, file), "utf8")) as { vectors: Vector[] };
     for (const vector of doc.vectors) {
       if (!(vector.target in contract.targets))
         throw new Error(`${file}: ${vector.name}: unknown target ${vector.target}`);
+      if (vector.setup !== undefined && vector.target !== "full")
+        throw new Error(`${file}: ${vector.name}: setup needs the target full`);
       for (const step of vector.steps) {
         for (const key of Object.keys(step.expect)) {
           if (!KNOWN_EXPECT.has(key)) throw new Error(`${file}: ${vector.name}: unknown expectation ${key}`);
         }
-        if (step.call !== undefined && !["allow", "check", "report"].includes(step.call)) {
+        if (step.call !== undefined && !CALLS.includes(step.call)) {
           throw new Error(`${file}: ${vector.name}: unknown call ${step.call}`);
         }
       }
@@ -210,11 +233,18 @@ export async function startRedis(processes: Processes): Promise<number> {
   return port;
 }
 
+/** The run's root key ({root_key}): the full-mode sidecars register it at start-up. */
+export function newRootKey(): string {
+  return `vroot_contract_${randomBytes(16).toString("hex")}`;
+}
+
 /** A running sidecar of one profile. */
 export interface Sidecar {
   profile: string;
   httpPort: number;
   requests(): Promise<number>;
+  /** A vector's setup calls, in order; the string fields of the saved answers as NAME.FIELD. */
+  setup(requests: SetupRequest[]): Promise<Record<string, string>>;
 }
 
 export async function startSidecar(
@@ -223,16 +253,20 @@ export async function startSidecar(
   profile: string,
   redisPort: number,
   processes: Processes,
+  rootKey: string,
 ): Promise<Sidecar> {
   const spec = contract.sidecar.profiles[profile];
   if (spec === undefined) throw new Error(`unknown sidecar profile ${profile}`);
   const values: Record<string, string> = {
     "{rules}": join(CONTRACT_DIR, contract.rules),
+    "{plans}": join(CONTRACT_DIR, contract.plans),
     "{http_port}": String(await freePort()),
     "{grpc_port}": String(await freePort()),
     "{debug_port}": String(await freePort()),
     "{redis_port}": String(redisPort),
     "{closed_port}": String(await freePort()),
+    "{data_dir}": processes.tempDir(),
+    "{root_key}": rootKey,
   };
   const fill = (text: string): string => text.replace(/\{[a-z_]+\}/g, (name) => values[name] ?? name);
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -247,7 +281,39 @@ export async function startSidecar(
     httpPort,
     requests: async () =>
       sumSamples(await (await fetch(`http://127.0.0.1:${httpPort}${counter.path}`)).text(), counter),
+    setup: (requests) => setup(httpPort, rootKey, requests),
   };
+}
+
+async function setup(port: number, rootKey: string, requests: SetupRequest[]): Promise<Record<string, string>> {
+  const saved: Record<string, string> = {};
+  for (const raw of requests) {
+    const request = fillSaved(raw, saved);
+    const response = await fetch(`http://127.0.0.1:${port}${request.path}`, {
+      method: request.method,
+      headers: { authorization: `Bearer ${rootKey}`, "content-type": "application/json" },
+      ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
+    });
+    const text = await response.text();
+    if (response.status < 200 || response.status > 299) {
+      throw new Error(`setup ${request.method} ${request.path}: HTTP ${response.status} ${text}`);
+    }
+    if (request.save === undefined) continue;
+    for (const [field, value] of Object.entries(JSON.parse(text) as Record<string, unknown>)) {
+      if (typeof value === "string") saved[`${request.save}.${field}`] = value;
+    }
+  }
+  return saved;
+}
+
+/** `${NAME.FIELD}` replaced by what the setup saved; an error names what nothing saved. */
+export function fillSaved<T>(value: T, saved: Record<string, string>): T {
+  const text = JSON.stringify(value).replace(/\$\{([a-z_]+)\.([a-z_]+)\}/g, (_, name: string, field: string) => {
+    const found = saved[`${name}.${field}`];
+    if (found === undefined) throw new Error(`\${${name}.${field}}: no setup call saved it`);
+    return JSON.stringify(found).slice(1, -1);
+  });
+  return JSON.parse(text) as T;
 }
 
 async function waitHealthy(port: number, processes: Processes): Promise<void> {

@@ -1,43 +1,12 @@
 # frozen_string_literal: true
 
 require_relative "test_helper"
-require "webrick"
+require_relative "support/scripted_server"
 
 # Retries with backoff, then the failure mode: an unreachable, a stuck, a failing sidecar.
 class FailureTest < Minitest::Test
   include NeedsServers
   FAST = Viva::RateLimiter::RetryPolicy.new(attempts: 3, backoff: 0.01, max_backoff: 0.02)
-
-  # A real HTTP server (WEBrick) answering from a script: each request takes the next
-  # [status, body, delay]; for what a sidecar cannot be made to do on cue.
-  class ScriptedServer
-    attr_reader :calls
-
-    def initialize(steps, port: 0)
-      @steps = steps.dup
-      @calls = 0
-      @server = WEBrick::HTTPServer.new(BindAddress: "127.0.0.1", Port: port, AccessLog: [],
-                                        Logger: WEBrick::Log.new(File::NULL))
-      @server.mount_proc("/") do |_request, response|
-        @calls += 1
-        status, body, delay = @steps.shift || [500, '{"error": "script ran out"}', 0]
-        sleep(delay) if delay&.positive?
-        response.status = status
-        response["Content-Type"] = "application/json"
-        response.body = body
-      end
-      @thread = Thread.new { @server.start }
-    end
-
-    def url
-      "http://127.0.0.1:#{@server.config[:Port]}"
-    end
-
-    def close
-      @server.shutdown
-      @thread.join(5)
-    end
-  end
 
   OK = [200, '{"allowed": true, "limit": null}', 0].freeze
   DOWN = [503, '{"error": "store down", "field": null}', 0].freeze

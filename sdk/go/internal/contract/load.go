@@ -6,16 +6,22 @@ package contract
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 )
 
+// Version is the contract version this runner knows.
+const Version = 2
+
 // Contract is contract.json.
 type Contract struct {
 	Version     int      `json:"version"`
 	Rules       string   `json:"rules"`
+	Plans       string   `json:"plans"`
 	VectorFiles []string `json:"vector_files"`
 	Sidecar     struct {
 		ExecutableEnv string             `json:"executable_env"`
@@ -34,6 +40,9 @@ type Contract struct {
 
 	dir     string
 	vectors []Vector
+	// RootKey is the run's root key ({root_key}): the full-mode sidecars register it, the
+	// setup requests and the clients send it.
+	RootKey string
 }
 
 // Profile is one way to start the sidecar.
@@ -49,8 +58,17 @@ type Vector struct {
 	Target     string         `json:"target"`
 	Client     map[string]any `json:"client"`
 	Middleware map[string]any `json:"middleware"`
+	Setup      []SetupRequest `json:"setup"`
 	Steps      []Step         `json:"steps"`
 	File       string         `json:"-"`
+}
+
+// SetupRequest is one admin API call a vector makes before its steps (target full).
+type SetupRequest struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Body   any    `json:"body,omitempty"`
+	Save   string `json:"save,omitempty"`
 }
 
 // Step is one call or one HTTP request, and what must be true of it.
@@ -60,6 +78,10 @@ type Step struct {
 	Identifier  *string        `json:"identifier"`
 	Descriptors [][][2]string  `json:"descriptors"`
 	Hits        *int           `json:"hits"`
+	Key         *string        `json:"key"`
+	Cost        *int           `json:"cost"`
+	Limits      []string       `json:"limits"`
+	Features    []string       `json:"features"`
 	Request     *Request       `json:"request"`
 	Client      map[string]any `json:"client"`
 	Middleware  map[string]any `json:"middleware"`
@@ -83,9 +105,14 @@ func Load(dir string) (*Contract, error) {
 	if err := decodeFile(filepath.Join(dir, "contract.json"), c); err != nil {
 		return nil, err
 	}
-	if c.Version != 1 {
-		return nil, fmt.Errorf("contract version %d; this runner knows version 1", c.Version)
+	if c.Version != Version {
+		return nil, fmt.Errorf("contract version %d; this runner knows version %d", c.Version, Version)
 	}
+	token := make([]byte, 16)
+	if _, err := rand.Read(token); err != nil {
+		return nil, err
+	}
+	c.RootKey = "vroot_contract_" + hex.EncodeToString(token)
 	for _, name := range c.VectorFiles {
 		var file struct {
 			Version int      `json:"version"`
@@ -121,18 +148,23 @@ func decodeFile(path string, into any) error {
 var knownExpect = map[string]bool{
 	"return": true, "result": true, "headers": true, "error": true, "unavailable": true,
 	"status": true, "body": true, "json": true, "sidecar_requests": true,
-	"silent_requests": true, "min_elapsed_ms": true, "max_elapsed_ms": true,
+	"silent_requests": true, "min_elapsed_ms": true, "max_elapsed_ms": true, "verification": true,
 }
+
+var knownCalls = map[string]bool{"allow": true, "check": true, "report": true, "verifyKey": true}
 
 func (v Vector) validate(c *Contract) error {
 	if _, ok := c.Targets[v.Target]; !ok {
 		return fmt.Errorf("unknown target %q", v.Target)
 	}
+	if len(v.Setup) > 0 && v.Target != "full" {
+		return fmt.Errorf("setup needs the target full, not %q", v.Target)
+	}
 	for i, s := range v.Steps {
 		if (s.Request == nil) == (s.Call == "") {
 			return fmt.Errorf("step %d: expected either call or request", i)
 		}
-		if s.Call != "" && s.Call != "allow" && s.Call != "check" && s.Call != "report" {
+		if s.Call != "" && !knownCalls[s.Call] {
 			return fmt.Errorf("step %d: unknown call %q", i, s.Call)
 		}
 		for key := range s.Expect {
@@ -149,6 +181,9 @@ func (c *Contract) Vectors() []Vector { return c.vectors }
 
 // RulesDir is the absolute path of the rules the sidecar serves.
 func (c *Contract) RulesDir() string { return filepath.Join(c.dir, c.Rules) }
+
+// PlansDir is the absolute path of the plans a full-mode sidecar serves.
+func (c *Contract) PlansDir() string { return filepath.Join(c.dir, c.Plans) }
 
 // FindDir walks up from the working directory to the repository's sdk/contract.
 func FindDir() (string, error) {

@@ -157,9 +157,10 @@ func StartSidecar(t testing.TB, c *Contract, profile string, redisPort int) *Sid
 		t.Fatalf("unknown sidecar profile %q", profile)
 	}
 	ports := map[string]string{
-		"{rules}": c.RulesDir(), "{http_port}": strconv.Itoa(FreePort(t)),
+		"{rules}": c.RulesDir(), "{plans}": c.PlansDir(), "{http_port}": strconv.Itoa(FreePort(t)),
 		"{grpc_port}": strconv.Itoa(FreePort(t)), "{debug_port}": strconv.Itoa(FreePort(t)),
 		"{redis_port}": strconv.Itoa(redisPort), "{closed_port}": strconv.Itoa(FreePort(t)),
+		"{data_dir}": t.TempDir(), "{root_key}": c.RootKey,
 	}
 	fill := func(s string) string {
 		for k, v := range ports {

@@ -112,22 +112,42 @@ func (e *environment) target(t *testing.T, place string) target {
 
 func runVector(t *testing.T, c *Contract, v Vector, tg target, framework Framework) {
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	values := map[string]string{}
+	if len(v.Setup) > 0 {
+		var setup []SetupRequest
+		for _, request := range v.Setup {
+			setup = append(setup, substitute(request, run))
+		}
+		var err error
+		if values, err = tg.sidecar.Setup(setup); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, step := range v.Steps {
 		step = substitute(step, run)
+		if err := fillSaved(&step, values); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
 		settings := merge(c.ClientDefaults, v.Client, step.Client)
-		client := newClient(t, settings, tg.port)
+		client := newClient(t, settings, tg.port, c.RootKey)
 		counters := tg.read(t)
 		started := time.Now()
 		var actual map[string]any
-		if step.Request != nil {
+		switch {
+		case step.Request != nil:
 			mw := middlewareSettings(merge(c.MiddlewareDefaults, v.Middleware, step.Middleware))
 			actual = serve(t, framework(client, mw), *step.Request)
-		} else {
+		case step.Call == "verifyKey":
+			actual = verify(client, step, started)
+		default:
 			actual = call(client, step, started)
 		}
 		elapsed := time.Since(started)
 		client.CloseIdleConnections()
 		problems := check(step.Expect, actual, elapsed, tg.read(t).minus(counters))
+		if step.Call == "verifyKey" {
+			problems = append(problems, leaks([]string{deref(step.Key), c.RootKey}, actual["texts"].(map[string]string))...)
+		}
 		for _, p := range problems {
 			t.Errorf("step %d (%s): %s", i, describe(step), p)
 		}
@@ -309,21 +329,32 @@ func serve(t *testing.T, handler http.Handler, r Request) map[string]any {
 	return out
 }
 
-func newClient(t *testing.T, s map[string]any, port int) *ratelimiter.Client {
+func newClient(t *testing.T, s map[string]any, port int, rootKey string) *ratelimiter.Client {
 	endpoint := strings.ReplaceAll(s["endpoint"].(string), "{port}", strconv.Itoa(port))
-	mode := ratelimiter.FailOpen
-	if s["failure_mode"] == "closed" {
-		mode = ratelimiter.FailClosed
-	}
-	client, err := ratelimiter.NewClient(endpoint,
+	opts := []ratelimiter.Option{
 		ratelimiter.WithTimeout(millis(s["timeout_ms"])),
 		ratelimiter.WithRetry(ratelimiter.RetryPolicy{Attempts: int(num(s["attempts"])),
 			Backoff: millis(s["backoff_ms"]), MaxBackoff: millis(s["max_backoff_ms"])}),
-		ratelimiter.WithFailureMode(mode))
+		ratelimiter.WithFailureMode(failureMode(s["failure_mode"])),
+	}
+	if key, ok := s["root_key"].(string); ok { // null: the client has none
+		opts = append(opts, ratelimiter.WithRootKey(strings.ReplaceAll(key, "{root_key}", rootKey)))
+	}
+	if mode, ok := s["verify_failure_mode"]; ok { // absent: the client's default
+		opts = append(opts, ratelimiter.WithVerifyFailureMode(failureMode(mode)))
+	}
+	client, err := ratelimiter.NewClient(endpoint, opts...)
 	if err != nil {
 		t.Fatalf("client settings %v: %v", s, err)
 	}
 	return client
+}
+
+func failureMode(setting any) ratelimiter.FailureMode {
+	if setting == "closed" {
+		return ratelimiter.FailClosed
+	}
+	return ratelimiter.FailOpen
 }
 
 func middlewareSettings(s map[string]any) MiddlewareSettings {
@@ -341,11 +372,11 @@ func merge(layers ...map[string]any) map[string]any {
 	return out
 }
 
-// substitute replaces ${run} in every string of the step.
-func substitute(s Step, run string) Step {
+// substitute replaces ${run} in every string of a step or a setup request.
+func substitute[T any](s T, run string) T {
 	data, _ := json.Marshal(s)
 	data = []byte(strings.ReplaceAll(string(data), "${run}", run))
-	var out Step
+	var out T
 	_ = json.Unmarshal(data, &out)
 	return out
 }

@@ -8,6 +8,9 @@
         ...  # refuse
     with limiter.lease("user_123", "ws"):  # a slot of a concurrency limit, or LeaseRefused
         ...
+
+Full mode's key verification: ``Client(url, root_key=...).verify_key(api_key)`` answers a
+``KeyVerification`` whose ``code`` is a ``VerifyCode``.
 """
 
 from viva_ratelimit_client._transport import RetryPolicy
@@ -17,9 +20,11 @@ from viva_ratelimit_client.errors import (
     LeaseRefused,
     RateLimitClientError,
     SidecarUnavailable,
+    Unauthorized,
 )
 from viva_ratelimit_client.lease import AsyncLease, Lease, LeaseResult, ReleaseResult
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+from viva_ratelimit_client.verification import KeyVerification, VerifiedLimit, VerifyCode
 
 __all__ = [
     "AsyncClient",
@@ -29,6 +34,7 @@ __all__ = [
     "Descriptor",
     "FailureMode",
     "InvalidRequest",
+    "KeyVerification",
     "Lease",
     "LeaseRefused",
     "LeaseResult",
@@ -36,5 +42,8 @@ __all__ = [
     "ReleaseResult",
     "RetryPolicy",
     "SidecarUnavailable",
+    "Unauthorized",
+    "VerifiedLimit",
+    "VerifyCode",
 ]
 __version__ = "0.1.0"

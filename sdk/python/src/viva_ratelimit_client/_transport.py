@@ -1,4 +1,4 @@
-"""What the HTTP and gRPC clients share: the request body, retries and the failure mode."""
+"""What the HTTP and gRPC clients share: the request bodies, retries and the failure modes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from viva_ratelimit_client.errors import InvalidRequest, SidecarUnavailable
+from viva_ratelimit_client.errors import InvalidRequest, SidecarUnavailable, Unauthorized
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+from viva_ratelimit_client.verification import KeyVerification
 
 FAILURE_MODES = ("open", "closed", "raise")
 
@@ -49,9 +50,9 @@ class Unanswered(Exception):
         super().__init__(message)
 
 
-def check_failure_mode(mode: str) -> FailureMode:
+def check_failure_mode(mode: str, name: str = "failure_mode") -> FailureMode:
     if mode not in FAILURE_MODES:
-        raise ValueError(f"failure_mode={mode!r}; expected one of {', '.join(FAILURE_MODES)}")
+        raise ValueError(f"{name}={mode!r}; expected one of {', '.join(FAILURE_MODES)}")
     return mode  # type: ignore[return-value]
 
 
@@ -103,6 +104,38 @@ def lease_path(lease_id: str, suffix: str = "") -> str:
     return f"/v1/leases/{quote(lease_id, safe='')}{suffix}"
 
 
+def verify_body(key: str, cost: int, limits: Sequence[str] | None,
+                features: Sequence[str] | None) -> dict[str, Any]:
+    """The JSON body of /v1/keys/verify; InvalidRequest naming the field (never its value: the
+    key is a secret) for what cannot be right."""
+    if not isinstance(key, str) or not key:
+        raise InvalidRequest("key: must be a non-empty string", "key")
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        raise InvalidRequest(f"cost: must be a whole number >= 0, not {cost!r}", "cost")
+    body: dict[str, Any] = {"key": key, "cost": cost}
+    for field, names in (("limits", limits), ("features", features)):
+        if names is None:
+            continue
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise InvalidRequest(f"{field}: must be a list of names", field)
+        body[field] = list(names)
+    return body
+
+
+def bearer(root_key: str | None) -> dict[str, str]:
+    """The Authorization header of a verification; Unauthorized when there is no root key."""
+    if root_key is None:
+        raise Unauthorized("verify_key needs a root key with the scope keys:verify: "
+                           "Client(..., root_key=...)")
+    return {"Authorization": f"Bearer {root_key}"}
+
+
+def check_root_key(root_key: str | None) -> str | None:
+    if root_key is not None and (not isinstance(root_key, str) or not root_key.strip()):
+        raise ValueError("root_key must be a non-empty string, or None")
+    return root_key
+
+
 def entries_of(body: dict[str, Any]) -> list[list[tuple[str, str]]]:
     """The descriptors of a check body as (key, value) lists (for the gRPC client)."""
     if "descriptors" in body:
@@ -118,8 +151,21 @@ def give_up(mode: FailureMode, error: str, attempts: int = 1) -> CheckResult:
     return CheckResult.failure(mode, error, attempts)
 
 
+def give_up_verify(mode: FailureMode, error: str, attempts: int) -> KeyVerification:
+    """The verdict when the sidecar could not be asked, per the verify failure mode."""
+    if mode == "raise":
+        raise SidecarUnavailable(error, attempts)
+    return KeyVerification.failure(mode, error, attempts)
+
+
 def invalid(doc: Any, status: int) -> InvalidRequest:
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
         field = doc.get("field")
         return InvalidRequest(doc["error"], field if isinstance(field, str) else None)
     return InvalidRequest(f"the sidecar refused the request with HTTP {status}")
+
+
+def unauthorized(doc: Any, status: int) -> Unauthorized:
+    error = doc.get("error") if isinstance(doc, dict) else None
+    text = error if isinstance(error, str) else "the root key was refused"
+    return Unauthorized(f"HTTP {status} from the sidecar: {text[:200]}", status)

@@ -1,5 +1,6 @@
 """The REST client: ``Client`` (blocking) and ``AsyncClient`` (asyncio), over httpx2: checks
-and reports, and leases of concurrency limits (lease.py).
+and reports, leases of concurrency limits (lease.py), and full mode's key verification
+(verification.py).
 
 httpx2 keeps connections alive in a pool (one TCP handshake for many checks), has the same API
 for blocking and asyncio code, and explicit timeouts for connect, read, write and pool waits.
@@ -18,19 +19,26 @@ import httpx2
 from viva_ratelimit_client._transport import (
     RetryPolicy,
     Unanswered,
+    bearer,
     check_body,
     check_failure_mode,
+    check_root_key,
     check_ttl,
     give_up,
+    give_up_verify,
     invalid,
     lease_body,
     lease_path,
+    unauthorized,
+    verify_body,
 )
 from viva_ratelimit_client.errors import SidecarUnavailable
 from viva_ratelimit_client.lease import AsyncLease, Lease, LeaseResult, ReleaseResult
 from viva_ratelimit_client.result import CheckResult, Descriptor, FailureMode
+from viva_ratelimit_client.verification import KeyVerification
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+VERIFY_PATH = "/v1/keys/verify"
 DEFAULT_TIMEOUT = 0.5  # seconds; a rate-limit check must never hold a request for long
 _LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30)
 # Failures of the connect phase: the sidecar never saw the request, so retrying cannot
@@ -40,12 +48,22 @@ _RETRY_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 class _Base:
     def __init__(self, url: str, timeout: float, retry: RetryPolicy | None,
-                 failure_mode: FailureMode) -> None:
+                 failure_mode: FailureMode, root_key: str | None,
+                 verify_failure_mode: FailureMode) -> None:
         # "host:port", as the sidecar's address is usually written, or a URL
         self.url = (url if "://" in url else f"http://{url}").rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.failure_mode = check_failure_mode(failure_mode)
+        self.verify_failure_mode = check_failure_mode(verify_failure_mode,
+                                                      "verify_failure_mode")
+        self._root_key = check_root_key(root_key)  # sent by verify_key only, never shown
+
+    def __repr__(self) -> str:
+        root = ", root_key=<set>" if self._root_key is not None else ""
+        return (f"{type(self).__name__}({self.url!r}, timeout={self.timeout}, "
+                f"failure_mode={self.failure_mode!r}, "
+                f"verify_failure_mode={self.verify_failure_mode!r}{root})")
 
 
 class Client(_Base):
@@ -53,13 +71,16 @@ class Client(_Base):
 
     ``failure_mode`` says what an unreachable sidecar means: "open" allows (the default: rate
     limiting is protection, not a gate), "closed" refuses, "raise" raises SidecarUnavailable.
+    ``root_key`` (full mode, scope ``keys:verify``) is needed by ``verify_key`` only, whose
+    ``verify_failure_mode`` is "closed" by default: an unverifiable key is not a valid one.
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, failure_mode: FailureMode = "open",
                  headers: Mapping[str, str] | None = None,
-                 http: httpx2.Client | None = None) -> None:
-        super().__init__(url, timeout, retry, failure_mode)
+                 http: httpx2.Client | None = None, root_key: str | None = None,
+                 verify_failure_mode: FailureMode = "closed") -> None:
+        super().__init__(url, timeout, retry, failure_mode, root_key, verify_failure_mode)
         self._http = http or httpx2.Client(base_url=self.url, timeout=timeout, limits=_LIMITS,
                                           headers=headers)
 
@@ -82,6 +103,18 @@ class Client(_Base):
              descriptors: Sequence[Descriptor] | None = None) -> CheckResult:
         """Where the budget stands, without charging."""
         return self.report(identifier, namespace, 0, descriptors=descriptors)
+
+    def verify_key(self, key: str, *, cost: int = 1, limits: Sequence[str] | None = None,
+                   features: Sequence[str] | None = None) -> KeyVerification:
+        """Full mode: authenticate ``key`` and charge ``cost`` to its plan's limits (0 charges
+        nothing), or only to the ``limits`` named; ``features`` the plan must include. The
+        verdict is in ``.code``; truthy when valid."""
+        body = verify_body(key, cost, limits, features)
+        headers = bearer(self._root_key)
+        try:
+            return _verification(*self._exchange("POST", VERIFY_PATH, body, headers))
+        except Unanswered as exc:
+            return give_up_verify(self.verify_failure_mode, str(exc), exc.attempts)
 
     # -- leases of a concurrency limit (lease.py) ----------------------------------------------
 
@@ -131,14 +164,14 @@ class Client(_Base):
         except Unanswered as exc:
             return give_up(self.failure_mode, str(exc), exc.attempts)
 
-    def _exchange(self, method: str, path: str,
-                  body: dict[str, Any] | None) -> tuple[httpx2.Response, int]:
+    def _exchange(self, method: str, path: str, body: dict[str, Any] | None,
+                  headers: Mapping[str, str] | None = None) -> tuple[httpx2.Response, int]:
         """The sidecar's answer and the attempt that got it; Unanswered when none came.
         Only what the sidecar cannot have seen is tried again (see _RETRY_ERRORS)."""
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return self._http.request(method, path, json=body), attempt
+                return self._http.request(method, path, json=body, headers=headers), attempt
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
             except httpx2.HTTPError as exc:
@@ -164,8 +197,9 @@ class AsyncClient(_Base):
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, failure_mode: FailureMode = "open",
                  headers: Mapping[str, str] | None = None,
-                 http: httpx2.AsyncClient | None = None) -> None:
-        super().__init__(url, timeout, retry, failure_mode)
+                 http: httpx2.AsyncClient | None = None, root_key: str | None = None,
+                 verify_failure_mode: FailureMode = "closed") -> None:
+        super().__init__(url, timeout, retry, failure_mode, root_key, verify_failure_mode)
         self._http = http or httpx2.AsyncClient(base_url=self.url, timeout=timeout,
                                                limits=_LIMITS, headers=headers)
 
@@ -185,6 +219,15 @@ class AsyncClient(_Base):
     async def peek(self, identifier: str | None, namespace: str, *,
                    descriptors: Sequence[Descriptor] | None = None) -> CheckResult:
         return await self.report(identifier, namespace, 0, descriptors=descriptors)
+
+    async def verify_key(self, key: str, *, cost: int = 1, limits: Sequence[str] | None = None,
+                         features: Sequence[str] | None = None) -> KeyVerification:
+        body = verify_body(key, cost, limits, features)
+        headers = bearer(self._root_key)
+        try:
+            return _verification(*await self._exchange("POST", VERIFY_PATH, body, headers))
+        except Unanswered as exc:
+            return give_up_verify(self.verify_failure_mode, str(exc), exc.attempts)
 
     def lease(self, identifier: str | None, namespace: str, *, ttl: float | None = None,
               descriptors: Sequence[Descriptor] | None = None,
@@ -228,12 +271,14 @@ class AsyncClient(_Base):
         except Unanswered as exc:
             return give_up(self.failure_mode, str(exc), exc.attempts)
 
-    async def _exchange(self, method: str, path: str,
-                        body: dict[str, Any] | None) -> tuple[httpx2.Response, int]:
+    async def _exchange(self, method: str, path: str, body: dict[str, Any] | None,
+                        headers: Mapping[str, str] | None = None
+                        ) -> tuple[httpx2.Response, int]:
         error = "no attempt made"
         for attempt, delay in enumerate([*self.retry.delays(), None], start=1):
             try:
-                return await self._http.request(method, path, json=body), attempt
+                return (await self._http.request(method, path, json=body, headers=headers),
+                        attempt)
             except _RETRY_ERRORS as exc:
                 error = _describe(exc)
             except httpx2.HTTPError as exc:
@@ -266,6 +311,26 @@ def _interpret(response: httpx2.Response) -> CheckResult:
     text = detail["error"] if isinstance(detail, dict) and "error" in detail else response.text
     # An answer, 503 included (its store is down): never retried, the failure mode decides.
     raise Unanswered(f"HTTP {status} from the sidecar: {str(text)[:200]}")
+
+
+def _verification(response: httpx2.Response, attempts: int) -> KeyVerification:
+    status = response.status_code
+    if status == 200:
+        try:
+            return KeyVerification.from_json(response.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unanswered(f"the sidecar's answer is not a verification: "
+                             f"{type(exc).__name__}", attempts) from None
+    doc = _json_or_none(response)
+    if status in (401, 403):
+        raise unauthorized(doc, status)
+    if status in (400, 413):
+        raise invalid(doc, status)
+    # Only the sidecar's own error text, never a body it did not write: something else
+    # answering on its port might echo the request, and the request holds the key.
+    error = doc.get("error") if isinstance(doc, dict) else None
+    detail = f": {error[:200]}" if isinstance(error, str) else ""
+    raise Unanswered(f"HTTP {status} from the sidecar{detail}", attempts)
 
 
 def _lease_result(response: httpx2.Response, attempt: int) -> LeaseResult:

@@ -4,12 +4,18 @@
     ├── InvalidRequest       the sidecar refused the request as malformed (HTTP 400/413,
     │                        gRPC INVALID_ARGUMENT); ``field`` names the culprit. Always raised:
     │                        it is a bug in the caller, not an outage.
+    ├── Unauthorized         verify_key without a root key, or the sidecar refused it (HTTP 401,
+    │                        403 without the scope keys:verify). Always raised, whatever the
+    │                        failure mode: a wrong credential must never read as valid keys.
     ├── SidecarUnavailable   no decision after the retries (connection refused, timeout, 503);
-    │                        raised only with ``failure_mode="raise"``; otherwise the failure
-    │                        mode answers (allowed when "open", refused when "closed").
+    │                        raised only with ``failure_mode="raise"`` (``verify_failure_mode``
+    │                        for verify_key); otherwise the failure mode answers (allowed or
+    │                        valid when "open", refused or not valid when "closed").
     └── LeaseRefused         ``with limiter.lease(...)`` could not take a slot: every one is
                              held (or the sidecar is out of reach and the failure mode is
                              "closed"); ``result`` is the LeaseResult that says so.
+
+No message ever holds an API key or the root key.
 """
 
 from __future__ import annotations
@@ -29,6 +35,15 @@ class InvalidRequest(RateLimitClientError, ValueError):
 
     def __init__(self, message: str, field: str | None = None) -> None:
         self.field = field
+        super().__init__(message)
+
+
+class Unauthorized(RateLimitClientError):
+    """The root key is missing (``status`` None: nothing was sent), not valid (401) or lacks
+    the scope ``keys:verify`` (403)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
         super().__init__(message)
 
 

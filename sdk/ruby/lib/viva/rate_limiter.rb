@@ -8,6 +8,9 @@
 #
 #   use Viva::RateLimiter::Middleware, namespace: "api_requests",
 #                                      identifier: ->(env) { env["HTTP_X_API_KEY"] }
+#
+#   keys = Viva::RateLimiter::Client.new("http://localhost:8080", root_key: ENV["VIVA_ROOT_KEY"])
+#   keys.verify_key(api_key, features: ["exports"]).code   # full mode: "VALID", "REVOKED", …
 module Viva
   module RateLimiter
   end
@@ -18,6 +21,7 @@ require_relative "rate_limiter/errors"
 require_relative "rate_limiter/retry_policy"
 require_relative "rate_limiter/headers"
 require_relative "rate_limiter/result"
+require_relative "rate_limiter/verification"
 require_relative "rate_limiter/endpoint"
 require_relative "rate_limiter/connection_pool"
 require_relative "rate_limiter/client"

@@ -7,20 +7,24 @@ require "securerandom"
 # against real processes. Every key is checked against what this runner knows, so that a vector
 # using something new fails here instead of being skipped.
 module Contract
-  VERSION = 1
+  VERSION = 2
   ROOT = File.join(Harness::ROOT, "sdk", "contract")
-  VECTOR_KEYS = %w[name about target client middleware steps].freeze
-  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits client expect].freeze
+  VECTOR_KEYS = %w[name about target client middleware setup steps].freeze
+  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits key cost limits features client
+                        expect].freeze
   MIDDLEWARE_STEP_KEYS = %w[request client middleware expect].freeze
-  CLIENT_SETTINGS = %w[endpoint timeout_ms attempts backoff_ms max_backoff_ms failure_mode].freeze
+  CLIENT_SETTINGS = %w[endpoint timeout_ms attempts backoff_ms max_backoff_ms failure_mode root_key
+                       verify_failure_mode].freeze
   MIDDLEWARE_SETTINGS = %w[namespace identifier_header hits].freeze
-  CLIENT_EXPECT = %w[return result headers error unavailable sidecar_requests silent_requests
-                     min_elapsed_ms max_elapsed_ms].freeze
+  CLIENT_EXPECT = %w[return result headers error unavailable verification sidecar_requests
+                     silent_requests min_elapsed_ms max_elapsed_ms].freeze
   MIDDLEWARE_EXPECT = %w[status body json headers sidecar_requests silent_requests
                          min_elapsed_ms max_elapsed_ms].freeze
   REQUEST_KEYS = %w[method path headers].freeze
-  TARGETS = %w[sidecar store_down closed_port silent_server].freeze
-  CALLS = %w[allow check report].freeze
+  SETUP_KEYS = %w[method path body save].freeze
+  TARGETS = %w[sidecar store_down full closed_port silent_server].freeze
+  CALLS = %w[allow check report verifyKey].freeze
+  SAVED = /\$\{([a-z_]+\.[a-z_]+)\}/.freeze
 
   Vector = Struct.new(:file, :name, :doc) do
     def to_s = "#{file}/#{name}"
@@ -39,6 +43,7 @@ module Contract
       JSON.parse(File.read(File.join(ROOT, file)))["vectors"].map do |v|
         check_keys(v, VECTOR_KEYS, "#{file}/#{v['name']}")
         raise "#{file}/#{v['name']}: unknown target #{v['target']}" unless TARGETS.include?(v["target"])
+        raise "#{file}/#{v['name']}: setup needs the target full" if v.key?("setup") && v["target"] != "full"
 
         Vector.new(file, v["name"], v)
       end
@@ -62,12 +67,28 @@ module Contract
   end
 
   def with_run(value, token)
+    map_strings(value) { |s| s.gsub("${run}", token) }
+  end
+
+  # ${NAME.FIELD} replaced by what the setup saved, in every string of +value+.
+  def with_saved(value, saved)
+    map_strings(value) do |s|
+      s.gsub(SAVED) { saved.fetch(Regexp.last_match(1)) { |name| raise "${#{name}}: no setup call saved it" } }
+    end
+  end
+
+  def map_strings(value, &change)
     case value
-    when String then value.gsub("${run}", token)
-    when Hash then value.transform_values { |v| with_run(v, token) }
-    when Array then value.map { |v| with_run(v, token) }
+    when String then change.call(value)
+    when Hash then value.transform_values { |v| map_strings(v, &change) }
+    when Array then value.map { |v| map_strings(v, &change) }
     else value
     end
+  end
+
+  # The run's root key ({root_key}): the full-mode sidecars register it at start-up.
+  def root_key
+    @root_key ||= "vroot_contract_#{SecureRandom.hex(16)}"
   end
 
   # The processes the vectors need, started on first use: redis-server, one sidecar per
@@ -75,6 +96,7 @@ module Contract
   class World
     def initialize
       @sidecars = {}
+      @data_dirs = []
     end
 
     def sidecar(profile)
@@ -93,6 +115,25 @@ module Contract
       @sidecars.each_value(&:stop)
       @silent&.close
       @redis&.stop
+      @data_dirs.each { |dir| FileUtils.rm_rf(dir) }
+    end
+
+    # A vector's setup on +sidecar+: each admin call in order, with the run's root key; the
+    # string fields of the answers saved as "NAME.FIELD" (sdk/contract/README.md, "Setup").
+    def setup(sidecar, requests)
+      saved = {}
+      requests.each do |raw|
+        request = Contract.with_saved(raw, saved)
+        Contract.check_keys(request, SETUP_KEYS, "setup")
+        response = admin(sidecar, request)
+        unless response.code.start_with?("2")
+          raise "setup #{request['method']} #{request['path']}: HTTP #{response.code} #{response.body}"
+        end
+        next unless request["save"]
+
+        JSON.parse(response.body).each { |field, value| saved["#{request['save']}.#{field}"] = value if value.is_a?(String) }
+      end
+      saved
     end
 
     # The sidecar's request counter: the samples of the configured metric and labels, summed.
@@ -110,17 +151,29 @@ module Contract
 
     private
 
+    def admin(sidecar, request)
+      Net::HTTP.start("127.0.0.1", sidecar.http_port, read_timeout: 10) do |http|
+        body = request.key?("body") ? JSON.generate(request["body"]) : nil
+        http.send_request(request["method"], request["path"], body,
+                          "Authorization" => "Bearer #{Contract.root_key}",
+                          "Content-Type" => "application/json")
+      end
+    end
+
     def start(profile)
       sidecar = Contract.doc["sidecar"]
       spec = sidecar["profiles"].fetch(profile)
       http = Harness.free_port
+      @data_dirs << Dir.mktmpdir("viva-contract-")
       values = { "rules" => File.expand_path(Contract.doc["rules"], ROOT), "http_port" => http.to_s,
+                 "plans" => File.expand_path(Contract.doc["plans"], ROOT),
                  "grpc_port" => Harness.free_port.to_s, "debug_port" => Harness.free_port.to_s,
-                 "closed_port" => Harness.free_port.to_s }
+                 "closed_port" => Harness.free_port.to_s, "data_dir" => @data_dirs.last,
+                 "root_key" => Contract.root_key }
       values["redis_port"] = redis.port.to_s if spec["needs_redis"]
       args = sidecar["args"].map { |a| fill(a, values) }
       env = sidecar["env"].merge(spec["env"]).transform_values { |v| fill(v, values) }
-      Harness::Sidecar.new(args, env, http, healthy: %w[memory redis].include?(profile))
+      Harness::Sidecar.new(args, env, http, healthy: profile != "store_down")
     end
 
     def fill(template, values)

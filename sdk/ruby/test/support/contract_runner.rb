@@ -21,10 +21,11 @@ module Contract
     def run(vector, profile)
       doc = Contract.with_run(vector.doc, SecureRandom.hex(4))
       port, sidecar, silent = bind(vector.doc["target"], profile)
+      saved = doc.key?("setup") ? @world.setup(sidecar, doc["setup"]) : {}
       problems = []
       doc["steps"].each_with_index do |step, i|
         where = "#{vector}#{profile ? "[#{profile}]" : ''} step #{i}"
-        run_step(doc, step, port, sidecar, silent, where, problems)
+        run_step(doc, Contract.with_saved(step, saved), port, sidecar, silent, where, problems)
       end
       problems
     end
@@ -33,7 +34,7 @@ module Contract
 
     def bind(target, profile)
       case target
-      when "sidecar", "store_down"
+      when "sidecar", "store_down", "full"
         sidecar = @world.sidecar(profile)
         [sidecar.http_port, sidecar, false]
       when "closed_port" then [Harness.free_port, nil, false]
@@ -56,6 +57,11 @@ module Contract
         response = request(Contract.settings("middleware", vector, step), client, step["request"], where)
         elapsed(expect, t0, where, problems)
         check_response(expect, response, where, problems)
+      elsif step["call"] == "verifyKey"
+        outcome = verify(client, step)
+        elapsed(expect, t0, where, problems)
+        check_verify(expect, outcome, started, where, problems)
+        check_secrets([step["key"], Contract.root_key], outcome, where, problems)
       else
         outcome = call(client, step, where)
         elapsed(expect, t0, where, problems)
@@ -65,15 +71,19 @@ module Contract
       check_silent(expect, silent, silent_before, where, problems)
     end
 
+    MODES = { "open" => :open, "closed" => :closed }.freeze
+
     def client(settings, port)
-      mode = { "open" => :open, "closed" => :closed }.fetch(settings["failure_mode"])
       retry_policy = Viva::RateLimiter::RetryPolicy.new(
         attempts: settings["attempts"], backoff: settings["backoff_ms"] / 1000.0,
         max_backoff: settings["max_backoff_ms"] / 1000.0
       )
-      Viva::RateLimiter::Client.new(settings["endpoint"].gsub("{port}", port.to_s),
-                                    timeout: settings["timeout_ms"] / 1000.0,
-                                    retry_policy: retry_policy, failure_mode: mode)
+      options = { timeout: settings["timeout_ms"] / 1000.0, retry_policy: retry_policy,
+                  failure_mode: MODES.fetch(settings["failure_mode"]) }
+      # null: the client has none; verify_failure_mode absent: the client's default
+      options[:root_key] = settings["root_key"].gsub("{root_key}", Contract.root_key) if settings["root_key"]
+      options[:verify_failure_mode] = MODES.fetch(settings["verify_failure_mode"]) if settings.key?("verify_failure_mode")
+      Viva::RateLimiter::Client.new(settings["endpoint"].gsub("{port}", port.to_s), **options)
     end
 
     def monotonic
@@ -206,6 +216,76 @@ module Contract
         "retry_after_seconds" => result.retry_after_seconds,
         "window_seconds" => result.window_seconds, "policy" => result.policy,
         "results" => result.results.map { |r| as_hash(r, started) } }
+    end
+
+    # -- verifyKey steps -------------------------------------------------------------------
+
+    VerifyOutcome = Struct.new(:verdict, :error, :texts)
+
+    def verify(client, step)
+      options = {}
+      options[:cost] = step["cost"] if step.key?("cost")
+      options[:limits] = step["limits"] if step.key?("limits")
+      options[:features] = step["features"] if step.key?("features")
+      texts = { "client" => client.inspect }
+      verdict = client.verify_key(step["key"], **options)
+      VerifyOutcome.new(verdict, nil, texts.merge("verdict" => verdict.inspect))
+    rescue Viva::RateLimiter::InvalidRequest, Viva::RateLimiter::Unauthorized => e
+      VerifyOutcome.new(nil, e, texts.merge("error" => e.full_message(highlight: false)))
+    end
+
+    def check_verify(expect, outcome, started, where, problems)
+      return check_verify_error(expect["error"], outcome, where, problems) if expect.key?("error")
+      return problems << "#{where}: the call raised #{outcome.error.inspect}" if outcome.error
+
+      verdict = outcome.verdict
+      if expect.key?("verification")
+        Match.value(expect["verification"], verification_hash(verdict, started), "#{where} verification", problems)
+      end
+      if expect.key?("unavailable")
+        Contract.check_keys(expect["unavailable"], %w[attempts], "#{where} unavailable")
+        if verdict.error.nil?
+          problems << "#{where}: expected the verify failure mode to answer, got #{verdict.inspect}"
+        elsif expect["unavailable"].key?("attempts")
+          Match.value(expect["unavailable"]["attempts"], verdict.attempts, "#{where} unavailable.attempts", problems)
+        end
+      elsif verdict.error
+        problems << "#{where}: the sidecar did not answer: #{verdict.inspect}"
+      end
+    end
+
+    def check_verify_error(want, outcome, where, problems)
+      Contract.check_keys(want, %w[kind field], "#{where} error")
+      case [want["kind"], outcome.error]
+      in ["invalid_request", Viva::RateLimiter::InvalidRequest => e]
+        Match.value(want["field"], e.field, "#{where} error.field", problems)
+      in ["unauthorized", Viva::RateLimiter::Unauthorized]
+        nil
+      else
+        problems << "#{where}: expected an error of kind #{want['kind']}, got " \
+                    "#{(outcome.error || outcome.verdict).inspect}"
+      end
+    end
+
+    def check_secrets(secrets, outcome, where, problems)
+      outcome.texts.each do |place, text|
+        secrets.each do |secret|
+          next if secret.nil? || secret.empty? || !text.include?(secret)
+
+          problems << "#{where}: the #{place} shows a secret: #{text[0, 300]}"
+        end
+      end
+    end
+
+    # The verdict under the contract's names; reset_at as seconds from the step's start.
+    def verification_hash(v, started)
+      { "valid" => v.valid?, "code" => v.code, "key_id" => v.key_id,
+        "customer_id" => v.customer_id, "plan" => v.plan, "features" => v.features.to_a,
+        "remaining" => v.remaining, "reset_at" => v.reset_at && (v.reset_at - started),
+        "limits" => v.limits.map do |l|
+          { "name" => l.name, "limit" => l.limit, "remaining" => l.remaining,
+            "reset_at" => l.reset_at - started, "exceeded" => l.exceeded }
+        end }
     end
 
     # -- middleware steps ------------------------------------------------------------------

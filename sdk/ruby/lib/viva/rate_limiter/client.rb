@@ -20,8 +20,13 @@ module Viva
     # SidecarUnavailable. Nothing else is retried: a timeout waiting for the answer (the hits may
     # be charged), a 503 (the sidecar's store is down) or any other answer. A malformed request
     # always raises InvalidRequest.
+    #
+    # In full mode, #verify_key authenticates an API key and charges its plan's limits in one
+    # call; it needs +root_key+, and has its own failure mode (+verify_failure_mode+, :closed by
+    # default: a key that cannot be verified is not valid).
     class Client
       DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+      VERIFY_PATH = "/v1/keys/verify"
       DEFAULT_TIMEOUT = 0.5 # seconds, per attempt: a rate-limit check must never hold a request
       FAILURE_MODES = %i[open closed raise].freeze
 
@@ -34,14 +39,17 @@ module Viva
       WIRE_ERRORS = [Timeout::Error, IOError, SystemCallError, Net::HTTPBadResponse,
                      Net::ProtocolError, OpenSSL::SSL::SSLError].freeze
 
-      attr_reader :endpoint, :timeout, :retry_policy, :failure_mode
+      attr_reader :endpoint, :timeout, :retry_policy, :failure_mode, :verify_failure_mode
 
       # +endpoint+: the sidecar's HTTP port, "http://localhost:8080" or "localhost:8080".
       # +timeout+: seconds per attempt (connect, send, and wait for the answer).
       # +retry_policy+: a RetryPolicy. +failure_mode+: :open, :closed or :raise.
       # +headers+: sent with every call. +pool_size+: connections kept open at most.
+      # +root_key+: full mode's root key (scope keys:verify), sent by #verify_key only.
+      # +verify_failure_mode+: #verify_key's :closed (the default), :open or :raise.
       def initialize(endpoint = DEFAULT_ENDPOINT, timeout: DEFAULT_TIMEOUT,
-                     retry_policy: RetryPolicy.new, failure_mode: :open, headers: {}, pool_size: 10)
+                     retry_policy: RetryPolicy.new, failure_mode: :open, headers: {}, pool_size: 10,
+                     root_key: nil, verify_failure_mode: :closed)
         @endpoint = Endpoint.parse(endpoint)
         @timeout = positive(timeout, "timeout")
         unless retry_policy.is_a?(RetryPolicy)
@@ -49,7 +57,9 @@ module Viva
         end
 
         @retry_policy = retry_policy
-        @failure_mode = mode(failure_mode)
+        @failure_mode = mode(failure_mode, "failure_mode")
+        @verify_failure_mode = mode(verify_failure_mode, "verify_failure_mode")
+        @root_key = check_root_key(root_key)
         @headers = { "Content-Type" => "application/json", "Accept" => "application/json",
                      "User-Agent" => "viva-ratelimit-ruby/#{VERSION}" }.merge(headers).freeze
         @pool = ConnectionPool.new(@endpoint, size: positive(pool_size, "pool_size"),
@@ -79,61 +89,121 @@ module Viva
         report(identifier, namespace, hits: 0, descriptors: descriptors)
       end
 
+      # Full mode: authenticate +key+ and charge +cost+ (0: nothing) to its plan's limits, or to
+      # the +limits+ named, in one call; +features+ the plan must include. A KeyVerification: the
+      # verdict is in #code. Raises InvalidRequest for a malformed request and Unauthorized for a
+      # missing or refused root key, whatever the failure mode.
+      def verify_key(key, cost: 1, limits: nil, features: nil)
+        json = verify_body(key, cost, limits, features)
+        unless @root_key
+          raise Unauthorized, "verify_key needs a root key with the scope keys:verify: " \
+                              "Client.new(..., root_key: ...)"
+        end
+
+        response, attempts = exchange(VERIFY_PATH, json, @headers.merge("Authorization" => "Bearer #{@root_key}"))
+        verdict(response, attempts)
+      rescue Unreached => e
+        give_up_verify(e.message, e.attempts)
+      end
+
       # Closes the idle connections (a later call opens new ones).
       def close
         @pool.close
       end
 
+      # Never shows the root key (nor the headers, which may hold credentials).
+      def inspect
+        "#<#{self.class.name} #{@endpoint} timeout=#{@timeout} failure_mode=#{@failure_mode} " \
+          "verify_failure_mode=#{@verify_failure_mode}#{@root_key ? ' root_key=<set>' : ''}>"
+      end
+
       private
 
+      # No answer came, after +attempts+ tries: the failure mode decides.
+      class Unreached < StandardError
+        attr_reader :attempts
+
+        def initialize(message, attempts)
+          super(message)
+          @attempts = attempts
+        end
+      end
+      private_constant :Unreached
+
       def post(path, json)
-        request_path = "#{@endpoint.path}#{path}"
+        response, attempts = exchange(path, json, @headers)
+        outcome = interpret(response)
+        outcome.is_a?(Result) ? outcome.with_attempts(attempts) : give_up(outcome, attempts)
+      rescue Unreached => e
+        give_up(e.message, e.attempts)
+      end
+
+      # The sidecar's answer and the tries it took, retrying what never reached it; Unreached
+      # when no answer came.
+      def exchange(path, json, headers)
         attempt = 0
         loop do
           attempt += 1
-          outcome = try_once(request_path, json)
-          return outcome.with_attempts(attempt) if outcome.is_a?(Result)
-
-          retryable, error = outcome
-          return give_up(error, attempt) if !retryable || attempt >= @retry_policy.attempts
-
+          begin
+            return [send_once("#{@endpoint.path}#{path}", json, headers), attempt]
+          rescue *CONNECT_ERRORS => e
+            raise Unreached.new(describe(e), attempt) if attempt >= @retry_policy.attempts
+          rescue *WIRE_ERRORS => e
+            raise Unreached.new(describe(e), attempt)
+          end
           sleep(@retry_policy.delay(attempt - 1))
         end
       end
 
-      # A Result, or [retryable, error message].
-      def try_once(path, json)
-        response = @pool.with do |http|
-          request = Net::HTTP::Post.new(path, @headers)
+      def send_once(path, json, headers)
+        @pool.with do |http|
+          request = Net::HTTP::Post.new(path, headers)
           request.body = json
           http.request(request)
         end
-        interpret(response)
-      rescue *CONNECT_ERRORS => e
-        [true, describe(e)]
-      rescue *WIRE_ERRORS => e
-        [false, describe(e)]
       end
 
+      # A Result, or why the answer is not one.
       def interpret(response)
         status = response.code.to_i
         return parse_result(response.body) if status == 200
 
-        doc = begin
-          JSON.parse(response.body.to_s)
-        rescue JSON::ParserError
-          nil
-        end
+        doc = json_or_nil(response.body)
         raise invalid(doc, status) if [400, 413].include?(status)
 
         detail = doc.is_a?(Hash) && doc["error"].is_a?(String) ? doc["error"] : response.body.to_s
-        [false, "HTTP #{status} from the sidecar: #{detail[0, 200]}"]
+        "HTTP #{status} from the sidecar: #{detail[0, 200]}"
       end
 
       def parse_result(text)
         Result.from_json(JSON.parse(text.to_s))
       rescue JSON::ParserError, ArgumentError => e
-        [false, "the sidecar's answer is not a check result: #{e.message}"]
+        "the sidecar's answer is not a check result: #{e.message}"
+      end
+
+      def verdict(response, attempts)
+        status = response.code.to_i
+        doc = json_or_nil(response.body)
+        if status == 200
+          begin
+            return KeyVerification.from_json(doc)
+          rescue ArgumentError => e
+            return give_up_verify("the sidecar's answer is not a verification: #{e.message}", attempts)
+          end
+        end
+        # Only the sidecar's own error text, never a body it did not write: something else on its
+        # port might echo the request, and the request holds the key.
+        own = doc.is_a?(Hash) && doc["error"].is_a?(String) ? ": #{doc['error'][0, 200]}" : ""
+        raise Unauthorized.new("HTTP #{status} from the sidecar#{own}", status) if [401, 403].include?(status)
+        raise invalid(doc, status) if [400, 413].include?(status)
+
+        give_up_verify("HTTP #{status} from the sidecar#{own}", attempts)
+      end
+
+      def json_or_nil(text)
+        JSON.parse(text.to_s)
+      rescue JSON::ParserError
+        nil
       end
 
       def invalid(doc, status)
@@ -148,6 +218,38 @@ module Viva
         raise SidecarUnavailable.new(error, attempts) if @failure_mode == :raise
 
         Result.failure(@failure_mode, error, attempts)
+      end
+
+      def give_up_verify(error, attempts)
+        raise SidecarUnavailable.new(error, attempts) if @verify_failure_mode == :raise
+
+        KeyVerification.failure(@verify_failure_mode, error, attempts)
+      end
+
+      # The JSON body of /v1/keys/verify; InvalidRequest naming the field, never the key.
+      def verify_body(key, cost, limits, features)
+        text!(key, "key")
+        unless cost.is_a?(Integer) && cost >= 0
+          raise InvalidRequest.new("cost must be a whole number >= 0, not #{cost.inspect}", "cost")
+        end
+
+        doc = { "key" => key, "cost" => cost }
+        { "limits" => limits, "features" => features }.each do |field, names|
+          next if names.nil?
+          unless names.is_a?(Array) && names.all?(String)
+            raise InvalidRequest.new("#{field} must be a list of names", field)
+          end
+
+          doc[field] = names
+        end
+        JSON.generate(doc)
+      end
+
+      def check_root_key(value)
+        return nil if value.nil?
+        return value if value.is_a?(String) && !value.strip.empty?
+
+        raise ArgumentError, "root_key: expected a non-empty string, or nil"
       end
 
       def body(identifier, namespace, hits, descriptors)
@@ -194,11 +296,10 @@ module Viva
         raise ArgumentError, "#{name}: #{value.inspect}; expected a number > 0"
       end
 
-      def mode(value)
+      def mode(value, name)
         return value.to_sym if FAILURE_MODES.include?(value.to_s.to_sym)
 
-        raise ArgumentError, "failure_mode: #{value.inspect}; expected one of " \
-                             "#{FAILURE_MODES.join(', ')}"
+        raise ArgumentError, "#{name}: #{value.inspect}; expected one of #{FAILURE_MODES.join(', ')}"
       end
 
       def describe(error)

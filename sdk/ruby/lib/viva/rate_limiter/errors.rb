@@ -10,9 +10,15 @@ module Viva
     #   │                                    (empty identifier or namespace, negative hits) or
     #   │                                    by the sidecar (HTTP 400/413). #field names the
     #   │                                    culprit. Always raised: a bug, not an outage.
+    #   ├── Unauthorized < StandardError     verify_key without a root key, or the sidecar
+    #   │                                    refused it (401, 403 without keys:verify). Always
+    #   │                                    raised: a wrong credential is not a valid key.
     #   └── SidecarUnavailable < StandardError  no answer (connection refused after the retries,
     #                                        a timeout, a 503); raised only with
-    #                                        failure_mode: :raise, else the failure mode answers.
+    #                                        failure_mode: :raise (verify_failure_mode for
+    #                                        verify_key), else the failure mode answers.
+    #
+    # No message ever holds an API key or the root key.
     module Error; end
 
     class InvalidRequest < ArgumentError
@@ -24,6 +30,18 @@ module Viva
       def initialize(message, field = nil)
         super(message)
         @field = field
+      end
+    end
+
+    class Unauthorized < StandardError
+      include Error
+
+      # The sidecar's status (401 or 403); nil when the client has no root key (nothing sent).
+      attr_reader :status
+
+      def initialize(message, status = nil)
+        super(message)
+        @status = status
       end
     end
 

@@ -15,6 +15,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BiFunction;
 
 /**
  * Client of the sidecar's REST API ({@code POST /v1/check}, {@code POST /v1/report}); thread-safe,
@@ -32,6 +33,11 @@ import java.util.concurrent.TimeUnit;
  * else is retried: a timeout while waiting for the answer (the hits may be charged), an HTTP 503
  * (the sidecar answered that its store is down) or any other answer. A malformed request always
  * throws {@link InvalidRequestException}.
+ *
+ * <p>In full mode, {@link #verifyKey} authenticates an API key and charges its plan's limits in
+ * one call; it needs the builder's {@code rootKey}, and has its own failure mode
+ * ({@code verifyFailureMode}, {@link FailureMode#CLOSED} by default: a key that cannot be
+ * verified is not valid).
  */
 public final class RateLimiterClient {
   public static final String DEFAULT_ENDPOINT = "http://127.0.0.1:8080";
@@ -39,11 +45,14 @@ public final class RateLimiterClient {
   public static final Duration DEFAULT_TIMEOUT = Duration.ofMillis(500);
 
   private static final String USER_AGENT = "viva-ratelimit-java/0.1.0";
+  private static final String VERIFY_PATH = "/v1/keys/verify";
 
   private final URI endpoint;
   private final Duration timeout;
   private final RetryPolicy retry;
   private final FailureMode failureMode;
+  private final FailureMode verifyFailureMode;
+  private final String rootKey; // sent with verifications only; never in toString
   private final Map<String, String> headers;
   private final HttpClient http;
 
@@ -52,6 +61,8 @@ public final class RateLimiterClient {
     this.timeout = b.timeout;
     this.retry = b.retry;
     this.failureMode = b.failureMode;
+    this.verifyFailureMode = b.verifyFailureMode;
+    this.rootKey = b.rootKey;
     this.headers = Map.copyOf(b.headers);
     this.http = b.httpClient != null ? b.httpClient : HttpClient.newBuilder()
         .version(HttpClient.Version.HTTP_1_1) // the sidecar's HTTP port speaks HTTP/1.1
@@ -75,12 +86,12 @@ public final class RateLimiterClient {
 
   /** Charge and decide ({@code hits = 0} peeks), with the whole answer. */
   public CheckResult check(CheckRequest request) {
-    return call("/v1/check", request);
+    return call(httpRequest("/v1/check", request), checks);
   }
 
   /** Charge usage known only afterwards (tokens, bytes); never refused, says where it stands. */
   public CheckResult report(CheckRequest request) {
-    return call("/v1/report", request);
+    return call(httpRequest("/v1/report", request), checks);
   }
 
   public CheckResult report(String identifier, String namespace, long hits) {
@@ -107,11 +118,37 @@ public final class RateLimiterClient {
    * {@link SidecarUnavailableException}.
    */
   public CompletableFuture<CheckResult> checkAsync(CheckRequest request) {
-    return callAsync(httpRequest("/v1/check", request), 1);
+    return callAsync(httpRequest("/v1/check", request), checks, 1);
   }
 
   public CompletableFuture<CheckResult> reportAsync(CheckRequest request) {
-    return callAsync(httpRequest("/v1/report", request), 1);
+    return callAsync(httpRequest("/v1/report", request), checks, 1);
+  }
+
+  /** Full mode: verify {@code key}, charging 1 to each of its limits (see below). */
+  public KeyVerification verifyKey(String key) {
+    return verifyKey(VerifyKeyRequest.of(key));
+  }
+
+  /**
+   * Full mode: authenticate the request's key and charge its plan's limits in one call
+   * ({@code POST /v1/keys/verify}); the verdict is in {@link KeyVerification#code()}. Throws
+   * {@link InvalidRequestException} for a malformed request and {@link UnauthorizedException}
+   * without a root key or when the sidecar refuses it, whatever the failure mode; when the sidecar
+   * cannot answer, the verify failure mode answers (or, with RAISE, throws
+   * {@link SidecarUnavailableException}).
+   */
+  public KeyVerification verifyKey(VerifyKeyRequest request) {
+    return call(verifyRequest(request), verifications);
+  }
+
+  /** {@link #verifyKey(VerifyKeyRequest)} without blocking a thread. */
+  public CompletableFuture<KeyVerification> verifyKeyAsync(VerifyKeyRequest request) {
+    try {
+      return callAsync(verifyRequest(request), verifications, 1);
+    } catch (UnauthorizedException | InvalidRequestException e) {
+      return CompletableFuture.failedFuture(e);
+    }
   }
 
   public URI endpoint() {
@@ -130,50 +167,76 @@ public final class RateLimiterClient {
     return failureMode;
   }
 
+  public FailureMode verifyFailureMode() {
+    return verifyFailureMode;
+  }
+
+  /** Whether {@link #verifyKey} has a root key to send (the key itself is never shown). */
+  public boolean hasRootKey() {
+    return rootKey != null;
+  }
+
+  @Override
+  public String toString() {
+    return "RateLimiterClient{endpoint=" + endpoint + ", timeout=" + timeout + ", failureMode="
+        + failureMode + ", verifyFailureMode=" + verifyFailureMode
+        + (rootKey == null ? "" : ", rootKey=<set>") + "}";
+  }
+
   // -- one call: attempts, then the failure mode -----------------------------------------------
 
-  private CheckResult call(String path, CheckRequest request) {
-    HttpRequest httpRequest = httpRequest(path, request);
+  /** How a kind of call reads an answer, and what it answers when the sidecar could not. */
+  private record Exchange<T>(BiFunction<HttpResponse<String>, Integer, Attempt<T>> read,
+      BiFunction<String, Integer, T> giveUp) {}
+
+  private final Exchange<CheckResult> checks = new Exchange<>(
+      (response, attempt) -> Attempt.check(response, attempt), this::giveUp);
+  private final Exchange<KeyVerification> verifications = new Exchange<>(
+      (response, attempt) -> Attempt.verdict(response), this::giveUpVerify);
+
+  private <T> T call(HttpRequest httpRequest, Exchange<T> exchange) {
     for (int attempt = 1; ; attempt++) {
-      Attempt outcome;
+      Attempt<T> outcome;
       try {
-        outcome = Attempt.of(http.send(httpRequest, HttpResponse.BodyHandlers.ofString()));
+        outcome = exchange.read().apply(http.send(httpRequest,
+            HttpResponse.BodyHandlers.ofString()), attempt);
       } catch (IOException e) {
         outcome = Attempt.failed(e);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        return giveUp("interrupted while waiting for the sidecar", attempt);
+        return exchange.giveUp().apply("interrupted while waiting for the sidecar", attempt);
       }
-      if (outcome.result != null) {
-        return outcome.result.withAttempts(attempt);
+      if (outcome.value() != null) {
+        return outcome.value();
       }
-      if (!outcome.retryable || attempt >= retry.attempts()) {
-        return giveUp(outcome.error, attempt);
+      if (!outcome.retryable() || attempt >= retry.attempts()) {
+        return exchange.giveUp().apply(outcome.error(), attempt);
       }
       try {
         Thread.sleep(retry.delay(attempt - 1).toMillis());
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        return giveUp(outcome.error, attempt);
+        return exchange.giveUp().apply(outcome.error(), attempt);
       }
     }
   }
 
-  private CompletableFuture<CheckResult> callAsync(HttpRequest httpRequest, int attempt) {
+  private <T> CompletableFuture<T> callAsync(HttpRequest httpRequest, Exchange<T> exchange,
+      int attempt) {
     return http.sendAsync(httpRequest, HttpResponse.BodyHandlers.ofString())
         .handle((response, failure) -> failure == null
-            ? Attempt.of(response) : Attempt.failed(unwrap(failure)))
+            ? exchange.read().apply(response, attempt) : Attempt.<T>failed(unwrap(failure)))
         .thenCompose(outcome -> {
-          if (outcome.result != null) {
-            return CompletableFuture.completedFuture(outcome.result.withAttempts(attempt));
+          if (outcome.value() != null) {
+            return CompletableFuture.completedFuture(outcome.value());
           }
-          if (!outcome.retryable || attempt >= retry.attempts()) {
-            return giveUpAsync(outcome.error, attempt);
+          if (!outcome.retryable() || attempt >= retry.attempts()) {
+            return giveUpAsync(exchange, outcome.error(), attempt);
           }
           long pause = retry.delay(attempt - 1).toMillis();
           return CompletableFuture.runAsync(() -> { },
                   CompletableFuture.delayedExecutor(pause, TimeUnit.MILLISECONDS))
-              .thenCompose(ignored -> callAsync(httpRequest, attempt + 1));
+              .thenCompose(ignored -> callAsync(httpRequest, exchange, attempt + 1));
         });
   }
 
@@ -189,6 +252,22 @@ public final class RateLimiterClient {
     return builder.build();
   }
 
+  private HttpRequest verifyRequest(VerifyKeyRequest request) {
+    Objects.requireNonNull(request, "request");
+    if (rootKey == null) {
+      throw new UnauthorizedException("verifyKey needs a root key with the scope keys:verify: "
+          + "RateLimiterClient.builder().rootKey(...)", null);
+    }
+    HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(endpoint + VERIFY_PATH))
+        .timeout(timeout)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("User-Agent", USER_AGENT)
+        .POST(HttpRequest.BodyPublishers.ofString(request.toJson()));
+    headers.forEach(builder::setHeader);
+    return builder.setHeader("Authorization", "Bearer " + rootKey).build();
+  }
+
   private CheckResult giveUp(String error, int attempts) {
     if (failureMode == FailureMode.RAISE) {
       throw new SidecarUnavailableException(error, attempts);
@@ -196,9 +275,17 @@ public final class RateLimiterClient {
     return CheckResult.failure(failureMode, error, attempts);
   }
 
-  private CompletableFuture<CheckResult> giveUpAsync(String error, int attempts) {
+  private KeyVerification giveUpVerify(String error, int attempts) {
+    if (verifyFailureMode == FailureMode.RAISE) {
+      throw new SidecarUnavailableException(error, attempts);
+    }
+    return KeyVerification.failure(verifyFailureMode, error, attempts);
+  }
+
+  private static <T> CompletableFuture<T> giveUpAsync(Exchange<T> exchange, String error,
+      int attempts) {
     try {
-      return CompletableFuture.completedFuture(giveUp(error, attempts));
+      return CompletableFuture.completedFuture(exchange.giveUp().apply(error, attempts));
     } catch (SidecarUnavailableException e) {
       return CompletableFuture.failedFuture(e);
     }
@@ -213,26 +300,26 @@ public final class RateLimiterClient {
     return t;
   }
 
-  /** What one attempt gave: a result, or an error that may be worth another attempt. */
-  private static final class Attempt {
-    final CheckResult result;
-    final String error;
-    final boolean retryable;
+  /** What one attempt gave: a value, or an error that may be worth another attempt. */
+  private record Attempt<T>(T value, String error, boolean retryable) {
 
-    private Attempt(CheckResult result, String error, boolean retryable) {
-      this.result = result;
-      this.error = error;
-      this.retryable = retryable;
+    static <T> Attempt<T> answered(T value) {
+      return new Attempt<>(value, null, false);
     }
 
-    static Attempt of(HttpResponse<String> response) {
+    /** An answer that is not a decision: asking again at once would only add load. */
+    static <T> Attempt<T> unanswered(String error) {
+      return new Attempt<>(null, error, false);
+    }
+
+    static Attempt<CheckResult> check(HttpResponse<String> response, int attempt) {
       int status = response.statusCode();
       if (status == 200) {
         try {
-          return new Attempt(CheckResult.fromJson(Json.parse(response.body())), null, false);
+          return answered(CheckResult.fromJson(Json.parse(response.body()))
+              .withAttempts(attempt));
         } catch (IllegalArgumentException e) {
-          return new Attempt(null, "the sidecar's answer is not a check result: "
-              + e.getMessage(), false);
+          return unanswered("the sidecar's answer is not a check result: " + e.getMessage());
         }
       }
       Object doc = jsonOrNull(response.body());
@@ -243,16 +330,38 @@ public final class RateLimiterClient {
           ? s : response.body();
       // An answer, even a 503 (the store is down, no rules yet): the sidecar has decided
       // that it cannot decide, and asking again at once would only add load to it.
-      return new Attempt(null, "HTTP " + status + " from the sidecar: " + truncate(detail, 200),
-          false);
+      return unanswered("HTTP " + status + " from the sidecar: " + truncate(detail, 200));
     }
 
-    static Attempt failed(Throwable e) {
+    static Attempt<KeyVerification> verdict(HttpResponse<String> response) {
+      int status = response.statusCode();
+      Object doc = jsonOrNull(response.body());
+      if (status == 200) {
+        try {
+          return answered(KeyVerification.fromJson(doc));
+        } catch (IllegalArgumentException e) {
+          return unanswered("the sidecar's answer is not a verification: " + e.getMessage());
+        }
+      }
+      // Only the sidecar's own error text, never a body it did not write: something else on
+      // its port might echo the request, and the request holds the key.
+      String own = doc instanceof Map<?, ?> m && m.get("error") instanceof String s
+          ? ": " + truncate(s, 200) : "";
+      if (status == 401 || status == 403) {
+        throw new UnauthorizedException("HTTP " + status + " from the sidecar" + own, status);
+      }
+      if (status == 400 || status == 413) {
+        throw invalid(doc, status);
+      }
+      return unanswered("HTTP " + status + " from the sidecar" + own);
+    }
+
+    static <T> Attempt<T> failed(Throwable e) {
       // Connect-phase failures: the sidecar never saw the request, so a retry cannot charge
       // twice. Anything later (a read timeout, a reset) may have been counted: not retried.
       boolean connectPhase = e instanceof ConnectException
           || e instanceof HttpConnectTimeoutException;
-      return new Attempt(null, describe(e), connectPhase);
+      return new Attempt<>(null, describe(e), connectPhase);
     }
   }
 
@@ -291,6 +400,8 @@ public final class RateLimiterClient {
     private Duration timeout = DEFAULT_TIMEOUT;
     private RetryPolicy retry = RetryPolicy.DEFAULT;
     private FailureMode failureMode = FailureMode.OPEN;
+    private FailureMode verifyFailureMode = FailureMode.CLOSED;
+    private String rootKey;
     private final Map<String, String> headers = new LinkedHashMap<>();
     private HttpClient httpClient;
 
@@ -320,6 +431,27 @@ public final class RateLimiterClient {
     public Builder failureMode(FailureMode failureMode) {
       this.failureMode = Objects.requireNonNull(failureMode, "failureMode");
       return this;
+    }
+
+    /** Full mode: the root key (scope {@code keys:verify}) that {@link #verifyKey} sends. */
+    public Builder rootKey(String rootKey) {
+      if (rootKey == null || rootKey.isBlank()) {
+        throw new IllegalArgumentException("rootKey must be a non-empty string");
+      }
+      this.rootKey = rootKey;
+      return this;
+    }
+
+    /** {@link #verifyKey}'s answer when the sidecar cannot answer (default CLOSED). */
+    public Builder verifyFailureMode(FailureMode verifyFailureMode) {
+      this.verifyFailureMode = Objects.requireNonNull(verifyFailureMode, "verifyFailureMode");
+      return this;
+    }
+
+    @Override
+    public String toString() {
+      return "RateLimiterClient.Builder{endpoint=" + endpoint + (rootKey == null ? ""
+          : ", rootKey=<set>") + "}";
     }
 
     /** A header sent with every call (e.g. authentication added by a proxy in between). */

@@ -12,7 +12,8 @@ import org.junit.jupiter.api.TestFactory;
 
 /**
  * Every client vector of sdk/contract against real sidecar processes (memory and Redis stores,
- * a store that is down), a closed port and a silent server. The middleware vectors run in the
+ * a store that is down, full mode), a closed port and a silent server; the verifyKey vectors
+ * through verifyKey and through verifyKeyAsync. The middleware vectors run in the
  * Spring Boot starter's ContractMiddlewareTest, where the filter lives.
  */
 class ContractTest {
@@ -35,10 +36,15 @@ class ContractTest {
         continue; // run by the starter module
       }
       List<String> profiles = CONTRACT.profiles(vector.target());
+      boolean verifies = vector.steps().stream().anyMatch(s -> "verifyKey".equals(s.get("call")));
       for (String profile : profiles.isEmpty() ? java.util.Collections.<String>singletonList(null)
           : profiles) {
         String name = vector + (profile == null ? "" : " [" + profile + "]");
         tests.add(DynamicTest.dynamicTest(name, () -> runner.run(vector, profile)));
+        if (verifies) { // verifyKeyAsync too
+          tests.add(DynamicTest.dynamicTest(name + " async", () -> runner.run(vector, profile,
+              true)));
+        }
       }
     }
     Assertions.assertFalse(tests.isEmpty(), "no client vector found");

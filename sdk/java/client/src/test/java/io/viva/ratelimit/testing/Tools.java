@@ -80,6 +80,15 @@ public final class Tools {
     }
   }
 
+  /** Removes a directory and what it holds; what cannot be removed is left to the OS. */
+  public static void deleteTree(Path dir) {
+    try (java.util.stream.Stream<Path> paths = Files.walk(dir)) {
+      paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (IOException e) {
+      // a temp directory: the OS cleans it up
+    }
+  }
+
   /** An http URL where nothing listens: every connection is refused. */
   public static String closedEndpoint() {
     return "http://127.0.0.1:" + freePort();

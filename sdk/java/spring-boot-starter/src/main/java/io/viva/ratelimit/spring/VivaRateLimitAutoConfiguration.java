@@ -39,6 +39,11 @@ public class VivaRateLimitAutoConfiguration {
         properties.getFailureMode()));
     property("viva.ratelimit.retry", () -> builder.retry(new RetryPolicy(retry.getAttempts(),
         retry.getBackoff(), retry.getMaxBackoff())));
+    property("viva.ratelimit.verify-failure-mode", () -> builder.verifyFailureMode(
+        properties.getVerifyFailureMode()));
+    if (properties.getRootKey() != null) {
+      property("viva.ratelimit.root-key", () -> builder.rootKey(properties.getRootKey()));
+    }
     return builder.build();
   }
 

@@ -20,6 +20,14 @@ public class VivaRateLimitProperties {
    *  raise (throw SidecarUnavailableException). */
   private FailureMode failureMode = FailureMode.OPEN;
 
+  /** Full mode: the root key (scope keys:verify) the client's verifyKey sends; keep it in the
+   *  environment ({@code VIVA_RATELIMIT_ROOT_KEY}) or a secret store, not in a file. */
+  private String rootKey;
+
+  /** When the sidecar cannot answer a verification: closed (not valid), open (valid, without a
+   *  code) or raise. */
+  private FailureMode verifyFailureMode = FailureMode.CLOSED;
+
   private final Retry retry = new Retry();
 
   private final Filter filter = new Filter();
@@ -152,6 +160,22 @@ public class VivaRateLimitProperties {
 
   public void setFailureMode(FailureMode failureMode) {
     this.failureMode = failureMode;
+  }
+
+  public String getRootKey() {
+    return rootKey;
+  }
+
+  public void setRootKey(String rootKey) {
+    this.rootKey = rootKey;
+  }
+
+  public FailureMode getVerifyFailureMode() {
+    return verifyFailureMode;
+  }
+
+  public void setVerifyFailureMode(FailureMode verifyFailureMode) {
+    this.verifyFailureMode = verifyFailureMode;
   }
 
   public Retry getRetry() {

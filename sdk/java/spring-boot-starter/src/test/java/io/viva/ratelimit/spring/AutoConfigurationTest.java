@@ -45,8 +45,23 @@ class AutoConfigurationTest {
       assertEquals(URI.create(RateLimiterClient.DEFAULT_ENDPOINT), client.endpoint());
       assertEquals(RateLimiterClient.DEFAULT_TIMEOUT, client.timeout());
       assertEquals(FailureMode.OPEN, client.failureMode());
+      assertEquals(FailureMode.CLOSED, client.verifyFailureMode());
+      assertFalse(client.hasRootKey());
       assertEquals(RetryPolicy.DEFAULT, client.retryPolicy());
     });
+  }
+
+  @Test
+  void theRootKeyComesFromPropertiesAndIsNeverShown() {
+    String root = "vroot_from_the_environment_0123456789abcdef";
+    web.withPropertyValues("viva.ratelimit.root-key=" + root,
+        "viva.ratelimit.verify-failure-mode=open")
+        .run(context -> {
+          RateLimiterClient client = context.getBean(RateLimiterClient.class);
+          assertTrue(client.hasRootKey());
+          assertEquals(FailureMode.OPEN, client.verifyFailureMode());
+          assertFalse(client.toString().contains(root), client.toString());
+        });
   }
 
   @Test
@@ -103,6 +118,8 @@ class AutoConfigurationTest {
         "viva.ratelimit.timeout=0s");
     assertStartupFails("viva.ratelimit.retry: RetryPolicy.attempts=0",
         "viva.ratelimit.retry.attempts=0");
+    assertStartupFails("viva.ratelimit.root-key: rootKey must be a non-empty string",
+        "viva.ratelimit.root-key= ");
     assertStartupFails("viva.ratelimit.filter.headers: 'draft' is not a header family; expected "
         + "one of ietf, x, retry-after", "viva.ratelimit.filter.namespace=api",
         "viva.ratelimit.filter.headers=ietf,draft");

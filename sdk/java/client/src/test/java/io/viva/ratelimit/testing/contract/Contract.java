@@ -11,6 +11,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.UnaryOperator;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * The shared SDK contract, {@code sdk/contract/}: contract.json and its vector files, read as
@@ -18,18 +21,19 @@ import java.util.Set;
  * something new fails here instead of being skipped.
  */
 public final class Contract {
-  public static final int VERSION = 1;
+  public static final int VERSION = 2;
 
   static final Set<String> VECTOR_KEYS =
-      Set.of("name", "about", "target", "client", "middleware", "steps");
-  static final Set<String> CLIENT_STEP_KEYS =
-      Set.of("call", "namespace", "identifier", "descriptors", "hits", "client", "expect");
+      Set.of("name", "about", "target", "client", "middleware", "setup", "steps");
+  static final Set<String> CLIENT_STEP_KEYS = Set.of("call", "namespace", "identifier",
+      "descriptors", "hits", "key", "cost", "limits", "features", "client", "expect");
   static final Set<String> MIDDLEWARE_STEP_KEYS = Set.of("request", "client", "middleware",
       "expect");
   static final Set<String> CLIENT_SETTINGS = Set.of("endpoint", "timeout_ms", "attempts",
-      "backoff_ms", "max_backoff_ms", "failure_mode");
+      "backoff_ms", "max_backoff_ms", "failure_mode", "root_key", "verify_failure_mode");
+  static final Set<String> SETUP_KEYS = Set.of("method", "path", "body", "save");
   static final Set<String> MIDDLEWARE_SETTINGS = Set.of("namespace", "identifier_header", "hits");
-  static final Set<String> TARGETS = Set.of("sidecar", "store_down", "closed_port",
+  static final Set<String> TARGETS = Set.of("sidecar", "store_down", "full", "closed_port",
       "silent_server");
 
   final Path root;
@@ -87,6 +91,10 @@ public final class Contract {
         if (!TARGETS.contains((String) vector.get("target"))) {
           throw new IllegalStateException(file + "/" + vector.get("name") + ": unknown target "
               + vector.get("target"));
+        }
+        if (vector.containsKey("setup") && !"full".equals(vector.get("target"))) {
+          throw new IllegalStateException(file + "/" + vector.get("name")
+              + ": setup needs the target full");
         }
         vectors.add(new Vector((String) file, (String) vector.get("name"), vector));
       }
@@ -152,17 +160,34 @@ public final class Contract {
 
   /** {@code ${run}} replaced by {@code token} in every string of {@code value}. */
   static Object withRun(Object value, String token) {
+    return mapStrings(value, s -> s.replace("${run}", token));
+  }
+
+  private static final Pattern SAVED = Pattern.compile("\\$\\{([a-z_]+\\.[a-z_]+)\\}");
+
+  /** {@code ${NAME.FIELD}} replaced by what the setup saved, in every string of {@code value}. */
+  static Object withSaved(Object value, Map<String, String> saved) {
+    return mapStrings(value, s -> SAVED.matcher(s).replaceAll(m -> {
+      String found = saved.get(m.group(1));
+      if (found == null) {
+        throw new IllegalStateException("${" + m.group(1) + "}: no setup call saved it");
+      }
+      return Matcher.quoteReplacement(found);
+    }));
+  }
+
+  private static Object mapStrings(Object value, UnaryOperator<String> change) {
     if (value instanceof String s) {
-      return s.replace("${run}", token);
+      return change.apply(s);
     }
     if (value instanceof Map<?, ?> map) {
       Map<String, Object> out = new LinkedHashMap<>();
-      map.forEach((k, v) -> out.put((String) k, withRun(v, token)));
+      map.forEach((k, v) -> out.put((String) k, mapStrings(v, change)));
       return out;
     }
     if (value instanceof List<?> list) {
       List<Object> out = new ArrayList<>();
-      list.forEach(v -> out.add(withRun(v, token)));
+      list.forEach(v -> out.add(mapStrings(v, change)));
       return out;
     }
     return value;

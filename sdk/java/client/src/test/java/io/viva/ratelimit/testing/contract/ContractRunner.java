@@ -35,7 +35,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class ContractRunner {
   static final Set<String> CLIENT_EXPECT = Set.of("return", "result", "headers", "error",
-      "unavailable", "sidecar_requests", "silent_requests", "min_elapsed_ms",
+      "unavailable", "verification", "sidecar_requests", "silent_requests", "min_elapsed_ms",
       "max_elapsed_ms");
   static final Set<String> MIDDLEWARE_EXPECT = Set.of("status", "body", "json", "headers",
       "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms");
@@ -62,15 +62,22 @@ public final class ContractRunner {
   private record Binding(int port, SidecarProcess sidecar, boolean silent) {}
 
   public void run(Contract.Vector vector, String profile) {
+    run(vector, profile, false);
+  }
+
+  /** With {@code async}, verifyKey steps go through {@code verifyKeyAsync}. */
+  public void run(Contract.Vector vector, String profile, boolean async) {
     String token = Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xffffffffL);
     Map<String, Object> doc = Contract.object(Contract.withRun(vector.doc(), token), "vector");
     Binding binding = bind(vector.target(), profile);
+    Map<String, String> saved = doc.containsKey("setup")
+        ? world.setup(binding.sidecar(), (List<?>) doc.get("setup")) : Map.of();
     List<String> problems = new ArrayList<>();
     List<?> steps = (List<?>) doc.get("steps");
     for (int i = 0; i < steps.size(); i++) {
-      Map<String, Object> step = Contract.object(steps.get(i), "step");
+      Map<String, Object> step = Contract.object(Contract.withSaved(steps.get(i), saved), "step");
       String where = vector + (profile == null ? "" : "[" + profile + "]") + " step " + i;
-      runStep(doc, step, binding, where, problems);
+      runStep(doc, step, binding, where, problems, async);
     }
     if (!problems.isEmpty()) {
       throw new AssertionError(String.join("\n", problems));
@@ -79,7 +86,7 @@ public final class ContractRunner {
 
   private Binding bind(String target, String profile) {
     return switch (target) {
-      case "sidecar", "store_down" -> {
+      case "sidecar", "store_down", "full" -> {
         SidecarProcess sidecar = world.sidecar(profile);
         yield new Binding(sidecar.httpPort(), sidecar, false);
       }
@@ -90,7 +97,7 @@ public final class ContractRunner {
   }
 
   private void runStep(Map<String, Object> vector, Map<String, Object> step, Binding binding,
-      String where, List<String> problems) {
+      String where, List<String> problems, boolean async) {
     boolean middleware = step.containsKey("request");
     Contract.checkKeys(step, middleware ? Contract.MIDDLEWARE_STEP_KEYS
         : Contract.CLIENT_STEP_KEYS, where);
@@ -98,7 +105,7 @@ public final class ContractRunner {
         + " expect");
     Contract.checkKeys(expect, middleware ? MIDDLEWARE_EXPECT : CLIENT_EXPECT, where + " expect");
     RateLimiterClient client = client(Contract.settings(world.contract, "client", vector, step),
-        binding.port());
+        binding.port(), world.rootKey);
     double requestsBefore = counter(expect, binding, where);
     int silentBefore = binding.silent() ? world.silentServer().requests() : 0;
     Instant started = Instant.now();
@@ -109,6 +116,11 @@ public final class ContractRunner {
           Contract.object(step.get("request"), where + " request"), where);
       checkElapsed(expect, t0, where, problems);
       checkResponse(expect, response, where, problems);
+    } else if ("verifyKey".equals(step.get("call"))) {
+      VerifyStep call = VerifyStep.perform(client, step, async);
+      checkElapsed(expect, t0, where, problems);
+      call.check(expect, started, where, problems);
+      call.checkSecrets(List.of((String) step.get("key"), world.rootKey), where, problems);
     } else {
       ClientCall call = ClientCall.perform(client, step, where);
       checkElapsed(expect, t0, where, problems);
@@ -169,21 +181,30 @@ public final class ContractRunner {
     }
   }
 
-  /** A client from the merged settings, {@code {port}} filled in. */
-  static RateLimiterClient client(Map<String, Object> s, int port) {
-    FailureMode mode = switch ((String) s.get("failure_mode")) {
-      case "open" -> FailureMode.OPEN;
-      case "closed" -> FailureMode.CLOSED;
-      default -> throw new IllegalStateException("unknown failure_mode " + s.get("failure_mode"));
-    };
-    return RateLimiterClient.builder()
+  /** A client from the merged settings, {@code {port}} and {@code {root_key}} filled in. */
+  static RateLimiterClient client(Map<String, Object> s, int port, String rootKey) {
+    RateLimiterClient.Builder builder = RateLimiterClient.builder()
         .endpoint(((String) s.get("endpoint")).replace("{port}", String.valueOf(port)))
         .timeout(Duration.ofMillis(((Number) s.get("timeout_ms")).longValue()))
         .retry(new RetryPolicy(((Number) s.get("attempts")).intValue(),
             Duration.ofMillis(((Number) s.get("backoff_ms")).longValue()),
             Duration.ofMillis(((Number) s.get("max_backoff_ms")).longValue())))
-        .failureMode(mode)
-        .build();
+        .failureMode(mode(s, "failure_mode"));
+    if (s.get("root_key") instanceof String key) { // null: the client has none
+      builder.rootKey(key.replace("{root_key}", rootKey));
+    }
+    if (s.containsKey("verify_failure_mode")) { // absent: the client's default
+      builder.verifyFailureMode(mode(s, "verify_failure_mode"));
+    }
+    return builder.build();
+  }
+
+  private static FailureMode mode(Map<String, Object> s, String setting) {
+    return switch ((String) s.get(setting)) {
+      case "open" -> FailureMode.OPEN;
+      case "closed" -> FailureMode.CLOSED;
+      default -> throw new IllegalStateException("unknown " + setting + " " + s.get(setting));
+    };
   }
 
   // -- middleware steps ------------------------------------------------------------------------

@@ -1,17 +1,23 @@
 package io.viva.ratelimit.testing.contract;
 
+import io.viva.ratelimit.JsonAccess;
 import io.viva.ratelimit.testing.RedisProcess;
 import io.viva.ratelimit.testing.SidecarProcess;
 import io.viva.ratelimit.testing.SilentServer;
 import io.viva.ratelimit.testing.Tools;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,8 +33,11 @@ public final class ContractWorld implements AutoCloseable {
   private static final Pattern LABEL = Pattern.compile("(\\w+)=\"((?:[^\"\\\\]|\\\\.)*)\"");
 
   final Contract contract;
+  /** The run's root key ({root_key}): the full-mode sidecars register it at start-up. */
+  final String rootKey = "vroot_contract_" + HexFormat.of().formatHex(randomBytes(16));
   private RedisProcess redis;
   private final Map<String, SidecarProcess> sidecars = new HashMap<>();
+  private final List<Path> dataDirs = new ArrayList<>();
   private SilentServer silent;
   private final HttpClient http = HttpClient.newBuilder()
       .connectTimeout(Duration.ofSeconds(5)).build();
@@ -61,6 +70,10 @@ public final class ContractWorld implements AutoCloseable {
     Map<String, String> values = new HashMap<>();
     values.put("rules", contract.root.resolve((String) contract.doc.get("rules"))
         .toAbsolutePath().toString());
+    values.put("plans", contract.root.resolve((String) contract.doc.get("plans"))
+        .toAbsolutePath().toString());
+    values.put("data_dir", dataDir().toString());
+    values.put("root_key", rootKey);
     int httpPort = Tools.freePort();
     values.put("http_port", String.valueOf(httpPort));
     values.put("grpc_port", String.valueOf(Tools.freePort()));
@@ -78,8 +91,67 @@ public final class ContractWorld implements AutoCloseable {
         values)));
     Contract.object(spec.get("env"), "env").forEach((k, v) -> env.put(k, fill((String) v,
         values)));
-    boolean healthy = profile.equals("memory") || profile.equals("redis");
-    return SidecarProcess.launch(args, env, httpPort, healthy);
+    return SidecarProcess.launch(args, env, httpPort, !profile.equals("store_down"));
+  }
+
+  private Path dataDir() {
+    try {
+      Path dir = Files.createTempDirectory("viva-contract-");
+      dataDirs.add(dir);
+      return dir.toAbsolutePath();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private static byte[] randomBytes(int n) {
+    byte[] out = new byte[n];
+    new SecureRandom().nextBytes(out);
+    return out;
+  }
+
+  /**
+   * A vector's setup on {@code sidecar}: each admin call in order, with the run's root key; the
+   * string fields of the answers saved as {@code NAME.FIELD} (sdk/contract/README.md, "Setup").
+   */
+  public Map<String, String> setup(SidecarProcess sidecar, List<?> requests) {
+    Map<String, String> saved = new HashMap<>();
+    for (Object raw : requests) {
+      Map<String, Object> request = Contract.object(Contract.withSaved(raw, saved), "setup");
+      Contract.checkKeys(request, Contract.SETUP_KEYS, "setup");
+      String body = request.containsKey("body") ? JsonAccess.write(request.get("body")) : null;
+      HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(sidecar.httpUrl()
+              + request.get("path")))
+          .timeout(Duration.ofSeconds(10))
+          .header("Authorization", "Bearer " + rootKey)
+          .header("Content-Type", "application/json")
+          .method((String) request.get("method"), body == null
+              ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body));
+      HttpResponse<String> response = send(builder.build());
+      if (response.statusCode() / 100 != 2) {
+        throw new IllegalStateException("setup " + request.get("method") + " "
+            + request.get("path") + ": HTTP " + response.statusCode() + " " + response.body());
+      }
+      if (request.get("save") instanceof String name) {
+        Contract.object(JsonAccess.parse(response.body()), "answer").forEach((field, value) -> {
+          if (value instanceof String text) {
+            saved.put(name + "." + field, text);
+          }
+        });
+      }
+    }
+    return saved;
+  }
+
+  private HttpResponse<String> send(HttpRequest request) {
+    try {
+      return http.send(request, HttpResponse.BodyHandlers.ofString());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
   }
 
   private RedisProcess redis() {
@@ -149,5 +221,9 @@ public final class ContractWorld implements AutoCloseable {
     if (redis != null) {
       redis.close();
     }
+    for (Path dir : dataDirs) {
+      Tools.deleteTree(dir);
+    }
+    dataDirs.clear();
   }
 }
