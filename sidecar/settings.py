@@ -25,6 +25,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 REDIS_TYPES = ("single", "sentinel", "cluster")
 MODES = ("standalone", "full")
+_SECRETS = ("root_key", "secret_key", "secret_key_previous")
 _LOG_LEVEL_ALIASES = {"trace": "debug", "fatal": "critical", "panic": "critical"}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                    "h": 3600.0}
@@ -116,6 +117,32 @@ def parse_root_key(name: str, text: str) -> str:
         raise SettingsError(f"{name} is {len(text)} characters long; expected at least 32 "
                             "(e.g. the output of 'viva-ratelimit admin create-root-key')")
     return text
+
+
+def parse_flush_interval(name: str, text: str) -> float:
+    """How often usage counts are written to the ledger: 0.1 s to 1 h."""
+    seconds = parse_duration(name, text)
+    if not 0.1 <= seconds <= 3600:
+        raise SettingsError(f"{name}={text!r} is out of range; expected a duration from 100ms "
+                            "to 1h (what a crash may lose; default 10s)")
+    return seconds
+
+
+def parse_secret_key(name: str, text: str) -> str:
+    """A key that seals webhook secrets: any string of at least 32 characters (never echoed)."""
+    if text and len(text) < 32:
+        raise SettingsError(f"{name} is {len(text)} characters long; expected at least 32 "
+                            "(e.g. the output of 'openssl rand -base64 32')")
+    return text
+
+
+def parse_secret_keys(name: str, text: str) -> tuple[str, ...]:
+    """Former VIVA_SECRET_KEY values, comma-separated (rotation)."""
+    return tuple(parse_secret_key(name, k.strip()) for k in text.split(",") if k.strip())
+
+
+def parse_concurrency(name: str, text: str) -> int:
+    return parse_int(name, text, 1, 256)
 
 
 def parse_public_url(name: str, text: str) -> str:
@@ -247,6 +274,22 @@ class Settings:
                                             ("x-api-key", "authorization"))
     key_cache_size: int = _setting("VIVA_KEY_CACHE_SIZE", parse_int, 100_000)
     verify_failures_per_minute: int = _setting("VIVA_VERIFY_FAILURES_PER_MINUTE", parse_int, 60)
+    # Usage metering: decisions counted in memory, written to the ledger every interval.
+    usage: bool = _setting("VIVA_USAGE", parse_bool, True)
+    usage_flush_interval: float = _setting("VIVA_USAGE_FLUSH_INTERVAL", parse_flush_interval,
+                                           10.0)
+    # Full mode: alerts and signed webhooks (management/alerts/).
+    secret_key: str = _setting("VIVA_SECRET_KEY", parse_secret_key, "")
+    secret_key_previous: tuple[str, ...] = _setting("VIVA_SECRET_KEY_PREVIOUS",
+                                                    parse_secret_keys, ())
+    webhooks_allow_private: bool = _setting("VIVA_WEBHOOKS_ALLOW_PRIVATE", parse_bool, False)
+    webhooks_timeout: float = _setting("VIVA_WEBHOOKS_TIMEOUT", parse_timeout, 10.0)
+    webhooks_backoff: float = _setting("VIVA_WEBHOOKS_BACKOFF", parse_timeout, 5.0)
+    webhooks_backoff_max: float = _setting("VIVA_WEBHOOKS_BACKOFF_MAX", parse_timeout, 3600.0)
+    webhooks_retry_for: float = _setting("VIVA_WEBHOOKS_RETRY_FOR", parse_timeout, 86400.0)
+    webhooks_concurrency: int = _setting("VIVA_WEBHOOKS_CONCURRENCY", parse_concurrency, 8)
+    alerts_interval: float = _setting("VIVA_ALERTS_INTERVAL", parse_timeout, 30.0)
+    key_expiring_days: int = _setting("VIVA_KEY_EXPIRING_DAYS", parse_int, 7)
     # Where browsers reach this service: the origin of the portal links the admin API hands
     # out (empty: the origin the admin call itself came to).
     public_url: str = _setting("VIVA_PUBLIC_URL", parse_public_url, "")
@@ -305,7 +348,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if (f.name.endswith("_auth") or f.name == "root_key") and value:
+            if (f.name.endswith("_auth") or f.name in _SECRETS) and value:
                 value = "***"
             elif f.name == "database_url" and value:
                 value = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", value)

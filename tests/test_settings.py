@@ -97,6 +97,10 @@ def test_go_durations(text: str, seconds: float) -> None:
     ({"REDIS_TIMEOUT": "10 s"}, "REDIS_TIMEOUT='10 s' is not a duration"),
     ({"REDIS_TIMEOUT": "0s"}, "REDIS_TIMEOUT='0s' must be above zero"),
     ({"VIVA_SHUTDOWN_GRACE": "2d"}, "VIVA_SHUTDOWN_GRACE='2d' is not a duration"),
+    ({"VIVA_USAGE_FLUSH_INTERVAL": "0s"}, "VIVA_USAGE_FLUSH_INTERVAL='0s' is out of range; "
+                                          "expected a duration from 100ms to 1h"),
+    ({"VIVA_USAGE_FLUSH_INTERVAL": "2h"}, "VIVA_USAGE_FLUSH_INTERVAL='2h' is out of range"),
+    ({"VIVA_USAGE": "sometimes"}, "VIVA_USAGE"),
     ({"BACKEND_TYPE": "memcache"}, "BACKEND_TYPE='memcache' is not supported"),
     ({"REDIS_TYPE": "ring"}, "REDIS_TYPE='ring' is not supported"),
     ({"VIVA_FAILURE_POLICY": "maybe"}, "VIVA_FAILURE_POLICY='maybe' is not supported"),
@@ -223,3 +227,25 @@ def test_full_mode_settings_and_their_secrets_masked() -> None:
                                             "least 32") as info:
         load(VIVA_ROOT_KEY="short")
     assert "short" not in str(info.value)
+
+
+def test_webhook_settings_and_the_secret_key_masked() -> None:
+    s = load(VIVA_SECRET_KEY="s" * 32, VIVA_SECRET_KEY_PREVIOUS=f"{'a' * 32}, {'b' * 40}",
+             VIVA_WEBHOOKS_TIMEOUT="2s", VIVA_WEBHOOKS_RETRY_FOR="24h",
+             VIVA_WEBHOOKS_ALLOW_PRIVATE="true", VIVA_KEY_EXPIRING_DAYS="3")
+    assert (s.secret_key, s.secret_key_previous) == ("s" * 32, ("a" * 32, "b" * 40))
+    assert (s.webhooks_timeout, s.webhooks_retry_for, s.webhooks_allow_private,
+            s.key_expiring_days) == (2.0, 86400.0, True, 3)
+    defaults = load()
+    assert (defaults.secret_key, defaults.webhooks_allow_private, defaults.webhooks_backoff,
+            defaults.webhooks_backoff_max, defaults.alerts_interval) == ("", False, 5.0,
+                                                                          3600.0, 30.0)
+    described = s.describe()
+    assert described["VIVA_SECRET_KEY"] == described["VIVA_SECRET_KEY_PREVIOUS"] == "***"
+    for bad, says in [({"VIVA_SECRET_KEY": "short"}, "VIVA_SECRET_KEY is 5 characters"),
+                      ({"VIVA_SECRET_KEY_PREVIOUS": "x" * 40 + ",tiny"}, "is 4 characters"),
+                      ({"VIVA_WEBHOOKS_CONCURRENCY": "0"}, "out of range; expected 1..256"),
+                      ({"VIVA_WEBHOOKS_TIMEOUT": "0s"}, "must be above zero")]:
+        with pytest.raises(SettingsError, match=says) as info:
+            load(**bad)
+        assert "short" not in str(info.value) and "tiny" not in str(info.value)

@@ -106,7 +106,7 @@ func (c *Client) post(ctx context.Context, path string, req CheckRequest, hits i
 	if err != nil {
 		return c.failed(invalidField("", err.Error()))
 	}
-	status, answer, attempts, err := c.exchange(ctx, path, payload, nil)
+	status, answer, attempts, err := c.exchange(ctx, http.MethodPost, path, payload, nil)
 	if err == nil {
 		var res Result
 		if res, err = interpret(status, answer); err == nil {
@@ -120,11 +120,11 @@ func (c *Client) post(ctx context.Context, path string, req CheckRequest, hits i
 	return c.failed(&UnavailableError{Attempts: attempts, Err: err})
 }
 
-// exchange POSTs payload to path, retrying what never reached the sidecar, and returns its
-// answer and the tries made; an error when no answer came.
-func (c *Client) exchange(ctx context.Context, path string, payload []byte, header http.Header) (int, []byte, int, error) {
+// exchange sends payload (nil: no body) to path, retrying what never reached the sidecar, and
+// returns its answer and the tries made; an error when no answer came.
+func (c *Client) exchange(ctx context.Context, method, path string, payload []byte, header http.Header) (int, []byte, int, error) {
 	for attempt := 1; ; attempt++ {
-		status, answer, err := c.attempt(ctx, path, payload, header)
+		status, answer, err := c.attempt(ctx, method, path, payload, header)
 		if err == nil {
 			return status, answer, attempt, nil
 		}
@@ -139,12 +139,16 @@ func (c *Client) failed(err error) (Result, error) {
 	return Result{Allowed: c.cfg.mode == FailOpen}, err
 }
 
-// attempt is one POST, bounded by the timeout: the answer's status and body, or an error when
-// the sidecar could not be reached or its answer could not be read.
-func (c *Client) attempt(ctx context.Context, path string, payload []byte, header http.Header) (int, []byte, error) {
+// attempt is one request, bounded by the timeout: the answer's status and body, or an error
+// when the sidecar could not be reached or its answer could not be read.
+func (c *Client) attempt(ctx context.Context, method, path string, payload []byte, header http.Header) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+path, bytes.NewReader(payload))
+	var body io.Reader = http.NoBody
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -19,4 +19,9 @@
 // [FailClosed] refuses. [Client.Check] then returns that answer together with an
 // [*UnavailableError]; a request the sidecar finds invalid returns a [*RequestError] naming the
 // field.
+//
+// Leases: [Client.Lease] and [Client.WithLease] hold a slot of a concurrency limit (a rule
+// with algorithm: concurrency) while a stream or a WebSocket is open, renewed in the
+// background and released when done; [Client.AcquireLease], [Client.RenewLease] and
+// [Client.ReleaseLease] are the calls underneath.
 package ratelimiter

@@ -108,3 +108,41 @@ func ExampleClient_VerifyKey() {
 	})
 	log.Fatal(http.ListenAndServe("127.0.0.1:8000", handler))
 }
+
+// A concurrency limit (rule: {algorithm: concurrency, max: 5, lease_ttl: 60s}): at most 5
+// streams per user at once. WithLease holds a slot while the function runs, renewing it in the
+// background, and releases it when the function returns; its context is cancelled if the lease
+// is lost.
+func ExampleClient_WithLease() {
+	client := ratelimiter.New("localhost:8080")
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := client.WithLease(r.Context(), r.Header.Get("X-User"), "ws", func(ctx context.Context, _ *ratelimiter.Lease) error {
+			return stream(ctx, w) // until the client leaves, or ctx ends
+		})
+		var refused *ratelimiter.LeaseRefusedError
+		if errors.As(err, &refused) {
+			w.Header().Set("Retry-After", fmt.Sprint(int(refused.Result.RetryAfter.Seconds())))
+			http.Error(w, "too many open streams", http.StatusTooManyRequests)
+		}
+	})
+	log.Fatal(http.ListenAndServe("127.0.0.1:8000", handler))
+}
+
+func stream(ctx context.Context, w http.ResponseWriter) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// The same with the lease in hand: Renew and Release are yours to call (renewals also run in
+// the background until Release, or until ctx is done).
+func ExampleClient_Lease() {
+	ctx := context.Background()
+	client := ratelimiter.New("localhost:8080")
+	lease, err := client.Lease(ctx, "user_123", "ws", ratelimiter.TTL(30*time.Second))
+	if err != nil { // *LeaseRefusedError: every slot is held (or FailClosed without the sidecar)
+		fmt.Println("no slot:", err)
+		return
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	fmt.Println("holding", lease.ID(), "until", lease.Result().ExpiresAt)
+}

@@ -106,7 +106,7 @@ func (c *Client) VerifyKey(ctx context.Context, key string, opts ...VerifyOption
 		return KeyVerification{}, invalidField("", "the request cannot be encoded as JSON")
 	}
 	header := http.Header{"Authorization": {"Bearer " + c.cfg.rootKey.value}}
-	status, answer, attempts, err := c.exchange(ctx, verifyPath, payload, header)
+	status, answer, attempts, err := c.exchange(ctx, http.MethodPost, verifyPath, payload, header)
 	if err != nil {
 		return c.unverified(attempts, err)
 	}

@@ -1,4 +1,5 @@
-"""Full mode (MODE=full): customers, API keys, plans, key verification, the admin API.
+"""Full mode (MODE=full): customers, API keys, plans, key verification, the admin API, usage
+metering and billing.
 
 Imported only by the composition root when the mode is ``full``; standalone code never imports
 anything from here (an import-linter contract in pyproject.toml checks it), so a standalone
@@ -13,5 +14,8 @@ sidecar does not load SQLAlchemy, msgspec or the catalog.
     schemas.py     request/response types of the admin API (msgspec) and its OpenAPI
     admin.py       the admin REST handlers (aiohttp, mounted on the HTTP port)
     gateway.py     key verification for gateways: Envoy ext_authz (gRPC), forward-auth
+    meters.py      what usage is measured in (requests, and the meters the plans declare)
+    usage/         decisions counted in memory and flushed to a ledger; usage events; series
+    billing/       prices, invoices, closing a billing period; CSV and printable HTML
     service.py     wires all of the above for the composition root
 """

@@ -105,21 +105,21 @@ class AdminApi:
     async def create_customer(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "customers:write")
         body = await self._body(request, s.CustomerCreate)
-        return _json(await self.catalog.create_customer(actor, body), 201)
+        return reply(await self.catalog.create_customer(actor, body), 201)
 
     async def list_customers(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "customers:read")
-        limit, cursor = _page(request)
-        return _json(await self.catalog.list_customers(limit, cursor))
+        limit, cursor = paged(request)
+        return reply(await self.catalog.list_customers(limit, cursor))
 
     async def get_customer(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "customers:read")
-        return _json(await self.catalog.get_customer(request.match_info["id"]))
+        return reply(await self.catalog.get_customer(request.match_info["id"]))
 
     async def update_customer(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "customers:write")
         body = await self._body(request, s.CustomerUpdate)
-        return _json(await self.catalog.update_customer(actor, request.match_info["id"], body))
+        return reply(await self.catalog.update_customer(actor, request.match_info["id"], body))
 
     async def delete_customer(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "customers:write")
@@ -131,47 +131,47 @@ class AdminApi:
     async def create_key(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "keys:write")
         body = await self._body(request, s.KeyCreate)
-        return _json(await self.catalog.create_key(actor, body), 201)
+        return reply(await self.catalog.create_key(actor, body), 201)
 
     async def list_keys(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "keys:read")
-        limit, cursor = _page(request)
+        limit, cursor = paged(request)
         customer = request.query.get("customer_id")
-        return _json(await self.catalog.list_keys(customer, limit, cursor))
+        return reply(await self.catalog.list_keys(customer, limit, cursor))
 
     async def get_key(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "keys:read")
-        return _json(await self.catalog.get_key(request.match_info["id"]))
+        return reply(await self.catalog.get_key(request.match_info["id"]))
 
     async def update_key(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "keys:write")
         body = await self._body(request, s.KeyUpdate)
-        return _json(await self.catalog.update_key(actor, request.match_info["id"], body))
+        return reply(await self.catalog.update_key(actor, request.match_info["id"], body))
 
     async def rotate_key(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "keys:write")
         body = await self._body(request, s.Rotate, empty_ok=True)
         created = await self.catalog.rotate_key(actor, request.match_info["id"],
                                                 body.grace_seconds)
-        return _json(created, 201)
+        return reply(created, 201)
 
     async def revoke_key(self, request: web.Request) -> web.Response:
         actor = self.roots.actor(request, "keys:write")
-        return _json(await self.catalog.revoke_key(actor, request.match_info["id"]))
+        return reply(await self.catalog.revoke_key(actor, request.match_info["id"]))
 
     async def list_audit(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "admin")
-        limit, cursor = _page(request)
+        limit, cursor = paged(request)
         if cursor is not None and not cursor.isdigit():
             raise Invalid("not a cursor this API gave", "cursor")
-        return _json(await self.catalog.list_audit(request.query.get("target"), limit,
+        return reply(await self.catalog.list_audit(request.query.get("target"), limit,
                                                    int(cursor) if cursor else None))
 
     async def list_plans(self, request: web.Request) -> web.Response:
         self.roots.actor(request, "customers:read")
         if self.plans_view is None:
             raise Invalid("no plans manager")
-        return _json(self.plans_view())
+        return reply(self.plans_view())
 
     # -- verification ------------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class AdminApi:
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
         answer = rate_answer(outcome, self.verifier.engine.clock())
-        response = _json(verification(outcome, answer))
+        response = reply(verification(outcome, answer))
         for name, value in headers(answer, self.rate_headers):
             response.headers[name] = value
         return response
@@ -194,14 +194,20 @@ class AdminApi:
         return web.Response(body=self.openapi, content_type="application/json")
 
     async def _body(self, request: web.Request, kind: type[T], empty_ok: bool = False) -> T:
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise _TooLarge()
-        data = await request.content.read(self.max_body + 1)
-        if len(data) > self.max_body:
-            raise _TooLarge()
-        if not data.strip() and empty_ok:
-            data = b"{}"
-        return decode(data, kind)
+        return await read_body(request, kind, self.max_body, empty_ok)
+
+
+async def read_body(request: web.Request, kind: type[T], max_body: int,
+                    empty_ok: bool = False) -> T:
+    """The request's JSON body as ``kind`` (413 past ``max_body`` bytes)."""
+    if request.content_length is not None and request.content_length > max_body:
+        raise _TooLarge()
+    data = await request.content.read(max_body + 1)
+    if len(data) > max_body:
+        raise _TooLarge()
+    if not data.strip() and empty_ok:
+        data = b"{}"
+    return decode(data, kind)
 
 
 def decode(data: bytes, kind: type[T]) -> T:
@@ -224,7 +230,7 @@ class _TooLarge(Exception):
     pass
 
 
-def _page(request: web.Request) -> tuple[int, str | None]:
+def paged(request: web.Request) -> tuple[int, str | None]:
     text = request.query.get("limit", "20")
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
         raise Invalid(f"expected a whole number from 1 to {MAX_PAGE}", "limit")
@@ -234,13 +240,13 @@ def _page(request: web.Request) -> tuple[int, str | None]:
     return int(text), cursor
 
 
-def _json(value: Any, status: int = 200) -> web.Response:
+def reply(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=s.to_json(value), status=status, content_type="application/json")
 
 
 def guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
     """``handler`` with unknown query parameters refused and every failure a JSON error."""
-    async def guarded(request: web.Request) -> web.StreamResponse:
+    async def checked(request: web.Request) -> web.StreamResponse:
         try:
             for name in request.query:
                 if name not in query:
@@ -250,27 +256,27 @@ def guarded(handler: Handler, query: tuple[str, ...]) -> Handler:
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
 
-    return guarded
+    return checked
 
 
 def failure(exc: Exception) -> web.Response:
     if isinstance(exc, AdminError):
-        response = _json(s.Error(exc.message, exc.field), exc.status)
+        response = reply(s.Error(exc.message, exc.field), exc.status)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="viva-ratelimit"'
         return response
     if isinstance(exc, RequestError):
         field, _, message = str(exc).partition(": ")
-        return _json(s.Error(message or field, field if message else None), 400)
+        return reply(s.Error(message or field, field if message else None), 400)
     if isinstance(exc, _TooLarge):
-        return _json(s.Error("the body is too large (see VIVA_REST_MAX_BODY_BYTES)", None), 413)
+        return reply(s.Error("the body is too large (see VIVA_REST_MAX_BODY_BYTES)", None), 413)
     if isinstance(exc, StorageError):
-        return _json(s.Error(f"cannot decide now: {exc}", None), 503)
+        return reply(s.Error(f"cannot decide now: {exc}", None), 503)
     if is_database_error(exc):
         log.error("catalog database error: %s", type(exc).__name__)
-        return _json(s.Error("the catalog database is unavailable; try again", None), 503)
+        return reply(s.Error("the catalog database is unavailable; try again", None), 503)
     log.exception("unexpected error in the admin API", exc_info=exc)
-    return _json(s.Error("internal error; see the sidecar log", None), 500)
+    return reply(s.Error("internal error; see the sidecar log", None), 500)
 
 
 def is_database_error(exc: Exception) -> bool:

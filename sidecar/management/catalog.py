@@ -1,8 +1,9 @@
 """The admin API's operations on the catalog, each one transaction.
 
-A mutation, its audit event and its change-log row commit together or not at all: a request
-that fails half-way leaves the database as it was. Secrets never enter: a key is stored as
-its SHA-256 and shown once, by the create or rotate answer.
+A mutation, its audit event, its change-log row and the webhook events it causes (written to
+the outbox by ``events``: key.created, key.rotated, key.revoked) commit together or not at
+all: a request that fails half-way leaves the database as it was. Secrets never enter: a key is
+stored as its SHA-256 and shown once, by the create or rotate answer.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
 from sidecar.management import schemas as s
-from sidecar.management.db.models import ApiKey, AuditEvent, Change, Customer, RootKey
+from sidecar.management.alerts.schemas import KeyCreatedData, KeyRevokedData, KeyRotatedData
+from sidecar.management.db.models import (
+    ApiKey,
+    AuditEvent,
+    Change,
+    Customer,
+    PlanPeriod,
+    RootKey,
+)
 from sidecar.management.errors import Conflict, Invalid, NotFound
 from sidecar.management.keys import (
     API_KEY_PREFIX,
@@ -37,6 +46,12 @@ Clock = Callable[[], float]
 MAX_PAGE = 100
 
 
+class EventSink(Protocol):
+    """Writes an event in the caller's transaction (alerts/outbox.py's Outbox)."""
+
+    async def emit(self, session: AsyncSession, event_type: str, data: Any) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks: a root key's id and scopes."""
@@ -50,8 +65,10 @@ class Catalog:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  plans: Callable[[], PlanSet | None], clock: Clock,
-                 committed: Callable[[Change], None] | None = None) -> None:
+                 committed: Callable[[Change], None] | None = None,
+                 events: EventSink | None = None) -> None:
         self.sessions = sessions
+        self.events = events
         self.plans = plans
         self.clock = clock
         # Hears this instance's own changes once committed (its cache need not wait for the
@@ -85,6 +102,7 @@ class Catalog:
                     raise Conflict(f"customer {row.id!r} exists already", "id")
                 session.add(row)
                 await session.flush()
+                session.add(PlanPeriod(customer_id=row.id, plan=row.plan, starts_at=now))
                 self._audit(session, actor, "customer.create", f"customer:{row.id}",
                             _fields(body))
         except IntegrityError:  # created by someone else between the check and the insert
@@ -117,6 +135,8 @@ class Catalog:
                 row.limits = self._limits(body.limits, scope)
             elif plan is not None and row.limits:  # the overrides must still hold
                 self._limits([msgspec.convert(x, s.Limit) for x in row.limits], scope)
+            if plan is not None and plan != row.plan:
+                await self._plan_changed(session, row.id, plan)
             for name in ("name", "email", "plan", "meta"):
                 value = getattr(body, name)
                 if value is not msgspec.UNSET:
@@ -133,10 +153,13 @@ class Catalog:
         async with self._transaction() as session:
             row = await self._customer(session, customer_id, lock=True)
             row.deleted_at = row.updated_at = now
+            await self._plan_changed(session, row.id, None)
             keys = (await session.scalars(select(ApiKey).where(
                 ApiKey.customer_id == row.id, ApiKey.revoked_at.is_(None)))).all()
             for key in keys:
                 key.revoked_at = key.updated_at = now
+                await self._emit(session, "key.revoked",
+                                 KeyRevokedData(key_view(key, row.plan), "customer_deleted"))
             self._audit(session, actor, "customer.delete", f"customer:{row.id}",
                         {"revoked_keys": [k.id for k in keys]})
             self._changed(session, "customer", customer_id=row.id)
@@ -158,6 +181,8 @@ class Catalog:
             session.add(row)
             self._audit(session, actor, "key.create", f"key:{row.id}", _fields(body))
             self._changed(session, "key", row)
+            await self._emit(session, "key.created",
+                             KeyCreatedData(key_view(row, customer.plan)))
         return _created(row, made.secret, customer.plan)
 
     async def get_key(self, key_id: str) -> s.Key:
@@ -216,16 +241,20 @@ class Catalog:
                         {"new_key_id": row.id, "grace_seconds": grace_seconds})
             self._changed(session, "key", old)
             self._changed(session, "key", row)
+            await self._emit(session, "key.rotated", KeyRotatedData(
+                key_view(old, plan), key_view(row, plan), grace_seconds))
         return _created(row, made.secret, plan)
 
     async def revoke_key(self, actor: Actor, key_id: str) -> s.Key:
         async with self._transaction() as session:
             row = await self._key(session, key_id, lock=True)
+            plan = await self._plan_of(session, row.customer_id)
             if row.revoked_at is None:
                 row.revoked_at = row.updated_at = self.now()
                 self._audit(session, actor, "key.revoke", f"key:{row.id}", {})
                 self._changed(session, "key", row)
-            plan = await self._plan_of(session, row.customer_id)
+                await self._emit(session, "key.revoked",
+                                 KeyRevokedData(key_view(row, plan), "revoked"))
         return key_view(row, plan)
 
     async def find_key(self, key_hash: str) -> tuple[ApiKey, Customer] | None:
@@ -241,13 +270,23 @@ class Catalog:
                            name: str | None) -> tuple[str, str]:
         """Register a root key (a new one when ``secret`` is None); returns (id, secret).
         Registering a known secret again changes nothing."""
-        made = new_key(ROOT_KEY_PREFIX)
-        secret = secret or made.secret
+        secret = secret or new_key(ROOT_KEY_PREFIX).secret
         digest = hash_key(secret)
+        try:
+            return await self._add_root_key(secret, digest, scopes, name), secret
+        except IntegrityError:  # instances starting at once register the same VIVA_ROOT_KEY
+            async with self.sessions() as session:
+                found = await session.scalar(select(RootKey.id).where(RootKey.hash == digest))
+            if found is None:
+                raise
+            return str(found), secret
+
+    async def _add_root_key(self, secret: str, digest: str, scopes: Sequence[str],
+                            name: str | None) -> str:
         async with self._transaction() as session:
             found = await session.scalar(select(RootKey).where(RootKey.hash == digest))
             if found is not None:
-                return found.id, secret
+                return found.id
             # A VIVA_ROOT_KEY may be any text: show none of it.
             start = display_start(secret) if well_formed(secret, ROOT_KEY_PREFIX) else ""
             row = RootKey(id=new_id("root"), hash=digest, start=start, name=name,
@@ -256,7 +295,7 @@ class Catalog:
             self._audit(session, Actor("system", frozenset()), "root_key.create",
                         f"root_key:{row.id}", {"scopes": row.scopes, "name": name})
             self._changed(session, "root_key")
-        return row.id, secret
+        return row.id
 
     async def root_keys(self) -> list[RootKey]:
         async with self.sessions() as session:
@@ -325,6 +364,17 @@ class Catalog:
             raise NotFound(f"no key {key_id!r}")
         return row
 
+    async def _plan_changed(self, session: AsyncSession, customer_id: str,
+                            plan: str | None) -> None:
+        """End the customer's plan period now and start one on ``plan`` (None: the customer
+        is deleted), so billing knows which plan was in force when (billing/invoice.py)."""
+        now = self.now()
+        await session.execute(update(PlanPeriod).where(
+            PlanPeriod.customer_id == customer_id, PlanPeriod.ends_at.is_(None)).values(
+            ends_at=now))
+        if plan is not None:
+            session.add(PlanPeriod(customer_id=customer_id, plan=plan, starts_at=now))
+
     async def _plan_of(self, session: AsyncSession, customer_id: str) -> str:
         return str(await session.scalar(select(Customer.plan).where(
             Customer.id == customer_id)))
@@ -347,8 +397,11 @@ class Catalog:
 
     def _audit(self, session: AsyncSession, actor: Actor, action: str, target: str,
                changes: dict[str, Any]) -> None:
-        session.add(AuditEvent(at=self.now(), actor=actor.id, action=action, target=target,
-                               changes=changes))
+        audit(session, self.now(), actor, action, target, changes)
+
+    async def _emit(self, session: AsyncSession, event_type: str, data: Any) -> None:
+        if self.events is not None:
+            await self.events.emit(session, event_type, data)
 
     def _changed(self, session: AsyncSession, kind: str, key: ApiKey | None = None,
                  customer_id: str | None = None) -> None:
@@ -357,6 +410,13 @@ class Catalog:
                         customer_id=key.customer_id if key else customer_id)
         session.add(change)
         session.info.setdefault("changes", []).append(change)
+
+
+def audit(session: AsyncSession, at: datetime, actor: Actor, action: str, target: str,
+          changes: dict[str, Any]) -> None:
+    """An audit event in the caller's transaction."""
+    session.add(AuditEvent(at=at, actor=actor.id, action=action, target=target,
+                           changes=changes))
 
 
 def _fields(body: msgspec.Struct) -> dict[str, Any]:

@@ -3,7 +3,10 @@
     AdminError           (status, message, field)
     ├── NotFound         404: no such customer / key (or not visible to the caller)
     ├── Conflict         409: the id is taken, the plan's max_keys is reached
-    └── Invalid          400: a field is wrong; ``field`` names it
+    ├── Invalid          400: a field is wrong; ``field`` names it
+    ├── Unauthorized     401: no valid root key
+    ├── Forbidden        403: the root key lacks the scope
+    └── Unavailable      503: a setting the call needs is missing (VIVA_SECRET_KEY)
 """
 
 from __future__ import annotations
@@ -36,3 +39,7 @@ class Unauthorized(AdminError):
 
 class Forbidden(AdminError):
     status = 403
+
+
+class Unavailable(AdminError):
+    status = 503

@@ -10,6 +10,11 @@ the config directory beside the rules, checked and hot-reloaded exactly as the r
           - {name: per_second, unit: second, requests_per_unit: 5,
              algorithm: token_bucket, burst: 10}
           - {name: monthly, unit: month, requests_per_unit: 1000, calendar: true}
+        alerts:                         # usage.threshold webhooks (alerts/thresholds.py)
+          thresholds: [0.8, 1.0]        # shares of a limit, increasing, each in (0, 1]
+          limits: [monthly]             # default: quotas and windows of an hour or more
+        price: {currency: EUR, base_fee: "0"}  # billing (billing/config.py)
+    meters: {tokens: {aggregation: sum}}  # reported meters besides requests (meters.py)
     time_zone: UTC                      # where calendar quotas turn over (default UTC)
 
 Every key is checked against an allow-list; problems read ``file:line: path: what; expected
@@ -26,25 +31,35 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from fractions import Fraction
+from typing import Any, NamedTuple
 
 import yaml
 
 from sidecar.errors import RuleError, RuleSetError
-from sidecar.model import RATE_ALGORITHMS, RateLimit
+from sidecar.management.billing.config import check_meters, check_price
+from sidecar.management.billing.money import CURRENCY
+from sidecar.management.billing.prices import PlanPrice
+from sidecar.management.meters import REQUESTS, Meter
+from sidecar.model import RATE_ALGORITHMS, Algorithm, RateLimit
 from sidecar.rules.checker import listing
 from sidecar.rules.extensions import is_concurrency
 from sidecar.rules.loader import RuleFile, read_rule_files, rules_version
 from sidecar.rules.model import DescriptorNode, DomainOptions
 from sidecar.rules.schema import FileChecker
 from sidecar.rules.watcher import FileWatcher, LoadStatus
-from sidecar.rules.yaml11 import describe, int_value, is_null
+from sidecar.rules.yaml11 import FLOAT, INT, describe, int_value, is_null
 
 log = logging.getLogger("sidecar.plans")
 
 DOMAIN = "viva_keys"  # the engine domain of key verification (counters, metrics)
-ROOT_KEYS = ("plans", "time_zone")
-PLAN_KEYS = ("name", "limits", "max_keys", "features")
+ROOT_KEYS = ("plans", "time_zone", "meters")
+PLAN_KEYS = ("name", "limits", "max_keys", "features", "alerts", "price")
+ALERT_KEYS = ("thresholds", "limits")
+MAX_THRESHOLDS = 10
+# Limits whose count has a period a usage alert can refer to (buckets refill continuously).
+WINDOWED = (Algorithm.FIXED_WINDOW, Algorithm.SLIDING_WINDOW, Algorithm.SLIDING_LOG)
+ALERT_MIN_WINDOW_MS = 3_600_000  # by default, shorter windows turn over too fast to warn of
 LIMIT_KEYS = ("name", "unit", "requests_per_unit", "algorithm", "burst", "window",
               "unit_multiplier", "calendar")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -54,14 +69,35 @@ MAX_KEYS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
+class PlanAlerts:
+    """When to raise usage.threshold: shares of a limit (exact fractions of the YAML's
+    numbers), for the named limits (None: every quota and every window of an hour or more)."""
+
+    thresholds: tuple[Fraction, ...]
+    limits: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
-    """One plan in force: its limits (named RateLimits), features and key cap."""
+    """One plan in force: its limits (named RateLimits), features, key cap and alerts."""
 
     id: str
     name: str
     limits: tuple[RateLimit, ...] = ()
     features: frozenset[str] = frozenset()
     max_keys: int | None = None
+    alerts: PlanAlerts | None = None
+    price: PlanPrice | None = None  # None: the plan is not billed
+
+    def alerted(self, limit: RateLimit) -> bool:
+        """Whether usage.threshold watches ``limit`` (by name: a customer's override of a
+        plan limit is watched as the plan's is)."""
+        if self.alerts is None:
+            return False
+        if self.alerts.limits is not None:
+            return limit.name in self.alerts.limits
+        return limit.algorithm in WINDOWED and (
+            limit.calendar or limit.window_length_ms >= ALERT_MIN_WINDOW_MS)
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,7 @@ class PlanSet:
     files: tuple[str, ...] = ()
     time_zone: str = "UTC"
     options: DomainOptions = field(default_factory=DomainOptions)
+    meters: dict[str, Meter] = field(default_factory=dict)  # reported ones (not requests)
 
 
 class _PlanChecker(FileChecker):
@@ -81,6 +118,7 @@ class _PlanChecker(FileChecker):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
+        self.meters: dict[str, Meter] = {}
         # A refused request uses up none of a plan's limits (and atomic verification charges
         # all of a key's limits or none).
         self.domain_count_rejected = False
@@ -88,6 +126,7 @@ class _PlanChecker(FileChecker):
     def plans_root(self, node: yaml.Node | None) -> tuple[dict[str, Plan], str]:
         fields = self.mapping(node, "", ROOT_KEYS) or {}
         options = self.domain_options({k: v for k, v in fields.items() if k == "time_zone"})
+        self.meters = check_meters(self, fields.get("meters"), lambda n: bool(NAME.match(n)))
         plans_node = fields.get("plans")
         if not isinstance(plans_node, yaml.MappingNode):
             self.fail(plans_node or node, "plans", "no plans", "a mapping of plan ids to plans")
@@ -124,7 +163,65 @@ class _PlanChecker(FileChecker):
                           f"{describe(f['max_keys'])} is not a number of keys",
                           f"a whole number from 1 to {MAX_KEYS}, or no max_keys (no cap)")
                 max_keys = None
-        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys)
+        alerts = self.alerts(f.get("alerts"), f"{path}.alerts", limits)
+        price = None if is_null(f.get("price")) else check_price(self, f["price"],
+                                                                  f"{path}.price")
+        return Plan(plan_id, name, tuple(limits), frozenset(features), max_keys, alerts, price)
+
+    def alerts(self, node: yaml.Node | None, path: str,
+               limits: list[RateLimit]) -> PlanAlerts | None:
+        if is_null(node):
+            return None
+        f = self.mapping(node, path, ALERT_KEYS)
+        if f is None:
+            return None
+        thresholds = self.thresholds(f.get("thresholds"), f"{path}.thresholds", node)
+        watched = None if is_null(f.get("limits")) else \
+            self.alert_limits(f["limits"], f"{path}.limits", limits)
+        return PlanAlerts(tuple(thresholds), watched) if thresholds else None
+
+    def thresholds(self, node: yaml.Node | None, path: str,
+                   parent: yaml.Node | None) -> list[Fraction]:
+        expected = "a list of 1 to 10 shares of a limit, increasing, each above 0 and at most 1"
+        if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= MAX_THRESHOLDS:
+            self.fail(node or parent, path, "no thresholds" if node is None else
+                      f"{describe(node)} is not a list of thresholds", f"{expected}, e.g. "
+                      "[0.8, 1.0]")
+            return []
+        out: list[Fraction] = []
+        for i, item in enumerate(node.value):
+            share = _share(item)
+            if share is None or not 0 < share <= 1:
+                self.fail(item, f"{path}[{i}]", f"{describe(item)} is not a share of a limit",
+                          "a number above 0 and at most 1, e.g. 0.8")
+            elif out and share <= out[-1]:
+                self.fail(item, f"{path}[{i}]", f"{item.value} does not come after "
+                          f"{float(out[-1]):g}", expected)
+            else:
+                out.append(share)
+        return out if len(out) == len(node.value) else []
+
+    def alert_limits(self, node: yaml.Node, path: str,
+                     limits: list[RateLimit]) -> tuple[str, ...] | None:
+        by_name = {limit.name: limit for limit in limits}
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, path, f"{describe(node)} is not a list of limit names",
+                      f"names of the plan's limits ({listing(sorted(by_name)) or 'none'})")
+            return None
+        out: list[str] = []
+        for i, item in enumerate(node.value):
+            name = self.string(item, f"{path}[{i}]")
+            limit = by_name.get(name)
+            if limit is None:
+                self.fail(item, f"{path}[{i}]", f"the plan has no limit '{name}'",
+                          f"one of {listing(sorted(by_name)) or 'none'}")
+            elif limit.algorithm not in WINDOWED:
+                self.fail(item, f"{path}[{i}]", f"'{name}' is a {limit.algorithm.value}, "
+                          "which refills continuously: its usage has no period to alert on",
+                          f"a limit with algorithm {listing([a.value for a in WINDOWED])}")
+            else:
+                out.append(name)
+        return tuple(dict.fromkeys(out))
 
     def limits(self, node: yaml.Node | None, path: str, scope: str) -> list[RateLimit]:
         if is_null(node):
@@ -184,8 +281,25 @@ class _PlanChecker(FileChecker):
         return out
 
 
-def parse_plans_file(plans_file: RuleFile) -> tuple[dict[str, Plan], str, list[RuleError]]:
-    """One plans file → its plans, its time zone and every problem found in it."""
+def _share(node: yaml.Node) -> Fraction | None:
+    """A YAML number as an exact fraction (0.8 is 4/5, so 80 % of 5 is exactly 4)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (INT, FLOAT):
+        return None
+    try:
+        return Fraction(str(node.value).replace("_", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+class ParsedPlans(NamedTuple):
+    plans: dict[str, Plan]
+    time_zone: str
+    meters: dict[str, Meter]
+    errors: list[RuleError]
+
+
+def parse_plans_file(plans_file: RuleFile) -> ParsedPlans:
+    """One plans file → its plans, time zone, meters and every problem found in it."""
     checker = _PlanChecker(plans_file.name)
     try:
         documents = [d for d in yaml.compose_all(plans_file.text, Loader=yaml.SafeLoader)
@@ -194,13 +308,13 @@ def parse_plans_file(plans_file: RuleFile) -> tuple[dict[str, Plan], str, list[R
         mark = getattr(exc, "problem_mark", None)
         checker.fail(None, "", f"error loading plans file: {exc}", "valid YAML",
                      line=mark.line + 1 if mark is not None else None)
-        return {}, "UTC", checker.parsed.errors
+        return ParsedPlans({}, "UTC", {}, checker.parsed.errors)
     for extra in documents[1:]:
         checker.fail(extra, "", "a second YAML document ('---') in one file",
                      "one plans document per file")
     plans, zone = checker.plans_root(documents[0] if documents else None)
     checker.parsed.errors.sort(key=lambda e: e.line or 0)
-    return plans, zone, checker.parsed.errors
+    return ParsedPlans(plans, zone, checker.meters, checker.parsed.errors)
 
 
 def build_plans(files: Iterable[RuleFile]) -> PlanSet:
@@ -210,10 +324,12 @@ def build_plans(files: Iterable[RuleFile]) -> PlanSet:
     plans: dict[str, Plan] = {}
     owners: dict[str, str] = {}
     zones: set[str] = set()
+    meters: dict[str, Meter] = {}
     for plans_file in files:
-        found, zone, problems = parse_plans_file(plans_file)
+        found, zone, declared, problems = parse_plans_file(plans_file)
         errors.extend(problems)
         zones.add(zone)
+        errors.extend(_add_meters(meters, declared, plans_file.name))
         for plan_id, plan in found.items():
             if plan_id in plans:
                 errors.append(RuleError(plans_file.name, f"plans.{plan_id}",
@@ -228,11 +344,51 @@ def build_plans(files: Iterable[RuleFile]) -> PlanSet:
     if not files:
         errors.append(RuleError("plans", "", "no plans file found; expected a YAML file with "
                                 "a top-level 'plans:' key (see config/plans.yaml)"))
+    errors.extend(_check_prices(plans, meters, owners))
     if errors:
         raise RuleSetError(errors)
     zone = zones.pop() if zones else "UTC"
     return PlanSet(plans, rules_version(files), time.time(), tuple(f.name for f in files),
-                   zone, DomainOptions(atomic=True, count_rejected=False, time_zone=zone))
+                   zone, DomainOptions(atomic=True, count_rejected=False, time_zone=zone),
+                   meters)
+
+
+def _add_meters(meters: dict[str, Meter], declared: dict[str, Meter],
+                file_name: str) -> list[RuleError]:
+    errors = []
+    for name, meter in declared.items():
+        if name in meters:
+            errors.append(RuleError(file_name, f"meters.{name}", f"meter '{name}' is declared "
+                                    "in another plans file too; expected each meter once"))
+        meters[name] = meter
+    return errors
+
+
+def _check_prices(plans: dict[str, Plan], meters: dict[str, Meter],
+                  owners: dict[str, str]) -> list[RuleError]:
+    """Across files: a price names only known meters, and every priced plan bills in one
+    currency (an invoice has one, and a customer may change plans mid-period)."""
+    errors = []
+    currencies: dict[str, str] = {}
+    for plan in plans.values():
+        if plan.price is None:
+            continue
+        path = f"plans.{plan.id}.price"
+        for name in plan.price.meters:
+            if name != REQUESTS and name not in meters:
+                known = ", ".join([REQUESTS, *sorted(meters)])
+                errors.append(RuleError(owners[plan.id], f"{path}.meters.{name}",
+                                        f"no meter '{name}' is declared; expected one of "
+                                        f"{known} (declare it under the top-level 'meters:')"))
+        if CURRENCY.match(plan.price.currency):  # else reported with its line already
+            currencies.setdefault(plan.price.currency, plan.id)
+    if len(currencies) > 1:
+        first, *others = sorted(currencies.items(), key=lambda c: c[1])
+        for currency, plan_id in others:
+            errors.append(RuleError(owners[plan_id], f"plans.{plan_id}.price.currency",
+                                    f"{currency} differs from {first[0]} of plan '{first[1]}'; "
+                                    "expected one currency for every priced plan"))
+    return errors
 
 
 def load_plans(path: str, include_dotfiles: bool = False) -> PlanSet:

@@ -1,12 +1,17 @@
 """Full mode, wired: what the composition root starts beside the standalone sidecar.
 
     catalog (SQL) ─ Catalog ─ AdminApi (HTTP port: /v1/customers, /v1/keys, /v1/audit, …)
-                      │
+                      │   └── events ─▶ Alerts (outbox, dispatcher, /v1/webhooks, alerts)
     ChangeFeed ─ KeyCache ─ Verifier ─ engine (the sidecar's own: same store and policies)
-                              │
+                              │    └── UsageCounter (memory) ─ UsageFlusher ─ usage ledger
             /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
-                              │ (listener)
-    SessionStore, LiveDecisions ─ WebSite: /dashboard, /portal, POST /v1/portal/sessions
+
+    EventIngest ─ UsageApi (/v1/usage/events, /v1/usage); PeriodTotals
+    Billing ─ BillingApi (/v1/invoices…, /v1/billing/periods/{period}/close)
+       └── invoice.created ─▶ the Alerts outbox, in the closing transaction
+
+    SessionStore ─ WebSite: /dashboard, /portal, POST /v1/portal/sessions; its pages read
+        the usage ledger, PeriodTotals, Billing and the webhooks, and change through the Catalog
 """
 
 from __future__ import annotations
@@ -15,17 +20,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sidecar.errors import RuleSetError
 from sidecar.limiter.engine import Engine
 from sidecar.management import schemas as s
 from sidecar.management.admin import AdminApi, RootKeys
+from sidecar.management.alerts.service import Alerts
+from sidecar.management.billing.api import BillingApi
+from sidecar.management.billing.invoicing import Billing
+from sidecar.management.billing.schemas import Invoice
 from sidecar.management.cache import ChangeFeed, KeyCache
 from sidecar.management.catalog import Catalog
 from sidecar.management.db.connect import create_engine, database_url, sessions
@@ -35,6 +45,12 @@ from sidecar.management.gateway import CHECK_PATH, ExtAuthz, ForwardAuth, grpcio
 from sidecar.management.openapi import admin_openapi
 from sidecar.management.plans import PlanSet, PlansManager
 from sidecar.management.schemas import to_json
+from sidecar.management.usage.api import UsageApi
+from sidecar.management.usage.counter import UsageCounter
+from sidecar.management.usage.events import EventIngest
+from sidecar.management.usage.flusher import UsageFlusher
+from sidecar.management.usage.ledger import prune_flushes
+from sidecar.management.usage.totals import PeriodTotals
 from sidecar.management.verify import Verifier
 from sidecar.management.web.site import WebSite
 from sidecar.observability.metrics import Metrics
@@ -57,16 +73,24 @@ class FullMode:
         # use (verify.py keys the resolution by the plans version).
         self.plans = PlansManager(settings.plans_dir, not settings.ignore_dotfiles,
                                   settings.reload_poll_interval, on_result=self._plans_result)
-        self.catalog = Catalog(sessions(self.db), self._current_plans, clock, self._changed)
+        self.roots = RootKeys()
+        made = sessions(self.db)
+        self.alerts = Alerts(settings, made, engine, self._current_plans, self.roots,
+                             metrics.registry, clock)
+        self.catalog = Catalog(made, self._current_plans, clock, self._changed,
+                               self.alerts.outbox)
         self.cache = KeyCache(settings.key_cache_size, clock)
         self.verifications = Counter("viva_key_verifications", "Key verifications by code",
                                      ("code", "transport"), registry=metrics.registry)
         self.plans_loads = Counter("viva_plans_loads", "Plans loads (a failed one keeps the "
                                    "previous plans)", ("result",), registry=metrics.registry)
+        self.usage = UsageCounter(clock)
         self.verifier = Verifier(self.catalog, self.cache, engine, self._current_plans,
-                                 settings.verify_failures_per_minute, self._count)
+                                 settings.verify_failures_per_minute, self._count,
+                                 record=self.usage.record if settings.usage else None,
+                                 observe=self.alerts.observe)
+        self._usage_wiring(settings, metrics, clock)
         self._counted: dict[tuple[str, str], Any] = {}
-        self.roots = RootKeys()
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
                                prune=self.catalog.prune_changes, resync=self.cache.clear)
         rest = settings.rest
@@ -78,6 +102,29 @@ class FullMode:
         self.web = WebSite(self.catalog, self.roots, self.verifier, engine, self._current_plans,
                            self.plans_view, settings.public_url, clock)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _usage_wiring(self, settings: Settings, metrics: Metrics,
+                      clock: Callable[[], float]) -> None:
+        db = self.catalog.sessions
+        self.events = EventIngest(db, self._current_plans, clock, metrics.registry)
+        self.flusher = UsageFlusher(self.usage, db, settings.usage_flush_interval,
+                                    metrics.registry, clock,
+                                    housekeeping=(self._prune_flushes, self.events.prune))
+        # A customer's period so far, every meter at once (for the web pages).
+        self.usage_totals = PeriodTotals(db, self._current_plans)
+        self.billing = Billing(db, self._current_plans, clock, settings.usage_flush_interval)
+        self.billing.invoice_created.append(self._invoice_created)
+        self.usage_api = UsageApi(self.events, db, self._current_plans, self.roots, clock,
+                                  settings.rest.max_body_bytes)
+        self.billing_api = BillingApi(self.billing, self.roots)
+
+    async def _invoice_created(self, session: AsyncSession, invoice: Invoice) -> None:
+        """invoice.created, written to the outbox in the closing transaction."""
+        await self.alerts.outbox.emit(session, "invoice.created", invoice)
+
+    async def _prune_flushes(self, now: datetime) -> None:
+        async with self.catalog.sessions.begin() as session:
+            await prune_flushes(session, now - timedelta(days=1))
 
     def _current_plans(self) -> PlanSet | None:
         return self.plans.current
@@ -115,6 +162,8 @@ class FullMode:
                                                 "VIVA_ROOT_KEY")
             self.roots.replace(await self.catalog.root_keys())
             self.feed.start(await self.catalog.last_change())
+            self.flusher.start()
+            await self.alerts.start()
         except (SQLAlchemyError, OSError) as exc:
             await self.db.dispose()
             raise OSError(f"cannot use the catalog database "
@@ -127,8 +176,13 @@ class FullMode:
         self.plans.start(loop)
 
     async def stop(self) -> None:
+        """After the transports: every decision made has been counted, and the last usage
+        batch is written before the database goes; deliveries under way finish within the
+        shutdown grace."""
+        await self.flusher.stop(self.settings.shutdown_grace)
         await self.feed.stop()
         await self.plans.stop()
+        await self.alerts.stop()
         for task in list(self._tasks):
             task.cancel()
         await self.db.dispose()
@@ -137,6 +191,9 @@ class FullMode:
 
     def register_http(self, app: web.Application) -> None:
         self.admin.register(app, self._measured)
+        self.usage_api.register(app, self._measured)
+        self.billing_api.register(app, self._measured)
+        self.alerts.register_http(app, self._measured)
         self.web.register(app, self._measured)
         handler = self._measured(self.forward_auth.handle, "key_forward_auth")
         for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):

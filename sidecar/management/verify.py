@@ -21,6 +21,7 @@ RATE_LIMITED for keys not already known valid, without a lookup.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
@@ -62,14 +63,18 @@ class Outcome:
 class Verifier:
     def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
-                 count: Callable[[str, str], None] | None = None) -> None:
+                 count: Callable[[str, str], None] | None = None,
+                 record: Callable[[Outcome, int], None] | None = None,
+                 observe: Callable[[Outcome], None] | None = None) -> None:
         self.catalog = catalog
         self.cache = cache
         self.engine = engine
         self.plans = plans
         self.count = count or (lambda code, transport: None)
-        # Hear every outcome (the pages' live decision counts; later the usage meter).
-        self.listeners: list[Callable[[Outcome], None]] = []
+        # Every outcome, on the hot path (each a few dict or set operations): usage metering
+        # with the cost (usage/counter.py), and usage alerts (alerts/service.py).
+        self.record = record
+        self.observe = observe
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
             stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
@@ -79,8 +84,10 @@ class Verifier:
                      features: Sequence[str] = (), transport: str = "rest") -> Outcome:
         outcome = await self._verify(secret, client, cost, limit_names, features)
         self.count(outcome.code, transport)
-        for listener in self.listeners:
-            listener(outcome)
+        if self.record is not None:
+            self.record(outcome, cost)
+        if self.observe is not None:
+            self.observe(outcome)
         return outcome
 
     async def _verify(self, secret: str, client: str, cost: int,
@@ -108,7 +115,10 @@ class Verifier:
         return await self._charge(entry, plan, plans, cost, limit_names)
 
     async def _load(self, key_hash: str) -> CachedKey | bool:
-        found = await self.catalog.find_key(key_hash)
+        # In a Task of its own: the fast transport may run a call's first step outside any
+        # Task (h2 eager_start), and waiting for a pooled connection needs one
+        # (asyncio.timeout). A cache miss is rare, so the Task costs nothing that counts.
+        found = await asyncio.ensure_future(self.catalog.find_key(key_hash))
         if found is None:
             self.cache.put_missing(key_hash)
             return False

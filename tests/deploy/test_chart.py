@@ -50,7 +50,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "viva-ratelimit.json"
 # Combinations of values beyond test_manifests.VARIANTS, rendered with every API served.
 VARIANTS: dict[str, Doc] = {
     "full-existing-database": {"mode": "full", "database": {"existingSecret": "viva-db",
-                                                            "secretKey": "dsn"}},
+                                                            "secretKey": "dsn"},
+                               "webhooks": {"existingSecret": "viva-sealing"}},
     "full-database-url": {"mode": "full",
                           "database": {"url": "postgresql://viva:pw@postgres:5432/viva"},
                           "ingress": {"className": "nginx", "host": "rates.example.com",
@@ -223,7 +224,9 @@ def test_full_mode_database_secret(render: Callable[[str], list[Doc]]) -> None:
     env = env_of(ratelimit_container(ratelimit_deployments(
         render("full-existing-database"))[0]))
     assert env["VIVA_DATABASE_URL"]["secretKeyRef"] == {"name": "viva-db", "key": "dsn"}
+    assert env["VIVA_SECRET_KEY"]["secretKeyRef"] == {"name": "viva-sealing", "key": "key"}
     docs = render("full-database-url")
+    assert "VIVA_SECRET_KEY" not in env_of(ratelimit_container(ratelimit_deployments(docs)[0]))
     ref = env_of(ratelimit_container(ratelimit_deployments(docs)[0]))["VIVA_DATABASE_URL"]
     secret = named(docs, "Secret", ref["secretKeyRef"]["name"])
     assert secret["stringData"][ref["secretKeyRef"]["key"]] == \
@@ -381,14 +384,17 @@ def test_alert_expressions_are_promql(brief: list[Doc]) -> None:
 
 
 @pytest.fixture(scope="module")
-def redis_exposition(redis_server: Any) -> str:
-    """/metrics of a real sidecar on Redis after a few calls (store and breaker families)."""
+def full_exposition(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """/metrics of a real full-mode sidecar on Redis after a few calls (store, breaker and
+    full mode's families; the standalone ones are all there too)."""
     import urllib.request
 
     # A generous REDIS_TIMEOUT: the first calls open the connection and load the scripts, which
     # on a busy machine takes longer than the default 15 ms (this fixture is not about timeouts).
-    sidecar = SidecarProcess(ROOT / "config", env={"REDIS_URL": redis_server.url,
-                                                   "REDIS_TIMEOUT": "2s"}).start()
+    data = tmp_path_factory.mktemp("full-metrics")
+    sidecar = SidecarProcess(ROOT / "config", env={
+        "REDIS_URL": redis_server.url, "REDIS_TIMEOUT": "2s", "MODE": "full",
+        "VIVA_DATA_DIR": str(data)}).start()
     try:
         body = json.dumps({"domain": "example", "descriptors": [
             {"entries": [{"key": "path", "value": "/slow"}]}]}).encode()
@@ -418,8 +424,8 @@ def families(text: str) -> set[str]:
 
 
 @pytest.mark.redis
-def test_alerts_query_what_the_sidecar_exposes(brief: list[Doc], redis_exposition: str) -> None:
-    declared, samples = families(redis_exposition), exposed(redis_exposition)
+def test_alerts_query_what_the_sidecar_exposes(brief: list[Doc], full_exposition: str) -> None:
+    declared, samples = families(full_exposition), exposed(full_exposition)
     for rule in alert_rules(brief):
         node = promql_parser.parse(rule["expr"])
         for selector in selectors(node):
@@ -428,3 +434,17 @@ def test_alerts_query_what_the_sidecar_exposes(brief: list[Doc], redis_expositio
             if metric in samples:  # (a family with no sample yet shows no label names)
                 assert label in samples[metric] | {"namespace", "job", "instance", "pod"}, \
                     (rule["alert"], metric, label)
+
+
+def test_full_mode_alerts_only_in_full_mode(brief: list[Doc], helm: str) -> None:
+    (rule,) = by_kind(brief, "PrometheusRule")
+    groups = {g["name"]: [r["alert"] for r in g["rules"]] for g in rule["spec"]["groups"]}
+    assert groups["viva-rate-limiter-full"] == [
+        "VivaWebhookOutboxGrowing", "VivaWebhookOutboxStale", "VivaWebhookDeliveriesFailing",
+        "VivaWebhookDeliveriesGivenUp", "VivaUsageFlushLag"]
+    exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+    assert "viva_usage_flush_lag_seconds" in exprs  # the name usage metering exposes
+    standalone = helm_template(helm, "--set", "monitoring.prometheusRule.enabled=true",
+                               apis=ALL_APIS)
+    (plain,) = by_kind(standalone, "PrometheusRule")
+    assert [g["name"] for g in plain["spec"]["groups"]] == ["viva-rate-limiter"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,15 @@ descriptors:
 """
 
 
+@dataclass
+class Database:
+    """A catalog database for sidecar processes: their environment, and every byte it holds
+    (to look for secrets)."""
+
+    env: dict[str, str]
+    dump: Callable[[], bytes]
+
+
 def write_config(folder: Path, plans: str = PLANS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "api.yaml").write_text(textwrap.dedent(RULES))
@@ -57,6 +67,14 @@ class FullSidecar(SidecarProcess):
 
     def api(self) -> Admin:
         return Admin("127.0.0.1", self.http_port)
+
+    def kill(self) -> None:
+        """SIGKILL: the process ends without any clean-up, as in a crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+        self.proc = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,17 @@ class PostgresServer:
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "log", "wb"),  # noqa: SIM115
             **self._user)
         wait_port(self.port, timeout=30, proc=self.proc)
+        self._wait_ready(time.monotonic() + 30)
         return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        """The port opens before the server accepts sessions ("the database system is
+        starting up"): wait for pg_isready."""
+        while subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                              str(self.port), "-U", "postgres", "-d", "postgres"]).returncode:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL on port {self.port} is not ready after 30s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc is not None:

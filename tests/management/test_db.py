@@ -40,8 +40,8 @@ async def test_migrations_build_exactly_the_models(url: str) -> None:
     engine = create_engine(database_url(url, ""))
     try:
         assert await current(engine) is None
-        assert await upgrade(engine) == head()
-        assert await upgrade(engine) == head()  # idempotent
+        assert await upgrade(engine) == head() == "0004"
+        assert await upgrade(engine) == "0004"  # idempotent
 
         def diff(connection: Any) -> list[Any]:
             return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
@@ -59,6 +59,48 @@ async def test_instances_starting_together_migrate_once(url: str) -> None:
     try:
         revisions = await asyncio.gather(*(upgrade(e) for e in engines))
         assert revisions == [head()] * 3
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_the_usage_revision_gives_existing_customers_their_plan_period(url: str) -> None:
+    from sqlalchemy import text
+
+    engine = create_engine(database_url(url, ""))
+    try:
+        assert await upgrade(engine, "0001") == "0001"
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO customers (id, name, plan, meta, created_at, updated_at) VALUES "
+                "('acme', 'Acme', 'pro', '{}', '2026-10-05 10:00:00', '2026-10-05 10:00:00')"))
+        assert await upgrade(engine, "0002_usage_billing") == "0002_usage_billing"
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text(
+                "SELECT customer_id, plan, ends_at FROM plan_periods"))).all()
+        assert [tuple(r) for r in rows] == [("acme", "pro", None)]
+    finally:
+        await engine.dispose()
+
+
+async def test_instances_registering_the_same_root_key_at_once_agree(url: str) -> None:
+    """Instances starting together each register VIVA_ROOT_KEY: one inserts it, the others
+    find it (a unique-key race is not a failed start)."""
+    import asyncio
+    import time
+
+    from sidecar.management.catalog import Catalog
+    from sidecar.management.db.connect import sessions
+
+    engines = [create_engine(database_url(url, "")) for _ in range(4)]
+    try:
+        await upgrade(engines[0])
+        catalogs = [Catalog(sessions(e), lambda: None, time.time) for e in engines]
+        secret = "root-key-registered-by-every-instance-0123456789"
+        added = await asyncio.gather(*(c.add_root_key(secret, ["admin"], "VIVA_ROOT_KEY")
+                                       for c in catalogs))
+        assert len({key_id for key_id, _ in added}) == 1
+        assert len(await catalogs[0].root_keys()) == 1
     finally:
         for engine in engines:
             await engine.dispose()

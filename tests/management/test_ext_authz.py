@@ -40,7 +40,8 @@ def test_ext_authz_authenticates_and_rate_limits_in_one_call(
     missing = envoy.request("/orders")
     assert (missing.status, missing.headers["x-viva-code"]) == (401, "MISSING"), envoy.log()
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    bad = envoy.request("/orders", headers={"x-api-key": key[:-1] + "1"})
+    mistyped = key[:-1] + ("2" if key.endswith("1") else "1")  # always another key
+    bad = envoy.request("/orders", headers={"x-api-key": mistyped})
     assert (bad.status, bad.headers["x-viva-code"]) == (401, "NOT_FOUND")
 
     ok = envoy.request("/orders", headers={"x-api-key": key})
@@ -75,3 +76,30 @@ def test_ext_authz_authenticates_and_rate_limits_in_one_call(
     api.post(f"/v1/keys/{api.get('/v1/keys')['items'][0]['id']}/revoke")
     revoked = envoy.request("/orders", headers={"x-api-key": key})
     assert (revoked.status, revoked.headers["x-viva-code"]) == (401, "REVOKED")
+
+
+async def test_many_first_uses_of_a_key_at_once_are_all_answered(tmp_path: Path) -> None:
+    """Concurrent ext_authz calls for a key not cached yet each look it up in SQL; on the fast
+    transport (calls started eagerly, outside a Task) a lookup waiting for a pooled
+    connection must still work: every call VALID, none INTERNAL."""
+    import asyncio
+
+    import grpc
+    from envoy.service.auth.v3 import external_auth_pb2 as authz
+
+    sidecar = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data").start()
+    try:
+        api = sidecar.api()
+        key = api.key(api.customer(plan="bigger")["id"])["key"]
+        request = authz.CheckRequest()
+        request.attributes.request.http.headers["x-api-key"] = key
+        async with grpc.aio.insecure_channel(sidecar.grpc_address) as channel:
+            check = channel.unary_unary("/envoy.service.auth.v3.Authorization/Check",
+                                        request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=authz.CheckResponse.FromString)
+            answers = await asyncio.gather(*(check(request, timeout=20) for _ in range(60)),
+                                           return_exceptions=True)
+        assert [a if isinstance(a, Exception) else a.status.code for a in answers] == [0] * 60
+        assert "unexpected error" not in sidecar.log()
+    finally:
+        sidecar.stop()

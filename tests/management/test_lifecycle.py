@@ -6,35 +6,14 @@ keys are looked for in the database, the log and /metrics, and found nowhere."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.management.kit import FullSidecar, write_config
-from tests.management.postgres import PostgresServer
+from tests.management.kit import Database, FullSidecar, write_config
 from tests.support.ports import eventually
-
-
-@dataclass
-class Database:
-    env: dict[str, str]
-    dump: Callable[[], bytes]  # every byte the database holds
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        data = tmp_path / "data"
-
-        def files() -> bytes:
-            return b"".join(p.read_bytes() for p in sorted(data.glob("viva.db*")))
-
-        return Database({}, files)
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return Database({"VIVA_DATABASE_URL": server.url}, server.dump)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,8 @@ def test_the_shipped_plans_load_and_the_rules_loader_skips_them() -> None:
     assert pro.limits[0].algorithm == "token_bucket" and pro.limits[0].burst == 100
     assert "exports" in pro.features and plans.options.atomic
     assert str(ROOT / "config" / "plans.yaml") not in load_rules(str(ROOT / "config")).files
+    assert free.alerts is not None and [float(t) for t in free.alerts.thresholds] == [0.8, 1.0]
+    assert [x.name for x in pro.limits if pro.alerted(x)] == ["monthly"]
 
 
 def test_every_problem_is_reported_with_file_line_and_path() -> None:
@@ -70,7 +73,7 @@ def test_every_problem_is_reported_with_file_line_and_path() -> None:
         """)
     assert found == [
         "plans.yaml:5: plans.free.max_kyes: unknown key 'max_kyes' (did you mean 'max_keys'?); "
-        "expected one of name, limits, max_keys, features",
+        "expected one of name, limits, max_keys, features, alerts, price",
         "plans.yaml:7: plans.free.limits[0].unit: invalid rate limit unit 'minutes'; expected "
         "one of second, minute, hour, day, week, month, year (any case), or 'unlimited: true'",
         "plans.yaml:8: plans.free.limits[1].name: limit has no name; expected 1 to 64 letters, "
@@ -87,8 +90,72 @@ def test_every_problem_is_reported_with_file_line_and_path() -> None:
         "to 64 letters, digits, '_', '.' or '-'",
         "plans.yaml:13: plans.no way: plan id 'no way' is not valid; expected 1 to 64 letters, "
         "digits, '_', '.' or '-'",
-        "plans.yaml:14: colour: unknown key 'colour'; expected one of plans, time_zone",
+        "plans.yaml:14: colour: unknown key 'colour'; expected one of plans, time_zone, meters",
     ]
+
+
+def test_alerts_thresholds_are_increasing_shares_of_watched_limits() -> None:
+    found = problems("""
+        plans:
+          free:
+            limits:
+              - {name: hourly, unit: hour, requests_per_unit: 10}
+              - {name: burst, unit: second, requests_per_unit: 5, algorithm: token_bucket}
+            alerts:
+              thresholds: [0.5, 0.5, 1.2, high, 0]
+              limits: [burst, daily]
+              when: always
+          paid:
+            alerts: {limits: [hourly]}
+        """)
+    expected = "a list of 1 to 10 shares of a limit, increasing, each above 0 and at most 1"
+    assert found == [
+        f"plans.yaml:8: plans.free.alerts.thresholds[1]: 0.5 does not come after 0.5; "
+        f"expected {expected}",
+        "plans.yaml:8: plans.free.alerts.thresholds[2]: the number 1.2 is not a share of a "
+        "limit; expected a number above 0 and at most 1, e.g. 0.8",
+        "plans.yaml:8: plans.free.alerts.thresholds[3]: 'high' is not a share of a limit; "
+        "expected a number above 0 and at most 1, e.g. 0.8",
+        "plans.yaml:8: plans.free.alerts.thresholds[4]: '0' is not a share of a limit; "
+        "expected a number above 0 and at most 1, e.g. 0.8",
+        "plans.yaml:9: plans.free.alerts.limits[0]: 'burst' is a token_bucket, which refills "
+        "continuously: its usage has no period to alert on; expected a limit with algorithm "
+        "fixed_window, sliding_window, sliding_log",
+        "plans.yaml:9: plans.free.alerts.limits[1]: the plan has no limit 'daily'; expected "
+        "one of burst, hourly",
+        "plans.yaml:10: plans.free.alerts.when: unknown key 'when'; expected one of "
+        "thresholds, limits",
+        f"plans.yaml:12: plans.paid.alerts.thresholds: no thresholds; expected {expected}, "
+        "e.g. [0.8, 1.0]",
+        "plans.yaml:12: plans.paid.alerts.limits[0]: the plan has no limit 'hourly'; expected "
+        "one of none",
+    ]
+
+
+def test_alerts_watch_quotas_and_long_windows_unless_limits_are_named() -> None:
+    plans = build_plans([RuleFile("plans.yaml", textwrap.dedent("""
+        plans:
+          free:
+            limits:
+              - {name: per_second, unit: second, requests_per_unit: 5, algorithm: token_bucket}
+              - {name: per_minute, unit: minute, requests_per_unit: 50}
+              - {name: hourly, unit: hour, requests_per_unit: 500, algorithm: sliding_window}
+              - {name: monthly, unit: month, requests_per_unit: 5000, calendar: true}
+            alerts: {thresholds: [0.8, 1]}
+          named:
+            limits:
+              - {name: per_minute, unit: minute, requests_per_unit: 50}
+              - {name: monthly, unit: month, requests_per_unit: 5000, calendar: true}
+            alerts: {thresholds: [0.5], limits: [per_minute]}
+          none:
+            limits:
+              - {name: monthly, unit: month, requests_per_unit: 5000, calendar: true}
+        """))]).plans
+    free, named, none = plans["free"], plans["named"], plans["none"]
+    assert free.alerts is not None and free.alerts.thresholds == (Fraction(4, 5), Fraction(1))
+    assert [x.name for x in free.limits if free.alerted(x)] == ["hourly", "monthly"]
+    assert [x.name for x in named.limits if named.alerted(x)] == ["per_minute"]
+    assert not any(none.alerted(x) for x in none.limits)
 
 
 def test_a_plan_in_two_files_and_a_missing_plans_file_are_errors(tmp_path: Path) -> None:

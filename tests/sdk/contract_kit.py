@@ -25,11 +25,17 @@ from tests.support.processes import stop_process
 from tests.support.servers import RedisServer, missing
 
 CONTRACT_DIR = ROOT / "sdk" / "contract"
-VERSION = 2
+VERSION = 3
 KNOWN_EXPECT = frozenset({
     "return", "result", "headers", "error", "unavailable", "status", "body", "json",
-    "verification", "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms"})
-CALLS = ("allow", "check", "report", "verifyKey")
+    "verification", "lease", "released", "sidecar_requests", "silent_requests",
+    "min_elapsed_ms", "max_elapsed_ms"})
+LEASE_CALLS = ("acquire_lease", "renew_lease", "release_lease")
+CALLS = ("allow", "check", "report", "verifyKey", *LEASE_CALLS)
+STEP_KEYS = frozenset({
+    "call", "namespace", "identifier", "descriptors", "hits", "key", "cost", "limits",
+    "features", "lease_id", "ttl_ms", "save", "wait_ms", "request", "client", "middleware",
+    "expect"})
 SAVED = re.compile(r"\$\{([a-z_]+)\.([a-z_]+)\}")
 
 
@@ -47,7 +53,7 @@ def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             if "setup" in vector and vector["target"] != "full":
                 raise ValueError(f"{where}: setup needs the target full")
             for step in vector["steps"]:
-                unknown = set(step["expect"]) - KNOWN_EXPECT
+                unknown = (set(step["expect"]) - KNOWN_EXPECT) | (set(step) - STEP_KEYS)
                 if unknown or step.get("call", "allow") not in CALLS:
                     raise ValueError(f"{where}: unknown {unknown or step}")
             vectors.append(vector)
@@ -294,8 +300,14 @@ def substitute(step: dict[str, Any], run: str) -> dict[str, Any]:
 
 
 def fill_saved(text: str, saved: dict[str, str]) -> str:
-    """``${NAME.FIELD}`` replaced by what the setup saved; KeyError for what it did not."""
-    return SAVED.sub(lambda m: saved[f"{m.group(1)}.{m.group(2)}"], text)
+    """``${NAME.FIELD}`` replaced by what the setup (or an earlier step) saved, as JSON string
+    content; KeyError for what nothing saved."""
+    return SAVED.sub(lambda m: json.dumps(saved[f"{m.group(1)}.{m.group(2)}"])[1:-1], text)
+
+
+def save(name: str, answer: dict[str, Any], saved: dict[str, str]) -> None:
+    """A step's ``save``: the string fields of its answer, as ``NAME.FIELD`` for later steps."""
+    saved.update({f"{name}.{k}": v for k, v in answer.items() if isinstance(v, str)})
 
 
 def leaks(secrets_: list[str], texts: dict[str, str]) -> list[str]:

@@ -1,6 +1,7 @@
 """sdk/contract run by the Python SDK: every vector against real sidecar processes (memory and
 Redis stores, standalone and full mode), the middleware ones through the WSGI middleware (a real
-HTTP server) and the ASGI one (Starlette)."""
+HTTP server) and the ASGI one (Starlette), the verifyKey and lease ones through Client and
+AsyncClient."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from viva_ratelimit_client import (
     Client,
     InvalidRequest,
     KeyVerification,
+    LeaseResult,
+    ReleaseResult,
     RetryPolicy,
     Unauthorized,
     asgi,
@@ -42,9 +45,9 @@ _CLIENTS: dict[str, Client] = {}
 def cases() -> Iterator[Any]:
     for vector in VECTORS:
         places = CONTRACT["targets"][vector["target"]] or [vector["target"]]
+        twice = any(s.get("call") in ("verifyKey", *kit.LEASE_CALLS) for s in vector["steps"])
         runners = (["wsgi", "asgi"] if "request" in vector["steps"][0] else
-                   ["client", "async"] if any(s.get("call") == "verifyKey" for s in vector["steps"])
-                   else ["client"])
+                   ["client", "async"] if twice else ["client"])
         for place in places:
             for runner in runners:
                 marks = [pytest.mark.redis] if place == "redis" else []
@@ -75,6 +78,8 @@ def test_vector(targets: kit.Targets, vector: dict[str, Any], place: str, runner
                     **step.get("client", {})}
         if settings.get("root_key") == "{root_key}":
             settings["root_key"] = targets.root_key
+        if "wait_ms" in step:  # outside the step's own time and counters
+            time.sleep(step["wait_ms"] / 1000)
         before = targets.counters(place)
         started = time.time()
         if "request" in step:
@@ -85,6 +90,10 @@ def test_vector(targets: kit.Targets, vector: dict[str, Any], place: str, runner
             actual = verify(settings, port, step, started, runner)
             problems += [f"step {i}: {p}" for p in kit.leaks(
                 [step["key"], targets.root_key], actual.pop("texts"))]
+        elif step["call"] in kit.LEASE_CALLS:
+            actual = lease_call(settings, port, step, started, runner)
+            if "save" in step:
+                kit.save(step["save"], actual.get("lease", {}), saved)
         else:
             actual = call(settings, port, step, started)
         elapsed_ms = (time.time() - started) * 1000
@@ -167,6 +176,54 @@ def verify(settings: dict[str, Any], port: int, step: dict[str, Any], started: f
     if verdict.error is not None:
         out["unavailable"] = {"attempts": verdict.attempts}
     return out
+
+
+def lease_call(settings: dict[str, Any], port: int, step: dict[str, Any], started: float,
+               runner: str) -> dict[str, Any]:
+    """An acquire_lease, renew_lease or release_lease step through Client or (runner "async")
+    AsyncClient, in the contract's names."""
+    ttl = step["ttl_ms"] / 1000 if "ttl_ms" in step else None
+    descriptors = ([dict(pairs) for pairs in step["descriptors"]]
+                   if "descriptors" in step else None)
+
+    def send(client: Any) -> Any:
+        if step["call"] == "acquire_lease":
+            return client.acquire_lease(step.get("identifier"), step["namespace"], ttl=ttl,
+                                        descriptors=descriptors)
+        if step["call"] == "renew_lease":
+            return client.renew_lease(step["lease_id"], ttl=ttl)
+        return client.release_lease(step["lease_id"])
+
+    async def send_async() -> Any:
+        async with AsyncClient(endpoint(settings, port), **client_options(settings)) as client:
+            return await send(client)
+
+    try:
+        answer = asyncio.run(send_async()) if runner == "async" else \
+            send(client_for(settings, port))
+    except InvalidRequest as exc:
+        return {"error": {"kind": "invalid_request", "field": exc.field}}
+    out: dict[str, Any] = ({"released": released_view(answer)}
+                           if isinstance(answer, ReleaseResult) else
+                           {"lease": lease_view(answer, started)})
+    if answer.error is not None:
+        out["unavailable"] = {"attempts": answer.attempts}
+    return out
+
+
+def lease_view(lease: LeaseResult, started: float, whole: bool = True) -> dict[str, Any]:
+    view = {"allowed": lease.allowed, "active": lease.active, "limit": lease.limit,
+            "expires_at": seconds_from(lease.expires_at, started),
+            "ttl_seconds": lease.ttl_seconds, "retry_after_seconds": lease.retry_after_seconds,
+            "policy": lease.policy}
+    if whole:  # the lease as a whole; each descriptor's answer has no id of its own
+        view |= {"lease_id": lease.lease_id,
+                 "results": [lease_view(r, started, whole=False) for r in lease.results]}
+    return view
+
+
+def released_view(release: ReleaseResult) -> dict[str, Any]:
+    return {"released": release.released, "active": release.active, "limit": release.limit}
 
 
 def verification_view(verdict: KeyVerification, started: float) -> dict[str, Any]:

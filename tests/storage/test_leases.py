@@ -118,10 +118,12 @@ async def test_one_call_many_keys(backend: Backend) -> None:
 @pytest.mark.redis
 @pytest.mark.parametrize("backend", ["redis", "cluster"], indirect=True)
 async def test_the_set_lives_as_long_as_its_longest_lease(backend: Backend) -> None:
+    # The set outlives its longest lease by the scripts' one-second clean-up margin (the set's
+    # own expiry must never drop a lease its scores still hold), and no longer.
     await backend.run(acquire("short", ttl_ms=60_000), acquire("long", ttl_ms=HOUR))
-    assert HOUR - 5000 < backend.pttl(KEY) <= HOUR
+    assert HOUR - 5000 < backend.pttl(KEY) <= HOUR + 1000
     await backend.run(LeaseOp(RELEASE, KEY, "long"))
-    assert 55_000 < backend.pttl(KEY) <= 60_000
+    assert 55_000 < backend.pttl(KEY) <= 61_000
     await backend.run(LeaseOp(RELEASE, KEY, "short"))
     assert backend.pttl(KEY) == -2  # the last lease gone: the key is gone
 

@@ -159,6 +159,13 @@ istio-proxy calls it).
         secretKeyRef:
           name: {{ include "viva-rate-limiter.databaseSecret" . }}
           key: {{ .Values.database.secretKey }}
+    {{- with .Values.webhooks.existingSecret }}
+    - name: VIVA_SECRET_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: {{ $.Values.webhooks.secretKey }}
+    {{- end }}
     {{- end }}
     - name: VIVA_CONFIG_DIR
       value: /etc/viva-ratelimit/config

@@ -1,5 +1,15 @@
 import { parseEndpoint } from "./endpoint.js";
 import { InvalidRequestError, SidecarUnavailableError, UnauthorizedError } from "./errors.js";
+import {
+  Lease,
+  type LeaseOptions,
+  type LeaseRequest,
+  LeaseResult,
+  leaseBody,
+  leasePath,
+  ReleaseResult,
+  ttlSeconds,
+} from "./lease.js";
 import { CheckResult } from "./result.js";
 import { KeyVerification } from "./verification.js";
 
@@ -58,6 +68,7 @@ export interface CheckRequest {
 
 export const DEFAULT_TIMEOUT_MS = 500;
 const VERIFY_PATH = "/v1/keys/verify";
+const LEASES_PATH = "/v1/leases";
 const DEFAULT_RETRY: Required<RetryPolicy> = { attempts: 3, backoffMs: 50, maxBackoffMs: 1000 };
 // Failures of the connect phase: the sidecar never saw the request, so a retry cannot charge
 // the hits twice. A timeout waiting for the answer, a reset and any answer are not retried.
@@ -142,7 +153,7 @@ export class Client {
     }
     const headers = { ...this.#headers, authorization: `Bearer ${this.#rootKey}` };
     try {
-      return verdict(await this.#exchange(VERIFY_PATH, payload, headers));
+      return verdict(await this.#exchange("POST", VERIFY_PATH, payload, headers));
     } catch (error) {
       if (error instanceof InvalidRequestError || error instanceof UnauthorizedError) throw error;
       const unavailable =
@@ -151,10 +162,78 @@ export class Client {
     }
   }
 
+  // -- leases of a concurrency limit (lease.ts) -----------------------------------------------
+
+  /**
+   * Hold a slot of the concurrency limit of `identifier` (null with `options.descriptors`) in
+   * `namespace` while `fn` runs: renewed in the background, released when `fn` settles, whatever
+   * it did. Throws LeaseRefusedError, without calling `fn`, when every slot is held (or the
+   * sidecar is out of reach and the failure mode is "closed"); with "open" `fn` runs holding
+   * nothing (`lease.held` false, `lease.result.error` set).
+   */
+  async withLease<T>(
+    identifier: string | null,
+    namespace: string,
+    fn: (lease: Lease) => T | Promise<T>,
+    options: LeaseOptions = {},
+  ): Promise<T> {
+    const lease = await this.lease(identifier, namespace, options);
+    try {
+      return await fn(lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /**
+   * Take a slot and keep it renewed until `release()` (or `await using lease = ...`); throws
+   * LeaseRefusedError as withLease does.
+   */
+  lease(identifier: string | null, namespace: string, options: LeaseOptions = {}): Promise<Lease> {
+    return Lease.acquire(this, identifier, namespace, options);
+  }
+
+  /** Take a slot (`leaseId`) or learn that none is free (`allowed` false, with `active`). */
+  async acquireLease(request: LeaseRequest): Promise<LeaseResult> {
+    const payload = JSON.stringify(leaseBody(request, checkBody(request, 1)));
+    return this.#leaseCall(LEASES_PATH, payload);
+  }
+
+  /** Hold the lease `ttlMs` more (default: as long as at its acquire); `allowed` false once it
+   * is gone (expired, released, never issued). */
+  async renewLease(leaseId: string, options: { ttlMs?: number } = {}): Promise<LeaseResult> {
+    const path = leasePath(leaseId, "/renew");
+    const body = options.ttlMs === undefined ? {} : { ttl: ttlSeconds(options.ttlMs) };
+    return this.#leaseCall(path, JSON.stringify(body));
+  }
+
+  /** Free the lease's slots; `released` false when it was gone already (or, with `error`, when
+   * the sidecar could not be asked: it then expires with its time to live). */
+  async releaseLease(leaseId: string): Promise<ReleaseResult> {
+    const path = leasePath(leaseId);
+    try {
+      const answer = await this.#exchange("DELETE", path, null, this.#headers);
+      return answer.status === 404 ? new ReleaseResult({ released: false }) : ReleaseResult.fromJSON(answered(answer));
+    } catch (error) {
+      if (error instanceof InvalidRequestError) throw error;
+      return new ReleaseResult({ released: false, error: unavailable(error) });
+    }
+  }
+
+  async #leaseCall(path: string, payload: string): Promise<LeaseResult> {
+    try {
+      const answer = await this.#exchange("POST", path, payload, this.#headers);
+      return answer.status === 404 ? new LeaseResult({ allowed: false }) : LeaseResult.fromJSON(answered(answer));
+    } catch (error) {
+      if (error instanceof InvalidRequestError) throw error;
+      return new LeaseResult({ allowed: this.failureMode === "open", error: unavailable(error) });
+    }
+  }
+
   async #post(path: string, body: Record<string, unknown>): Promise<CheckResult> {
     let attempts = 1;
     try {
-      const answer = await this.#exchange(path, JSON.stringify(body), this.#headers);
+      const answer = await this.#exchange("POST", path, JSON.stringify(body), this.#headers);
       attempts = answer.attempts;
       return interpret(answer);
     } catch (error) {
@@ -166,12 +245,17 @@ export class Client {
 
   /**
    * The sidecar's answer, retrying what never reached it; SidecarUnavailableError when no
-   * answer came.
+   * answer came. `payload` null: no body.
    */
-  async #exchange(path: string, payload: string, headers: Record<string, string>): Promise<Answer> {
+  async #exchange(
+    method: string,
+    path: string,
+    payload: string | null,
+    headers: Record<string, string>,
+  ): Promise<Answer> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return { ...(await this.#attempt(path, payload, headers)), attempts: attempt };
+        return { ...(await this.#attempt(method, path, payload, headers)), attempts: attempt };
       } catch (error) {
         if (!isConnectError(error) || attempt >= this.retry.attempts) {
           throw new SidecarUnavailableError(describe(error), attempt, error);
@@ -181,14 +265,19 @@ export class Client {
     }
   }
 
-  /** One POST, trying each base address in turn while connections are refused. */
-  async #attempt(path: string, payload: string, headers: Record<string, string>): Promise<Omit<Answer, "attempts">> {
+  /** One request, trying each base address in turn while connections are refused. */
+  async #attempt(
+    method: string,
+    path: string,
+    payload: string | null,
+    headers: Record<string, string>,
+  ): Promise<Omit<Answer, "attempts">> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     let lastError: unknown;
     for (let i = 0; i < this.#bases.length; i++) {
       const n = (this.#preferred + i) % this.#bases.length;
       try {
-        const response = await fetch(this.#bases[n] + path, { method: "POST", headers, body: payload, signal });
+        const response = await fetch(this.#bases[n] + path, { method, headers, body: payload, signal });
         this.#preferred = n;
         return { status: response.status, text: await response.text() };
       } catch (error) {
@@ -228,6 +317,20 @@ function interpret({ status, text }: Answer): CheckResult {
   const message = typeof doc?.error === "string" ? doc.error : text.slice(0, 200);
   if (status === 400 || status === 413) throw invalid(doc, message, status);
   throw new Error(`HTTP ${status} from the sidecar: ${message}`);
+}
+
+/** A 200's JSON; InvalidRequestError for a 400 or 413; SidecarUnavailableError otherwise. */
+function answered({ status, text, attempts }: Answer): unknown {
+  const doc = parseJSON(text);
+  if (status === 200 && doc !== null) return doc;
+  const message = typeof doc?.error === "string" ? doc.error : text.slice(0, 200);
+  if (status === 400 || status === 413) throw invalid(doc, message, status);
+  throw new SidecarUnavailableError(`HTTP ${status} from the sidecar: ${message}`, attempts);
+}
+
+/** An error of a call as the SidecarUnavailableError the failure mode answers with. */
+function unavailable(error: unknown): SidecarUnavailableError {
+  return error instanceof SidecarUnavailableError ? error : new SidecarUnavailableError(describe(error), 1, error);
 }
 
 function verdict({ status, text, attempts }: Answer): KeyVerification {

@@ -8,12 +8,17 @@
  *     ├── UnauthorizedError       verifyKey without a root key, or the sidecar refused it (401,
  *     │                           or 403 without the scope keys:verify). Always thrown: a wrong
  *     │                           credential must never read as valid keys.
- *     └── SidecarUnavailableError the sidecar could not decide (unreachable after the retries,
- *                                 too slow, or it answered an error such as 503); never thrown:
- *                                 the failure mode answers and `result.error` holds it.
+ *     ├── SidecarUnavailableError the sidecar could not decide (unreachable after the retries,
+ *     │                           too slow, or it answered an error such as 503); never thrown:
+ *     │                           the failure mode answers and `result.error` holds it.
+ *     └── LeaseRefusedError       `lease()` or `withLease()` could not take a slot: every one is
+ *                                 held, or the sidecar is out of reach and the failure mode is
+ *                                 "closed"; `result` is the LeaseResult that says so.
  *
  * No message ever holds an API key or the root key.
  */
+
+import type { LeaseResult } from "./lease.js";
 
 export class RateLimitClientError extends Error {
   override name = "RateLimitClientError";
@@ -58,5 +63,22 @@ export class SidecarUnavailableError extends RateLimitClientError {
       cause,
     });
     this.attempts = attempts;
+  }
+}
+
+export class LeaseRefusedError extends RateLimitClientError {
+  override name = "LeaseRefusedError";
+  /** The sidecar's answer (active, limit, retryAfterSeconds), or the failure mode's (error). */
+  readonly result: LeaseResult;
+
+  constructor(result: LeaseResult) {
+    super(
+      result.error !== null
+        ? `lease refused: the sidecar could not be asked (${result.error.message})`
+        : `lease refused: ${result.active} of ${result.limit} held for ${JSON.stringify(result.policy)}` +
+            (result.retryAfterSeconds === null ? "" : `; a slot frees within ${result.retryAfterSeconds} s`),
+      { cause: result.error ?? undefined },
+    );
+    this.result = result;
   }
 }

@@ -11,15 +11,26 @@
  *     // full mode: who is this API key, and may they?
  *     const keys = new ratelimiter.Client({ endpoint: 'localhost:8080', rootKey: process.env.VIVA_ROOT_KEY })
  *     const verdict = await keys.verifyKey(apiKey, { features: ['exports'] })   // verdict.code
+ *
+ *     // a concurrency limit: hold one of the user's slots while the socket is open
+ *     await client.withLease('user_123', 'ws', async (lease) => { … })   // LeaseRefusedError when full
  */
 import { Client } from "./client.js";
-import { InvalidRequestError, RateLimitClientError, SidecarUnavailableError, UnauthorizedError } from "./errors.js";
+import {
+  InvalidRequestError,
+  LeaseRefusedError,
+  RateLimitClientError,
+  SidecarUnavailableError,
+  UnauthorizedError,
+} from "./errors.js";
+import { Lease, LeaseResult, ReleaseResult } from "./lease.js";
 import { middleware } from "./middleware.js";
 import { CheckResult } from "./result.js";
 import { KeyVerification, VerifyCode } from "./verification.js";
 
 export type { CheckRequest, ClientOptions, Descriptor, FailureMode, RetryPolicy, VerifyOptions } from "./client.js";
 export type { HeaderFamily } from "./headers.js";
+export type { LeaseOptions, LeaseRequest } from "./lease.js";
 export type { Middleware, MiddlewareOptions, Next, RequestLike } from "./middleware.js";
 export type { VerifiedLimit } from "./verification.js";
 export {
@@ -27,8 +38,12 @@ export {
   Client,
   InvalidRequestError,
   KeyVerification,
+  Lease,
+  LeaseRefusedError,
+  LeaseResult,
   middleware,
   RateLimitClientError,
+  ReleaseResult,
   SidecarUnavailableError,
   UnauthorizedError,
   VerifyCode,
@@ -39,8 +54,12 @@ const ratelimiter = {
   Client,
   InvalidRequestError,
   KeyVerification,
+  Lease,
+  LeaseRefusedError,
+  LeaseResult,
   middleware,
   RateLimitClientError,
+  ReleaseResult,
   SidecarUnavailableError,
   UnauthorizedError,
   VerifyCode,

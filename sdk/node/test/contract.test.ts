@@ -15,6 +15,8 @@ import ratelimiter, {
   Client,
   InvalidRequestError,
   type KeyVerification,
+  type LeaseResult,
+  ReleaseResult,
   UnauthorizedError,
   type VerifyOptions,
 } from "viva-ratelimit-client";
@@ -112,7 +114,10 @@ describe("sdk/contract", { skip }, () => {
         const problems: string[] = [];
         for (const [i, raw] of vector.steps.entries()) {
           const step = h.fillSaved(h.substitute(raw, run), saved);
-          for (const p of await runStep(vector, step, target)) problems.push(`step ${i}: ${p}`);
+          if (step.wait_ms !== undefined) await h.sleep(step.wait_ms); // outside the step's time
+          const { problems: found, actual } = await runStep(vector, step, target);
+          for (const p of found) problems.push(`step ${i}: ${p}`);
+          if (step.save !== undefined) save(step.save, actual.lease, saved);
         }
         if (problems.length > 0) throw new Error(`${vector.about}\n${problems.join("\n")}`);
       });
@@ -120,7 +125,11 @@ describe("sdk/contract", { skip }, () => {
   }
 });
 
-async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<string[]> {
+async function runStep(
+  vector: h.Vector,
+  step: h.Step,
+  target: Target,
+): Promise<{ problems: string[]; actual: Record<string, unknown> }> {
   const settings = { ...contract.client_defaults, ...vector.client, ...step.client };
   const client = new Client({
     endpoint: String(settings.endpoint).replace("{port}", String(target.port)),
@@ -143,19 +152,68 @@ async function runStep(vector: h.Vector, step: h.Step, target: Target): Promise<
   if (step.request) {
     const mw = { ...contract.middleware_defaults, ...vector.middleware, ...step.middleware };
     actual = await serve(client, mw, step.request);
+  } else if (step.call === "verifyKey") {
+    actual = await verify(client, step, started);
+  } else if (step.call?.endsWith("_lease")) {
+    actual = await leaseCall(client, step, started);
   } else {
-    actual = step.call === "verifyKey" ? await verify(client, step, started) : await call(client, step, started);
+    actual = await call(client, step, started);
   }
   const elapsed = Date.now() - started;
   const after = await counters(target);
   const leaks = step.call === "verifyKey" ? secretsShown([step.key ?? "", rootKey], actual.texts as Texts) : [];
-  return [
-    ...check(step.expect, actual, elapsed, {
-      sidecar: after.sidecar - before.sidecar,
-      silent: after.silent - before.silent,
-    }),
-    ...leaks,
-  ];
+  const grew = { sidecar: after.sidecar - before.sidecar, silent: after.silent - before.silent };
+  return { problems: [...check(step.expect, actual, elapsed, grew), ...leaks], actual };
+}
+
+/** A step's `save`: the string fields of its answer, as `NAME.FIELD` for the later steps. */
+function save(name: string, answer: unknown, saved: Record<string, string>): void {
+  for (const [field, value] of Object.entries((answer ?? {}) as Record<string, unknown>)) {
+    if (typeof value === "string") saved[`${name}.${field}`] = value;
+  }
+}
+
+/** An acquire_lease, renew_lease or release_lease step in the contract's names. */
+async function leaseCall(client: Client, step: h.Step, started: number): Promise<Record<string, unknown>> {
+  const ttl = step.ttl_ms === undefined ? {} : { ttlMs: step.ttl_ms };
+  let answer: LeaseResult | ReleaseResult;
+  try {
+    if (step.call === "acquire_lease") {
+      answer = await client.acquireLease({
+        namespace: step.namespace ?? "",
+        ...(step.identifier === undefined ? {} : { identifier: step.identifier }),
+        ...(step.descriptors === undefined ? {} : { descriptors: step.descriptors }),
+        ...ttl,
+      });
+    } else if (step.call === "renew_lease") {
+      answer = await client.renewLease(step.lease_id ?? "", ttl);
+    } else {
+      answer = await client.releaseLease(step.lease_id ?? "");
+    }
+  } catch (error) {
+    if (error instanceof InvalidRequestError) return { error: { kind: "invalid_request", field: error.field } };
+    return { error: { kind: "unexpected", message: String(error) } };
+  }
+  const out: Record<string, unknown> =
+    answer instanceof ReleaseResult
+      ? { released: { released: answer.released, active: answer.active, limit: answer.limit } }
+      : { lease: leaseView(answer, started, true) };
+  if (answer.error !== null) out.unavailable = { attempts: answer.error.attempts };
+  return out;
+}
+
+function leaseView(r: LeaseResult, started: number, whole: boolean): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    allowed: r.allowed,
+    active: r.active,
+    limit: r.limit,
+    expires_at: secondsFrom(r.expiresAt, started),
+    ttl_seconds: r.ttlSeconds,
+    retry_after_seconds: r.retryAfterSeconds,
+    policy: r.policy,
+  };
+  if (!whole) return view; // one descriptor's answer has no id of its own
+  return { ...view, lease_id: r.leaseId, results: r.results.map((each) => leaseView(each, started, false)) };
 }
 
 type Texts = Record<string, string>;

@@ -14,7 +14,7 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Settings = Record<string, Json>;
 
 export interface Step {
-  call?: "allow" | "check" | "report" | "verifyKey";
+  call?: "allow" | "check" | "report" | "verifyKey" | "acquire_lease" | "renew_lease" | "release_lease";
   namespace?: string;
   identifier?: string;
   descriptors?: Array<Array<[string, string]>>;
@@ -23,6 +23,10 @@ export interface Step {
   cost?: number;
   limits?: string[];
   features?: string[];
+  lease_id?: string;
+  ttl_ms?: number;
+  save?: string;
+  wait_ms?: number;
   request?: { method?: string; path?: string; headers?: Record<string, string> };
   client?: Settings;
   middleware?: Settings;
@@ -74,6 +78,8 @@ const KNOWN_EXPECT = new Set([
   "body",
   "json",
   "verification",
+  "lease",
+  "released",
   "sidecar_requests",
   "silent_requests",
   "min_elapsed_ms",
@@ -91,8 +97,27 @@ function findUp(from: string, relative: string): string {
   }
 }
 
-const VERSION = 2;
-const CALLS = ["allow", "check", "report", "verifyKey"];
+const VERSION = 3;
+const CALLS = ["allow", "check", "report", "verifyKey", "acquire_lease", "renew_lease", "release_lease"];
+const STEP_KEYS = new Set([
+  "call",
+  "namespace",
+  "identifier",
+  "descriptors",
+  "hits",
+  "key",
+  "cost",
+  "limits",
+  "features",
+  "lease_id",
+  "ttl_ms",
+  "save",
+  "wait_ms",
+  "request",
+  "client",
+  "middleware",
+  "expect",
+]);
 
 export function loadContract(): { contract: Contract; vectors: Vector[] } {
   const contract = JSON.parse(readFileSync(join(CONTRACT_DIR, "contract.json"), "utf8")) as Contract;
@@ -110,6 +135,9 @@ export function loadContract(): { contract: Contract; vectors: Vector[] } {
       for (const step of vector.steps) {
         for (const key of Object.keys(step.expect)) {
           if (!KNOWN_EXPECT.has(key)) throw new Error(`${file}: ${vector.name}: unknown expectation ${key}`);
+        }
+        for (const key of Object.keys(step)) {
+          if (!STEP_KEYS.has(key)) throw new Error(`${file}: ${vector.name}: unknown step key ${key}`);
         }
         if (step.call !== undefined && !CALLS.includes(step.call)) {
           throw new Error(`${file}: ${vector.name}: unknown call ${step.call}`);
@@ -306,11 +334,12 @@ async function setup(port: number, rootKey: string, requests: SetupRequest[]): P
   return saved;
 }
 
-/** `${NAME.FIELD}` replaced by what the setup saved; an error names what nothing saved. */
+/** `${NAME.FIELD}` replaced by what the setup (or an earlier step) saved; an error names what
+ * nothing saved. */
 export function fillSaved<T>(value: T, saved: Record<string, string>): T {
   const text = JSON.stringify(value).replace(/\$\{([a-z_]+)\.([a-z_]+)\}/g, (_, name: string, field: string) => {
     const found = saved[`${name}.${field}`];
-    if (found === undefined) throw new Error(`\${${name}.${field}}: no setup call saved it`);
+    if (found === undefined) throw new Error(`\${${name}.${field}}: no setup call or earlier step saved it`);
     return JSON.stringify(found).slice(1, -1);
   });
   return JSON.parse(text) as T;

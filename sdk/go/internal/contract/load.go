@@ -15,7 +15,7 @@ import (
 )
 
 // Version is the contract version this runner knows.
-const Version = 2
+const Version = 3
 
 // Contract is contract.json.
 type Contract struct {
@@ -82,6 +82,10 @@ type Step struct {
 	Cost        *int           `json:"cost"`
 	Limits      []string       `json:"limits"`
 	Features    []string       `json:"features"`
+	LeaseID     *string        `json:"lease_id"`
+	TTLMs       *float64       `json:"ttl_ms"`
+	Save        string         `json:"save"`
+	WaitMs      *float64       `json:"wait_ms"`
 	Request     *Request       `json:"request"`
 	Client      map[string]any `json:"client"`
 	Middleware  map[string]any `json:"middleware"`
@@ -149,9 +153,11 @@ var knownExpect = map[string]bool{
 	"return": true, "result": true, "headers": true, "error": true, "unavailable": true,
 	"status": true, "body": true, "json": true, "sidecar_requests": true,
 	"silent_requests": true, "min_elapsed_ms": true, "max_elapsed_ms": true, "verification": true,
+	"lease": true, "released": true,
 }
 
-var knownCalls = map[string]bool{"allow": true, "check": true, "report": true, "verifyKey": true}
+var knownCalls = map[string]bool{"allow": true, "check": true, "report": true, "verifyKey": true,
+	"acquire_lease": true, "renew_lease": true, "release_lease": true}
 
 func (v Vector) validate(c *Contract) error {
 	if _, ok := c.Targets[v.Target]; !ok {

@@ -128,6 +128,9 @@ func runVector(t *testing.T, c *Contract, v Vector, tg target, framework Framewo
 		if err := fillSaved(&step, values); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
+		if step.WaitMs != nil { // outside the step's own time and counters
+			time.Sleep(millis(*step.WaitMs))
+		}
 		settings := merge(c.ClientDefaults, v.Client, step.Client)
 		client := newClient(t, settings, tg.port, c.RootKey)
 		counters := tg.read(t)
@@ -139,6 +142,9 @@ func runVector(t *testing.T, c *Contract, v Vector, tg target, framework Framewo
 			actual = serve(t, framework(client, mw), *step.Request)
 		case step.Call == "verifyKey":
 			actual = verify(client, step, started)
+		case leaseCalls[step.Call]:
+			actual = leaseCall(client, step, started)
+			save(step.Save, actual["lease"], values)
 		default:
 			actual = call(client, step, started)
 		}
@@ -236,16 +242,10 @@ func call(client *ratelimiter.Client, s Step, started time.Time) map[string]any 
 	if s.Call == "allow" {
 		return map[string]any{"return": client.Allow(ctx, deref(s.Identifier), deref(s.Namespace))}
 	}
-	req := ratelimiter.CheckRequest{Namespace: deref(s.Namespace), Identifier: deref(s.Identifier), Hits: 1}
+	req := ratelimiter.CheckRequest{Namespace: deref(s.Namespace), Identifier: deref(s.Identifier), Hits: 1,
+		Descriptors: descriptors(s.Descriptors)}
 	if s.Hits != nil {
 		req.Hits = *s.Hits
-	}
-	for _, d := range s.Descriptors {
-		var descriptor ratelimiter.Descriptor
-		for _, pair := range d {
-			descriptor = append(descriptor, ratelimiter.Entry{Key: pair[0], Value: pair[1]})
-		}
-		req.Descriptors = append(req.Descriptors, descriptor)
 	}
 	var res ratelimiter.Result
 	var err error

@@ -72,6 +72,19 @@ func (s *Sidecar) admin(client *http.Client, r SetupRequest) ([]byte, error) {
 	return answer, nil
 }
 
+// save keeps the string fields of a step's answer as "NAME.FIELD" when the step has save.
+func save(name string, answer any, values map[string]string) {
+	fields, _ := answer.(map[string]any)
+	if name == "" {
+		return
+	}
+	for field, value := range fields {
+		if text, ok := value.(string); ok {
+			values[name+"."+field] = text
+		}
+	}
+}
+
 // fillSaved replaces ${NAME.FIELD} in every string of *v (a Step or a SetupRequest) by what
 // the setup saved; an error names a placeholder nothing saved.
 func fillSaved[T any](v *T, values map[string]string) error {
@@ -91,7 +104,7 @@ func fillSaved[T any](v *T, values map[string]string) error {
 		return quoted[1 : len(quoted)-1] // inside a JSON string already
 	})
 	if missing != "" {
-		return fmt.Errorf("${%s}: no setup call saved it", missing)
+		return fmt.Errorf("${%s}: no setup call or earlier step saved it", missing)
 	}
 	var out T
 	if err := json.Unmarshal(data, &out); err != nil {

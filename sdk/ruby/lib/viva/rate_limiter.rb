@@ -11,6 +11,8 @@
 #
 #   keys = Viva::RateLimiter::Client.new("http://localhost:8080", root_key: ENV["VIVA_ROOT_KEY"])
 #   keys.verify_key(api_key, features: ["exports"]).code   # full mode: "VALID", "REVOKED", …
+#
+#   limiter.lease("user_123", "ws") { serve_the_socket }   # a slot of a concurrency limit
 module Viva
   module RateLimiter
   end
@@ -24,5 +26,8 @@ require_relative "rate_limiter/result"
 require_relative "rate_limiter/verification"
 require_relative "rate_limiter/endpoint"
 require_relative "rate_limiter/connection_pool"
+require_relative "rate_limiter/lease_result"
+require_relative "rate_limiter/lease"
+require_relative "rate_limiter/lease_calls"
 require_relative "rate_limiter/client"
 require_relative "rate_limiter/middleware"

@@ -7,22 +7,23 @@ require "securerandom"
 # against real processes. Every key is checked against what this runner knows, so that a vector
 # using something new fails here instead of being skipped.
 module Contract
-  VERSION = 2
+  VERSION = 3
   ROOT = File.join(Harness::ROOT, "sdk", "contract")
   VECTOR_KEYS = %w[name about target client middleware setup steps].freeze
-  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits key cost limits features client
-                        expect].freeze
+  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits key cost limits features lease_id
+                        ttl_ms save wait_ms client expect].freeze
   MIDDLEWARE_STEP_KEYS = %w[request client middleware expect].freeze
   CLIENT_SETTINGS = %w[endpoint timeout_ms attempts backoff_ms max_backoff_ms failure_mode root_key
                        verify_failure_mode].freeze
   MIDDLEWARE_SETTINGS = %w[namespace identifier_header hits].freeze
-  CLIENT_EXPECT = %w[return result headers error unavailable verification sidecar_requests
-                     silent_requests min_elapsed_ms max_elapsed_ms].freeze
+  CLIENT_EXPECT = %w[return result headers error unavailable verification lease released
+                     sidecar_requests silent_requests min_elapsed_ms max_elapsed_ms].freeze
   MIDDLEWARE_EXPECT = %w[status body json headers sidecar_requests silent_requests
                          min_elapsed_ms max_elapsed_ms].freeze
   REQUEST_KEYS = %w[method path headers].freeze
   SETUP_KEYS = %w[method path body save].freeze
   TARGETS = %w[sidecar store_down full closed_port silent_server].freeze
+  LEASE_CALLS = %w[acquire_lease renew_lease release_lease].freeze
   CALLS = %w[allow check report verifyKey].freeze
   SAVED = /\$\{([a-z_]+\.[a-z_]+)\}/.freeze
 
@@ -70,10 +71,12 @@ module Contract
     map_strings(value) { |s| s.gsub("${run}", token) }
   end
 
-  # ${NAME.FIELD} replaced by what the setup saved, in every string of +value+.
+  # ${NAME.FIELD} replaced by what the setup or an earlier step saved, in every string of +value+.
   def with_saved(value, saved)
     map_strings(value) do |s|
-      s.gsub(SAVED) { saved.fetch(Regexp.last_match(1)) { |name| raise "${#{name}}: no setup call saved it" } }
+      s.gsub(SAVED) do
+        saved.fetch(Regexp.last_match(1)) { |name| raise "${#{name}}: no setup call or earlier step saved it" }
+      end
     end
   end
 
@@ -186,4 +189,5 @@ module Contract
 end
 
 require_relative "contract_match"
+require_relative "contract_leases"
 require_relative "contract_runner"

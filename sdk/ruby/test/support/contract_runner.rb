@@ -5,6 +5,8 @@ module Contract
   # settings, the call or the HTTP request, then every expectation of the step. Problems are
   # collected and returned together, with the step's number.
   class Runner
+    include LeaseSteps
+
     HELLO = ->(_env) { [200, { "content-type" => "text/plain" }, ["ok"]] }
 
     def initialize(world)
@@ -23,9 +25,12 @@ module Contract
       port, sidecar, silent = bind(vector.doc["target"], profile)
       saved = doc.key?("setup") ? @world.setup(sidecar, doc["setup"]) : {}
       problems = []
-      doc["steps"].each_with_index do |step, i|
+      doc["steps"].each_with_index do |raw, i|
         where = "#{vector}#{profile ? "[#{profile}]" : ''} step #{i}"
-        run_step(doc, Contract.with_saved(step, saved), port, sidecar, silent, where, problems)
+        step = Contract.with_saved(raw, saved)
+        sleep(step["wait_ms"] / 1000.0) if step.key?("wait_ms") # outside the step's time and counters
+        kept = run_step(doc, step, port, sidecar, silent, where, problems)
+        kept.each { |field, value| saved["#{step['save']}.#{field}"] = value } if step.key?("save")
       end
       problems
     end
@@ -43,7 +48,9 @@ module Contract
       end
     end
 
+    # Runs a step and checks it; returns the string fields of its answer (for the step's save).
     def run_step(vector, step, port, sidecar, silent, where, problems)
+      kept = {}
       middleware = step.key?("request")
       Contract.check_keys(step, middleware ? MIDDLEWARE_STEP_KEYS : CLIENT_STEP_KEYS, where)
       expect = step.fetch("expect", {})
@@ -62,6 +69,11 @@ module Contract
         elapsed(expect, t0, where, problems)
         check_verify(expect, outcome, started, where, problems)
         check_secrets([step["key"], Contract.root_key], outcome, where, problems)
+      elsif LEASE_CALLS.include?(step["call"])
+        outcome = lease_call(client, step)
+        elapsed(expect, t0, where, problems)
+        check_lease(expect, outcome, started, where, problems)
+        kept = outcome.strings
       else
         outcome = call(client, step, where)
         elapsed(expect, t0, where, problems)
@@ -69,6 +81,7 @@ module Contract
       end
       check_requests(expect, sidecar, requests_before, where, problems)
       check_silent(expect, silent, silent_before, where, problems)
+      kept
     end
 
     MODES = { "open" => :open, "closed" => :closed }.freeze

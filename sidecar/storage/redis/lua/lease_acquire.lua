@@ -19,7 +19,9 @@ if held < tonumber(ARGV[3]) or ARGV[4] == '1' then
   expires = now + tonumber(ARGV[2])
   held = held + redis.call('ZADD', key, expires, token)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', key, last[2])
+  -- A second past the last expiry: the set's own expiry is clean-up only, so it never
+  -- drops a lease the scores (read against TIME) still hold.
+  redis.call('PEXPIREAT', key, last[2] + 1000)
   taken = 1
 end
 local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')

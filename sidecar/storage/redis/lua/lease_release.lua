@@ -14,7 +14,9 @@ local first = {}
 if held > 0 then
   -- the set now lives as long as its longest remaining lease
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', key, last[2])
+  -- A second past the last expiry: the set's own expiry is clean-up only, so it never
+  -- drops a lease the scores (read against TIME) still hold.
+  redis.call('PEXPIREAT', key, last[2] + 1000)
   first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 end
 return {released, held, 0, tonumber(first[2] or 0), now}

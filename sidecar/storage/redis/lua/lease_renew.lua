@@ -15,7 +15,9 @@ if redis.call('ZSCORE', key, token) then
   expires = now + tonumber(ARGV[2])
   redis.call('ZADD', key, 'XX', expires, token)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', key, last[2])
+  -- A second past the last expiry: the set's own expiry is clean-up only, so it never
+  -- drops a lease the scores (read against TIME) still hold.
+  redis.call('PEXPIREAT', key, last[2] + 1000)
   renewed = 1
 end
 local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')

@@ -6,8 +6,9 @@ require "socket"
 
 module Viva
   module RateLimiter
-    # Client of the sidecar's REST API (POST /v1/check, POST /v1/report); thread-safe, keep one
-    # per process: it keeps connections open.
+    # Client of the sidecar's REST API (POST /v1/check, POST /v1/report, and leases of a
+    # concurrency limit: LeaseCalls); thread-safe, keep one per process: it keeps connections
+    # open.
     #
     #   limiter = Viva::RateLimiter::Client.new("http://localhost:8080")
     #   if limiter.allow?("user_123", "api_requests")
@@ -25,6 +26,8 @@ module Viva
     # call; it needs +root_key+, and has its own failure mode (+verify_failure_mode+, :closed by
     # default: a key that cannot be verified is not valid).
     class Client
+      include LeaseCalls
+
       DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
       VERIFY_PATH = "/v1/keys/verify"
       DEFAULT_TIMEOUT = 0.5 # seconds, per attempt: a rate-limit check must never hold a request
@@ -119,17 +122,6 @@ module Viva
 
       private
 
-      # No answer came, after +attempts+ tries: the failure mode decides.
-      class Unreached < StandardError
-        attr_reader :attempts
-
-        def initialize(message, attempts)
-          super(message)
-          @attempts = attempts
-        end
-      end
-      private_constant :Unreached
-
       def post(path, json)
         response, attempts = exchange(path, json, @headers)
         outcome = interpret(response)
@@ -139,13 +131,13 @@ module Viva
       end
 
       # The sidecar's answer and the tries it took, retrying what never reached it; Unreached
-      # when no answer came.
-      def exchange(path, json, headers)
+      # when no answer came. +json+ nil: no body.
+      def exchange(path, json, headers, method: :post)
         attempt = 0
         loop do
           attempt += 1
           begin
-            return [send_once("#{@endpoint.path}#{path}", json, headers), attempt]
+            return [send_once(method, "#{@endpoint.path}#{path}", json, headers), attempt]
           rescue *CONNECT_ERRORS => e
             raise Unreached.new(describe(e), attempt) if attempt >= @retry_policy.attempts
           rescue *WIRE_ERRORS => e
@@ -155,10 +147,13 @@ module Viva
         end
       end
 
-      def send_once(path, json, headers)
+      REQUESTS = { post: Net::HTTP::Post, delete: Net::HTTP::Delete }.freeze
+      private_constant :REQUESTS
+
+      def send_once(method, path, json, headers)
         @pool.with do |http|
-          request = Net::HTTP::Post.new(path, headers)
-          request.body = json
+          request = REQUESTS.fetch(method).new(path, headers)
+          request.body = json unless json.nil?
           http.request(request)
         end
       end
@@ -253,6 +248,11 @@ module Viva
       end
 
       def body(identifier, namespace, hits, descriptors)
+        JSON.generate(check_doc(identifier, namespace, hits, descriptors))
+      end
+
+      # The fields of a check's body, in order: namespace, identifier or descriptors, hits.
+      def check_doc(identifier, namespace, hits, descriptors)
         text!(namespace, "namespace")
         unless hits.is_a?(Integer) && hits >= 0
           raise InvalidRequest.new("hits must be a whole number >= 0, not #{hits.inspect}", "hits")
@@ -269,7 +269,7 @@ module Viva
           doc["descriptors"] = descriptor_list(descriptors)
         end
         doc["hits"] = hits
-        JSON.generate(doc)
+        doc
       end
 
       # Only the shape is checked here; the sidecar checks the text of every entry and names its

@@ -13,10 +13,13 @@ module Viva
     #   ├── Unauthorized < StandardError     verify_key without a root key, or the sidecar
     #   │                                    refused it (401, 403 without keys:verify). Always
     #   │                                    raised: a wrong credential is not a valid key.
-    #   └── SidecarUnavailable < StandardError  no answer (connection refused after the retries,
-    #                                        a timeout, a 503); raised only with
-    #                                        failure_mode: :raise (verify_failure_mode for
-    #                                        verify_key), else the failure mode answers.
+    #   ├── SidecarUnavailable < StandardError  no answer (connection refused after the retries,
+    #   │                                    a timeout, a 503); raised only with
+    #   │                                    failure_mode: :raise (verify_failure_mode for
+    #   │                                    verify_key), else the failure mode answers.
+    #   └── LeaseRefused < StandardError     Client#lease could not take a slot: every one is
+    #                                        held, or the sidecar is out of reach and the
+    #                                        failure mode is :closed; #result says which.
     #
     # No message ever holds an API key or the root key.
     module Error; end
@@ -56,5 +59,36 @@ module Viva
         @attempts = attempts
       end
     end
+
+    class LeaseRefused < StandardError
+      include Error
+
+      # The LeaseResult that refused: the sidecar's (active, limit, retry_after_seconds), or the
+      # failure mode's (error).
+      attr_reader :result
+
+      def initialize(result)
+        @result = result
+        super(result.error ? "lease refused: the sidecar could not be asked (#{result.error})" : refused(result))
+      end
+
+      private
+
+      def refused(result)
+        text = "lease refused: #{result.active} of #{result.limit} held for #{result.policy.inspect}"
+        result.retry_after_seconds ? "#{text}; a slot frees within #{result.retry_after_seconds} s" : text
+      end
+    end
+
+    # No answer came, after +attempts+ tries: the failure mode decides. Internal to the client.
+    class Unreached < StandardError
+      attr_reader :attempts
+
+      def initialize(message, attempts)
+        super(message)
+        @attempts = attempts
+      end
+    end
+    private_constant :Unreached
   end
 end

@@ -1,7 +1,7 @@
 """The web pages: dashboard and portal sessions, one-time portal links.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-08
 """
 
@@ -11,11 +11,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
-# 0002 and 0003 belong to usage metering/billing and webhooks, built beside this; whichever
-# lands last re-chains its down_revision onto the others (one head).
 
 TIME = sa.DateTime(timezone=True)
 

@@ -58,6 +58,11 @@ public record CheckRequest(String namespace, String identifier, List<Descriptor>
 
   /** The JSON body of /v1/check and /v1/report. */
   String toJson() {
+    return Json.write(body());
+  }
+
+  /** The body's fields, in order: namespace, identifier or descriptors, hits. */
+  Map<String, Object> body() {
     Map<String, Object> body = new LinkedHashMap<>();
     body.put("namespace", namespace);
     if (descriptors != null) {
@@ -77,6 +82,6 @@ public record CheckRequest(String namespace, String identifier, List<Descriptor>
       body.put("identifier", identifier);
     }
     body.put("hits", hits);
-    return Json.write(body);
+    return body;
   }
 }

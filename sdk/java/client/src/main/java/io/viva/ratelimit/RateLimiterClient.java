@@ -1,12 +1,12 @@
 package io.viva.ratelimit;
 
 import java.io.IOException;
-import java.net.ConnectException;
 import java.net.URI;
+import java.net.URLEncoder;
 import java.net.http.HttpClient;
-import java.net.http.HttpConnectTimeoutException;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -18,7 +18,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.BiFunction;
 
 /**
- * Client of the sidecar's REST API ({@code POST /v1/check}, {@code POST /v1/report}); thread-safe,
+ * Client of the sidecar's REST API ({@code POST /v1/check}, {@code POST /v1/report}, leases of
+ * a concurrency limit, full mode's key verification); thread-safe,
  * keep one per application: its {@link HttpClient} keeps connections open.
  *
  * <pre>{@code
@@ -46,6 +47,7 @@ public final class RateLimiterClient {
 
   private static final String USER_AGENT = "viva-ratelimit-java/0.1.0";
   private static final String VERIFY_PATH = "/v1/keys/verify";
+  private static final String LEASES_PATH = "/v1/leases";
 
   private final URI endpoint;
   private final Duration timeout;
@@ -151,6 +153,80 @@ public final class RateLimiterClient {
     }
   }
 
+  // -- leases of a concurrency limit (Lease, LeaseRequest, LeaseResult) ---------------------------
+
+  /** {@link #lease(LeaseRequest)} of {@code identifier}'s slot in {@code namespace}. */
+  public Lease lease(String identifier, String namespace) {
+    return lease(LeaseRequest.of(identifier, namespace));
+  }
+
+  /**
+   * Take a slot of a concurrency limit (a rule with {@code algorithm: concurrency}) and keep it
+   * renewed in the background until the {@link Lease} is closed: use it in try-with-resources.
+   * Throws {@link LeaseRefusedException} when every slot is held, or when the sidecar cannot be
+   * asked and the failure mode is CLOSED (RAISE: {@link SidecarUnavailableException}); with OPEN
+   * the lease holds nothing and the work goes ahead ({@code held()} false). A namespace or
+   * identifier without a concurrency limit holds nothing too.
+   */
+  public Lease lease(LeaseRequest request) {
+    return Lease.hold(this, request, acquireLease(request));
+  }
+
+  /** {@link #lease(LeaseRequest)} without blocking a thread for the acquire. */
+  public CompletableFuture<Lease> leaseAsync(LeaseRequest request) {
+    return acquireLeaseAsync(request).thenApply(result -> Lease.hold(this, request, result));
+  }
+
+  /**
+   * Take a slot ({@code leaseId}) or learn that none is free ({@code allowed} false, with
+   * {@code active} and {@code retryAfterSeconds}); renew and release it yourself. When the
+   * sidecar cannot be asked the failure mode answers, as for {@link #check}. A ttl above the
+   * rule's {@code lease_ttl} throws {@link InvalidRequestException} naming {@code ttl}.
+   */
+  public LeaseResult acquireLease(LeaseRequest request) {
+    return call(leaseRequest(request), leases);
+  }
+
+  public CompletableFuture<LeaseResult> acquireLeaseAsync(LeaseRequest request) {
+    return callAsync(leaseRequest(request), leases, 1);
+  }
+
+  /** Hold the lease as long again as at its acquire; {@code allowed} false once it is gone. */
+  public LeaseResult renewLease(String leaseId) {
+    return renewLease(leaseId, null);
+  }
+
+  /** Hold the lease {@code ttl} from now (null: as long as at its acquire). */
+  public LeaseResult renewLease(String leaseId, Duration ttl) {
+    return call(renewRequest(leaseId, ttl), leases);
+  }
+
+  public CompletableFuture<LeaseResult> renewLeaseAsync(String leaseId) {
+    return renewLeaseAsync(leaseId, null);
+  }
+
+  public CompletableFuture<LeaseResult> renewLeaseAsync(String leaseId, Duration ttl) {
+    try {
+      return callAsync(renewRequest(leaseId, ttl), leases, 1);
+    } catch (InvalidRequestException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /** Free the lease's slots; {@code released} false when it was gone already (or, with
+   *  {@code error}, when the sidecar could not be asked: it then expires with its ttl). */
+  public ReleaseResult releaseLease(String leaseId) {
+    return call(releaseRequest(leaseId), releases);
+  }
+
+  public CompletableFuture<ReleaseResult> releaseLeaseAsync(String leaseId) {
+    try {
+      return callAsync(releaseRequest(leaseId), releases, 1);
+    } catch (InvalidRequestException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
   public URI endpoint() {
     return endpoint;
   }
@@ -193,6 +269,9 @@ public final class RateLimiterClient {
       (response, attempt) -> Attempt.check(response, attempt), this::giveUp);
   private final Exchange<KeyVerification> verifications = new Exchange<>(
       (response, attempt) -> Attempt.verdict(response), this::giveUpVerify);
+  private final Exchange<LeaseResult> leases = new Exchange<>(Attempt::lease, this::giveUpLease);
+  private final Exchange<ReleaseResult> releases = new Exchange<>(Attempt::release,
+      this::giveUpRelease);
 
   private <T> T call(HttpRequest httpRequest, Exchange<T> exchange) {
     for (int attempt = 1; ; attempt++) {
@@ -242,14 +321,45 @@ public final class RateLimiterClient {
 
   private HttpRequest httpRequest(String path, CheckRequest request) {
     Objects.requireNonNull(request, "request");
+    return requestBuilder("POST", path, request.toJson()).build();
+  }
+
+  private HttpRequest leaseRequest(LeaseRequest request) {
+    Objects.requireNonNull(request, "request");
+    return requestBuilder("POST", LEASES_PATH, request.toJson()).build();
+  }
+
+  private HttpRequest renewRequest(String leaseId, Duration ttl) {
+    if (ttl != null && (ttl.isNegative() || ttl.isZero())) {
+      throw new InvalidRequestException("ttl must be a positive duration, not " + ttl, "ttl");
+    }
+    String body = ttl == null ? "{}" : Json.write(Map.of("ttl", ttl.toNanos() / 1e9));
+    return requestBuilder("POST", leasePath(leaseId) + "/renew", body).build();
+  }
+
+  private HttpRequest releaseRequest(String leaseId) {
+    return requestBuilder("DELETE", leasePath(leaseId), null).build();
+  }
+
+  private static String leasePath(String leaseId) {
+    Descriptor.requireText(leaseId, "lease_id");
+    return LEASES_PATH + "/" + URLEncoder.encode(leaseId, StandardCharsets.UTF_8)
+        .replace("+", "%20");
+  }
+
+  /** A request to the sidecar with the client's headers; {@code json} null: no body. */
+  private HttpRequest.Builder requestBuilder(String method, String path, String json) {
     HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(endpoint + path))
         .timeout(timeout)
-        .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .header("User-Agent", USER_AGENT)
-        .POST(HttpRequest.BodyPublishers.ofString(request.toJson()));
+        .method(method, json == null ? HttpRequest.BodyPublishers.noBody()
+            : HttpRequest.BodyPublishers.ofString(json));
+    if (json != null) {
+      builder.header("Content-Type", "application/json");
+    }
     headers.forEach(builder::setHeader);
-    return builder.build();
+    return builder;
   }
 
   private HttpRequest verifyRequest(VerifyKeyRequest request) {
@@ -258,14 +368,8 @@ public final class RateLimiterClient {
       throw new UnauthorizedException("verifyKey needs a root key with the scope keys:verify: "
           + "RateLimiterClient.builder().rootKey(...)", null);
     }
-    HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(endpoint + VERIFY_PATH))
-        .timeout(timeout)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .header("User-Agent", USER_AGENT)
-        .POST(HttpRequest.BodyPublishers.ofString(request.toJson()));
-    headers.forEach(builder::setHeader);
-    return builder.setHeader("Authorization", "Bearer " + rootKey).build();
+    return requestBuilder("POST", VERIFY_PATH, request.toJson())
+        .setHeader("Authorization", "Bearer " + rootKey).build();
   }
 
   private CheckResult giveUp(String error, int attempts) {
@@ -273,6 +377,20 @@ public final class RateLimiterClient {
       throw new SidecarUnavailableException(error, attempts);
     }
     return CheckResult.failure(failureMode, error, attempts);
+  }
+
+  private LeaseResult giveUpLease(String error, int attempts) {
+    if (failureMode == FailureMode.RAISE) {
+      throw new SidecarUnavailableException(error, attempts);
+    }
+    return LeaseResult.failure(failureMode, error, attempts);
+  }
+
+  private ReleaseResult giveUpRelease(String error, int attempts) {
+    if (failureMode == FailureMode.RAISE) {
+      throw new SidecarUnavailableException(error, attempts);
+    }
+    return new ReleaseResult(false, null, null, error, attempts);
   }
 
   private KeyVerification giveUpVerify(String error, int attempts) {
@@ -298,100 +416,6 @@ public final class RateLimiterClient {
       t = t.getCause();
     }
     return t;
-  }
-
-  /** What one attempt gave: a value, or an error that may be worth another attempt. */
-  private record Attempt<T>(T value, String error, boolean retryable) {
-
-    static <T> Attempt<T> answered(T value) {
-      return new Attempt<>(value, null, false);
-    }
-
-    /** An answer that is not a decision: asking again at once would only add load. */
-    static <T> Attempt<T> unanswered(String error) {
-      return new Attempt<>(null, error, false);
-    }
-
-    static Attempt<CheckResult> check(HttpResponse<String> response, int attempt) {
-      int status = response.statusCode();
-      if (status == 200) {
-        try {
-          return answered(CheckResult.fromJson(Json.parse(response.body()))
-              .withAttempts(attempt));
-        } catch (IllegalArgumentException e) {
-          return unanswered("the sidecar's answer is not a check result: " + e.getMessage());
-        }
-      }
-      Object doc = jsonOrNull(response.body());
-      if (status == 400 || status == 413) {
-        throw invalid(doc, status);
-      }
-      String detail = doc instanceof Map<?, ?> m && m.get("error") instanceof String s
-          ? s : response.body();
-      // An answer, even a 503 (the store is down, no rules yet): the sidecar has decided
-      // that it cannot decide, and asking again at once would only add load to it.
-      return unanswered("HTTP " + status + " from the sidecar: " + truncate(detail, 200));
-    }
-
-    static Attempt<KeyVerification> verdict(HttpResponse<String> response) {
-      int status = response.statusCode();
-      Object doc = jsonOrNull(response.body());
-      if (status == 200) {
-        try {
-          return answered(KeyVerification.fromJson(doc));
-        } catch (IllegalArgumentException e) {
-          return unanswered("the sidecar's answer is not a verification: " + e.getMessage());
-        }
-      }
-      // Only the sidecar's own error text, never a body it did not write: something else on
-      // its port might echo the request, and the request holds the key.
-      String own = doc instanceof Map<?, ?> m && m.get("error") instanceof String s
-          ? ": " + truncate(s, 200) : "";
-      if (status == 401 || status == 403) {
-        throw new UnauthorizedException("HTTP " + status + " from the sidecar" + own, status);
-      }
-      if (status == 400 || status == 413) {
-        throw invalid(doc, status);
-      }
-      return unanswered("HTTP " + status + " from the sidecar" + own);
-    }
-
-    static <T> Attempt<T> failed(Throwable e) {
-      // Connect-phase failures: the sidecar never saw the request, so a retry cannot charge
-      // twice. Anything later (a read timeout, a reset) may have been counted: not retried.
-      boolean connectPhase = e instanceof ConnectException
-          || e instanceof HttpConnectTimeoutException;
-      return new Attempt<>(null, describe(e), connectPhase);
-    }
-  }
-
-  private static InvalidRequestException invalid(Object doc, int status) {
-    if (doc instanceof Map<?, ?> m && m.get("error") instanceof String error) {
-      return new InvalidRequestException(error, m.get("field") instanceof String f ? f : null);
-    }
-    return new InvalidRequestException("the sidecar refused the request with HTTP " + status,
-        null);
-  }
-
-  private static Object jsonOrNull(String body) {
-    try {
-      return Json.parse(body);
-    } catch (IllegalArgumentException e) {
-      return null;
-    }
-  }
-
-  private static String describe(Throwable e) {
-    String name = e.getClass().getSimpleName();
-    String message = e.getMessage();
-    if ((message == null || message.isEmpty()) && e.getCause() != null) {
-      message = e.getCause().toString();
-    }
-    return message == null || message.isEmpty() ? name : name + ": " + message;
-  }
-
-  private static String truncate(String text, int max) {
-    return text.length() <= max ? text : text.substring(0, max);
   }
 
   /** Options of a {@link RateLimiterClient}; every one has a default. */

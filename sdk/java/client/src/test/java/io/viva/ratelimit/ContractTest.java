@@ -12,8 +12,8 @@ import org.junit.jupiter.api.TestFactory;
 
 /**
  * Every client vector of sdk/contract against real sidecar processes (memory and Redis stores,
- * a store that is down, full mode), a closed port and a silent server; the verifyKey vectors
- * through verifyKey and through verifyKeyAsync. The middleware vectors run in the
+ * a store that is down, full mode), a closed port and a silent server; the verifyKey and lease
+ * vectors through the blocking calls and through their Async twins. The middleware vectors run in the
  * Spring Boot starter's ContractMiddlewareTest, where the filter lives.
  */
 class ContractTest {
@@ -36,12 +36,13 @@ class ContractTest {
         continue; // run by the starter module
       }
       List<String> profiles = CONTRACT.profiles(vector.target());
-      boolean verifies = vector.steps().stream().anyMatch(s -> "verifyKey".equals(s.get("call")));
+      boolean verifies = vector.steps().stream().anyMatch(s -> "verifyKey".equals(s.get("call"))
+          || ContractRunner.LEASE_CALLS.contains(String.valueOf(s.get("call"))));
       for (String profile : profiles.isEmpty() ? java.util.Collections.<String>singletonList(null)
           : profiles) {
         String name = vector + (profile == null ? "" : " [" + profile + "]");
         tests.add(DynamicTest.dynamicTest(name, () -> runner.run(vector, profile)));
-        if (verifies) { // verifyKeyAsync too
+        if (verifies) { // verifyKeyAsync and the lease calls' Async twins too
           tests.add(DynamicTest.dynamicTest(name + " async", () -> runner.run(vector, profile,
               true)));
         }

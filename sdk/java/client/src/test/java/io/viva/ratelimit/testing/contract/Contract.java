@@ -21,12 +21,13 @@ import java.util.regex.Pattern;
  * something new fails here instead of being skipped.
  */
 public final class Contract {
-  public static final int VERSION = 2;
+  public static final int VERSION = 3;
 
   static final Set<String> VECTOR_KEYS =
       Set.of("name", "about", "target", "client", "middleware", "setup", "steps");
   static final Set<String> CLIENT_STEP_KEYS = Set.of("call", "namespace", "identifier",
-      "descriptors", "hits", "key", "cost", "limits", "features", "client", "expect");
+      "descriptors", "hits", "key", "cost", "limits", "features", "lease_id", "ttl_ms", "save",
+      "wait_ms", "client", "expect");
   static final Set<String> MIDDLEWARE_STEP_KEYS = Set.of("request", "client", "middleware",
       "expect");
   static final Set<String> CLIENT_SETTINGS = Set.of("endpoint", "timeout_ms", "attempts",
@@ -165,12 +166,14 @@ public final class Contract {
 
   private static final Pattern SAVED = Pattern.compile("\\$\\{([a-z_]+\\.[a-z_]+)\\}");
 
-  /** {@code ${NAME.FIELD}} replaced by what the setup saved, in every string of {@code value}. */
+  /** {@code ${NAME.FIELD}} replaced by what the setup or an earlier step saved, in every string
+   *  of {@code value}. */
   static Object withSaved(Object value, Map<String, String> saved) {
     return mapStrings(value, s -> SAVED.matcher(s).replaceAll(m -> {
       String found = saved.get(m.group(1));
       if (found == null) {
-        throw new IllegalStateException("${" + m.group(1) + "}: no setup call saved it");
+        throw new IllegalStateException("${" + m.group(1)
+            + "}: no setup call or earlier step saved it");
       }
       return Matcher.quoteReplacement(found);
     }));

@@ -20,6 +20,7 @@ import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -35,8 +36,9 @@ import java.util.concurrent.TimeUnit;
  */
 public final class ContractRunner {
   static final Set<String> CLIENT_EXPECT = Set.of("return", "result", "headers", "error",
-      "unavailable", "verification", "sidecar_requests", "silent_requests", "min_elapsed_ms",
-      "max_elapsed_ms");
+      "unavailable", "verification", "lease", "released", "sidecar_requests", "silent_requests",
+      "min_elapsed_ms", "max_elapsed_ms");
+  public static final Set<String> LEASE_CALLS = Set.of("acquire_lease", "renew_lease", "release_lease");
   static final Set<String> MIDDLEWARE_EXPECT = Set.of("status", "body", "json", "headers",
       "sidecar_requests", "silent_requests", "min_elapsed_ms", "max_elapsed_ms");
   static final Set<String> REQUEST_KEYS = Set.of("method", "path", "headers");
@@ -65,19 +67,23 @@ public final class ContractRunner {
     run(vector, profile, false);
   }
 
-  /** With {@code async}, verifyKey steps go through {@code verifyKeyAsync}. */
+  /** With {@code async}, verifyKey and lease steps go through their {@code Async} twins. */
   public void run(Contract.Vector vector, String profile, boolean async) {
     String token = Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xffffffffL);
     Map<String, Object> doc = Contract.object(Contract.withRun(vector.doc(), token), "vector");
     Binding binding = bind(vector.target(), profile);
-    Map<String, String> saved = doc.containsKey("setup")
-        ? world.setup(binding.sidecar(), (List<?>) doc.get("setup")) : Map.of();
+    Map<String, String> saved = new HashMap<>(doc.containsKey("setup")
+        ? world.setup(binding.sidecar(), (List<?>) doc.get("setup")) : Map.of());
     List<String> problems = new ArrayList<>();
     List<?> steps = (List<?>) doc.get("steps");
     for (int i = 0; i < steps.size(); i++) {
       Map<String, Object> step = Contract.object(Contract.withSaved(steps.get(i), saved), "step");
       String where = vector + (profile == null ? "" : "[" + profile + "]") + " step " + i;
-      runStep(doc, step, binding, where, problems, async);
+      if (step.get("wait_ms") instanceof Number ms) { // outside the step's time and counters
+        SidecarPause.pause(ms.longValue());
+      }
+      runStep(doc, step, binding, where, problems, async).forEach((field, value) ->
+          saved.put(step.get("save") + "." + field, value));
     }
     if (!problems.isEmpty()) {
       throw new AssertionError(String.join("\n", problems));
@@ -96,8 +102,10 @@ public final class ContractRunner {
     };
   }
 
-  private void runStep(Map<String, Object> vector, Map<String, Object> step, Binding binding,
-      String where, List<String> problems, boolean async) {
+  /** Runs a step and checks it; answers what its {@code save} keeps (FIELD → value). */
+  private Map<String, String> runStep(Map<String, Object> vector, Map<String, Object> step,
+      Binding binding, String where, List<String> problems, boolean async) {
+    Map<String, String> kept = Map.of();
     boolean middleware = step.containsKey("request");
     Contract.checkKeys(step, middleware ? Contract.MIDDLEWARE_STEP_KEYS
         : Contract.CLIENT_STEP_KEYS, where);
@@ -121,6 +129,11 @@ public final class ContractRunner {
       checkElapsed(expect, t0, where, problems);
       call.check(expect, started, where, problems);
       call.checkSecrets(List.of((String) step.get("key"), world.rootKey), where, problems);
+    } else if (LEASE_CALLS.contains((String) step.get("call"))) {
+      LeaseStep call = LeaseStep.perform(client, step, async);
+      checkElapsed(expect, t0, where, problems);
+      call.check(expect, started, where, problems);
+      kept = step.containsKey("save") ? call.strings() : Map.of();
     } else {
       ClientCall call = ClientCall.perform(client, step, where);
       checkElapsed(expect, t0, where, problems);
@@ -137,6 +150,7 @@ public final class ContractRunner {
       checkSilent(((Number) expect.get("silent_requests")).intValue(), silentBefore, binding,
           where, problems);
     }
+    return kept;
   }
 
   private double counter(Map<String, Object> expect, Binding binding, String where) {
