@@ -52,7 +52,7 @@ from sidecar.management.usage.flusher import UsageFlusher
 from sidecar.management.usage.ledger import prune_flushes
 from sidecar.management.usage.totals import PeriodTotals
 from sidecar.management.verify import Verifier
-from sidecar.management.web.site import WebSite
+from sidecar.management.web.site import Sources, WebSite
 from sidecar.observability.metrics import Metrics
 from sidecar.settings import Settings
 
@@ -99,8 +99,9 @@ class FullMode:
                                         rest.xff_index)
         self.admin = AdminApi(self.catalog, self.verifier, self.roots, rest.headers,
                               rest.max_body_bytes, to_json(admin_openapi()), self.plans_view)
-        self.web = WebSite(self.catalog, self.roots, self.verifier, engine, self._current_plans,
-                           self.plans_view, settings.public_url, clock)
+        self.web = WebSite(self.catalog, self.roots, self.verifier, Sources(
+            engine, self._current_plans, self.plans_view, self.usage_totals, self.billing,
+            self.alerts.webhooks, _metering(settings)), settings.public_url, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _usage_wiring(self, settings: Settings, metrics: Metrics,
@@ -240,6 +241,15 @@ class FullMode:
 
     async def _reload_roots(self) -> None:
         self.roots.replace(await self.catalog.root_keys())
+
+
+def _metering(settings: Settings) -> str:
+    """Where the pages' decision counts come from, in a sentence."""
+    if not settings.usage:
+        return ("usage metering is off (VIVA_USAGE=false): no decision is counted, so these "
+                "figures stay at zero")
+    return (f"the usage ledger, every instance's decisions counted by the hour and written "
+            f"every {settings.usage_flush_interval:g} s (VIVA_USAGE_FLUSH_INTERVAL)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -169,7 +169,9 @@ class UsageCount(Base):
     ``limit_name`` is the limit that refused the decision ('' when none did)."""
 
     __tablename__ = "usage_counts"
-    __table_args__ = (Index("ix_usage_counts_key_id_hour", "key_id", "hour"),)
+    # hour: the pages read every customer's decisions of the last hours (migration 0004).
+    __table_args__ = (Index("ix_usage_counts_key_id_hour", "key_id", "hour"),
+                      Index("ix_usage_counts_hour", "hour"))
 
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)

@@ -9,12 +9,13 @@ parted by a white line, so neighbours stay apart without relying on hue alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from markupsafe import Markup, escape
 
 from sidecar.management.schemas import CODES
-from sidecar.management.web.usage import ALLOWED, LimitUse, Slot
+from sidecar.management.web.usage import ALLOWED, LimitUse, PeriodUse, Slot
 
 # One colour per verification code, allowed first (drawn at the bottom of each bar).
 COLOURS = {"VALID": "#1a7f37", "RATE_LIMITED": "#b35900", "QUOTA_EXCEEDED": "#8250df",
@@ -107,38 +108,68 @@ def _span(slots: Sequence[Slot]) -> str:
     if len(slots) < 2:
         return "period"
     seconds = (slots[1].start - slots[0].start).total_seconds()
-    return {60: "minute", 3600: "hour", 86400: "day"}.get(int(seconds), "period")
+    return {3600: "hour", 86400: "day"}.get(int(seconds), "period")
 
 
 def _id(title: str) -> str:
     return "c" + "".join(ch if ch.isalnum() else "-" for ch in title.lower())[:40]
 
 
-ROW, BAR_LEFT, BAR_RIGHT = 34, 150, 190
+ROW, BAR_LEFT, BAR_RIGHT = 34, 150, 230
 
 
-def usage_chart(uses: Sequence[LimitUse], title: str) -> Markup:
-    """One horizontal bar per limit: the part of its capacity used in the current window
-    (amber past 80 %, red when used up), with the figures written beside it."""
-    height = ROW * len(uses) + 8
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One horizontal bar: ``used`` of ``capacity`` (None: nothing to fill, the bar is scaled
+    to the longest of the chart), with ``note`` after the figures."""
+
+    name: str
+    used: int
+    capacity: int | None
+    note: str
+
+    def ratio(self, scale: int) -> float:
+        whole = self.capacity if self.capacity is not None else scale
+        return min(1.0, self.used / whole) if whole else (1.0 if self.capacity == 0 else 0.0)
+
+
+def limit_bars(uses: Sequence[LimitUse]) -> list[Bar]:
+    return [Bar(u.name, u.used, u.capacity, "quota" if u.quota else "rate limit")
+            for u in uses]
+
+
+def period_bars(uses: Sequence[PeriodUse]) -> list[Bar]:
+    return [Bar(str(u.period), u.requests, u.quota.requests_per_unit if u.quota else None,
+                f"{u.quota.name}" if u.quota else "no monthly quota") for u in uses]
+
+
+def usage_chart(bars: Sequence[Bar], title: str) -> Markup:
+    """One horizontal bar per limit or period: the part of its capacity used (amber past
+    80 %, red when used up), with the figures written beside it."""
+    height = ROW * len(bars) + 8
     track = WIDTH - BAR_LEFT - BAR_RIGHT
-    summary = "; ".join(f"{u.name}: {u.used} of {u.capacity} used" for u in uses)
+    scale = max((b.used for b in bars), default=0)
+    summary = "; ".join(f"{b.name}: {b.used} of {b.capacity} used" if b.capacity is not None
+                        else f"{b.name}: {b.used} ({b.note})" for b in bars)
     parts = [f'<svg class="chart usage" viewBox="0 0 {WIDTH} {height}" role="img" '
              f'aria-labelledby="{_id(title)}-t {_id(title)}-d">',
              f'<title id="{_id(title)}-t">{escape(title)}</title>',
              f'<desc id="{_id(title)}-d">{escape(summary or "no limits")}</desc>']
-    for i, use in enumerate(uses):
+    for i, bar in enumerate(bars):
         y = 4 + i * ROW
-        colour = "#cf222e" if use.remaining == 0 else "#9a6700" if use.ratio > 0.8 else "#0969da"
-        kind = "quota" if use.quota else "rate limit"
+        ratio = bar.ratio(scale)
+        full = bar.capacity is not None and bar.used >= bar.capacity
+        colour = "#cf222e" if full else "#9a6700" if bar.capacity and ratio > 0.8 else \
+            "#0969da"
+        figures = f"{bar.used:,}" if bar.capacity is None else f"{bar.used:,} / {bar.capacity:,}"
         parts.append(
             f'<text x="{BAR_LEFT - 8}" y="{y + 18}" text-anchor="end" class="label">'
-            f'{escape(use.name)}</text>'
+            f'{escape(bar.name)}</text>'
             f'<rect x="{BAR_LEFT}" y="{y + 4}" width="{track}" height="20" rx="3" '
             f'class="track"/>'
-            f'<rect x="{BAR_LEFT}" y="{y + 4}" width="{track * use.ratio:.1f}" height="20" '
+            f'<rect x="{BAR_LEFT}" y="{y + 4}" width="{track * ratio:.1f}" height="20" '
             f'rx="3" fill="{colour}"/>'
-            f'<text x="{BAR_LEFT + track + 8}" y="{y + 18}" class="label">{use.used} / '
-            f'{use.capacity} ({escape(kind)})</text>')
+            f'<text x="{BAR_LEFT + track + 8}" y="{y + 18}" class="label">{figures} '
+            f'({escape(bar.note)})</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

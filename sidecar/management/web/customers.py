@@ -1,6 +1,7 @@
 """The dashboard's customer and key pages: search, a customer's page (plan, keys, usage of
-each limit now, decisions over time, portal access), create, change plan; keys created (the
-secret shown once), rotated with grace, revoked, disabled and enabled again.
+each limit now and per billing period, decisions over time, invoices, portal access), create,
+change plan; keys created (the secret shown once), rotated with grace, revoked, disabled and
+enabled again; a customer's invoices as HTML or CSV.
 
 Every change is the admin API's own catalog call (one transaction with its audit event and
 change-log row), made as the signed-in root key.
@@ -14,17 +15,17 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from sidecar.limiter.engine import Engine
 from sidecar.management import schemas as s
 from sidecar.management.catalog import MAX_PAGE
 from sidecar.management.plans import PlanSet
-from sidecar.management.web.charts import COLOURS, codes_present, decisions_chart, usage_chart
-from sidecar.management.web.dashboard import PERIODS, Console, Dashboard, slot_label
+from sidecar.management.web.dashboard import Console, Dashboard
 from sidecar.management.web.forms import end_of_day, struct, text, whole_number
-from sidecar.management.web.pages import Form, Route, query
+from sidecar.management.web.invoices import Invoices, document
+from sidecar.management.web.pages import Form, Route, one_of, query
 from sidecar.management.web.security import origin_of, protect
 from sidecar.management.web.sessions import PORTAL
-from sidecar.management.web.usage import limit_usage, period
+from sidecar.management.web.usage import LABELS
+from sidecar.management.web.usage_view import CustomerUsage
 
 PAGE = 25
 DONE = {"created": "Customer created.",
@@ -46,12 +47,13 @@ def key_state(key: s.Key, now: datetime) -> str:
 
 
 class CustomerPages:
-    def __init__(self, dashboard: Dashboard, engine: Engine,
+    def __init__(self, dashboard: Dashboard, usage: CustomerUsage, invoices: Invoices,
                  plans: Callable[[], PlanSet | None],
                  clock: Callable[[], float] = time.time) -> None:
         self.d = dashboard
         self.catalog = dashboard.catalog
-        self.engine = engine
+        self.usage = usage
+        self.invoices = invoices
         self.plans = plans
         self.clock = clock
 
@@ -68,6 +70,8 @@ class CustomerPages:
         add("POST", "/dashboard/keys/{id}/rotate", d.action(self.rotate_key))
         add("POST", "/dashboard/keys/{id}/revoke", d.action(self.revoke_key))
         add("POST", "/dashboard/keys/{id}/enabled", d.action(self.set_enabled))
+        add("GET", "/dashboard/customers/{id}/invoices/running", d.page(self.running_invoice))
+        add("GET", "/dashboard/invoices/{id}", d.page(self.invoice))
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -93,27 +97,34 @@ class CustomerPages:
     async def customer(self, request: web.Request, visit: Console) -> web.StreamResponse:
         visit.need("customers:read")
         customer = await self.catalog.get_customer(request.match_info["id"])
-        name = query(request, "period") or "day"
-        name = name if name in PERIODS else "day"
-        since, until, step = period(name, self.clock())
-        slots = await self.d.usage.decisions(since, until, step, customer.id)
-        label = slot_label(step.total_seconds())
-        uses = await limit_usage(self.engine, self.plans(), customer)
+        name = one_of(query(request, "period"), LABELS, "day")
         plans = self.plans()
         keys = await self.catalog.list_keys(customer.id, MAX_PAGE, None) \
             if visit.can("keys:read") else None
         sessions = await self.d.store.of_subject(PORTAL, customer.id) \
             if visit.can("portal:write") else []
+        usage = await self.usage.context(customer, name, f"{customer.name}:") \
+            if visit.can("usage:read") else None
+        invoices = await self.invoices.of_customer(customer.id) \
+            if visit.can("billing:read") else None
         return self.d.render(
             "customer.html", visit, customer=customer, keys=keys, now=self.now(),
-            state=key_state, uses=uses, usage=usage_chart(uses, f"{customer.name}: limits "
-                                                                "used in the current window"),
-            chart=decisions_chart(slots, f"{customer.name}: decisions, "
-                                         f"{PERIODS[name].lower()}", label),
-            slots=slots, label=label, codes=codes_present(slots), colours=COLOURS,
-            periods=PERIODS, period=name, plan=plans.plans.get(customer.plan) if plans else None,
+            state=key_state, usage=usage, invoices=invoices,
+            plan=plans.plans.get(customer.plan) if plans else None,
             plan_ids=sorted(plans.plans) if plans else [], graces=GRACES,
             portal_sessions=sessions, done=DONE.get(query(request, "done"), ""))
+
+    async def invoice(self, request: web.Request, visit: Console) -> web.StreamResponse:
+        visit.need("billing:read")
+        found = await self.invoices.final(request.match_info["id"])
+        return document(found, query(request, "format") or "html")
+
+    async def running_invoice(self, request: web.Request,
+                              visit: Console) -> web.StreamResponse:
+        visit.need("billing:read")
+        customer = await self.catalog.get_customer(request.match_info["id"])
+        found = await self.invoices.running(customer.id)
+        return document(found, query(request, "format") or "html")
 
     async def change_plan(self, request: web.Request, visit: Console,
                           form: Form) -> web.StreamResponse:

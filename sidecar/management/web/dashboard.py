@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -28,9 +28,9 @@ from sidecar.management.web.queries import PageQueries
 from sidecar.management.web.render import Renderer
 from sidecar.management.web.security import protect, same_origin
 from sidecar.management.web.sessions import DASHBOARD, Session, SessionStore
-from sidecar.management.web.usage import ALLOWED, Tally, UsageSource, period
+from sidecar.management.web.usage import ALLOWED, LABELS, LedgerDecisions, Tally, period
+from sidecar.management.web.usage_view import slot_label
 
-PERIODS = {"hour": "Last hour", "day": "Last 24 hours", "month": "Last 30 days"}
 TOP = 10
 
 
@@ -49,11 +49,6 @@ class Console:
             raise Forbidden(f"the root key lacks the scope {scope!r}")
 
 
-def slot_label(step_seconds: float) -> Callable[[datetime], str]:
-    fmt = "%d %b" if step_seconds >= 86400 else "%H:%M"
-    return lambda at: at.astimezone(UTC).strftime(fmt)
-
-
 def refusals(tally: Tally) -> str:
     """A tally's refusals by code: "RATE_LIMITED 3, REVOKED 1"."""
     return ", ".join(f"{code} {n:,}" for code, n in sorted(tally.codes.items())
@@ -67,13 +62,15 @@ class Dashboard(Section[Console]):
     title = "Dashboard"
 
     def __init__(self, store: SessionStore, renderer: Renderer, public_url: str,
-                 catalog: Catalog, queries: PageQueries, usage: UsageSource, roots: RootKeys,
-                 verifier: Verifier, plans_view: Callable[[], s.Plans],
-                 clock: Callable[[], float] = time.time) -> None:
+                 catalog: Catalog, queries: PageQueries, decisions: LedgerDecisions,
+                 roots: RootKeys, verifier: Verifier, plans_view: Callable[[], s.Plans],
+                 clock: Callable[[], float] = time.time, metering: str = "") -> None:
         super().__init__(store, renderer, public_url)
         self.catalog = catalog
         self.queries = queries
-        self.usage = usage
+        self.decisions = decisions
+        # Where the decision counts come from, in a sentence for the pages.
+        self.metering = metering
         self.roots = roots
         self.verifier = verifier
         self.plans_view = plans_view
@@ -137,29 +134,37 @@ class Dashboard(Section[Console]):
 
     async def overview(self, request: web.Request, visit: Console) -> web.StreamResponse:
         name = query(request, "period") or "day"
-        if name not in PERIODS:
-            raise Invalid(f"expected one of {', '.join(PERIODS)}", "period")
+        if name not in LABELS:
+            raise Invalid(f"expected one of {', '.join(LABELS)}", "period")
+        context = await self._usage(name) if visit.can("usage:read") else {}
+        return self.render(
+            "overview.html", visit, periods=LABELS, period=name, metering=self.metering,
+            customers_per_plan=await self.queries.customers_per_plan()
+            if visit.can("customers:read") else {},
+            alerts=await self.queries.recent_alerts(TOP)
+            if visit.can("customers:read") else None,
+            failures=await self.queries.recent_failures(TOP)
+            if visit.can("webhooks:read") else None, **context)
+
+    async def _usage(self, name: str) -> dict[str, Any]:
+        """The overview's decisions: over time by code, top customers, top refused keys,
+        per plan."""
         since, until, step = period(name, self.clock())
-        slots = await self.usage.decisions(since, until, step)
-        customers = await self.usage.top_customers(since, until, TOP)
-        keys = await self.usage.top_refused_keys(since, until, TOP)
-        plans = await self.usage.by_plan(since, until)
+        slots = await self.decisions.decisions(since, until, step)
+        tallies = await self.decisions.tallies(since, until, TOP)
         names = await self.queries.customer_names(
-            [t.id for t in customers] + [t.customer_id for t in keys])
-        labels = await self.queries.key_labels(t.id for t in keys)
+            [t.id for t in tallies.customers] + [t.customer_id for t in tallies.refused_keys])
         totals: dict[str, int] = {}
         for slot in slots:
             for code, n in slot.codes.items():
                 totals[code] = totals.get(code, 0) + n
         label = slot_label(step.total_seconds())
-        return self.render(
-            "overview.html", visit, periods=PERIODS, period=name, slots=slots, label=label,
-            chart=decisions_chart(slots, f"Decisions, {PERIODS[name].lower()}", label),
-            codes=codes_present(slots), colours=COLOURS, totals=totals,
-            top_customers=customers, top_keys=keys, by_plan=plans, names=names,
-            labels=labels, refusals=refusals,
-            customers_per_plan=await self.queries.customers_per_plan(),
-            source=self.usage.description)
+        return {"slots": slots, "label": label, "codes": codes_present(slots),
+                "chart": decisions_chart(slots, f"Decisions, {LABELS[name].lower()}", label),
+                "colours": COLOURS, "totals": totals, "top_customers": tallies.customers,
+                "top_keys": tallies.refused_keys, "by_plan": tallies.plans, "names": names,
+                "labels": await self.queries.key_labels(t.id for t in tallies.refused_keys),
+                "refusals": refusals, "since": since}
 
     async def plans(self, request: web.Request, visit: Console) -> web.StreamResponse:
         visit.need("customers:read")

@@ -4,11 +4,13 @@
         → 201 {"url", "expires_at"}: a one-time link, good for 15 minutes
     GET  /portal/enter?token=…  a page with a button; POST /portal/enter spends the link and
                                 opens a 24-hour session bound to that customer
+    GET  /portal                its keys (create, rotate, revoke), its usage, its invoices
+    GET  /portal/invoices/{id}[?format=csv], /portal/invoices/running[?format=csv]
 
 Opening the link takes a POST on purpose: mail scanners that fetch every link in a message
 would otherwise spend it. Every query of the portal filters by the session's customer id on
 the server; a key of another customer is answered exactly as a key that does not exist (404),
-so ids cannot be probed.
+so ids cannot be probed; invoices likewise.
 """
 
 from __future__ import annotations
@@ -20,21 +22,20 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from sidecar.limiter.engine import Engine
 from sidecar.management import schemas as s
 from sidecar.management.admin import RootKeys, decode
 from sidecar.management.catalog import MAX_PAGE, Actor, Catalog
 from sidecar.management.errors import Invalid, NotFound
 from sidecar.management.plans import PlanSet
-from sidecar.management.web.charts import COLOURS, codes_present, decisions_chart, usage_chart
 from sidecar.management.web.customers import GRACES, key_state
-from sidecar.management.web.dashboard import PERIODS, slot_label
 from sidecar.management.web.forms import struct, text, whole_number
-from sidecar.management.web.pages import Form, Route, Section, query
+from sidecar.management.web.invoices import Invoices, document
+from sidecar.management.web.pages import Form, Route, Section, one_of, query
 from sidecar.management.web.render import Renderer
 from sidecar.management.web.security import origin_of, protect, same_origin
 from sidecar.management.web.sessions import PORTAL, Session, SessionStore
-from sidecar.management.web.usage import UsageSource, limit_usage, period
+from sidecar.management.web.usage import LABELS
+from sidecar.management.web.usage_view import CustomerUsage
 
 PORTAL_ACTOR = Actor("portal", frozenset())
 MAX_LINK_BODY = 4096
@@ -56,13 +57,13 @@ class Portal(Section[Visit]):
     title = "Portal"
 
     def __init__(self, store: SessionStore, renderer: Renderer, public_url: str,
-                 catalog: Catalog, usage: UsageSource, engine: Engine,
+                 catalog: Catalog, usage: CustomerUsage, invoices: Invoices,
                  plans: Callable[[], PlanSet | None],
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(store, renderer, public_url)
         self.catalog = catalog
         self.usage = usage
-        self.engine = engine
+        self.invoices = invoices
         self.plans = plans
         self.clock = clock
 
@@ -75,6 +76,8 @@ class Portal(Section[Visit]):
         add("POST", "/portal/keys", self.action(self.create_key))
         add("POST", "/portal/keys/{id}/rotate", self.action(self.rotate_key))
         add("POST", "/portal/keys/{id}/revoke", self.action(self.revoke_key))
+        add("GET", "/portal/invoices/running", self.page(self.running_invoice))
+        add("GET", "/portal/invoices/{id}", self.page(self.invoice))
 
     async def visit(self, request: web.Request, session: Session) -> Visit | None:
         try:
@@ -113,12 +116,7 @@ class Portal(Section[Visit]):
 
     async def home(self, request: web.Request, visit: Visit) -> web.StreamResponse:
         customer = visit.customer
-        name = query(request, "period") or "day"
-        name = name if name in PERIODS else "day"
-        since, until, step = period(name, self.clock())
-        slots = await self.usage.decisions(since, until, step, customer.id)
-        label = slot_label(step.total_seconds())
-        uses = await limit_usage(self.engine, self.plans(), customer)
+        name = one_of(query(request, "period"), LABELS, "day")
         keys = (await self.catalog.list_keys(customer.id, MAX_PAGE, None)).items
         now = self.now()
         plans = self.plans()
@@ -126,11 +124,18 @@ class Portal(Section[Visit]):
         active = sum(1 for k in keys if key_state(k, now) in ("active", "expiring", "disabled"))
         return self.render(
             "portal.html", visit, customer=customer, plan=plan, keys=keys, now=now,
-            state=key_state, active=active, uses=uses, graces=GRACES,
-            usage=usage_chart(uses, "Limits used in the current window"),
-            chart=decisions_chart(slots, f"Your requests, {PERIODS[name].lower()}", label),
-            slots=slots, label=label, codes=codes_present(slots), colours=COLOURS,
-            periods=PERIODS, period=name, done=DONE.get(query(request, "done"), ""))
+            state=key_state, active=active, graces=GRACES,
+            usage=await self.usage.context(customer, name, "Your"),
+            invoices=await self.invoices.of_customer(customer.id),
+            done=DONE.get(query(request, "done"), ""))
+
+    async def invoice(self, request: web.Request, visit: Visit) -> web.StreamResponse:
+        found = await self.invoices.final(request.match_info["id"], visit.customer.id)
+        return document(found, query(request, "format") or "html")
+
+    async def running_invoice(self, request: web.Request, visit: Visit) -> web.StreamResponse:
+        found = await self.invoices.running(visit.customer.id)
+        return document(found, query(request, "format") or "html")
 
     async def create_key(self, request: web.Request, visit: Visit,
                          form: Form) -> web.StreamResponse:

@@ -1,17 +1,30 @@
-"""Read-only catalog queries the pages need beyond the admin API's (search, counts, names).
-Every change still goes through catalog.py; nothing here writes."""
+"""Read-only catalog queries the pages need beyond the admin API's: search, counts, names, a
+customer's plan history, the alerts raised and the failing webhook deliveries. Every change
+still goes through catalog.py (or the webhooks' and billing's own calls); nothing here
+writes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.management import schemas as s
+from sidecar.management.alerts.outbox import FAILED, PENDING
 from sidecar.management.catalog import customer_view
-from sidecar.management.db.models import ApiKey, Customer
+from sidecar.management.db.models import (
+    AlertMark,
+    ApiKey,
+    Customer,
+    PlanPeriod,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from sidecar.management.web.usage import PlanSpan
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +33,42 @@ class KeyLabel:
     start: str
     name: str | None
     customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert raised (alerts/marks.py). usage.threshold: ``subject`` is
+    "<customer>/<limit>", ``period`` the window's start, ``level`` the share reached;
+    key.expiring: ``subject`` is the key's id, ``period`` its expiry."""
+
+    kind: str
+    subject: str
+    period: str
+    level: str
+    at: datetime
+
+    @property
+    def customer_id(self) -> str | None:
+        return self.subject.rpartition("/")[0] or None
+
+    @property
+    def limit(self) -> str:
+        return self.subject.rpartition("/")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A delivery given up, or still pending after a failed attempt."""
+
+    webhook_id: str
+    url: str
+    delivery_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    at: datetime
 
 
 def _like(text: str) -> str:
@@ -71,3 +120,31 @@ class PageQueries:
                                             ApiKey.customer_id).where(
                 ApiKey.id.in_(wanted)))).all()
         return {r[0]: KeyLabel(r[0], r[1], r[2], r[3]) for r in rows}
+
+    async def plan_spans(self, customer_id: str) -> list[PlanSpan]:
+        """Which plan the customer was on, from when to when (billing's plan periods)."""
+        async with self.sessions() as db:
+            rows = (await db.scalars(select(PlanPeriod).where(
+                PlanPeriod.customer_id == customer_id).order_by(PlanPeriod.starts_at,
+                                                               PlanPeriod.id))).all()
+        return [PlanSpan(r.plan, r.starts_at, r.ends_at) for r in rows]
+
+    async def recent_alerts(self, limit: int) -> list[Alert]:
+        async with self.sessions() as db:
+            rows = (await db.scalars(select(AlertMark).order_by(AlertMark.at.desc())
+                                     .limit(limit))).all()
+        return [Alert(r.kind, r.subject, r.period, r.level, r.at) for r in rows]
+
+    async def recent_failures(self, limit: int) -> list[Failure]:
+        """Deliveries given up, or pending after a failed attempt, most recent first."""
+        failing = or_(WebhookDelivery.status == FAILED,
+                      and_(WebhookDelivery.status == PENDING, WebhookDelivery.attempts > 0))
+        query = (select(WebhookDelivery, WebhookEvent.type, WebhookEndpoint.url)
+                 .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+                 .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                 .where(failing).order_by(WebhookDelivery.updated_at.desc()).limit(limit))
+        async with self.sessions() as db:
+            rows = (await db.execute(query)).all()
+        return [Failure(d.endpoint_id, url, d.id, kind, d.status, d.attempts,
+                        d.last_status_code, d.last_error, d.updated_at)
+                for d, kind, url in rows]

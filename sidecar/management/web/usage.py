@@ -1,38 +1,44 @@
-"""What the pages show of usage: decisions over time by code, top customers, top refused
-keys, decisions by plan (a UsageSource), and a customer's use of each of its limits now.
+"""What the pages show of usage, and where each figure comes from.
 
-``UsageSource`` is the seam the usage ledger (metering) fills. Until it exists, LiveDecisions
-is the source: it hears every key verification of this process (a Verifier listener) and
-keeps counts in memory by minute (2 hours), hour (2 days) and day (31 days). What that means
-for the pages: counts start at zero when the process starts, and with several instances
-each one's dashboard shows its own instance's decisions. Each bucket keeps at most
-MAX_ROWS distinct (customer, key, plan, code) rows; past that, new customers' and keys'
-decisions are still counted, under their plan and code only.
-
-``limit_usage`` needs no ledger: it peeks at the counters themselves (0 hits, so nothing is
-charged) with the limits verification applies, so it is exact and shared across instances.
+- Decisions over time (allowed, and refused by code), top customers, top refused keys and
+  decisions per plan: the usage ledger (usage/ledger.py), the hourly counts every instance
+  adds to. Every instance's pages show the same figures, as fresh as the last flush
+  (VIVA_USAGE_FLUSH_INTERVAL); since the ledger counts by the hour, the shortest period is
+  the hour under way and the one before it.
+- A customer's use of each of its limits now: the limits' own counters, read with a look
+  that charges nothing (alerts/usage.py), exact and shared across instances.
+- A customer's use per billing period: PeriodTotals (requests and every declared meter),
+  against the monthly quota of the plan it was on at the period's end.
 """
 
 from __future__ import annotations
 
-import time
+import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from decimal import Decimal
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.limiter.engine import Engine
 from sidecar.management import schemas as s
-from sidecar.management.plans import DOMAIN, PlanSet, check_limits, merge_limits, scoped
-from sidecar.management.verify import Outcome
-from sidecar.model import Algorithm, Descriptor, RateLimit
+from sidecar.management.alerts.usage import look, shared_limits
+from sidecar.management.billing.period import Period
+from sidecar.management.meters import REQUESTS
+from sidecar.management.plans import PlanSet
+from sidecar.management.usage import ledger
+from sidecar.management.usage.totals import PeriodTotals
+from sidecar.model import Algorithm, RateLimit, Unit
 
-ALLOWED = "VALID"
-MINUTE, HOUR, DAY = 60, 3600, 86400
-KEEP = {MINUTE: 120, HOUR: 48, DAY: 31}  # buckets kept per resolution
-MAX_ROWS = 50_000
-Row = tuple[str, str, str, str]  # customer id, key id, plan, code ("" when unknown)
+ALLOWED = ledger.VALID
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+# The periods the pages offer: (label, bucket, buckets).
+PERIODS = {"hour": ("Last hour", HOUR, 2), "day": ("Last 24 hours", HOUR, 24),
+           "month": ("Last 30 days", DAY, 30)}
+LABELS = {name: label for name, (label, _, _) in PERIODS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,137 +72,150 @@ class Tally:
         return self.allowed + self.refused
 
 
-class UsageSource(Protocol):
-    """Counts of decisions, as the pages need them (async: the ledger answers from SQL).
-    ``description`` tells the reader of a page where the counts come from."""
-
-    description: str
-
-    async def decisions(self, since: datetime, until: datetime, step: timedelta,
-                        customer_id: str | None = None) -> list[Slot]: ...
-
-    async def top_customers(self, since: datetime, until: datetime,
-                            limit: int) -> list[Tally]: ...
-
-    async def top_refused_keys(self, since: datetime, until: datetime,
-                               limit: int) -> list[Tally]: ...
-
-    async def by_plan(self, since: datetime, until: datetime) -> list[Tally]: ...
+@dataclass(frozen=True, slots=True)
+class Tallies:
+    customers: list[Tally]  # the most decisions first
+    refused_keys: list[Tally]  # the most refusals first
+    plans: list[Tally]  # by plan id
 
 
-class LiveDecisions:
-    """This process's key verifications, counted in memory (see the module's docstring)."""
+def period(name: str, now: float) -> tuple[datetime, datetime, timedelta]:
+    """[since, until) and the bucket width of one of PERIODS, ending with the bucket under
+    way (whole UTC hours or days, the ledger's own buckets)."""
+    _, step, count = PERIODS[name]
+    width = int(step.total_seconds())
+    until = datetime.fromtimestamp((int(now) // width + 1) * width, UTC)
+    return until - count * step, until, step
 
-    description = ("decisions this instance made since it started (in memory, until the "
-                   "usage ledger replaces it)")
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+Party = tuple[str, str, str, str]  # customer id, key id, plan, outcome
+
+
+@dataclass(slots=True)
+class SettledDay:
+    """A UTC day over (and settled: past the flush grace), read once from the ledger."""
+
+    rows: dict[Party, int]
+    codes: dict[str, int]
+    stale_at: float  # read again after this (a batch a long outage held back lands late)
+
+
+class LedgerDecisions:
+    """Decision counts read from the usage ledger, aggregated in SQL.
+
+    Every customer's decisions over 30 days are most of the ledger; so the days that are over
+    are read once each (SettledDay: their totals by customer, key, plan and outcome) and kept
+    for about an hour, and only the day under way is read on every visit. A day counts as
+    over ``settle`` seconds after midnight UTC (billing's grace: every instance has flushed
+    it by then). At most MAX_CACHED_ROWS rows are kept: past that, days are read each time.
+    """
+
+    MAX_CACHED_ROWS = 300_000
+    TTL = 3600.0
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 clock: Callable[[], float], settle: float) -> None:
+        self.sessions = sessions
         self.clock = clock
-        self._buckets: dict[int, dict[int, Counter[Row]]] = {step: {} for step in KEEP}
-        # The overview asks for customers, keys and plans over one period in a row: one pass
-        # over the buckets answers all three, while nothing new was counted.
-        self._version = 0
-        self._memo: tuple[tuple[datetime, datetime, int], list[dict[str, Tally]]] | None = None
-
-    # -- recording (the verification path: a few dict updates) -------------------------------
-
-    def heard(self, outcome: Outcome) -> None:
-        key = outcome.key
-        if key is None:
-            self.add("", "", "", outcome.code, self.clock())
-        else:
-            self.add(key.customer_id, key.key_id, key.plan, outcome.code, self.clock())
-
-    def add(self, customer_id: str, key_id: str, plan: str, code: str, at: float,
-            count: int = 1) -> None:
-        row = (customer_id, key_id, plan, code)
-        self._version += 1
-        for step, buckets in self._buckets.items():
-            index = int(at // step)
-            bucket = buckets.get(index)
-            if bucket is None:
-                bucket = buckets[index] = Counter()
-                self._forget(buckets, index - KEEP[step] + 1)
-            if row not in bucket and len(bucket) >= MAX_ROWS:
-                bucket[("", "", plan, code)] += count
-            else:
-                bucket[row] += count
-
-    @staticmethod
-    def _forget(buckets: dict[int, Counter[Row]], oldest: int) -> None:
-        for index in [i for i in buckets if i < oldest]:
-            del buckets[index]
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def _rows(self, since: datetime, until: datetime,
-              step: int | None = None) -> Iterable[tuple[int, Counter[Row]]]:
-        """(bucket start, rows) of the coarsest resolution that covers [since, until)."""
-        span = (until - since).total_seconds()
-        if step is None:
-            step = DAY if span > 2 * DAY else HOUR if span > 2 * HOUR else MINUTE
-        first, last = since.timestamp(), until.timestamp()
-        for index, rows in sorted(self._buckets[step].items()):
-            if first <= index * step < last:
-                yield index * step, rows
+        self.settle = settle
+        self._days: dict[datetime, SettledDay] = {}
+        self._jitter = random.Random()
 
     async def decisions(self, since: datetime, until: datetime, step: timedelta,
                         customer_id: str | None = None) -> list[Slot]:
-        width = int(step.total_seconds())
-        resolution = max(s for s in KEEP if width % s == 0 and s <= width)
-        slots: dict[int, Counter[str]] = {}
-        start = since.timestamp()
-        for at, rows in self._rows(since, until, resolution):
-            codes = slots.setdefault(int((at - start) // width), Counter())
-            for (customer, _, _, code), n in rows.items():
-                if customer_id is None or customer == customer_id:
-                    codes[code] += n
-        count = int(-(-(until - since).total_seconds() // width))
-        return [Slot(since + i * step, dict(slots.get(i, {}))) for i in range(count)]
+        """One Slot per ``step`` from ``since`` (a whole hour) to ``until``, empty ones
+        too."""
+        count = int((until - since) / step)
+        codes: list[Counter[str]] = [Counter() for _ in range(count)]
+        days, rest = self._split(since, until) if customer_id is None and step == DAY \
+            else ([], [(since, until)])
+        for day in days:
+            codes[int((day - since) / step)].update((await self._day(day)).codes)
+        async with self.sessions() as session:
+            for start, end in rest:
+                for hour, outcome, n in await ledger.by_outcome(session, customer_id, start,
+                                                                end):
+                    codes[int((hour - since) / step)][outcome] += n
+        return [Slot(since + i * step, dict(c)) for i, c in enumerate(codes)]
 
-    async def top_customers(self, since: datetime, until: datetime,
-                            limit: int) -> list[Tally]:
-        return _top(self._tallies(since, until, 0), limit, lambda t: t.total)
+    async def tallies(self, since: datetime, until: datetime, top: int) -> Tallies:
+        days, rest = self._split(since, until)
+        rows: Counter[Party] = Counter()
+        for day in days:
+            rows.update((await self._day(day)).rows)
+        async with self.sessions() as session:
+            for start, end in rest:
+                for customer_id, key_id, plan, outcome, n in await ledger.by_party(
+                        session, start, end):
+                    rows[(customer_id, key_id, plan, outcome)] += n
+        customers, keys, plans = tally_rows((*party, n) for party, n in rows.items())
+        return Tallies(_top(customers.values(), top, lambda t: t.total),
+                       _top([t for t in keys.values() if t.refused], top, lambda t: t.refused),
+                       sorted(plans.values(), key=lambda t: t.id))
 
-    async def top_refused_keys(self, since: datetime, until: datetime,
-                               limit: int) -> list[Tally]:
-        tallies = [t for t in self._tallies(since, until, 1) if t.refused]
-        return _top(tallies, limit, lambda t: t.refused)
+    def _split(self, since: datetime, until: datetime
+               ) -> tuple[list[datetime], list[tuple[datetime, datetime]]]:
+        """The settled whole days inside [since, until), and the ranges left around them."""
+        settled = datetime.fromtimestamp(self.clock() - self.settle, UTC)
+        first = since if since == _midnight(since) else _midnight(since) + DAY
+        days = []
+        while first + DAY <= min(until, settled):
+            days.append(first)
+            first += DAY
+        if not days:
+            return [], [(since, until)]
+        rest = [(since, days[0]), (days[-1] + DAY, until)]
+        return days, [(a, b) for a, b in rest if a < b]
 
-    async def by_plan(self, since: datetime, until: datetime) -> list[Tally]:
-        return sorted(self._tallies(since, until, 2), key=lambda t: t.id)
-
-    def _tallies(self, since: datetime, until: datetime, by: int) -> list[Tally]:
-        """Tallies by customer (by=0), key (1) or plan (2) over [since, until)."""
-        memo_key = (since, until, self._version)
-        if self._memo is None or self._memo[0] != memo_key:
-            self._memo = (memo_key, tally_rows(rows for _, rows in self._rows(since, until)))
-        return list(self._memo[1][by].values())
-
-
-def tally_rows(buckets: Iterable[Counter[Row]]) -> list[dict[str, Tally]]:
-    """Tallies by customer, by key and by plan (in that order) of the rows of ``buckets``."""
-    out: list[dict[str, Tally]] = [{}, {}, {}]
-    for rows in buckets:
-        for row, n in rows.items():
-            code = row[3]
-            allowed = code == ALLOWED
-            for by in (0, 1, 2):
-                name = row[by]
-                if not name:
-                    continue
-                tally = out[by].get(name)
-                if tally is None:
-                    tally = out[by][name] = Tally(name, customer_id=row[0])
-                tally.codes[code] += n
-                if allowed:
-                    tally.allowed += n
-                else:
-                    tally.refused += n
-    return out
+    async def _day(self, day: datetime) -> SettledDay:
+        now = self.clock()
+        found = self._days.get(day)
+        if found is not None and found.stale_at > now:
+            return found
+        async with self.sessions() as session:
+            read = await ledger.by_party(session, day, day + DAY)
+        rows: dict[Party, int] = {}
+        codes: Counter[str] = Counter()
+        for customer_id, key_id, plan, outcome, n in read:
+            rows[(customer_id, key_id, plan, outcome)] = n
+            codes[outcome] += n
+        # Jittered, so days read together are not all read again together.
+        made = SettledDay(rows, dict(codes), now + self.TTL * self._jitter.uniform(0.75, 1.25))
+        self._days.pop(day, None)
+        oldest = datetime.fromtimestamp(now, UTC) - 2 * PERIODS["month"][2] * DAY
+        for old in [d for d in self._days if d < oldest]:
+            del self._days[old]
+        if sum(len(d.rows) for d in self._days.values()) + len(rows) <= self.MAX_CACHED_ROWS:
+            self._days[day] = made
+        return made
 
 
-def _top(tallies: list[Tally], limit: int, by: Callable[[Tally], int]) -> list[Tally]:
+def _midnight(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def tally_rows(rows: Iterable[tuple[str, str, str, str, int]]
+               ) -> tuple[dict[str, Tally], dict[str, Tally], dict[str, Tally]]:
+    """Tallies by customer, by key and by plan of (customer, key, plan, outcome, n) rows
+    (codes kept for keys only: the pages name a key's refusals)."""
+    customers: dict[str, Tally] = {}
+    keys: dict[str, Tally] = {}
+    plans: dict[str, Tally] = {}
+    for customer_id, key_id, plan, code, n in rows:
+        allowed = code == ALLOWED
+        for by, name in ((customers, customer_id), (keys, key_id), (plans, plan)):
+            tally = by.get(name)
+            if tally is None:
+                tally = by[name] = Tally(name, customer_id=customer_id)
+            if allowed:
+                tally.allowed += n
+            else:
+                tally.refused += n
+        keys[key_id].codes[code] += n
+    return customers, keys, plans
+
+
+def _top(tallies: Iterable[Tally], limit: int, by: Callable[[Tally], int]) -> list[Tally]:
     return sorted(tallies, key=lambda t: (-by(t), t.id))[:limit]
 
 
@@ -216,40 +235,23 @@ class LimitUse:
     quota: bool
     algorithm: str
 
-    @property
-    def ratio(self) -> float:
-        return min(1.0, self.used / self.capacity) if self.capacity else 1.0
 
-
-def customer_limits(plans: PlanSet, customer: s.Customer) -> tuple[RateLimit, ...]:
+def customer_limits(plans: PlanSet, customer: s.Customer) -> list[RateLimit]:
     """The limits a customer's keys share: its plan's, with its own overrides (keys' own
     overrides are counted per key and are not among them)."""
-    plan = plans.plans[customer.plan]
-    own = check_limits([_builtin(x) for x in customer.limits or []], plan.id)
-    return tuple(scoped(limit, plan.id) for limit in merge_limits(plan.limits, own))
-
-
-def _builtin(limit: s.Limit) -> dict[str, object]:
-    import msgspec
-
-    out: dict[str, object] = msgspec.to_builtins(limit)
-    return out
+    overrides = [msgspec.to_builtins(limit) for limit in customer.limits or []]
+    return shared_limits(plans.plans[customer.plan], overrides, customer.id)
 
 
 async def limit_usage(engine: Engine, plans: PlanSet | None,
                       customer: s.Customer) -> list[LimitUse]:
-    """How much of each shared limit the customer has used in the current window, read
-    from the counters with a 0-hit check (the store is not changed)."""
+    """How much of each shared limit the customer has used in the current window."""
     if plans is None or customer.plan not in plans.plans:
         return []
     limits = customer_limits(plans, customer)
-    if not limits:
-        return []
-    descriptors = [Descriptor((("customer", customer.id), ("limit", limit.name)), 0, limit)
-                   for limit in limits]
-    decision = await engine.should_rate_limit(DOMAIN, descriptors, options=plans.options)
     out = []
-    for limit, status in zip(limits, decision.statuses, strict=True):
+    for limit, status in zip(limits, await look(engine, plans, customer.id, limits),
+                             strict=True):
         bucket = limit.algorithm in (Algorithm.TOKEN_BUCKET, Algorithm.LEAKY_BUCKET)
         capacity = max(limit.requests_per_unit, limit.burst) if bucket else \
             limit.requests_per_unit
@@ -260,11 +262,59 @@ async def limit_usage(engine: Engine, plans: PlanSet | None,
     return out
 
 
-def period(name: str, now: float) -> tuple[datetime, datetime, timedelta]:
-    """The overview's periods: the last hour by minute, day by hour, 30 days by day."""
-    step = {"hour": timedelta(minutes=1), "day": timedelta(hours=1),
-            "month": timedelta(days=1)}[name]
-    count = {"hour": 60, "day": 24, "month": 30}[name]
-    width = int(step.total_seconds())
-    end = datetime.fromtimestamp((int(now) // width + 1) * width, UTC)
-    return end - count * step, end, step
+# -- a customer's billing periods ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUse:
+    """A customer's billing period: its requests (allowed decisions) and meters, and the
+    monthly quota of the plan it was on at the period's end (None: that plan has none)."""
+
+    period: Period
+    plan: str | None
+    requests: int
+    quota: RateLimit | None
+    meters: dict[str, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSpan:
+    plan: str
+    starts_at: datetime
+    ends_at: datetime | None
+
+
+def recent_periods(customer: s.Customer, now: datetime, count: int) -> list[Period]:
+    """The customer's billing periods, the one under way first, at most ``count``."""
+    first, out = Period.of(customer.created_at), [Period.of(now)]
+    while len(out) < count and out[-1] > first:
+        previous = out[-1].start - timedelta(days=1)
+        out.append(Period.of(previous))
+    return out
+
+
+def monthly_quota(limits: Sequence[RateLimit]) -> RateLimit | None:
+    return next((x for x in limits if x.calendar and x.unit == Unit.MONTH), None)
+
+
+async def period_usage(totals: PeriodTotals, plans: PlanSet | None, customer: s.Customer,
+                       spans: Sequence[PlanSpan], periods: Sequence[Period]
+                       ) -> list[PeriodUse]:
+    overrides = [msgspec.to_builtins(x) for x in customer.limits or []]
+    out = []
+    for billing in periods:
+        plan = _plan_at_end(spans, billing)
+        quota = None
+        if plans is not None and plan in plans.plans:
+            quota = monthly_quota(shared_limits(plans.plans[plan], overrides, customer.id))
+        meters = await totals.meters(customer.id, billing)
+        requests = int(meters.pop(REQUESTS, Decimal(0)))
+        out.append(PeriodUse(billing, plan, requests, quota, meters))
+    return out
+
+
+def _plan_at_end(spans: Sequence[PlanSpan], billing: Period) -> str | None:
+    """The plan of the last span with time inside ``billing``."""
+    inside = [x for x in spans
+              if x.starts_at < billing.end and (x.ends_at is None or x.ends_at > billing.start)]
+    return max(inside, key=lambda x: x.starts_at).plan if inside else None

@@ -1,4 +1,5 @@
-"""The web pages: dashboard and portal sessions, one-time portal links.
+"""The web pages: dashboard and portal sessions, one-time portal links, and an index by
+hour on the usage ledger (the overview reads every customer's last hours).
 
 Revision ID: 0004
 Revises: 0003
@@ -36,8 +37,10 @@ def upgrade() -> None:
         sa.Column("expires_at", TIME, nullable=False, index=True),
         sa.Column("used_at", TIME),
     )
+    op.create_index("ix_usage_counts_hour", "usage_counts", ["hour"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_usage_counts_hour", "usage_counts")
     op.drop_table("portal_links")
     op.drop_table("web_sessions")
