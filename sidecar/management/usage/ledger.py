@@ -136,8 +136,7 @@ async def by_outcome(session: AsyncSession, customer_id: str | None, start: date
     decisions over time, by code."""
     rows = await session.execute(
         select(UsageCount.hour, UsageCount.outcome, func.sum(UsageCount.decisions))
-        .where(and_(*_scope(customer_id, None)), UsageCount.hour >= start,
-               UsageCount.hour < end)
+        .where(*_scope(customer_id, None), UsageCount.hour >= start, UsageCount.hour < end)
         .group_by(UsageCount.hour, UsageCount.outcome))
     return [(hour, outcome, int(n or 0)) for hour, outcome, n in rows.all()]
 

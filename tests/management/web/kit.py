@@ -95,3 +95,31 @@ def create_root_key(data_dir: Path, scopes: str, env: dict[str, str] | None = No
                                               **(env or {})})
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
+
+
+# The plans of the page tests: kit.PLANS priced (so customers have running invoices) and
+# alerting when a window or quota is used up (so the overview lists alerts).
+WEB_PLANS = """
+plans:
+  basic:
+    name: Basic
+    max_keys: 3
+    features: [reports]
+    limits:
+      - {name: per_minute, unit: hour, requests_per_unit: 3}
+      - {name: monthly, unit: month, requests_per_unit: 5, calendar: true}
+    alerts: {thresholds: [1.0]}
+    price:
+      currency: EUR
+      base_fee: "10.00"
+      meters:
+        requests: {model: per_unit, unit_price: "0.50"}
+  bigger:
+    name: Bigger
+    features: [reports, exports]
+    limits:
+      - {name: per_minute, unit: hour, requests_per_unit: 100}
+    price: {currency: EUR, base_fee: "90.00"}
+"""
+# Usage reaches the ledger within 200 ms, alerts within a second.
+WEB_ENV = {"VIVA_USAGE_FLUSH_INTERVAL": "200ms", "VIVA_ALERTS_INTERVAL": "300ms"}

@@ -1,8 +1,9 @@
 """The dashboard in a real headless Chromium, used as a person would, against a full-mode
 sidecar process (SQLite, and once on a real PostgreSQL): sign in by keyboard, create a
 customer and a key, copy the key once, call /v1/keys/verify with it over HTTP, watch the
-usage chart and the decisions change, change the plan, rotate with grace, revoke, disable,
-read the audit log; every page is screenshotted and checked with axe-core."""
+usage charts and the decisions change, read the running invoice (HTML, CSV), change the plan,
+rotate with grace, revoke, disable, read the audit log, see the alert on the overview; every
+page is screenshotted and checked with axe-core."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ import pytest
 from tests.management.kit import ROOT_KEY, Admin, FullSidecar, write_config
 from tests.management.postgres import PostgresServer
 from tests.management.web.browser import look, screenshot
+from tests.management.web.kit import WEB_ENV, WEB_PLANS
 from tests.support.ports import eventually
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FullSidecar]:
-    env = {}
+    env = dict(WEB_ENV)
     if request.param == "postgresql":
         server: PostgresServer = request.getfixturevalue("postgres")
         env["VIVA_DATABASE_URL"] = server.url
-    process = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data", env=env).start()
+    process = FullSidecar(write_config(tmp_path / "config", WEB_PLANS), tmp_path / "data",
+                          env=env).start()
     yield process
     process.stop()
 
@@ -43,8 +46,16 @@ def page(browser: Any, sidecar: FullSidecar) -> Iterator[Any]:
 
 def used(page: Any, limit: str) -> str:
     """The "Used" figure of a limit in the usage table."""
-    row = page.locator("table.compact tbody tr", has_text=limit)
+    row = page.locator("table.limits tbody tr", has_text=limit)
     return str(row.locator("td").nth(1).inner_text())
+
+
+def shown(page: Any, check: Any, timeout: float = 10) -> None:
+    """Reload until ``check(page)`` holds: usage reaches the ledger within a flush."""
+    def reloaded() -> bool:
+        page.reload()
+        return bool(check(page))
+    eventually(reloaded, timeout=timeout)
 
 
 def decided(page: Any, code: str) -> int:
@@ -111,14 +122,30 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     assert secret not in page.content()  # never shown again
     key_id = api.get("/v1/keys?customer_id=acme")["items"][0]["id"]
 
-    # Calls with the key over real HTTP: three allowed, then the hourly limit refuses.
+    # Calls with the key over real HTTP: three allowed, then the hourly limit refuses. The
+    # limits' bars read the counters now; decisions and the period's requests, the ledger.
     assert [api.code(secret) for _ in range(4)] == ["VALID"] * 3 + ["RATE_LIMITED"]
-    page.reload()
+    shown(page, lambda p: decided(p, "RATE_LIMITED") == 1)
     assert used(page, "per_minute") == "3" and used(page, "monthly") == "3"
-    assert decided(page, "VALID") == 3 and decided(page, "RATE_LIMITED") == 1
-    description = page.locator("svg.usage desc").text_content()
+    assert decided(page, "VALID") == 3
+    description = page.locator("svg.usage desc").first.text_content()
     assert "per_minute: 3 of 3 used" in description and "monthly: 3 of 5 used" in description
+    this_month = page.locator("table.periods-table tbody tr").first.inner_text()
+    assert "basic" in this_month and "3" in this_month and "5 (monthly)" in this_month
     look(page, f"{db}-04-customer-used")
+
+    # The running invoice: billing's printable page, its inline style allowed by hash.
+    invoices = page.locator("table.invoices")
+    assert "EUR" in invoices.inner_text()
+    invoices.get_by_role("link", name="Running invoice", exact=True).click()
+    page.get_by_role("heading", name="Invoice").wait_for()
+    assert "requests" in page.content() and "Acme Corp" in page.content()
+    assert page.evaluate("getComputedStyle(document.body).maxWidth") != "none"  # styled
+    look(page, f"{db}-05-running-invoice")
+    table = page.request.get(page.url + "?format=csv")
+    assert table.headers["content-type"].startswith("text/csv")
+    assert table.text().splitlines()[0].startswith("invoice,period,customer_id")
+    page.go_back()
 
     # A bigger plan lifts the refusal at once.
     page.locator("#plan").select_option("bigger")
@@ -133,7 +160,7 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     page.get_by_role("heading", name="Key rotated").wait_for()
     rotated = page.locator("#secret").input_value()
     assert rotated != secret and key_id in page.content()
-    look(page, f"{db}-05-key-rotated")
+    look(page, f"{db}-06-key-rotated")
     assert (api.code(secret), api.code(rotated)) == ("VALID", "VALID")
     page.get_by_role("link", name="Done, back to the customer").click()
     new_id = next(k["id"] for k in api.get("/v1/keys?customer_id=acme")["items"]
@@ -150,7 +177,7 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     key_row(page, new_id).get_by_role("button", name="Enable").click()
     page.get_by_text("Key enabled.").wait_for()
     assert api.code(rotated) == "VALID"
-    look(page, f"{db}-06-customer-keys")
+    look(page, f"{db}-07-customer-keys")
 
     # The audit log tells who did what, newest first.
     nav(page, "Audit log").click()
@@ -158,33 +185,36 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     page.get_by_role("button", name="Filter").click()
     actions = page.locator("table.audit tbody tr td:nth-child(3)").all_inner_texts()
     assert actions == ["key.revoke", "key.rotate", "key.create"]
-    look(page, f"{db}-07-audit")
+    look(page, f"{db}-08-audit")
 
-    # The overview counts what happened (this instance's decisions).
+    # The overview counts what happened, from the ledger, and the alert the refusal raised.
     nav(page, "Overview").click()
     page.get_by_role("link", name="Last hour").click()
-    assert decided(page, "VALID") == 7 and decided(page, "REVOKED") == 1
+    shown(page, lambda p: decided(p, "REVOKED") == 1)
+    assert decided(page, "VALID") == 7
     assert page.locator("#top-customers-h + table").get_by_text("Acme Corp").is_visible()
     refused = page.locator("#top-keys-h + table tbody tr").first.inner_text()
     assert secret[:9] in refused and "RATE_LIMITED 1" in refused and "REVOKED 1" in refused
-    look(page, f"{db}-08-overview")
+    alerts = page.locator("#alerts-h + table").inner_text()
+    assert "usage.threshold" in alerts and "acme reached 100 % of per_minute" in alerts
+    look(page, f"{db}-09-overview")
 
     nav(page, "Plans").click()
     assert page.get_by_text("Valid: every plans file was checked and loaded.").is_visible()
-    look(page, f"{db}-09-plans")
+    look(page, f"{db}-10-plans")
 
     nav(page, "Customers").click()
     page.get_by_label("Search by id, name or e-mail").fill("ACME")
     page.get_by_role("button", name="Search").click()
     assert page.get_by_role("link", name="Acme Corp").is_visible()
-    look(page, f"{db}-10-customers")
+    look(page, f"{db}-11-customers")
 
     # A portal link for the customer, and signing out.
     page.get_by_role("link", name="Acme Corp").click()
     page.get_by_role("button", name="Create portal link").click()
     link = page.locator("#secret").input_value()
     assert "/portal/enter?token=vlink_" in link
-    look(page, f"{db}-11-portal-link")
+    look(page, f"{db}-12-portal-link")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/dashboard/sign-in")
     page.goto("/dashboard")

@@ -1,27 +1,49 @@
 """The self-service portal in a real headless Chromium: a customer opens the one-time link
 its provider got from the admin API, creates keys up to its plan's max_keys, uses one over
-HTTP, rotates and revokes, and sees nothing of another customer; ids of the other customer's
-keys, sent with the customer's own session and token, are answered 404 exactly as ids that
-do not exist. Every page is screenshotted and checked with axe-core."""
+HTTP, watches its usage against its limits and quota for this and past billing periods,
+reads its invoices (HTML, CSV), rotates and revokes, and sees nothing of another customer;
+ids of the other customer's keys and invoices, sent with the customer's own session and
+token, are answered 404 exactly as ids that do not exist. Every page is screenshotted and
+checked with axe-core."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.management.kit import FullSidecar, write_config
+from sidecar.management.billing.period import Period
+from tests.management.kit import Admin, FullSidecar, write_config
 from tests.management.web.browser import look
+from tests.management.web.kit import WEB_ENV, WEB_PLANS
 from tests.support.ports import eventually
 
 
 @pytest.fixture
 def sidecar(tmp_path: Path) -> Iterator[FullSidecar]:
-    process = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data").start()
+    process = FullSidecar(write_config(tmp_path / "config", WEB_PLANS), tmp_path / "data",
+                          env=WEB_ENV).start()
     yield process
     process.stop()
+
+
+def invoiced_last_quarter(sidecar: FullSidecar, api: Admin) -> Period:
+    """Every customer's history moved a year back (set-up, in the database), and the period
+    of three months ago closed through the admin API: each gets a final invoice."""
+    billed = Period.of(datetime.now(UTC))
+    for _ in range(3):
+        billed = Period.of(billed.start - timedelta(days=1))
+    since = billed.start.replace(year=billed.year - 1).strftime("%Y-%m-%d %H:%M:%S")
+    with sqlite3.connect(sidecar.data_dir / "viva.db") as db:
+        db.execute(f"UPDATE customers SET created_at = '{since}'")
+        db.execute(f"UPDATE plan_periods SET starts_at = '{since}'")
+    closed = api.post(f"/v1/billing/periods/{billed}/close")
+    assert closed.status == 200 and len(closed["invoices"]) == 2, closed
+    return billed
 
 
 @pytest.fixture
@@ -51,6 +73,9 @@ def test_a_customer_manages_its_own_keys_and_nothing_else(page: Any,
     api.customer(id="acme", name="Acme Corp")
     api.customer(id="globex", name="Globex Inc", plan="bigger")
     other = api.key("globex", name="globex-backend")
+    billed = invoiced_last_quarter(sidecar, api)
+    (mine,) = api.get("/v1/invoices?customer_id=acme")["items"]
+    (theirs,) = api.get("/v1/invoices?customer_id=globex")["items"]
     link = api.post("/v1/portal/sessions", {"customer_id": "acme"})
     assert link.status == 201
 
@@ -76,15 +101,34 @@ def test_a_customer_manages_its_own_keys_and_nothing_else(page: Any,
     create_key(page, "ci")
     assert page.get_by_text("Your plan allows 3 active keys").is_visible()
     assert page.get_by_role("button", name="Create key").count() == 0
-    page.reload()
-    description = page.locator("svg.usage desc").text_content()
+    # Usage against the limits now, and per billing period against the monthly quota: this
+    # one (once flushed) and those before, back to the year-old start.
+    def counted(p: Any) -> bool:
+        p.reload()
+        row = p.locator("table.periods-table tbody tr").first.inner_text()
+        return "\t2\t" in row and "5 (monthly)" in row
+    eventually(lambda: counted(page), timeout=10)
+    description = page.locator("svg.usage desc").first.text_content()
     assert "per_minute: 2 of 3 used" in description
+    assert page.locator("table.periods-table tbody tr").count() == 6
     look(page, "portal-04-keys")
 
     # Nothing of the other customer is on the page.
     content = page.content()
-    for foreign in ("Globex", "globex", other["id"], other["start"]):
+    for foreign in ("Globex", "globex", other["id"], other["start"], theirs["id"],
+                    theirs["number"]):
         assert foreign not in content
+
+    # Its invoices: the running one and last quarter's, as a page and as CSV.
+    invoices = page.locator("table.invoices")
+    assert "Running invoice" in invoices.inner_text() and str(billed) in invoices.inner_text()
+    invoices.get_by_role("link", name=mine["number"], exact=True).click()
+    page.get_by_role("heading", name=f"Invoice {mine['number']}").wait_for()
+    assert "FINAL" in page.inner_text("body").upper() and "Acme Corp" in page.content()
+    look(page, "portal-05-invoice")
+    table = page.request.get(page.url + "?format=csv")
+    assert table.status == 200 and f"{mine['number']},{billed},acme" in table.text()
+    page.go_back()
 
     # Rotate the production key at once, then revoke the new one.
     keys = {k["name"]: k for k in api.get("/v1/keys?customer_id=acme")["items"]}
@@ -99,7 +143,7 @@ def test_a_customer_manages_its_own_keys_and_nothing_else(page: Any,
     page.locator(f"#key-{new_id}").get_by_role("button", name="Revoke").click()
     page.get_by_text("Key revoked").wait_for()
     eventually(lambda: api.code(rotated) == "REVOKED", timeout=3)
-    look(page, "portal-05-after-rotate-and-revoke")
+    look(page, "portal-06-after-rotate-and-revoke")
 
     # Tampering: the customer's own session and token, another customer's key ids.
     token = page.locator('input[name="csrf"]').first.input_value()
@@ -110,6 +154,10 @@ def test_a_customer_manages_its_own_keys_and_nothing_else(page: Any,
                                   headers=origin, max_redirects=0)
         assert reply.status == 404, path
         assert "Not found" in reply.text() and "no key" in reply.text()
+    for path in (f"/portal/invoices/{theirs['id']}", f"/portal/invoices/{theirs['id']}"
+                 "?format=csv", "/portal/invoices/inv_doesnotexist"):
+        reply = page.request.get(path, max_redirects=0)
+        assert reply.status == 404 and "no invoice" in reply.text(), path
     sneaky = page.request.post("/portal/keys", form={"csrf": token, "name": "x",
                                                      "customer_id": "globex"},
                                headers=origin, max_redirects=0)
@@ -129,4 +177,4 @@ def test_a_customer_manages_its_own_keys_and_nothing_else(page: Any,
     page.goto(link["url"])
     page.get_by_role("button", name="Open my portal").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Link not valid"
-    look(page, "portal-06-link-spent")
+    look(page, "portal-07-link-spent")
