@@ -2,9 +2,10 @@
 
 Signing in needs a root key with the ``dashboard`` scope (or ``admin``); each page and action
 then needs the scope the matching admin API call needs (``customers:read`` to list
-customers, ``keys:write`` to rotate a key, ``admin`` for the audit log …), and every change
-goes through the catalog's own transactions, audited under the root key's id. The customer
-and key pages are in customers.py.
+customers, ``usage:read`` for decisions and usage, ``keys:write`` to rotate a key, ``admin``
+for the audit log …), and every change goes through the catalog's own transactions, audited
+under the root key's id. The customer and key pages are in customers.py, the webhook pages
+in webhooks.py.
 """
 
 from __future__ import annotations

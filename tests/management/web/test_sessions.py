@@ -79,7 +79,15 @@ def test_a_dashboard_user_gets_only_the_pages_its_scopes_allow(
     eventually(lambda: web.sign_in(viewer).status == 303, timeout=5)
     page = web.get("/dashboard/customers/acme")
     assert page.status == 200 and "Create key" not in page.text and "Change plan" not in page.text
-    assert web.get("/dashboard/audit").status == 403
+    # usage:read, billing:read and webhooks:read are other scopes: their parts are left out
+    for absent in ("Usage against the limits", "Invoices", "/dashboard/webhooks"):
+        assert absent not in page.text, absent
+    overview = web.get("/dashboard")
+    assert overview.status == 200 and "need a root key with the <code>usage:read</code>" in \
+        overview.text and "Webhook failures" not in overview.text
+    for path in ("/dashboard/audit", "/dashboard/webhooks", "/dashboard/invoices/inv_1",
+                 "/dashboard/customers/acme/invoices/running"):
+        assert web.get(path).status == 403, path
     refused = web.post("/dashboard/customers/acme/plan", {"csrf": page.csrf(), "plan": "bigger"})
     assert refused.status == 403 and "customers:write" in refused.text
     assert sidecar.api().get("/v1/customers/acme")["plan"] == "basic"
