@@ -121,5 +121,6 @@ plans:
       - {name: per_minute, unit: hour, requests_per_unit: 100}
     price: {currency: EUR, base_fee: "90.00"}
 """
-# Usage reaches the ledger within 200 ms, alerts within a second.
-WEB_ENV = {"VIVA_USAGE_FLUSH_INTERVAL": "200ms", "VIVA_ALERTS_INTERVAL": "300ms"}
+# Usage reaches the ledger within 200 ms, alerts and plans edits within a second.
+WEB_ENV = {"VIVA_USAGE_FLUSH_INTERVAL": "200ms", "VIVA_ALERTS_INTERVAL": "300ms",
+           "VIVA_RELOAD_POLL_INTERVAL": "200ms"}

@@ -199,22 +199,33 @@ def test_a_provider_manages_a_customer_and_its_keys(page: Any, sidecar: FullSide
     assert "usage.threshold" in alerts and "acme reached 100 % of per_minute" in alerts
     look(page, f"{db}-09-overview")
 
+    # The plans and their validation state: a broken edit is refused, the plans stay.
     nav(page, "Plans").click()
     assert page.get_by_text("Valid: every plans file was checked and loaded.").is_visible()
     look(page, f"{db}-10-plans")
+    plans = Path(sidecar.config) / "plans.yaml"
+    good = plans.read_text()
+    plans.write_text(good.replace("unit: hour", "unit: fortnight", 1))
+    shown(page, lambda p: p.get_by_role("alert").count() == 1)
+    refusal = page.get_by_role("alert").inner_text()
+    assert "plans.basic.limits[0].unit" in refusal and "fortnight" in refusal
+    assert page.get_by_role("heading", name="Basic basic").is_visible()  # still in force
+    look(page, f"{db}-11-plans-refused")
+    plans.write_text(good)
+    shown(page, lambda p: p.get_by_text("Valid: every plans file").count() == 1)
 
     nav(page, "Customers").click()
     page.get_by_label("Search by id, name or e-mail").fill("ACME")
     page.get_by_role("button", name="Search").click()
     assert page.get_by_role("link", name="Acme Corp").is_visible()
-    look(page, f"{db}-11-customers")
+    look(page, f"{db}-12-customers")
 
     # A portal link for the customer, and signing out.
     page.get_by_role("link", name="Acme Corp").click()
     page.get_by_role("button", name="Create portal link").click()
     link = page.locator("#secret").input_value()
     assert "/portal/enter?token=vlink_" in link
-    look(page, f"{db}-12-portal-link")
+    look(page, f"{db}-13-portal-link")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/dashboard/sign-in")
     page.goto("/dashboard")
