@@ -16,12 +16,19 @@ from aiohttp import web
 
 from sidecar.errors import RuleSetError, StorageError
 from sidecar.h2 import H2Options, H2Server
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Engine, Limiter
 from sidecar.limiter.leases import Leases
 from sidecar.limiter.local_cache import LocalCache
+from sidecar.limiter.native import load as load_native
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
 from sidecar.model import FailurePolicy
+from sidecar.native_path import (
+    NativePath,
+    native_rules_check,
+    peek_rules,
+    python_engine_reason,
+)
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.observability.tracing import ObservedStore, configure_tracing
@@ -49,6 +56,7 @@ log = logging.getLogger("sidecar.app")
 
 HEALTH_SERVICE = "ratelimit"
 STORE_PROBE_SECONDS = 1.0
+NATIVE_EXPORT_SECONDS = 1.0
 
 
 def make_store(settings: Settings, listener: BreakerListener | None = None) -> Store:
@@ -105,22 +113,38 @@ class Sidecar:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.store = make_store(settings, self.metrics.breaker_changed)
         self.tracing = configure_tracing(os.environ)
-        self.engine = Engine(ObservedStore(self.store, self.tracing, self.metrics),
-                             engine_options(settings), self.metrics, clock,
-                             policy=FailureHandler(settings.failure_policy, MemoryStore(),
-                                                   self.metrics.policy_decision),
-                             local_cache=LocalCache(settings.local_cache_size,
-                                                    self.metrics.local_cache_hit)
-                             if settings.local_cache_size > 0 else None)
-        self.leases = Leases(self.engine, self.metrics)
+        self.extension = load_native(settings.native)
+        self.native: NativePath | None = None
+        self.engine: Limiter
+        reason = python_engine_reason(settings, self.tracing.enabled, peek_rules(settings))
+        if self.extension.module is not None and reason is None:
+            self.native = NativePath(
+                self.extension.module, settings, self.metrics, engine_options(settings),
+                redis_options(settings) if settings.backend == "redis" else None, clock)
+            self.store: Any = self.native.store
+            self.engine = self.native.engine
+            # Leases need the Python engine's matching and planning; the native path runs
+            # only rules without concurrency limits, so this one never holds a slot and
+            # answers "no concurrency limit applies".
+            lease_engine = self._python_engine(MemoryStore(), clock)
+        else:
+            self.store = make_store(settings, self.metrics.breaker_changed)
+            self.engine = lease_engine = self._python_engine(self.store, clock)
+        self.python_engine_reason = reason
+        self.leases = Leases(lease_engine, self.metrics)
         self.service = RateLimitService(self.engine, self.metrics, self.tracing, self.leases)
         self.health = Health(require_config=settings.healthy_with_config)
+        apply = self.engine.set_rules
+        if lease_engine is not self.engine:
+            def apply(rules: RuleSet) -> None:
+                self.engine.set_rules(rules)
+                lease_engine.set_rules(rules)
         self.rules = RulesManager(
-            settings.rules_path, self.engine.set_rules, settings.merge_domain_config,
+            settings.rules_path, apply, settings.merge_domain_config,
             include_dotfiles=not settings.ignore_dotfiles,
-            poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded)
+            poll_interval=settings.reload_poll_interval, on_result=self._rules_loaded,
+            check=native_rules_check if self.native is not None else None)
         # Full mode (customers, keys, plans, admin API): imported only when asked for, so a
         # standalone sidecar never loads SQLAlchemy and the catalog.
         self.full: FullMode | None = None
@@ -137,6 +161,16 @@ class Sidecar:
         self._stopping = asyncio.Event()
         self._store_reachable: bool | None = None  # None: not probed yet
         self._stopped = False
+
+    def _python_engine(self, store: Store, clock: Callable[[], float]) -> Engine:
+        settings = self.settings
+        return Engine(ObservedStore(store, self.tracing, self.metrics),
+                      engine_options(settings), self.metrics, clock,
+                      policy=FailureHandler(settings.failure_policy, MemoryStore(),
+                                            self.metrics.policy_decision),
+                      local_cache=LocalCache(settings.local_cache_size,
+                                             self.metrics.local_cache_hit)
+                      if settings.local_cache_size > 0 else None)
 
     def _rules_loaded(self, ok: bool, rules: RuleSet | None) -> None:
         self.metrics.rules_loaded(ok, rules.version if rules else "",
@@ -177,10 +211,32 @@ class Sidecar:
         if self.full is not None:
             self.full.watch(loop)
         self._spawn(self._watch_store())
+        if self.native is not None:
+            self._spawn(self._export_native())
         s = self.settings
+        log.info("hot path: %s", self._hot_path())
         log.info("serving rules from %s on %s store: grpc %s:%d, http %s:%d, debug %s:%d",
                  s.rules_path, s.backend, s.grpc_host, s.grpc_port, s.host, s.port,
                  s.debug_host, s.debug_port)
+
+    def _hot_path(self) -> str:
+        """Which path runs, for the start-up log line."""
+        extension = self.extension
+        if extension.module is None:
+            return f"pure Python ({extension.reason})"
+        if self.native is not None:
+            return f"native ({extension.reason}): {self.native.describe(self.settings.transport)}"
+        wire = "HTTP/2 wire in Rust" if self.settings.transport == "fast" else \
+            "grpcio transport (Python)"
+        return f"native ({extension.reason}): {wire}, engine in Python " \
+            f"({self.python_engine_reason})"
+
+    async def _export_native(self) -> None:
+        """Counts kept in Rust reach the metrics on scrape, and every second (so other
+        workers' scrapes see them too)."""
+        while True:
+            await asyncio.sleep(NATIVE_EXPORT_SECONDS)
+            self.metrics.export_sources()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, holding a reference until it is done."""
@@ -220,8 +276,16 @@ class Sidecar:
         Health on every Check, so it needs no health publishing."""
         options = H2Options(reuse_port=self.settings.workers > 1,
                             eager_start=self.settings.backend == "memory")
+        fast_service, on_held = None, None
+        if self.native is not None and self.full is None:
+            # Calls answered inside Rust (full mode's routes need the Python connection).
+            fast_service = self.native.serve_fast(self.service, self.health,
+                                                  ("", HEALTH_SERVICE))
+            on_held = self.native.redis.schedule if self.native.redis is not None else None
         self.h2_server = rls_server(self.service, self.health, options,
-                                    routes=self.full.grpc_routes() if self.full else None)
+                                    routes=self.full.grpc_routes() if self.full else None,
+                                    native=self.extension.module,
+                                    native_service=fast_service, on_held=on_held)
         await self.h2_server.start(self.settings.grpc_host, self.settings.grpc_port)
 
     def _publish_health(self, ok: bool) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sidecar.errors import (
@@ -34,10 +34,10 @@ from sidecar.errors import (
     RequestTooLarge,
     StorageError,
 )
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Engine, Limiter
 from sidecar.limiter.leases import Leases
 from sidecar.model import Decision, Descriptor
-from sidecar.observability.metrics import Metrics
+from sidecar.observability.metrics import Metrics, add_observations
 from sidecar.observability.tracing import Tracing
 
 log = logging.getLogger("sidecar.service")
@@ -83,12 +83,16 @@ class RateLimitService:
     """The engine behind every transport (and its leases, limiter/leases.py), with the metrics
     and traces of their calls."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, tracing: Tracing | None = None,
+    def __init__(self, engine: Limiter, metrics: Metrics, tracing: Tracing | None = None,
                  leases: Leases | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
         self.tracing = tracing or Tracing()
-        self.leases = leases or Leases(engine, metrics)
+        # Leases match and plan on the Python engine: over another engine (the native one)
+        # the composition root brings them, or there are none (no lease routes are served).
+        if leases is None and isinstance(engine, Engine):
+            leases = Leases(engine, metrics)
+        self.leases = leases
         self._errors = {kind: metrics.errors.labels(kind)
                         for kind in ("service_error", "redis_error", "no_config", "internal",
                                      "not_found")}
@@ -96,6 +100,10 @@ class RateLimitService:
     def method(self, name: str, transport: str) -> Method:
         """``name`` (the ``grpc_method`` label) as ``transport`` serves it."""
         return Method(self, name, transport)
+
+    def count_errors(self, kind: str, count: int) -> None:
+        """``count`` failures of ``kind`` (an err_type of the table) counted elsewhere."""
+        self._errors[kind].inc(count)
 
     def failed(self, exc: BaseException) -> ServiceError:
         """Count ``exc`` once under its kind; log it when nobody expected it."""
@@ -114,8 +122,8 @@ class Method:
     """One method of the service as one transport serves it; its metric children are bound
     once, so a call costs two counter increments, a gauge up and down and one observation."""
 
-    __slots__ = ("_engine", "_in_flight", "_latency", "_requests", "_service", "_tracing",
-                 "name")
+    __slots__ = ("_counted_in_flight", "_engine", "_in_flight", "_latency", "_requests",
+                 "_service", "_tracing", "name")
 
     def __init__(self, service: RateLimitService, name: str, transport: str) -> None:
         metrics = service.metrics
@@ -126,6 +134,7 @@ class Method:
         self._requests = metrics.requests.labels(name)
         self._latency = metrics.response_time.labels(name)
         self._in_flight = metrics.in_flight.labels(transport)
+        self._counted_in_flight = 0  # of the calls counted elsewhere (add_counts)
 
     async def decide(self, domain: str, descriptors: Sequence[Descriptor], hits: int = 0, *,
                      charge_always: bool = False,
@@ -145,6 +154,21 @@ class Method:
         finally:
             self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
+
+    def add_counts(self, requests: int, errors: Mapping[str, int], latency: Sequence[int],
+                   latency_sum: float, in_flight: int) -> None:
+        """Calls of this method answered outside Python (the native wire's engine), counted
+        there and added here in bulk: the same metrics as ``decide`` keeps. ``latency`` per
+        bucket of the histogram (not cumulative), ``in_flight`` of those calls now."""
+        if requests:
+            self._requests.inc(requests)
+        add_observations(self._latency, latency, latency_sum)
+        for kind, count in errors.items():
+            if count:
+                self._service.count_errors(kind, count)
+        if in_flight != self._counted_in_flight:
+            self._in_flight.inc(in_flight - self._counted_in_flight)
+            self._counted_in_flight = in_flight
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Any other call of the engine (the lease operations), counted, traced and with its

@@ -201,6 +201,9 @@ class Settings:
     # The gRPC port's server: fast (our HTTP/2 transport) or grpcio (grpc.aio).
     transport: str = _setting("VIVA_TRANSPORT", parse_choice(("fast", "grpcio")), "fast",
                               "transport")
+    # The Rust hot path (sidecar._native) when it is built: the fast transport's wire and the
+    # engine; false forces the pure-Python path everywhere.
+    native: bool = _setting("VIVA_NATIVE", parse_bool, True)
     # Worker processes sharing the ports (SO_REUSEPORT); more than one needs the Redis store.
     workers: int = _setting("VIVA_WORKERS", parse_workers, 1, "workers")
     # Between failing health and refusing new calls, so probes and load balancers move away.

@@ -57,7 +57,9 @@ def test_workers_share_ports_count_in_redis_and_sum_metrics(
                 request = rls_pb2.RateLimitRequest(domain="w", descriptors=[desc])
                 codes.append(stub.ShouldRateLimit(request, timeout=5).overall_code)
         assert codes == [1] * 30 + [2] * 10  # one budget, whichever worker answered
-        # Every scrape, whichever worker answers it, sums both workers' counts.
+        # Every scrape, whichever worker answers it, sums both workers' counts (counts kept in
+        # Rust, on the native path, reach a worker's metrics within a second).
+        assert eventually(lambda: total_hits(sidecar.http_port) == 40.0, timeout=5)
         assert {total_hits(sidecar.http_port) for _ in range(6)} == {40.0}
     finally:
         assert sidecar.stop() == 0

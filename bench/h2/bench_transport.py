@@ -5,15 +5,17 @@
 
 Each server runs alone in its own process, on the in-process memory store with one rule:
 
-    fast    sidecar.h2.H2Server (the transport under test)
+    fast    sidecar.h2.H2Server (the transport under test), its Python connection
+    native  the same server with the native connection (wire side in Rust, sidecar._native)
     grpcio  sidecar.transports.grpcio.RateLimitServicer on grpc.aio (the transport it replaces)
     noop    a grpc.aio servicer that returns a constant OK response (grpcio's ceiling)
 
 For each: a short warm-up, then h2load at full speed for --duration seconds (-c/-m), then
 h2load at a fixed --rate (spread over the clients with --rps) with a per-request log, from
 which the latency percentiles are computed. The server is pinned to CPU 0 and h2load to CPU 1
-when the machine has two CPUs and taskset exists. Prints req/s, the ratios fast/grpcio and
-fast/noop, and p50/p99 latency; every process it starts is stopped before it exits.
+when the machine has two CPUs and taskset exists. Prints req/s, the ratios native/fast,
+fast/grpcio and fast/noop, and p50/p99 latency; every process it starts is stopped before it
+exits.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ descriptors:
       unit: second
       requests_per_unit: 1000000000
 """
-MODES = ("fast", "grpcio", "noop")
+MODES = ("fast", "native", "grpcio", "noop")
 
 
 @dataclass
@@ -100,15 +102,18 @@ async def serve(mode: str, port: int, eager: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if mode == "fast":
+    if mode in ("fast", "native"):
+        import importlib
+
         from sidecar.h2 import H2Options
         from sidecar.observability.health import Health
         from sidecar.observability.metrics import Metrics
         from sidecar.service import RateLimitService
         from sidecar.transports.fast import rls_server
 
+        native = importlib.import_module("sidecar._native") if mode == "native" else None
         server = rls_server(RateLimitService(make_engine(), Metrics()), Health(),
-                            H2Options(eager_start=eager))
+                            H2Options(eager_start=eager), native=native)
         await server.start("127.0.0.1", port)
         print("ready", flush=True)
         await stop.wait()
@@ -145,7 +150,7 @@ def grpcio_server(mode: str, port: int) -> Any:
 
 def serve_main(mode: str, port: int, eager: bool, use_uvloop: bool) -> None:
     factory = asyncio.new_event_loop
-    if use_uvloop and mode == "fast":
+    if use_uvloop and mode in ("fast", "native"):
         from sidecar.app import event_loop_factory
 
         factory = event_loop_factory()
@@ -241,6 +246,9 @@ def report(results: dict[str, Run], args: argparse.Namespace) -> None:
         print(f"{mode:8} {r.rps:10.0f} {r.failed:7d} {r.rate_achieved:9.0f} {r.p50_ms:8.3f} "
               f"{r.p99_ms:8.3f} {r.p999_ms:9.3f}")
     fast = results.get("fast")
+    native = results.get("native")
+    if fast and native and fast.rps:
+        print(f"native/fast: {native.rps / fast.rps:.2f}x")
     for other in ("grpcio", "noop"):
         if fast and other in results and results[other].rps:
             print(f"fast/{other}: {fast.rps / results[other].rps:.2f}x")

@@ -46,9 +46,10 @@ pub enum Code {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitOverride {
     pub requests_per_unit: u32,
-    /// The raw wire number: the engine, not the decoder, refuses numbers that are not units
-    /// (the error names the descriptor index).
-    pub unit: u64,
+    /// The wire number as protobuf reads an open enum (the varint's low 32 bits, signed): the
+    /// engine, not the decoder, refuses numbers that are not units (the error names the
+    /// descriptor index and shows this number, e.g. -1).
+    pub unit: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -86,12 +86,13 @@ func ExampleMiddleware() {
 	log.Fatal(http.ListenAndServe("127.0.0.1:8000", limited(mux)))
 }
 
-// Full mode: authenticate the caller's API key and charge its plan's limits in one call.
+// Full mode: authenticate the caller's API key and charge its plan's limits in one call. The
+// caller's address keeps its failed verifications on a budget of its own.
 func ExampleClient_VerifyKey() {
 	client := ratelimiter.New("localhost:8080", ratelimiter.WithRootKey("vroot_…")) // scope keys:verify
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := client.VerifyKey(r.Context(), r.Header.Get("X-Api-Key"),
-			ratelimiter.RequireFeatures("exports"), ratelimiter.Cost(1))
+			ratelimiter.RequireFeatures("exports"), ratelimiter.ClientAddress(ratelimiter.ClientIP(r)))
 		if err != nil {
 			log.Printf("verification: %v", err) // never holds the key
 		}

@@ -2,6 +2,7 @@ package ratelimiter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,5 +103,38 @@ func TestTheRootKeyIsNeverPrinted(t *testing.T) {
 		if _, err := NewClient("localhost:8080", opt); err == nil {
 			t.Error("an invalid option was accepted")
 		}
+	}
+}
+
+func TestTheClientAddressIsSentAsGiven(t *testing.T) {
+	printable := ""
+	for c := byte(0x21); c <= 0x7e; c++ {
+		printable += string(c)
+	}
+	longest := (printable + strings.Repeat("z", 128))[:128]
+	for _, address := range []string{"203.0.113.9", "[2001:db8::1]:443", longest} {
+		var seen []string
+		server := answering(t, 200, `{"valid": false, "code": "NOT_FOUND"}`, &seen)
+		_, err := New(server.URL, WithRootKey(testRoot)).VerifyKey(context.Background(), testKey, ClientAddress(address))
+		encoded, _ := json.Marshal(address)
+		want := "/v1/keys/verify Bearer " + testRoot + ` {"key":"` + testKey + `","cost":1,"client_address":` + string(encoded) + `}`
+		if err != nil || len(seen) != 1 || seen[0] != want {
+			t.Errorf("%q: sent %q (%v); want %q", address, seen, err, want)
+		}
+	}
+}
+
+func TestABadClientAddressIsRefusedBeforeSending(t *testing.T) {
+	var seen []string
+	client := New(answering(t, 200, `{}`, &seen).URL, WithRootKey(testRoot))
+	for _, address := range []string{"", "a b", strings.Repeat("z", 129), "caf\u00e9", "tab\t", "del\x7f"} {
+		_, err := client.VerifyKey(context.Background(), testKey, ClientAddress(address))
+		var invalid *RequestError
+		if !errors.As(err, &invalid) || invalid.Field != "client_address" || invalid.Status != 0 {
+			t.Errorf("%q: %v", address, err)
+		}
+	}
+	if len(seen) != 0 {
+		t.Errorf("sent %q", seen)
 	}
 }

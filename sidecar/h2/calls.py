@@ -16,7 +16,7 @@ import sys
 import types
 from collections.abc import Callable, Coroutine, Generator
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.h2.errors import ErrorCode, StreamError
 from sidecar.h2.grpc_wire import MESSAGE_PREFIX, GrpcError, Status, unframe
@@ -29,6 +29,7 @@ log = logging.getLogger("sidecar.h2")
 
 Outcome = bytes | GrpcError  # the response message, or the status the call ended with
 _INTERNAL = "internal error; see the sidecar log"
+T = TypeVar("T")  # what a method returns: message bytes here, decoded answers for the native wire
 
 
 class CallRunner:
@@ -109,8 +110,8 @@ class CallRunner:
         self._flush_soon()
 
 
-def start_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, bytes],
-               eager_311: bool) -> asyncio.Task[bytes] | Outcome:
+def start_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T],
+               eager_311: bool) -> asyncio.Task[T] | T | GrpcError:
     """Run ``coro`` as far as it goes now: its outcome when it finished, else its Task."""
     if sys.version_info >= (3, 12):
         task = asyncio.Task(coro, loop=loop, eager_start=True)
@@ -129,7 +130,7 @@ def start_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, bytes]
     return loop.create_task(_resume(coro, yielded))
 
 
-def outcome(task: asyncio.Task[bytes]) -> Outcome:
+def outcome(task: asyncio.Task[T]) -> T | GrpcError:
     """What a finished call's Task amounts to."""
     if task.cancelled():
         return GrpcError(Status.CANCELLED, "call cancelled")
@@ -143,7 +144,7 @@ def outcome(task: asyncio.Task[bytes]) -> Outcome:
 
 
 @types.coroutine
-def _resume(coro: Coroutine[Any, Any, bytes], yielded: Any) -> Generator[Any, Any, bytes]:
+def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
     """Continue, inside a Task, a coroutine whose first step already ran outside one: pass
     what it waits on up to the Task and what the Task sends (or throws) back down."""
     while True:

@@ -603,8 +603,10 @@ class Connection(asyncio.Protocol):
             return
         if self._drain_deadline is not None and now >= self._drain_deadline:
             self._final_goaway()
-        self._expire_streams(now)
-        self._check_idle(now)
+        if not self._closing:  # else nothing more may be written (our side is shut down)
+            self._expire_streams(now)
+        if not self._closing:
+            self._check_idle(now)
         self._flush()
 
     def _expire_streams(self, now: float) -> None:

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from sidecar.h2 import frames as fr
 from sidecar.h2.connection import Connection
+from sidecar.h2.native_connection import NativeConnection, NativeWire
 from sidecar.h2.options import H2Options
 from sidecar.h2.request import Router
 
@@ -19,7 +21,9 @@ TICK_SECONDS = 1.0
 
 class H2Server:
     """Unary gRPC methods over cleartext HTTP/2 with prior knowledge, the way Envoy's gRPC
-    client connects. The methods are the router's: ``path -> async (message) -> message``.
+    client connects. The methods are the router's: ``path -> async (message) -> message``;
+    with ``native``, the connections' wire side runs in Rust (native_connection.py) and the
+    calls go to the handler and methods it carries instead.
 
         server = H2Server(Router({b"/pkg.Service/Method": handler}))
         await server.start("0.0.0.0", 8081)
@@ -27,21 +31,23 @@ class H2Server:
         await server.stop(grace=5.0)
     """
 
-    def __init__(self, router: Router, options: H2Options | None = None) -> None:
+    def __init__(self, router: Router, options: H2Options | None = None,
+                 native: NativeWire | None = None) -> None:
         self.options = options or H2Options()
         self.router = router
+        self.native = native
         self.preface = _server_preface(self.options)
         self.port = 0
         self.refused = 0
         self._refusal_logged = -1e9
-        self._connections: set[Connection] = set()
+        self._connections: set[Connection | NativeConnection] = set()
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._drained: asyncio.Event | None = None
 
     # -- Owner protocol (called by connections) ----------------------------------------------
 
-    def register(self, connection: Connection) -> bool:
+    def register(self, connection: Connection | NativeConnection) -> bool:
         if len(self._connections) >= self.options.max_connections:
             self.refused += 1
             now = time.monotonic()
@@ -53,7 +59,7 @@ class H2Server:
         self._connections.add(connection)
         return True
 
-    def unregister(self, connection: Connection) -> None:
+    def unregister(self, connection: Connection | NativeConnection) -> None:
         self._connections.discard(connection)
         if not self._connections and self._drained is not None:
             self._drained.set()
@@ -64,9 +70,11 @@ class H2Server:
         """Listen on host:port (port 0 picks one; see ``self.port``). OSError if it cannot."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self), _bind_host(host), port, backlog=self.options.backlog,
+            self._connection_factory(), _bind_host(host), port, backlog=self.options.backlog,
             reuse_address=True, reuse_port=self.options.reuse_port or None)
         self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("HTTP/2 server on port %d: wire in %s", self.port,
+                 "Rust (sidecar._native)" if self.native is not None else "Python")
         self._ticker = loop.call_later(TICK_SECONDS, self._tick)
 
     async def stop(self, grace: float) -> None:
@@ -89,6 +97,12 @@ class H2Server:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+
+    def _connection_factory(self) -> Callable[[], Connection | NativeConnection]:
+        native = self.native
+        if native is None:
+            return lambda: Connection(self)
+        return lambda: NativeConnection(self, native)
 
     @property
     def connections(self) -> int:

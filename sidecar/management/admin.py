@@ -178,10 +178,11 @@ class AdminApi:
     async def verify(self, request: web.Request) -> web.Response:
         """200 whenever the request is well formed: the verdict is in ``code``."""
         try:
-            self.roots.actor(request, "keys:verify")
+            actor = self.roots.actor(request, "keys:verify")
             body = await self._body(request, s.Verify)
             outcome = await self.verifier.verify(
-                body.key, request.remote or "", body.cost, body.limits, body.features or ())
+                body.key, failure_budget(actor, body.client_address), body.cost, body.limits,
+                body.features or ())
         except Exception as exc:  # every failure becomes a JSON error
             return failure(exc)
         answer = rate_answer(outcome, self.verifier.engine.clock())
@@ -195,6 +196,14 @@ class AdminApi:
 
     async def _body(self, request: web.Request, kind: type[T], empty_ok: bool = False) -> T:
         return await read_body(request, kind, self.max_body, empty_ok)
+
+
+def failure_budget(actor: Actor, client_address: str | None) -> str:
+    """Whose budget of failed verifications a REST verification draws on: the calling
+    backend's root key, per client when it says which (its own address would be the same for
+    every client of that backend, so one client guessing keys would throttle them all)."""
+    root = f"root:{actor.id}"
+    return f"{root}/{client_address}" if client_address else root
 
 
 async def read_body(request: web.Request, kind: type[T], max_body: int,

@@ -16,7 +16,7 @@ def rate_answer(outcome: Outcome, now: float) -> Answer | None:
     decision = outcome.decision or outcome.throttled
     if decision is None:
         return None
-    entries = outcome.entries or [(("remote_address", ""),)]
+    entries = outcome.entries or [(("client", ""),)]
     return make_answer(decision, entries, now)
 
 

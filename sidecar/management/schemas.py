@@ -139,6 +139,14 @@ class Verify(Struct, forbid_unknown_fields=True):
     cost: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
     limits: Annotated[list[LimitName], Meta(max_length=20)] | None = None
     features: Annotated[list[LimitName], Meta(max_length=20)] | None = None
+    # Who presented the key to the caller (its address, or any stable id of that client):
+    # failed verifications are budgeted per root key and this value, so one client guessing
+    # keys does not use up the budget of the caller's other clients.
+    client_address: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                                        description="the client that presented the key, as the "
+                                        "caller saw it (an address or a stable id): failed "
+                                        "verifications are budgeted per root key and this "
+                                        "value; without it, per root key")] | None = None
 
 
 class VerifiedLimit(Struct):

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sidecar.errors import RuleSetError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management import schemas as s
 from sidecar.management.admin import AdminApi, RootKeys
 from sidecar.management.alerts.service import Alerts
@@ -63,7 +63,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FullMode:
-    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics,
+    def __init__(self, settings: Settings, engine: Limiter, metrics: Metrics,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
         self.metrics = metrics

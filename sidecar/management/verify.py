@@ -14,9 +14,11 @@ become descriptors with explicit limits, charged atomically by the engine: the s
 algorithms, stores, failure policies and metrics as the rules. Limits from the plan or the
 customer are counted per customer (its keys share them); a key's own overrides per key.
 
-Failed verifications are counted per client address by the engine itself (domain
-``viva_verify_failures``, VIVA_VERIFY_FAILURES_PER_MINUTE); an address over that budget gets
-RATE_LIMITED for keys not already known valid, without a lookup.
+Failed verifications are counted per client by the engine itself (domain
+``viva_verify_failures``, VIVA_VERIFY_FAILURES_PER_MINUTE); a client over that budget gets
+RATE_LIMITED for keys not already known valid, without a lookup. The transport says who the
+client is: the peer address at a gateway (ext_authz, forward-auth), the root key and the
+``client_address`` it passes on REST (admin.failure_budget).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sidecar.errors import RequestError, RuleSetError, StorageError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management.cache import CachedKey, KeyCache, cached_key
 from sidecar.management.catalog import Catalog
 from sidecar.management.keys import hash_key, well_formed
@@ -61,7 +63,7 @@ class Outcome:
 
 
 class Verifier:
-    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Engine,
+    def __init__(self, catalog: Catalog, cache: KeyCache, engine: Limiter,
                  plans: Callable[[], PlanSet | None], failures_per_minute: int,
                  count: Callable[[str, str], None] | None = None,
                  record: Callable[[Outcome, int], None] | None = None,
@@ -77,7 +79,7 @@ class Verifier:
         self.observe = observe
         self.failure_limit = RateLimit(
             requests_per_unit=failures_per_minute, unit=Unit.MINUTE,
-            stats_key=f"{FAILURES_DOMAIN}.remote_address") if failures_per_minute else None
+            stats_key=f"{FAILURES_DOMAIN}.client") if failures_per_minute else None
 
     async def verify(self, secret: str, client: str, cost: int = 1,
                      limit_names: Sequence[str] | None = None,
@@ -210,7 +212,7 @@ class Verifier:
 
     async def _failures(self, client: str, hits: int) -> Decision:
         assert self.failure_limit is not None
-        descriptor = Descriptor((("remote_address", client),), hits, self.failure_limit)
+        descriptor = Descriptor((("client", client),), hits, self.failure_limit)
         return await self.engine.should_rate_limit(FAILURES_DOMAIN, [descriptor],
                                                    options=_FAILURE_OPTIONS)
 

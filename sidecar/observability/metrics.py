@@ -8,6 +8,8 @@ dashboards and alerts work unchanged. Labels carry descriptor values only where 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -123,6 +125,7 @@ class Metrics:
         self._lease_labels: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.max_series = MAX_RULE_SERIES
         self._unknown_domains: set[str] = set()
+        self._sources: list[Callable[[], None]] = []
 
     def record(self, domain: str, stats_key: str, total: int, over: int, near: int,
                within: int, shadow: int) -> None:
@@ -176,18 +179,25 @@ class Metrics:
     def local_cache_hit(self, domain: str, stats_key: str, hits: int) -> None:
         """A descriptor answered from the local over-limit cache (its over_limit is recorded
         by ``record`` as for any refusal)."""
+        self.over_limit_with_local_cache(domain, stats_key, hits)
+        self.local_cache_hits.inc()
+
+    def over_limit_with_local_cache(self, domain: str, stats_key: str, hits: int) -> None:
         bound = self._children.get((domain, stats_key)) or self._bind(domain, stats_key)
         if hits:
             bound[5].inc(hits)
-        self.local_cache_hits.inc()
+
+    def local_cache_hits_counted(self, descriptors: int) -> None:
+        """``descriptors`` answered from the local cache, counted elsewhere (natively)."""
+        self.local_cache_hits.inc(descriptors)
 
     def breaker_changed(self, endpoint: str, state: str) -> None:
         self.breaker_state.labels(endpoint).set(_BREAKER_STATES.get(state, 0))
         if state == "open":
             self.breaker_opened.labels(endpoint).inc()
 
-    def policy_decision(self, domain: str, policy: str) -> None:
-        self.policy_decisions.labels(domain, policy).inc()
+    def policy_decision(self, domain: str, policy: str, count: int = 1) -> None:
+        self.policy_decisions.labels(domain, policy).inc(count)
 
     def domain_not_found(self, domain: str) -> None:
         # The domain comes from the caller: bound the label values it can create.
@@ -214,13 +224,38 @@ class Metrics:
         self.config_info.labels(version).set(1)
         self.config_loaded_at.set(loaded_at)
 
+    def add_source(self, export: Callable[[], None]) -> None:
+        """``export`` adds counts kept elsewhere (the native engine's and wire's) into these
+        metrics; it runs before every exposition and on ``export_sources``."""
+        self._sources.append(export)
+
+    def export_sources(self) -> None:
+        for export in self._sources:
+            export()
+
     def exposition(self) -> bytes:
         """This process' metrics, or, with worker processes, every worker's combined."""
+        self.export_sources()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
             return generate_latest(combined)
         return generate_latest(self.registry)
+
+
+def add_observations(child: Any, buckets: Sequence[int], total: float) -> None:
+    """Observations counted elsewhere, added to one histogram child in bulk: ``buckets`` per
+    upper bound of the histogram (not cumulative, the last one above them all), ``total`` their
+    sum. prometheus-client has no public call for this; its child keeps exactly these values
+    (what ``observe`` increments), so they are incremented the same way.
+    (tests/transports/test_observability.py checks the exposition this gives.)"""
+    if len(buckets) != len(child._buckets):
+        raise ValueError(f"{len(buckets)} buckets for a histogram of {len(child._buckets)}")
+    for value, count in zip(child._buckets, buckets, strict=True):
+        if count:
+            value.inc(count)
+    if total:
+        child._sum.inc(total)
 
 
 def _rule_labels(domain: str, stats_key: str) -> tuple[str, str, str]:

@@ -165,9 +165,12 @@ class RulesManager(FileWatcher):
         include_dotfiles: bool = False,
         poll_interval: float = 5.0,
         on_result: Callable[[bool, RuleSet | None], None] | None = None,
+        check: Callable[[RuleSet], None] | None = None,
     ) -> None:
         super().__init__(path, include_dotfiles, poll_interval)
         self.apply = apply
+        # Refuses (RuleSetError) valid rules the engine in use cannot run, as invalid ones are.
+        self.check = check
         self.merge_domains = merge_domains
         self.on_result = on_result
         self.status = LoadStatus()
@@ -191,6 +194,8 @@ class RulesManager(FileWatcher):
             if version == self._attempted:
                 return self.last_exception is None
             rules = build_rules(files, self.merge_domains)
+            if self.check is not None:
+                self.check(rules)
         except RuleSetError as exc:
             self._attempted = version
             self._failed(exc)

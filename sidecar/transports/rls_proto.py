@@ -22,19 +22,27 @@ def descriptors_from_proto(request: Any) -> list[Descriptor]:
     for i, d in enumerate(request.descriptors):
         entries = tuple((e.key, e.value) for e in d.entries)
         hits = d.hits_addend.value if d.HasField("hits_addend") else None
-        if hits is not None and hits > 2**32 - 1:
-            raise RequestError(f"descriptors[{i}].hits_addend: {hits} is too large; expected at "
-                               "most 4294967295")
-        limit = None
-        if d.HasField("limit"):
-            try:
-                unit = Unit(d.limit.unit)
-            except ValueError:
-                raise RequestError(f"descriptors[{i}].limit.unit: {d.limit.unit} is not a unit; "
-                                   "expected SECOND..YEAR") from None
-            limit = envoy_override(domain, entries, d.limit.requests_per_unit, unit)
-        out.append(Descriptor(entries, hits, limit))
+        limit = (d.limit.requests_per_unit, d.limit.unit) if d.HasField("limit") else None
+        out.append(make_descriptor(domain, i, entries, hits, limit))
     return out
+
+
+def make_descriptor(domain: str, index: int, entries: Entries, hits: int | None,
+                    limit: tuple[int, int] | None) -> Descriptor:
+    """Descriptor ``index`` of a request from its decoded fields (the wire's numbers, checked
+    here, so every decoder refuses the same requests with the same words)."""
+    if hits is not None and hits > 2**32 - 1:
+        raise RequestError(f"descriptors[{index}].hits_addend: {hits} is too large; expected at "
+                           "most 4294967295")
+    if limit is None:
+        return Descriptor(entries, hits, None)
+    requests_per_unit, number = limit
+    try:
+        unit = Unit(number)
+    except ValueError:
+        raise RequestError(f"descriptors[{index}].limit.unit: {number} is not a unit; "
+                           "expected SECOND..YEAR") from None
+    return Descriptor(entries, hits, envoy_override(domain, entries, requests_per_unit, unit))
 
 
 def envoy_override(domain: str, entries: Entries, requests_per_unit: int,

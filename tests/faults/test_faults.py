@@ -1,10 +1,11 @@
 """Redis killed, hung (SIGSTOP) and restarted under a steady stream of checks.
 
-For every failure policy, in-process: during the outage each answer is what the policy says,
-no call waits past REDIS_TIMEOUT (+ a small margin; once the breaker opens, not even that),
-and after recovery Redis counts again, one by one. Over gRPC, against a real sidecar process:
-UNAVAILABLE fast during the outage, health NOT_SERVING then SERVING, the process never dies;
-and with ``allow`` it stays SERVING and answers OK throughout.
+For every failure policy, in-process (the Python engine and the native one): during the
+outage each answer is what the policy says, no call waits past REDIS_TIMEOUT (+ a small margin;
+once the breaker opens, not even that), and after recovery Redis counts again, one by one.
+Over gRPC, against a real sidecar process: UNAVAILABLE fast during the outage, health
+NOT_SERVING then SERVING, the process never dies; and with ``allow`` it stays SERVING and
+answers OK throughout.
 """
 
 from __future__ import annotations
@@ -16,18 +17,26 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from sidecar.errors import StorageError
 from sidecar.limiter.engine import Engine
+from sidecar.limiter.native import NativeEngineAdapter
+from sidecar.limiter.native_redis import NativeRedis
 from sidecar.limiter.options import EngineOptions
 from sidecar.limiter.policy import FailureHandler
+from sidecar.limiter.statuses import NullStats
 from sidecar.model import Code
 from sidecar.storage.memory import MemoryStore
+from sidecar.storage.redis.breaker import Breaker
 from sidecar.storage.redis.options import RedisOptions
+from sidecar.storage.redis.resp import RespConnection
+from sidecar.storage.redis.scripts import script_sha, script_source
 from sidecar.storage.redis.store import RedisStore
+from tests.h2.conftest import native_module
 from tests.limiter.kit import desc, make_rules
 from tests.support.servers import RedisServer, SidecarProcess
 from tests.transports.kit import RULES, descriptor, health_status, request, write_rules
@@ -91,8 +100,21 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(params=["python", "native"])
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    """The Python engine on RedisStore, or the native one on its own Redis link."""
+    if request.param == "native":
+        native_module()
+    return str(request.param)
+
+
 @contextlib.asynccontextmanager
-async def engine_on(server: RedisServer, policy: str) -> AsyncIterator[tuple[Engine, list[str]]]:
+async def engine_on(server: RedisServer, policy: str,
+                    kind: str = "python") -> AsyncIterator[tuple[Any, list[str]]]:
+    if kind == "native":
+        async with native_engine_on(server, policy) as found:
+            yield found
+        return
     decided: list[str] = []
     store = RedisStore(RedisOptions(url=server.url, timeout=TIMEOUT, breaker_cooldown=COOLDOWN))
     engine = Engine(store, EngineOptions(expiration_jitter_max_seconds=0),
@@ -102,6 +124,57 @@ async def engine_on(server: RedisServer, policy: str) -> AsyncIterator[tuple[Eng
         yield engine, decided
     finally:
         await store.close()
+
+
+class PolicyCount(NullStats):
+    """The native engine's failure-policy decisions, as the Python engine's listener sees
+    them."""
+
+    def __init__(self, decided: list[str]) -> None:
+        self.decided = decided
+
+    def over_limit_with_local_cache(self, domain: str, stats_key: str, hits: int) -> None:
+        return None
+
+    def local_cache_hits_counted(self, descriptors: int) -> None:
+        return None
+
+    def policy_decision(self, domain: str, policy: str, count: int = 1) -> None:
+        self.decided.extend([policy] * count)
+
+
+class CountedNative:
+    """The native engine; its decisions exported after each call."""
+
+    def __init__(self, engine: NativeEngineAdapter, decided: list[str]) -> None:
+        self.engine = engine
+        self.sink = PolicyCount(decided)
+
+    async def should_rate_limit(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.engine.should_rate_limit(*args, **kwargs)
+        finally:
+            self.engine.export_stats(self.sink)
+
+
+@contextlib.asynccontextmanager
+async def native_engine_on(server: RedisServer,
+                           policy: str) -> AsyncIterator[tuple[Any, list[str]]]:
+    native = native_module()
+    decided: list[str] = []
+    opts = RedisOptions(url=server.url, timeout=TIMEOUT, breaker_cooldown=COOLDOWN)
+    engine = NativeEngineAdapter(native, EngineOptions(expiration_jitter_max_seconds=0),
+                                 failure_policy=policy, script_sha=script_sha(),
+                                 script_source=script_source())
+    redis = NativeRedis(engine.engine, RespConnection(opts, native.reply_end),
+                        Breaker(opts.label, opts.breaker_failures, opts.breaker_cooldown),
+                        lambda: engine.compiled)
+    engine.attach_redis(redis)
+    engine.set_rules(make_rules(ENGINE_RULES))
+    try:
+        yield CountedNative(engine, decided), decided
+    finally:
+        await redis.close()
 
 
 async def stream(call: Callable[[], Awaitable[Sample]], seconds: float = 0.0,
@@ -121,7 +194,7 @@ async def stream(call: Callable[[], Awaitable[Sample]], seconds: float = 0.0,
         await asyncio.sleep(0.002)
 
 
-def engine_call(engine: Engine, decided: list[str]) -> Callable[[], Awaitable[Sample]]:
+def engine_call(engine: Any, decided: list[str]) -> Callable[[], Awaitable[Sample]]:
     async def call() -> Sample:
         before = len(decided)
         started = time.monotonic()
@@ -143,9 +216,9 @@ def recovered(samples: list[Sample], n: int = 20) -> bool:
 @pytest.mark.parametrize("fault", ["kill", "pause", "restart"])
 @pytest.mark.parametrize("policy", ["unavailable", "allow", "deny", "local"])
 async def test_engine_rides_out_redis_faults(own_redis: RedisServer, policy: str,
-                                             fault: str) -> None:
+                                             fault: str, engine_kind: str) -> None:
     breaker = Fault(own_redis, fault)
-    async with engine_on(own_redis, policy) as (engine, decided):
+    async with engine_on(own_redis, policy, engine_kind) as (engine, decided):
         call = engine_call(engine, decided)
         healthy = await stream(call, 0.2)
         assert all(s.outcome == "ok" and not s.by_policy for s in healthy)

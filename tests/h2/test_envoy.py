@@ -15,6 +15,9 @@ from tests.h2.conftest import ThreadedServer, make_engine
 from tests.support import ROOT
 from tests.support.ports import eventually
 
+# Also on the whole native path: the native engine answering inside Rust (conftest.py).
+RUST_ENGINE = True
+
 Serve = Callable[..., ThreadedServer]
 RULES = (ROOT / "config" / "example.yaml").read_text()
 FAILED_OPEN = "cluster.backend.ratelimit.failure_mode_allowed"

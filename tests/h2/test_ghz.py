@@ -17,6 +17,9 @@ from google.protobuf.descriptor import FileDescriptor
 
 from tests.h2.conftest import ThreadedServer, find_tool
 
+# Also on the whole native path: the native engine answering inside Rust (conftest.py).
+RUST_ENGINE = True
+
 GHZ = "go install github.com/bojand/ghz/cmd/ghz@v0.93.0"
 CALL = "envoy.service.ratelimit.v3.RateLimitService.ShouldRateLimit"
 

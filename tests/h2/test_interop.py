@@ -22,6 +22,9 @@ from tests.h2.conftest import ThreadedServer, make_engine
 from tests.h2.engines import SlowEngine
 from tests.h2.wire import RLS_PATH, rls_request
 
+# Also on the whole native path: the native engine answering inside Rust (conftest.py).
+RUST_ENGINE = True
+
 Serve = Callable[..., ThreadedServer]
 Request = rls_pb2.RateLimitRequest
 OK, OVER = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT

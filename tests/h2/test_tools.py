@@ -20,6 +20,9 @@ from sidecar.h2 import H2Options
 from tests.h2.conftest import ThreadedServer, find_tool
 from tests.h2.wire import RLS_PATH, grpc_body, rls_request
 
+# Also on the whole native path: the native engine answering inside Rust (conftest.py).
+RUST_ENGINE = True
+
 Serve = Callable[..., ThreadedServer]
 
 H2SPEC = "go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible"

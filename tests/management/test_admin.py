@@ -145,3 +145,39 @@ def test_validate_checks_the_plans_beside_the_rules(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert ("plans.yaml:5: plans.basic.max_keys: 'lots' is not a number of keys; expected a "
             "whole number from 1 to 1000000") in bad.stderr
+
+
+def test_failed_verifications_are_budgeted_per_root_key_and_client(tmp_path: Path) -> None:
+    sidecar = FullSidecar(write_config(tmp_path / "config"), tmp_path / "data",
+                          env={"VIVA_VERIFY_FAILURES_PER_MINUTE": "3"}).start()
+    try:
+        env = {"VIVA_DATA_DIR": str(sidecar.data_dir)}
+        other_root = cli("admin", "create-root-key", "--scopes", "keys:verify",
+                         env=env).stdout.strip()
+        api = sidecar.api()
+        valid = api.key(api.customer()["id"])["key"]
+        other = Admin("127.0.0.1", sidecar.http_port, other_root)
+        from sidecar.management.keys import new_key
+        from tests.support.ports import eventually
+
+        eventually(lambda: other.post("/v1/keys/verify", {"key": valid}).status == 200,
+                   timeout=5)
+        ghost = new_key().secret
+        guesser = {"client_address": "203.0.113.9"}
+        assert [api.code(ghost, **guesser) for _ in range(4)] == ["NOT_FOUND"] * 3 + [
+            "RATE_LIMITED"]
+        throttled = api.verify(ghost, **guesser)
+        assert throttled["code"] == "RATE_LIMITED"
+        assert throttled.headers["ratelimit-policy"] == "\"client\";q=3;w=60"
+        # the same backend's other clients, the backend itself and another backend: untouched
+        assert api.code(ghost, client_address="198.51.100.1") == "NOT_FOUND"
+        assert api.code(ghost) == "NOT_FOUND"
+        assert other.code(ghost, **guesser) == "NOT_FOUND"
+        assert api.code(valid, **guesser) == "VALID"  # a key known valid still verifies
+        # without client_address, a root key's failures share one budget
+        assert [other.code(ghost) for _ in range(4)] == ["NOT_FOUND"] * 3 + ["RATE_LIMITED"]
+        assert api.code(ghost) == "NOT_FOUND"
+        bad = api.post("/v1/keys/verify", {"key": ghost, "client_address": "a b"})
+        assert bad.status == 400 and bad["field"] == "client_address", bad
+    finally:
+        sidecar.stop()

@@ -25,7 +25,7 @@ from tests.support.processes import stop_process
 from tests.support.servers import RedisServer, missing
 
 CONTRACT_DIR = ROOT / "sdk" / "contract"
-VERSION = 3
+VERSION = 4
 KNOWN_EXPECT = frozenset({
     "return", "result", "headers", "error", "unavailable", "status", "body", "json",
     "verification", "lease", "released", "sidecar_requests", "silent_requests",
@@ -34,8 +34,12 @@ LEASE_CALLS = ("acquire_lease", "renew_lease", "release_lease")
 CALLS = ("allow", "check", "report", "verifyKey", *LEASE_CALLS)
 STEP_KEYS = frozenset({
     "call", "namespace", "identifier", "descriptors", "hits", "key", "cost", "limits",
-    "features", "lease_id", "ttl_ms", "save", "wait_ms", "request", "client", "middleware",
-    "expect"})
+    "features", "client_address", "lease_id", "ttl_ms", "save", "wait_ms", "request", "client",
+    "middleware", "expect"})
+VECTOR_KEYS = frozenset({
+    "name", "about", "target", "window_s", "client", "middleware", "setup", "steps"})
+# A vector with window_s starts its setup and steps with at least this much of a window left.
+WINDOW_MARGIN_S = 10.0
 SAVED = re.compile(r"\$\{([a-z_]+)\.([a-z_]+)\}")
 
 
@@ -48,6 +52,8 @@ def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for name in contract["vector_files"]:
         for vector in json.loads((CONTRACT_DIR / name).read_text())["vectors"]:
             where = f"{name}: {vector['name']}"
+            if set(vector) - VECTOR_KEYS:
+                raise ValueError(f"{where}: unknown {set(vector) - VECTOR_KEYS}")
             if vector["target"] not in contract["targets"]:
                 raise ValueError(f"{where}: unknown target {vector['target']}")
             if "setup" in vector and vector["target"] != "full":
@@ -58,6 +64,17 @@ def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     raise ValueError(f"{where}: unknown {unknown or step}")
             vectors.append(vector)
     return contract, vectors
+
+
+def wait_for_window(vector: dict[str, Any]) -> None:
+    """``window_s``: the vector's requests must fall in one epoch-aligned window of that many
+    seconds (the sidecar's fixed windows), so wait for the next one when this one is nearly
+    over."""
+    if "window_s" not in vector:
+        return
+    left = vector["window_s"] - time.time() % vector["window_s"]
+    if left < WINDOW_MARGIN_S:
+        time.sleep(left + 0.05)
 
 
 def new_root_key() -> str:

@@ -68,6 +68,7 @@ def targets() -> Iterator[kit.Targets]:
 @pytest.mark.parametrize(("vector", "place", "runner"), list(cases()))
 def test_vector(targets: kit.Targets, vector: dict[str, Any], place: str, runner: str) -> None:
     port = targets.port(place)
+    kit.wait_for_window(vector)
     run = f"py{next(_RUNS)}-{time.time_ns():x}"
     saved = (targets.sidecar(place).setup(kit.substitute(vector, run)["setup"], targets.root_key)
              if "setup" in vector else {})
@@ -151,7 +152,8 @@ def verify(settings: dict[str, Any], port: int, step: dict[str, Any], started: f
            runner: str) -> dict[str, Any]:
     """A verifyKey step, through Client or (runner "async") AsyncClient, and the texts that
     must not show a secret."""
-    options = {name: step[name] for name in ("cost", "limits", "features") if name in step}
+    options = {name: step[name] for name in ("cost", "limits", "features", "client_address")
+               if name in step}
 
     async def verify_async() -> KeyVerification:
         async with AsyncClient(endpoint(settings, port), **client_options(settings)) as client:

@@ -55,6 +55,20 @@ def test_the_verdict_is_typed_and_the_root_key_goes_with_verifications_only() ->
     assert "Authorization" not in seen[1].headers
 
 
+# Every printable ASCII character but the space, padded to the longest address accepted.
+PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))
+LONGEST = (PRINTABLE + "z" * 128)[:128]
+
+
+@pytest.mark.parametrize("address", ["203.0.113.9", "[2001:db8::1]:443", LONGEST])
+def test_the_client_address_is_sent_as_given(address: str) -> None:
+    seen: list[httpx2.Request] = []
+    answering(200, b'{"valid": false, "code": "NOT_FOUND"}', seen).verify_key(
+        KEY, client_address=address)
+    assert httpx2.Request("POST", "/", json={"key": KEY, "cost": 1, "client_address": address}
+                          ).content == seen[0].content
+
+
 def test_an_answer_that_is_not_a_verdict_fails_closed() -> None:
     verdict = answering(200, b'{"valid": true, "code": "MAYBE"}').verify_key(KEY)
     assert (verdict.valid, verdict.code, verdict.attempts) == (False, None, 1)
@@ -92,6 +106,12 @@ def test_raise_mode_raises_when_the_sidecar_is_unreachable() -> None:
 @pytest.mark.parametrize(("call", "field"), [
     ({"key": None}, "key"), ({"cost": True}, "cost"), ({"cost": 1.5}, "cost"),
     ({"limits": "per_hour"}, "limits"), ({"features": ["exports", 1]}, "features"),
+    ({"client_address": ""}, "client_address"), ({"client_address": "a b"}, "client_address"),
+    ({"client_address": LONGEST + "z"}, "client_address"),
+    ({"client_address": "caf\u00e9"}, "client_address"),
+    ({"client_address": "tab\t"}, "client_address"),
+    ({"client_address": "del\x7f"}, "client_address"),
+    ({"client_address": 42}, "client_address"),
 ])
 def test_mistakes_name_the_field_before_sending(call: dict[str, Any], field: str) -> None:
     seen: list[httpx2.Request] = []

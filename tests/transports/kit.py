@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -65,10 +66,13 @@ def write_rules(folder: Path, files: dict[str, str]) -> None:
 
 
 def make_settings(rules_dir: Path, env: dict[str, str] | None = None) -> Settings:
+    """Settings from ``env`` only, except VIVA_NATIVE: the suites run on both paths (CI runs
+    them a second time with VIVA_NATIVE=false), in-process sidecars as the processes do."""
     flags = {"config": str(rules_dir), "grpc_port": free_port(), "http_port": free_port(),
              "debug_port": free_port()}
+    path = {"VIVA_NATIVE": os.environ["VIVA_NATIVE"]} if "VIVA_NATIVE" in os.environ else {}
     return Settings.load(flags=flags, env={**LOOPBACK, "VIVA_RELOAD_POLL_INTERVAL": "0",
-                                           **(env or {})})
+                                           **path, **(env or {})})
 
 
 @asynccontextmanager

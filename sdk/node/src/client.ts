@@ -52,6 +52,14 @@ export interface VerifyOptions {
   limits?: readonly string[];
   /** FORBIDDEN, charging nothing, unless the key's plan has them all. */
   features?: readonly string[];
+  /**
+   * Who presented the key: its address or a stable id (1 to 128 printable ASCII characters,
+   * no spaces), e.g. Express's `req.ip`. The sidecar counts failed verifications per root key
+   * and client address, and past its budget answers RATE_LIMITED without a lookup: with it,
+   * one client guessing keys is refused alone; without it, every client of the application
+   * shares the root key's budget.
+   */
+  clientAddress?: string;
 }
 
 /** One descriptor's entries in order: an object, or [key, value] pairs. */
@@ -405,7 +413,24 @@ export function verifyBody(key: string, options: VerifyOptions): Record<string, 
     }
     body[field] = names;
   }
+  if (options.clientAddress !== undefined) body.client_address = clientAddress(options.clientAddress);
   return body;
+}
+
+const MAX_CLIENT_ADDRESS = 128;
+
+/** A client address as the sidecar accepts it; InvalidRequestError naming client_address. */
+function clientAddress(address: unknown): string {
+  let problem: string;
+  if (typeof address !== "string") problem = `is not a string (${typeof address})`;
+  else if (address === "") problem = "is empty";
+  else if (!/^[\x21-\x7e]+$/.test(address)) problem = "has a space, a control character or a character outside ASCII";
+  else if (address.length > MAX_CLIENT_ADDRESS) problem = `has ${address.length} characters`;
+  else return address;
+  throw InvalidRequestError.field(
+    "client_address",
+    `${problem}; expected 1 to ${MAX_CLIENT_ADDRESS} printable ASCII characters without spaces`,
+  );
 }
 
 function isConnectError(error: unknown): boolean {

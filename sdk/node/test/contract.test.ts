@@ -109,6 +109,7 @@ describe("sdk/contract", { skip }, () => {
       const runner = vector.steps[0]?.request ? "express" : "client";
       test(`${vector.name} [${place}, ${runner}]`, async () => {
         const target = await targets.get(place);
+        await h.waitForWindow(vector);
         const run = `${process.pid.toString(16)}-${(runs++).toString(16)}`;
         const saved = vector.setup && target.sidecar ? await target.sidecar.setup(h.substitute(vector.setup, run)) : {};
         const problems: string[] = [];
@@ -224,6 +225,7 @@ async function verify(client: Client, step: h.Step, started: number): Promise<Re
     ...(step.cost === undefined ? {} : { cost: step.cost }),
     ...(step.limits === undefined ? {} : { limits: step.limits }),
     ...(step.features === undefined ? {} : { features: step.features }),
+    ...(step.client_address === undefined ? {} : { clientAddress: step.client_address }),
   };
   const texts: Texts = { client: inspect(client, { depth: 5 }) };
   let verdict: KeyVerification;

@@ -23,6 +23,7 @@ export interface Step {
   cost?: number;
   limits?: string[];
   features?: string[];
+  client_address?: string;
   lease_id?: string;
   ttl_ms?: number;
   save?: string;
@@ -37,6 +38,7 @@ export interface Vector {
   name: string;
   about: string;
   target: string;
+  window_s?: number;
   client?: Settings;
   middleware?: Settings;
   setup?: SetupRequest[];
@@ -97,7 +99,7 @@ function findUp(from: string, relative: string): string {
   }
 }
 
-const VERSION = 3;
+const VERSION = 4;
 const CALLS = ["allow", "check", "report", "verifyKey", "acquire_lease", "renew_lease", "release_lease"];
 const STEP_KEYS = new Set([
   "call",
@@ -109,6 +111,7 @@ const STEP_KEYS = new Set([
   "cost",
   "limits",
   "features",
+  "client_address",
   "lease_id",
   "ttl_ms",
   "save",
@@ -119,6 +122,8 @@ const STEP_KEYS = new Set([
   "expect",
 ]);
 
+const VECTOR_KEYS = new Set(["name", "about", "target", "window_s", "client", "middleware", "setup", "steps"]);
+
 export function loadContract(): { contract: Contract; vectors: Vector[] } {
   const contract = JSON.parse(readFileSync(join(CONTRACT_DIR, "contract.json"), "utf8")) as Contract;
   if (contract.version !== VERSION) {
@@ -128,6 +133,9 @@ export function loadContract(): { contract: Contract; vectors: Vector[] } {
   for (const file of contract.vector_files) {
     const doc = JSON.parse(readFileSync(join(CONTRACT_DIR, file), "utf8")) as { vectors: Vector[] };
     for (const vector of doc.vectors) {
+      for (const key of Object.keys(vector)) {
+        if (!VECTOR_KEYS.has(key)) throw new Error(`${file}: ${vector.name}: unknown vector key ${key}`);
+      }
       if (!(vector.target in contract.targets))
         throw new Error(`${file}: ${vector.name}: unknown target ${vector.target}`);
       if (vector.setup !== undefined && vector.target !== "full")
@@ -246,6 +254,20 @@ function connects(port: number): Promise<boolean> {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((ok) => setTimeout(ok, ms));
+}
+
+/** How much of a window a vector with window_s needs left to start in it. */
+const WINDOW_MARGIN_MS = 10_000;
+
+/**
+ * A vector with window_s makes its requests in one epoch-aligned window of that many seconds
+ * (the sidecar's fixed windows): when this one is nearly over, in the next.
+ */
+export async function waitForWindow(vector: Vector): Promise<void> {
+  if (vector.window_s === undefined) return;
+  const window = vector.window_s * 1000;
+  const left = window - (Date.now() % window);
+  if (left < WINDOW_MARGIN_MS) await sleep(left + 50);
 }
 
 export async function startRedis(processes: Processes): Promise<number> {

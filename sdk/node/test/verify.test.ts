@@ -65,6 +65,16 @@ describe("verifyKey", () => {
     assert.equal(seen[1]?.headers.authorization, undefined);
   });
 
+  test("sends the client address as given", async () => {
+    const printable = Array.from({ length: 0x7e - 0x20 }, (_, i) => String.fromCharCode(0x21 + i)).join("");
+    const longest = (printable + "z".repeat(128)).slice(0, 128);
+    for (const address of ["203.0.113.9", "[2001:db8::1]:443", longest]) {
+      const { url, seen } = await serve(200, JSON.stringify({ valid: false, code: "NOT_FOUND" }));
+      await new Client({ endpoint: url, rootKey: ROOT }).verifyKey(KEY, { clientAddress: address });
+      assert.deepEqual(JSON.parse(seen[0]?.body ?? ""), { key: KEY, cost: 1, client_address: address });
+    }
+  });
+
   test("fails closed by default, and never quotes a body the sidecar did not write", async () => {
     const { url } = await serve(502, `upstream said ${KEY}`);
     const closed = await new Client({ endpoint: url, rootKey: ROOT }).verifyKey(KEY);
@@ -95,6 +105,13 @@ describe("verifyKey", () => {
       [KEY, { cost: 0.5 }, "cost"],
       [KEY, { limits: "per_hour" }, "limits"],
       [KEY, { features: [1] }, "features"],
+      [KEY, { clientAddress: "" }, "client_address"],
+      [KEY, { clientAddress: "a b" }, "client_address"],
+      [KEY, { clientAddress: "z".repeat(129) }, "client_address"],
+      [KEY, { clientAddress: "caf\u00e9" }, "client_address"],
+      [KEY, { clientAddress: "tab\t" }, "client_address"],
+      [KEY, { clientAddress: "del\x7f" }, "client_address"],
+      [KEY, { clientAddress: 42 }, "client_address"],
     ] as const) {
       await assert.rejects(
         client.verifyKey(key, options as Parameters<Client["verifyKey"]>[1]),

@@ -41,6 +41,18 @@ class VerifyTest < Minitest::Test
     end
   end
 
+  # Every printable ASCII character but the space, padded to the longest address accepted.
+  LONGEST = ((0x21..0x7e).map(&:chr).join + ("z" * 128))[0, 128]
+
+  def test_the_client_address_is_sent_as_given
+    ["203.0.113.9", "[2001:db8::1]:443", LONGEST].each do |address|
+      serving([200, '{"valid": false, "code": "NOT_FOUND"}', 0]) do |server|
+        client(server.url).verify_key(KEY, client_address: address)
+        assert_equal({ "key" => KEY, "cost" => 1, "client_address" => address }, JSON.parse(server.requests.first[2]))
+      end
+    end
+  end
+
   def test_fails_closed_by_default_and_never_quotes_a_body_the_sidecar_did_not_write
     serving([502, "upstream said #{KEY}", 0], [503, "{}", 0]) do |server|
       closed = client(server.url).verify_key(KEY)
@@ -75,7 +87,11 @@ class VerifyTest < Minitest::Test
   def test_mistakes_name_the_field_and_nothing_shows_the_secrets
     limiter = client(Harness.closed_endpoint)
     [[nil, {}, "key"], [KEY, { cost: -1 }, "cost"], [KEY, { cost: 1.5 }, "cost"],
-     [KEY, { limits: "monthly" }, "limits"], [KEY, { features: [:exports] }, "features"]].each do |key, options, field|
+     [KEY, { limits: "monthly" }, "limits"], [KEY, { features: [:exports] }, "features"],
+     [KEY, { client_address: "" }, "client_address"], [KEY, { client_address: "a b" }, "client_address"],
+     [KEY, { client_address: "z" * 129 }, "client_address"], [KEY, { client_address: "caf\u00e9" }, "client_address"],
+     [KEY, { client_address: "tab\t" }, "client_address"], [KEY, { client_address: "del\x7f" }, "client_address"],
+     [KEY, { client_address: :"203.0.113.9" }, "client_address"]].each do |key, options, field|
       error = assert_raises(Viva::RateLimiter::InvalidRequest) { limiter.verify_key(key, **options) }
       assert_equal field, error.field
       refute_includes error.message, KEY

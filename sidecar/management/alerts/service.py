@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management.admin import Handler, RootKeys
 from sidecar.management.alerts.api import WebhooksApi
 from sidecar.management.alerts.dispatcher import Dispatcher, DispatchOptions
@@ -41,7 +41,7 @@ log = logging.getLogger("sidecar.alerts")
 
 class Alerts:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                 engine: Engine, plans: Callable[[], PlanSet | None], roots: RootKeys,
+                 engine: Limiter, plans: Callable[[], PlanSet | None], roots: RootKeys,
                  registry: CollectorRegistry, clock: Callable[[], float]) -> None:
         self.settings = settings
         self.sessions = sessions

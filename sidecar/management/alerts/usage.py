@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.limiter.windows import aligned_window, calendar_window
 from sidecar.management.alerts.thresholds import CustomerUsage, LimitUsage
 from sidecar.management.db.models import Customer
@@ -51,7 +51,7 @@ def shared_limits(plan: Plan, overrides: Sequence[Mapping[str, Any]] | None,
     return [scoped(limit, plan.id) for limit in merge_limits(plan.limits, own)]
 
 
-async def look(engine: Engine, plans: PlanSet, customer_id: str,
+async def look(engine: Limiter, plans: PlanSet, customer_id: str,
                limits: Sequence[RateLimit]) -> list[DescriptorStatus]:
     """Each limit's status for ``customer_id`` now, read through the same engine, store and
     counter keys as verification, with zero hits: nothing is charged."""
@@ -64,7 +64,7 @@ async def look(engine: Engine, plans: PlanSet, customer_id: str,
 
 
 class EngineUsageReader:
-    def __init__(self, engine: Engine, sessions: async_sessionmaker[AsyncSession],
+    def __init__(self, engine: Limiter, sessions: async_sessionmaker[AsyncSession],
                  plans: Callable[[], PlanSet | None]) -> None:
         self.engine = engine
         self.sessions = sessions

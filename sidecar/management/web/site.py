@@ -19,7 +19,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management import schemas as s
 from sidecar.management.admin import RootKeys, guarded
 from sidecar.management.alerts.webhooks import Webhooks
@@ -77,7 +77,7 @@ class StaticFiles:
 class Sources:
     """What the pages read and change besides the catalog: full mode's other parts."""
 
-    engine: Engine
+    engine: Limiter
     plans: Callable[[], PlanSet | None]
     plans_view: Callable[[], s.Plans]
     totals: PeriodTotals

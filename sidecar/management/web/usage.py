@@ -23,7 +23,7 @@ from decimal import Decimal
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management import schemas as s
 from sidecar.management.alerts.usage import look, shared_limits
 from sidecar.management.billing.period import Period
@@ -243,7 +243,7 @@ def customer_limits(plans: PlanSet, customer: s.Customer) -> list[RateLimit]:
     return shared_limits(plans.plans[customer.plan], overrides, customer.id)
 
 
-async def limit_usage(engine: Engine, plans: PlanSet | None,
+async def limit_usage(engine: Limiter, plans: PlanSet | None,
                       customer: s.Customer) -> list[LimitUse]:
     """How much of each shared limit the customer has used in the current window."""
     if plans is None or customer.plan not in plans.plans:

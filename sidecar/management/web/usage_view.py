@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecar.limiter.engine import Engine
+from sidecar.limiter.engine import Limiter
 from sidecar.management import schemas as s
 from sidecar.management.plans import PlanSet
 from sidecar.management.usage.totals import PeriodTotals
@@ -41,7 +41,7 @@ def slot_label(step_seconds: float) -> Callable[[datetime], str]:
 
 
 class CustomerUsage:
-    def __init__(self, decisions: LedgerDecisions, engine: Engine,
+    def __init__(self, decisions: LedgerDecisions, engine: Limiter,
                  plans: Callable[[], PlanSet | None], totals: PeriodTotals,
                  queries: PageQueries, clock: Callable[[], float] = time.time) -> None:
         self.decisions = decisions

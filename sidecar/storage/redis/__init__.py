@@ -1,6 +1,6 @@
 """Counters in Redis (standalone, Sentinel, Cluster): the store, where its commands go
 (topology), the clients, cross-request pipelines (batching), a breaker per endpoint, the Lua
-twins of storage/algorithms.py (scripts, lua/).
+twins of storage/algorithms.py (scripts, lua/), and resp (the native engine's raw RESP link).
 
-Only the composition root imports it, and only when the settings choose Redis (redis-py costs
-resident memory); options.py alone loads no redis-py."""
+redis-py is imported only when the settings choose Redis for the Python engine (it costs
+resident memory); options, breaker, scripts and resp load none of it."""

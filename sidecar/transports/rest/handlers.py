@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import web
 
 from sidecar.errors import RequestError, RequestTooLarge
+from sidecar.limiter.leases import Leases
 from sidecar.model import Descriptor, Entries
 from sidecar.service import Method, RateLimitService, ServiceError
 from sidecar.transports.rest.answers import (
@@ -108,7 +109,7 @@ class RestApi:
             except Exception as exc:  # refused before the engine: counted all the same
                 raise method.reject(exc) from None
             decision = await method.run(
-                lambda: self.leases.acquire(ask.namespace, ask.descriptors, ask.ttl_ms))
+                lambda: self._leases().acquire(ask.namespace, ask.descriptors, ask.ttl_ms))
         except ServiceError as exc:
             return _failure(exc)
         return _json(lease_body(decision, ask.itemized), 200)
@@ -121,7 +122,7 @@ class RestApi:
                 ttl_ms = self.requests.parse_renew(await self._body(request))
             except Exception as exc:
                 raise method.reject(exc) from None
-            decision = await method.run(lambda: self.leases.renew(lease_id, ttl_ms))
+            decision = await method.run(lambda: self._leases().renew(lease_id, ttl_ms))
         except ServiceError as exc:
             return _failure(exc)
         return _json(lease_body(decision, False), 200)
@@ -129,10 +130,14 @@ class RestApi:
     async def release_lease(self, request: web.Request) -> web.Response:
         lease_id = request.match_info["lease_id"]
         try:
-            decision = await self._release.run(lambda: self.leases.release(lease_id))
+            decision = await self._release.run(lambda: self._leases().release(lease_id))
         except ServiceError as exc:
             return _failure(exc)
         return _json(release_body(decision), 200)
+
+    def _leases(self) -> Leases:
+        assert self.leases is not None  # the lease routes are added only with leases
+        return self.leases
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
@@ -231,8 +236,9 @@ def register_rest(app: web.Application, service: RateLimitService,
             app.router.add_route(method, path, api.forward_auth)
     # A lease id is "<token>.<base64url>"; any other path segment (matched still encoded, so
     # an id with %2F in it too) reaches the handlers, and gets the JSON 404 of an unknown lease.
-    app.router.add_post("/v1/leases", api.acquire_lease)
-    app.router.add_post("/v1/leases/{lease_id}/renew", api.renew_lease)
-    app.router.add_delete("/v1/leases/{lease_id}", api.release_lease)
+    if service.leases is not None:
+        app.router.add_post("/v1/leases", api.acquire_lease)
+        app.router.add_post("/v1/leases/{lease_id}/renew", api.renew_lease)
+        app.router.add_delete("/v1/leases/{lease_id}", api.release_lease)
     app.router.add_get("/openapi.json", api.openapi_json)
     return api

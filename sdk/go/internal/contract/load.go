@@ -15,7 +15,7 @@ import (
 )
 
 // Version is the contract version this runner knows.
-const Version = 3
+const Version = 4
 
 // Contract is contract.json.
 type Contract struct {
@@ -56,6 +56,7 @@ type Vector struct {
 	Name       string         `json:"name"`
 	About      string         `json:"about"`
 	Target     string         `json:"target"`
+	WindowS    float64        `json:"window_s"`
 	Client     map[string]any `json:"client"`
 	Middleware map[string]any `json:"middleware"`
 	Setup      []SetupRequest `json:"setup"`
@@ -73,23 +74,24 @@ type SetupRequest struct {
 
 // Step is one call or one HTTP request, and what must be true of it.
 type Step struct {
-	Call        string         `json:"call"`
-	Namespace   *string        `json:"namespace"`
-	Identifier  *string        `json:"identifier"`
-	Descriptors [][][2]string  `json:"descriptors"`
-	Hits        *int           `json:"hits"`
-	Key         *string        `json:"key"`
-	Cost        *int           `json:"cost"`
-	Limits      []string       `json:"limits"`
-	Features    []string       `json:"features"`
-	LeaseID     *string        `json:"lease_id"`
-	TTLMs       *float64       `json:"ttl_ms"`
-	Save        string         `json:"save"`
-	WaitMs      *float64       `json:"wait_ms"`
-	Request     *Request       `json:"request"`
-	Client      map[string]any `json:"client"`
-	Middleware  map[string]any `json:"middleware"`
-	Expect      map[string]any `json:"expect"`
+	Call          string         `json:"call"`
+	Namespace     *string        `json:"namespace"`
+	Identifier    *string        `json:"identifier"`
+	Descriptors   [][][2]string  `json:"descriptors"`
+	Hits          *int           `json:"hits"`
+	Key           *string        `json:"key"`
+	Cost          *int           `json:"cost"`
+	Limits        []string       `json:"limits"`
+	Features      []string       `json:"features"`
+	ClientAddress *string        `json:"client_address"`
+	LeaseID       *string        `json:"lease_id"`
+	TTLMs         *float64       `json:"ttl_ms"`
+	Save          string         `json:"save"`
+	WaitMs        *float64       `json:"wait_ms"`
+	Request       *Request       `json:"request"`
+	Client        map[string]any `json:"client"`
+	Middleware    map[string]any `json:"middleware"`
+	Expect        map[string]any `json:"expect"`
 }
 
 // Request is a middleware step's HTTP request.

@@ -110,7 +110,24 @@ func (e *environment) target(t *testing.T, place string) target {
 	return target{port: s.HTTPPort, sidecar: s}
 }
 
+// windowMargin is how much of a window a vector with window_s needs left to start in it.
+const windowMargin = 10 * time.Second
+
+// waitForWindow lets a vector with window_s start its requests in one epoch-aligned window of
+// that many seconds (the sidecar's fixed windows): when this one is nearly over, the next.
+func waitForWindow(v Vector) {
+	if v.WindowS <= 0 {
+		return
+	}
+	window := time.Duration(v.WindowS * float64(time.Second))
+	left := window - time.Duration(time.Now().UnixNano())%window
+	if left < windowMargin {
+		time.Sleep(left + 50*time.Millisecond)
+	}
+}
+
 func runVector(t *testing.T, c *Contract, v Vector, tg target, framework Framework) {
+	waitForWindow(v)
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	values := map[string]string{}
 	if len(v.Setup) > 0 {

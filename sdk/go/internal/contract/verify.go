@@ -24,6 +24,9 @@ func verify(client *ratelimiter.Client, s Step, started time.Time) map[string]an
 	if s.Features != nil {
 		opts = append(opts, ratelimiter.RequireFeatures(s.Features...))
 	}
+	if s.ClientAddress != nil {
+		opts = append(opts, ratelimiter.ClientAddress(*s.ClientAddress))
+	}
 	v, err := client.VerifyKey(context.Background(), deref(s.Key), opts...)
 	texts := map[string]string{"verdict": fmt.Sprintf("%+v", v), "client": fmt.Sprintf("%+v", client)}
 	out := map[string]any{"verification": verificationView(v, started), "texts": texts}

@@ -105,7 +105,8 @@ def lease_path(lease_id: str, suffix: str = "") -> str:
 
 
 def verify_body(key: str, cost: int, limits: Sequence[str] | None,
-                features: Sequence[str] | None) -> dict[str, Any]:
+                features: Sequence[str] | None,
+                client_address: str | None = None) -> dict[str, Any]:
     """The JSON body of /v1/keys/verify; InvalidRequest naming the field (never its value: the
     key is a secret) for what cannot be right."""
     if not isinstance(key, str) or not key:
@@ -119,7 +120,30 @@ def verify_body(key: str, cost: int, limits: Sequence[str] | None,
         if isinstance(names, str) or not all(isinstance(n, str) for n in names):
             raise InvalidRequest(f"{field}: must be a list of names", field)
         body[field] = list(names)
+    if client_address is not None:
+        body["client_address"] = check_client_address(client_address)
     return body
+
+
+CLIENT_ADDRESS_MAX = 128
+
+
+def check_client_address(address: str) -> str:
+    """``address`` as the sidecar accepts it: 1 to 128 printable ASCII characters, no spaces;
+    InvalidRequest naming client_address otherwise."""
+    expected = (f"expected 1 to {CLIENT_ADDRESS_MAX} printable ASCII characters without spaces "
+                "(the address or a stable id of the client that presented the key)")
+    if not isinstance(address, str):
+        problem = f"is not a string ({type(address).__name__})"
+    elif not address:
+        problem = "is empty"
+    elif not all("!" <= c <= "~" for c in address):
+        problem = "has a space, a control character or a character outside ASCII"
+    elif len(address) > CLIENT_ADDRESS_MAX:
+        problem = f"has {len(address)} characters"
+    else:
+        return address
+    raise InvalidRequest(f"client_address: {problem}; {expected}", "client_address")
 
 
 def bearer(root_key: str | None) -> dict[str, str]:

@@ -105,11 +105,17 @@ class Client(_Base):
         return self.report(identifier, namespace, 0, descriptors=descriptors)
 
     def verify_key(self, key: str, *, cost: int = 1, limits: Sequence[str] | None = None,
-                   features: Sequence[str] | None = None) -> KeyVerification:
+                   features: Sequence[str] | None = None,
+                   client_address: str | None = None) -> KeyVerification:
         """Full mode: authenticate ``key`` and charge ``cost`` to its plan's limits (0 charges
         nothing), or only to the ``limits`` named; ``features`` the plan must include. The
-        verdict is in ``.code``; truthy when valid."""
-        body = verify_body(key, cost, limits, features)
+        verdict is in ``.code``; truthy when valid.
+
+        ``client_address`` is whoever presented the key to this application (its address, or
+        any stable id of that client): the sidecar budgets failed verifications per root key
+        and client address, so one client guessing keys cannot get every other client of this
+        application answered RATE_LIMITED. Without it, all of them share one budget."""
+        body = verify_body(key, cost, limits, features, client_address)
         headers = bearer(self._root_key)
         try:
             return _verification(*self._exchange("POST", VERIFY_PATH, body, headers))
@@ -221,8 +227,9 @@ class AsyncClient(_Base):
         return await self.report(identifier, namespace, 0, descriptors=descriptors)
 
     async def verify_key(self, key: str, *, cost: int = 1, limits: Sequence[str] | None = None,
-                         features: Sequence[str] | None = None) -> KeyVerification:
-        body = verify_body(key, cost, limits, features)
+                         features: Sequence[str] | None = None,
+                         client_address: str | None = None) -> KeyVerification:
+        body = verify_body(key, cost, limits, features, client_address)
         headers = bearer(self._root_key)
         try:
             return _verification(*await self._exchange("POST", VERIFY_PATH, body, headers))

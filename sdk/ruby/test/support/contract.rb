@@ -7,11 +7,11 @@ require "securerandom"
 # against real processes. Every key is checked against what this runner knows, so that a vector
 # using something new fails here instead of being skipped.
 module Contract
-  VERSION = 3
+  VERSION = 4
   ROOT = File.join(Harness::ROOT, "sdk", "contract")
-  VECTOR_KEYS = %w[name about target client middleware setup steps].freeze
-  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits key cost limits features lease_id
-                        ttl_ms save wait_ms client expect].freeze
+  VECTOR_KEYS = %w[name about target window_s client middleware setup steps].freeze
+  CLIENT_STEP_KEYS = %w[call namespace identifier descriptors hits key cost limits features
+                        client_address lease_id ttl_ms save wait_ms client expect].freeze
   MIDDLEWARE_STEP_KEYS = %w[request client middleware expect].freeze
   CLIENT_SETTINGS = %w[endpoint timeout_ms attempts backoff_ms max_backoff_ms failure_mode root_key
                        verify_failure_mode].freeze
@@ -22,7 +22,7 @@ module Contract
                          min_elapsed_ms max_elapsed_ms].freeze
   REQUEST_KEYS = %w[method path headers].freeze
   SETUP_KEYS = %w[method path body save].freeze
-  TARGETS = %w[sidecar store_down full closed_port silent_server].freeze
+  TARGETS = %w[sidecar store_down full full_budget closed_port silent_server].freeze
   LEASE_CALLS = %w[acquire_lease renew_lease release_lease].freeze
   CALLS = %w[allow check report verifyKey].freeze
   SAVED = /\$\{([a-z_]+\.[a-z_]+)\}/.freeze

@@ -23,6 +23,7 @@ module Contract
     def run(vector, profile)
       doc = Contract.with_run(vector.doc, SecureRandom.hex(4))
       port, sidecar, silent = bind(vector.doc["target"], profile)
+      wait_for_window(doc["window_s"]) if doc.key?("window_s")
       saved = doc.key?("setup") ? @world.setup(sidecar, doc["setup"]) : {}
       problems = []
       doc["steps"].each_with_index do |raw, i|
@@ -37,9 +38,18 @@ module Contract
 
     private
 
+    WINDOW_MARGIN = 10 # seconds of a window a vector with window_s needs left to start in it
+
+    # A vector with window_s makes its requests in one epoch-aligned window of that many
+    # seconds (the sidecar's fixed windows): when this one is nearly over, in the next.
+    def wait_for_window(seconds)
+      left = seconds - (Time.now.to_f % seconds)
+      sleep(left + 0.05) if left < WINDOW_MARGIN
+    end
+
     def bind(target, profile)
       case target
-      when "sidecar", "store_down", "full"
+      when "sidecar", "store_down", "full", "full_budget"
         sidecar = @world.sidecar(profile)
         [sidecar.http_port, sidecar, false]
       when "closed_port" then [Harness.free_port, nil, false]
@@ -240,6 +250,7 @@ module Contract
       options[:cost] = step["cost"] if step.key?("cost")
       options[:limits] = step["limits"] if step.key?("limits")
       options[:features] = step["features"] if step.key?("features")
+      options[:client_address] = step["client_address"] if step.key?("client_address")
       texts = { "client" => client.inspect }
       verdict = client.verify_key(step["key"], **options)
       VerifyOutcome.new(verdict, nil, texts.merge("verdict" => verdict.inspect))

@@ -30,6 +30,7 @@ module Viva
 
       DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
       VERIFY_PATH = "/v1/keys/verify"
+      MAX_CLIENT_ADDRESS = 128 # the longest client_address the sidecar accepts
       DEFAULT_TIMEOUT = 0.5 # seconds, per attempt: a rate-limit check must never hold a request
       FAILURE_MODES = %i[open closed raise].freeze
 
@@ -96,8 +97,14 @@ module Viva
       # the +limits+ named, in one call; +features+ the plan must include. A KeyVerification: the
       # verdict is in #code. Raises InvalidRequest for a malformed request and Unauthorized for a
       # missing or refused root key, whatever the failure mode.
-      def verify_key(key, cost: 1, limits: nil, features: nil)
-        json = verify_body(key, cost, limits, features)
+      #
+      # +client_address+: who presented the key, its address or a stable id (1 to 128 printable
+      # ASCII characters, no spaces), e.g. Rack's request.ip. The sidecar counts failed
+      # verifications per root key and client address, and past its budget answers RATE_LIMITED
+      # without a lookup: with it, one client guessing keys is refused alone; without it, every
+      # client of the application shares the root key's budget.
+      def verify_key(key, cost: 1, limits: nil, features: nil, client_address: nil)
+        json = verify_body(key, cost, limits, features, client_address)
         unless @root_key
           raise Unauthorized, "verify_key needs a root key with the scope keys:verify: " \
                               "Client.new(..., root_key: ...)"
@@ -222,7 +229,7 @@ module Viva
       end
 
       # The JSON body of /v1/keys/verify; InvalidRequest naming the field, never the key.
-      def verify_body(key, cost, limits, features)
+      def verify_body(key, cost, limits, features, client_address)
         text!(key, "key")
         unless cost.is_a?(Integer) && cost >= 0
           raise InvalidRequest.new("cost must be a whole number >= 0, not #{cost.inspect}", "cost")
@@ -237,7 +244,23 @@ module Viva
 
           doc[field] = names
         end
+        doc["client_address"] = check_client_address(client_address) unless client_address.nil?
         JSON.generate(doc)
+      end
+
+      # +address+ as the sidecar accepts it; InvalidRequest naming client_address otherwise.
+      def check_client_address(address)
+        problem =
+          if !address.is_a?(String) then "is not a string (#{address.class})"
+          elsif address.empty? then "is empty"
+          elsif !address.each_byte.all? { |b| b.between?(0x21, 0x7e) }
+            "has a space, a control character or a character outside ASCII"
+          elsif address.bytesize > MAX_CLIENT_ADDRESS then "has #{address.bytesize} characters"
+          end
+        return address if problem.nil?
+
+        raise InvalidRequest.new("client_address #{problem}; expected 1 to #{MAX_CLIENT_ADDRESS} " \
+                                 "printable ASCII characters without spaces", "client_address")
       end
 
       def check_root_key(value)

@@ -94,6 +94,31 @@ class VerifyKeyTest {
     assertInstanceOf(UnauthorizedException.class, async.getCause());
   }
 
+  @ParameterizedTest
+  @ValueSource(strings = {"203.0.113.9", "[2001:db8::1]:443", "LONGEST"})
+  void theClientAddressIsSentAsGiven(String given) {
+    StringBuilder printable = new StringBuilder();
+    for (char c = 0x21; c <= 0x7e; c++) {
+      printable.append(c);
+    }
+    String address = "LONGEST".equals(given)
+        ? (printable + "z".repeat(128)).substring(0, 128) : given;
+    VerifyKeyRequest request = VerifyKeyRequest.of(KEY).clientAddress(address);
+    assertEquals(Json.parse(request.toJson()), Json.parse("{\"key\": \"" + KEY
+        + "\", \"cost\": 1, \"client_address\": " + Json.write(address) + "}"));
+    assertEquals(Optional.of(address), request.clientAddress());
+    assertFalse(VerifyKeyRequest.of(KEY).toJson().contains("client_address"));
+    assertEquals(Optional.empty(), request.clientAddress(null).clientAddress());
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"", "a b", "caf\u00e9", "tab\t", "del\u007f", "LONG"})
+  void aBadClientAddressIsRefusedNamingTheField(String given) {
+    String address = "LONG".equals(given) ? "z".repeat(129) : given;
+    assertEquals(Optional.of("client_address"), assertThrows(InvalidRequestException.class,
+        () -> VerifyKeyRequest.of(KEY).clientAddress(address)).field());
+  }
+
   @Test
   void mistakesNameTheFieldAndNothingShowsTheSecrets() {
     assertEquals(Optional.of("key"), assertThrows(InvalidRequestException.class,

@@ -21,21 +21,21 @@ import java.util.regex.Pattern;
  * something new fails here instead of being skipped.
  */
 public final class Contract {
-  public static final int VERSION = 3;
+  public static final int VERSION = 4;
 
   static final Set<String> VECTOR_KEYS =
-      Set.of("name", "about", "target", "client", "middleware", "setup", "steps");
+      Set.of("name", "about", "target", "window_s", "client", "middleware", "setup", "steps");
   static final Set<String> CLIENT_STEP_KEYS = Set.of("call", "namespace", "identifier",
-      "descriptors", "hits", "key", "cost", "limits", "features", "lease_id", "ttl_ms", "save",
-      "wait_ms", "client", "expect");
+      "descriptors", "hits", "key", "cost", "limits", "features", "client_address", "lease_id",
+      "ttl_ms", "save", "wait_ms", "client", "expect");
   static final Set<String> MIDDLEWARE_STEP_KEYS = Set.of("request", "client", "middleware",
       "expect");
   static final Set<String> CLIENT_SETTINGS = Set.of("endpoint", "timeout_ms", "attempts",
       "backoff_ms", "max_backoff_ms", "failure_mode", "root_key", "verify_failure_mode");
   static final Set<String> SETUP_KEYS = Set.of("method", "path", "body", "save");
   static final Set<String> MIDDLEWARE_SETTINGS = Set.of("namespace", "identifier_header", "hits");
-  static final Set<String> TARGETS = Set.of("sidecar", "store_down", "full", "closed_port",
-      "silent_server");
+  static final Set<String> TARGETS = Set.of("sidecar", "store_down", "full", "full_budget",
+      "closed_port", "silent_server");
 
   final Path root;
   final Map<String, Object> doc;

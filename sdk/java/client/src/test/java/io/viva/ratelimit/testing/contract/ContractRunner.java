@@ -72,6 +72,9 @@ public final class ContractRunner {
     String token = Long.toHexString(ThreadLocalRandom.current().nextLong() & 0xffffffffL);
     Map<String, Object> doc = Contract.object(Contract.withRun(vector.doc(), token), "vector");
     Binding binding = bind(vector.target(), profile);
+    if (doc.get("window_s") instanceof Number seconds) {
+      waitForWindow(seconds.doubleValue());
+    }
     Map<String, String> saved = new HashMap<>(doc.containsKey("setup")
         ? world.setup(binding.sidecar(), (List<?>) doc.get("setup")) : Map.of());
     List<String> problems = new ArrayList<>();
@@ -92,7 +95,7 @@ public final class ContractRunner {
 
   private Binding bind(String target, String profile) {
     return switch (target) {
-      case "sidecar", "store_down", "full" -> {
+      case "sidecar", "store_down", "full", "full_budget" -> {
         SidecarProcess sidecar = world.sidecar(profile);
         yield new Binding(sidecar.httpPort(), sidecar, false);
       }
@@ -413,6 +416,21 @@ public final class ContractRunner {
     StringWriter out = new StringWriter();
     t.printStackTrace(new PrintWriter(out));
     return out.toString();
+  }
+
+  /** How much of a window a vector with window_s needs left to start in it. */
+  private static final long WINDOW_MARGIN_MS = 10_000;
+
+  /**
+   * A vector with window_s makes its requests in one epoch-aligned window of that many seconds
+   * (the sidecar's fixed windows): when this one is nearly over, in the next.
+   */
+  private static void waitForWindow(double seconds) {
+    long window = Math.round(seconds * 1000);
+    long left = window - System.currentTimeMillis() % window;
+    if (left < WINDOW_MARGIN_MS) {
+      SidecarPause.pause(left + 50);
+    }
   }
 
   /** Thread.sleep without the checked exception. */

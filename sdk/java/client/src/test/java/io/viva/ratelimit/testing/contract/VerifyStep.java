@@ -59,6 +59,9 @@ record VerifyStep(KeyVerification verdict, RuntimeException thrown, Map<String, 
     if (step.get("features") instanceof List<?> names) {
       request = request.features(names.stream().map(String::valueOf).toArray(String[]::new));
     }
+    if (step.containsKey("client_address")) {
+      request = request.clientAddress((String) step.get("client_address"));
+    }
     return request;
   }
 
