@@ -145,6 +145,18 @@ def parse_concurrency(name: str, text: str) -> int:
     return parse_int(name, text, 1, 256)
 
 
+def parse_public_url(name: str, text: str) -> str:
+    """An origin browsers use: ``http(s)://host[:port]``, no path (the pages live at /)."""
+    url = text.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not url:
+        return ""
+    if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#@ "):
+        raise SettingsError(f"{name}={text!r} is not an origin; expected "
+                            "https://host[:port] with no path, e.g. https://api.example.com")
+    return url
+
+
 def parse_header_list(name: str, text: str) -> tuple[str, ...]:
     headers = tuple(h.strip().lower() for h in text.split(",") if h.strip())
     if not headers:
@@ -281,6 +293,9 @@ class Settings:
     webhooks_concurrency: int = _setting("VIVA_WEBHOOKS_CONCURRENCY", parse_concurrency, 8)
     alerts_interval: float = _setting("VIVA_ALERTS_INTERVAL", parse_timeout, 30.0)
     key_expiring_days: int = _setting("VIVA_KEY_EXPIRING_DAYS", parse_int, 7)
+    # Where browsers reach this service: the origin of the portal links the admin API hands
+    # out (empty: the origin the admin call itself came to).
+    public_url: str = _setting("VIVA_PUBLIC_URL", parse_public_url, "")
     # REST API limits and forward-auth inputs: VIVA_REST_*, VIVA_FORWARD_AUTH_*,
     # VIVA_RATELIMIT_HEADERS, parsed together by RestOptions.from_env.
     rest: RestOptions = field(default_factory=RestOptions,

@@ -313,14 +313,14 @@ def failure_reply(exc: Exception) -> Reply:
                         413)
     if isinstance(exc, StorageError):
         return reply_of(s.Error(f"cannot decide now: {exc}", None), 503)
-    if _is_database_error(exc):
+    if is_database_error(exc):
         log.error("catalog database error: %s", type(exc).__name__)
         return reply_of(s.Error("the catalog database is unavailable; try again", None), 503)
     log.exception("unexpected error in the admin API", exc_info=exc)
     return reply_of(s.Error("internal error; see the sidecar log", None), 500)
 
 
-def _is_database_error(exc: Exception) -> bool:
+def is_database_error(exc: Exception) -> bool:
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     return isinstance(exc, OperationalError | DBAPIError | OSError | TimeoutError)

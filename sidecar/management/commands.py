@@ -14,9 +14,11 @@ from sidecar.management.db.connect import create_engine, database_url, sessions
 from sidecar.management.db.migrate import upgrade
 from sidecar.settings import Settings
 
+# dashboard: sign in to /dashboard (its pages then need the scopes the admin API would);
+# portal:write: hand a customer a one-time portal link (POST /v1/portal/sessions).
 SCOPES = ("admin", "keys:write", "keys:read", "keys:verify", "customers:write",
           "customers:read", "usage:write", "usage:read", "billing:read", "billing:write",
-          "webhooks:write", "webhooks:read")
+          "webhooks:write", "webhooks:read", "dashboard", "portal:write")
 
 
 def parse_scopes(text: str) -> list[str]:

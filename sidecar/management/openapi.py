@@ -13,10 +13,10 @@ from sidecar.management.usage import schemas as u
 
 _TYPES = [s.CustomerCreate, s.CustomerUpdate, s.Customer, s.CustomerList, s.KeyCreate,
           s.KeyUpdate, s.KeyCreated, s.Key, s.KeyList, s.Rotate, s.Verify, s.Verification,
-          s.AuditList, s.Plans, s.Error, u.UsageEvent, u.EventsResult, u.UsageSeries,
-          b.Invoice, b.InvoiceList, b.PeriodClosed, w.WebhookCreate, w.WebhookUpdate,
-          w.Webhook, w.WebhookCreated, w.WebhookList, w.Delivery, w.DeliveryDetail,
-          w.DeliveryList, *w.EVENT_DATA.values()]
+          s.AuditList, s.Plans, s.PortalSessionCreate, s.PortalLink, s.Error,
+          u.UsageEvent, u.EventsResult, u.UsageSeries, b.Invoice, b.InvoiceList,
+          b.PeriodClosed, w.WebhookCreate, w.WebhookUpdate, w.Webhook, w.WebhookCreated,
+          w.WebhookList, w.Delivery, w.DeliveryDetail, w.DeliveryList, *w.EVENT_DATA.values()]
 _ERRORS = {"400": "Invalid request; `field` names the culprit",
            "401": "No valid root key (`Authorization: Bearer <root key>`)",
            "403": "The root key lacks the operation's scope",
@@ -105,6 +105,11 @@ def admin_openapi() -> dict[str, Any]:
         "/v1/plans": {
             "get": _operation("list_plans", "customers:read", "The plans in force and the "
                               "last refused reload of the plans files", "200", "Plans")},
+        "/v1/portal/sessions": {
+            "post": _operation("create_portal_session", "portal:write", "A one-time link "
+                               "(15 minutes) that opens a customer's self-service portal "
+                               "for 24 hours", "201", "PortalLink", "PortalSessionCreate",
+                               r)},
         "/v1/audit": {
             "get": _operation("list_audit", "admin", "The audit log, newest first", "200",
                               "AuditList", params=[_query("target", "e.g. key:key_…",

@@ -213,6 +213,17 @@ class Plans(Struct):
     last_reload_error: str | None
 
 
+class PortalSessionCreate(Struct, forbid_unknown_fields=True):
+    customer_id: Id
+
+
+class PortalLink(Struct):
+    """A one-time link into the customer's portal: good once, until ``expires_at``."""
+
+    url: str
+    expires_at: datetime
+
+
 class Error(Struct):
     error: str
     field: str | None

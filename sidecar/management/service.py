@@ -9,6 +9,9 @@
     EventIngest ─ UsageApi (/v1/usage/events, /v1/usage); PeriodTotals
     Billing ─ BillingApi (/v1/invoices…, /v1/billing/periods/{period}/close)
        └── invoice.created ─▶ the Alerts outbox, in the closing transaction
+
+    SessionStore ─ WebSite: /dashboard, /portal, POST /v1/portal/sessions; its pages read
+        the usage ledger, PeriodTotals, Billing and the webhooks, and change through the Catalog
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from sidecar.management.usage.flusher import UsageFlusher
 from sidecar.management.usage.ledger import prune_flushes
 from sidecar.management.usage.totals import PeriodTotals
 from sidecar.management.verify import Verifier
+from sidecar.management.web.site import Sources, WebSite
 from sidecar.observability.metrics import Metrics
 from sidecar.settings import Settings
 from sidecar.transports.reply import Reply, RequestParts
@@ -98,6 +102,9 @@ class FullMode:
                                         rest.xff_index)
         self.admin = AdminApi(self.catalog, self.verifier, self.roots, rest.headers,
                               rest.max_body_bytes, to_json(admin_openapi()), self.plans_view)
+        self.web = WebSite(self.catalog, self.roots, self.verifier, Sources(
+            engine, self._current_plans, self.plans_view, self.usage_totals, self.billing,
+            self.alerts.webhooks, _metering(settings)), settings.public_url, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _usage_wiring(self, settings: Settings, metrics: Metrics,
@@ -191,6 +198,7 @@ class FullMode:
         self.usage_api.register(app, self._measured)
         self.billing_api.register(app, self._measured)
         self.alerts.register_http(app, self._measured)
+        self.web.register(app, self._measured)
         handler = self._measured(self.forward_auth.handle, "key_forward_auth")
         for path in ("/v1/keys/forward-auth", r"/v1/keys/forward-auth/{path:[\s\S]*}"):
             for method in FORWARD_AUTH_METHODS:
@@ -243,6 +251,15 @@ class FullMode:
 
     async def _reload_roots(self) -> None:
         self.roots.replace(await self.catalog.root_keys())
+
+
+def _metering(settings: Settings) -> str:
+    """Where the pages' decision counts come from, in a sentence."""
+    if not settings.usage:
+        return ("usage metering is off (VIVA_USAGE=false): no decision is counted, so these "
+                "figures stay at zero")
+    return (f"the usage ledger, every instance's decisions counted by the hour and written "
+            f"every {settings.usage_flush_interval:g} s (VIVA_USAGE_FLUSH_INTERVAL)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -184,6 +184,15 @@ class Verifier:
     def _entries(entry: CachedKey, limit: RateLimit) -> tuple[tuple[str, str], ...]:
         return entry.entries[limit.name]
 
+    async def throttled(self, client: str) -> bool:
+        """Whether ``client`` has used up its failed-verification budget (the dashboard's
+        sign-in form shares it with key verification)."""
+        return await self._throttled(client) is not None
+
+    async def failed(self, client: str) -> None:
+        """Count one failed credential check from ``client`` against that budget."""
+        await self._failed("NOT_FOUND", None, client)
+
     async def _throttled(self, client: str) -> Decision | None:
         """The failure budget of ``client``, when used up (a peek: nothing is charged)."""
         if self.failure_limit is None or not client:

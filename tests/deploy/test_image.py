@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.management.db.migrate import head
 from tests.deploy import dockerfile
 from tests.deploy.tools import require_tool
 from tests.support import ROOT
@@ -418,7 +419,11 @@ def test_full_mode_runs_from_the_image(image: Image, tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{http}/v1/admin/openapi.json"
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200
+        # The pages' templates and static files are package data of the wheel.
+        for path in ("/dashboard/sign-in", "/web/static/app.css", "/web/static/app.js"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5) as page:
+                assert page.status == 200 and page.read(), path
     finally:
         log = stop_image(proc)
-    assert "catalog at revision 0003" in log, log
+    assert f"catalog at revision {head()}" in log, log
     assert "plans free, pro, enterprise" in log, log

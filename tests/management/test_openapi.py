@@ -69,9 +69,10 @@ def test_the_document_is_served_and_valid() -> None:
     results = list(schemathesis.openapi.from_dict(admin_openapi()).get_all_operations())
     assert all(isinstance(r, Ok) for r in results), results
     operations = {(r.ok().method.upper(), r.ok().path) for r in results if isinstance(r, Ok)}
-    assert ("POST", "/v1/keys/verify") in operations and len(operations) == 28
+    assert ("POST", "/v1/keys/verify") in operations and len(operations) == 29
     assert ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry") in operations
     assert ("POST", "/v1/billing/periods/{period}/close") in operations
+    assert ("POST", "/v1/portal/sessions") in operations
 
 
 def test_served_document_matches(sidecar: FullSidecar) -> None:

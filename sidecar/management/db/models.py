@@ -17,6 +17,8 @@
     webhook_deliveries  one per event and subscribed endpoint: state, next attempt, lease
     webhook_attempts    every delivery attempt: status code, error, duration (never a secret)
     alert_marks         what was already announced (a threshold in a period, a key's expiry)
+    web_sessions  signed-in dashboard and portal browsers (SHA-256 of the cookie only)
+    portal_links  one-time portal links (SHA-256 of the token only), 15 minutes, single use
 
 Ids are text (``cus_…``, ``key_…``) so that later tables (usage ledger, invoices, webhooks)
 can refer to a customer or a key without a join on a surrogate. Times are UTC; SQLite keeps
@@ -167,7 +169,9 @@ class UsageCount(Base):
     ``limit_name`` is the limit that refused the decision ('' when none did)."""
 
     __tablename__ = "usage_counts"
-    __table_args__ = (Index("ix_usage_counts_key_id_hour", "key_id", "hour"),)
+    # hour: the pages read every customer's decisions of the last hours (migration 0004).
+    __table_args__ = (Index("ix_usage_counts_key_id_hour", "key_id", "hour"),
+                      Index("ix_usage_counts_hour", "hour"))
 
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)
@@ -314,3 +318,28 @@ class AlertMark(Base):
     period: Mapped[str] = mapped_column(String(40), primary_key=True)
     level: Mapped[str] = mapped_column(String(16), primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebSession(Base):
+    """A signed-in browser (web/sessions.py): the dashboard's (subject: a root key id) or the
+    portal's (subject: a customer id). Only the SHA-256 of the cookie's secret is kept."""
+
+    __tablename__ = "web_sessions"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PortalLink(Base):
+    """A one-time portal link: the SHA-256 of its token, for one customer, used at most once."""
+
+    __tablename__ = "portal_links"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]

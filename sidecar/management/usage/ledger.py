@@ -128,3 +128,27 @@ async def hourly(session: AsyncSession, customer_id: str | None, key_id: str | N
         .group_by(UsageCount.hour).order_by(UsageCount.hour))
     return [(hour, int(a or 0), int(d or 0)) for hour, a, d in rows.all()]
 
+
+
+async def by_outcome(session: AsyncSession, customer_id: str | None, start: datetime,
+                     end: datetime) -> list[tuple[datetime, str, int]]:
+    """(hour, outcome, decisions) for every hour in [start, end) with decisions: the pages'
+    decisions over time, by code."""
+    rows = await session.execute(
+        select(UsageCount.hour, UsageCount.outcome, func.sum(UsageCount.decisions))
+        .where(*_scope(customer_id, None), UsageCount.hour >= start, UsageCount.hour < end)
+        .group_by(UsageCount.hour, UsageCount.outcome))
+    return [(hour, outcome, int(n or 0)) for hour, outcome, n in rows.all()]
+
+
+async def by_party(session: AsyncSession, start: datetime,
+                   end: datetime) -> list[tuple[str, str, str, str, int]]:
+    """(customer id, key id, plan, outcome, decisions) over [start, end): every customer's,
+    key's and plan's decisions at once, for the pages' top lists and per-plan figures."""
+    rows = await session.execute(
+        select(UsageCount.customer_id, UsageCount.key_id, UsageCount.plan, UsageCount.outcome,
+               func.sum(UsageCount.decisions))
+        .where(UsageCount.hour >= start, UsageCount.hour < end)
+        .group_by(UsageCount.customer_id, UsageCount.key_id, UsageCount.plan,
+                  UsageCount.outcome))
+    return [(c, k, p, o, int(n or 0)) for c, k, p, o, n in rows.all()]
