@@ -128,6 +128,7 @@ class Sidecar:
             from sidecar.management.service import FullMode
 
             self.full = FullMode(settings, self.engine, self.metrics, clock)
+            self.full.observe_decisions(self.service)
         self.grpc_server: grpc.aio.Server | None = None
         self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None

@@ -420,5 +420,5 @@ def test_full_mode_runs_from_the_image(image: Image, tmp_path: Path) -> None:
             assert response.status == 200
     finally:
         log = stop_image(proc)
-    assert "catalog at revision 0003" in log, log
+    assert "catalog at revision 0004_namespaces" in log, log
     assert "plans free, pro, enterprise" in log, log

@@ -31,7 +31,7 @@ def test_db_upgrade_then_a_root_key_printed_once(tmp_path: Path) -> None:
     env = {"VIVA_DATA_DIR": str(tmp_path / "data")}
     upgraded = cli("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "at revision 0003" in upgraded.stdout
+    assert "at revision 0004_namespaces" in upgraded.stdout
     made = cli("admin", "create-root-key", "--scopes", "keys:read,keys:verify", env=env)
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()

@@ -40,8 +40,8 @@ async def test_migrations_build_exactly_the_models(url: str) -> None:
     engine = create_engine(database_url(url, ""))
     try:
         assert await current(engine) is None
-        assert await upgrade(engine) == head() == "0003"
-        assert await upgrade(engine) == "0003"  # idempotent
+        assert await upgrade(engine) == head() == "0004_namespaces"
+        assert await upgrade(engine) == "0004_namespaces"  # idempotent
 
         def diff(connection: Any) -> list[Any]:
             return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
@@ -58,7 +58,7 @@ async def test_instances_starting_together_migrate_once(url: str) -> None:
     engines = [create_engine(database_url(url, "")) for _ in range(3)]
     try:
         revisions = await asyncio.gather(*(upgrade(e) for e in engines))
-        assert revisions == ["0003"] * 3
+        assert revisions == ["0004_namespaces"] * 3
     finally:
         for engine in engines:
             await engine.dispose()

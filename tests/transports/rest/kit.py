@@ -94,10 +94,12 @@ class Reply:
 class Rest:
     """A client of one REST app: post JSON, get status, lower-case headers and parsed body."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None,
+                 service: RateLimitService | None = None) -> None:
         self.url = url
         self.session = session
         self.engine = engine
+        self.service = service  # in process: the service behind the app
 
     async def post(self, path: str, body: Any) -> Reply:
         data = body if isinstance(body, str | bytes) else json.dumps(body)
@@ -139,7 +141,8 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
                                                                              engine_options)
     engine.set_rules(load_rules(str(rules_dir)))
     app = web.Application()
-    register_rest(app, RateLimitService(engine, Metrics()), options or RestOptions())
+    service = RateLimitService(engine, Metrics())
+    register_rest(app, service, options or RestOptions())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -147,7 +150,7 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            yield Rest(f"http://127.0.0.1:{port}", session, engine)
+            yield Rest(f"http://127.0.0.1:{port}", session, engine, service)
     finally:
         await runner.cleanup()
         await store.close()
