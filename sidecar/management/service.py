@@ -91,7 +91,7 @@ class FullMode:
                                  observe=self.alerts.observe)
         self._usage_wiring(settings, metrics, clock)
         self._counted: dict[tuple[str, str], Any] = {}
-        self.namespaces = NamespaceOwners(self.catalog.ownerships)
+        self.namespaces = NamespaceOwners(self.catalog.ownerships, metrics.registry)
         self.catalog.owners_committed = self.namespaces.apply
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
                                prune=self.catalog.prune_changes, resync=self._resync)

@@ -24,6 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from sidecar.management.namespaces import Ownership
 from sidecar.model import Decision, Descriptor
 from sidecar.service import DecisionObserver
@@ -48,10 +50,14 @@ Record = Callable[[Owner, Sequence[Descriptor], Decision], None]
 class NamespaceOwners:
     """namespace → Owner, in memory, for the observer on the request path."""
 
-    def __init__(self, read: Callable[[str | None], Awaitable[list[Ownership]]]) -> None:
+    def __init__(self, read: Callable[[str | None], Awaitable[list[Ownership]]],
+                 registry: CollectorRegistry | None = None) -> None:
         # read(None): every ownership; read(customer_id): that customer's ([]: none, or the
         # customer is deleted)
         self.read = read
+        self.gauge = Gauge("viva_usage_owned_namespaces", "Rules namespaces whose decisions "
+                           "this process counts as a customer's usage", registry=registry,
+                           multiprocess_mode="livemax") if registry is not None else None
         self.by_namespace: dict[str, Owner] = {}  # the same dict for the process' lifetime
         self._of: dict[str, set[str]] = {}  # customer id -> its namespaces here
         self._stale: dict[str, None] = {}  # customers to read again (an ordered set)
@@ -87,6 +93,7 @@ class NamespaceOwners:
         self._of = {}
         for namespace, owner in mapped.items():
             self._of.setdefault(owner.customer_id, set()).add(namespace)
+        self._measure()
 
     def apply(self, customer_id: str, rows: list[Ownership]) -> None:
         """``customer_id`` owns exactly ``rows`` now."""
@@ -102,6 +109,11 @@ class NamespaceOwners:
             self.by_namespace[namespace] = Owner(customer_id, plan)
         if rows:
             self._of[customer_id] = {namespace for namespace, _, _ in rows}
+        self._measure()
+
+    def _measure(self) -> None:
+        if self.gauge is not None:
+            self.gauge.set(len(self.by_namespace))
 
     def stale(self, customer_id: str | None) -> None:
         """The change log named ``customer_id`` (None: anything may have changed)."""
