@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
@@ -69,8 +70,6 @@ class Checks:
 async def checks(catalog_url: str, tmp_path: Path) -> AsyncIterator[Checks]:
     """The REST endpoints on a real engine, observed as FullMode observes them, over the
     rig's catalog, counter and clock."""
-    import aiohttp
-
     rig = await make_rig(catalog_url, now="2026-11-02T10:00:00")
     engine = Engine(MemoryStore(), EngineOptions(expiration_jitter_max_seconds=0),
                     clock=rig.clock)
