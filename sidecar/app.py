@@ -153,6 +153,7 @@ class Sidecar:
             from sidecar.management.service import FullMode
 
             self.full = FullMode(settings, self.engine, self.metrics, clock)
+            self.full.observe_decisions(self.service)
         self.grpc_server: grpc.aio.Server | None = None
         self.h2_server: H2Server | None = None
         self.http_runner: web.AppRunner | None = None
@@ -313,7 +314,11 @@ class Sidecar:
         native = self.extension.module if s.rest.fast else None
         endpoints = api.fast_endpoints(native, keys) if native is not None else None
         engine = None
-        if endpoints is not None and self.native is not None:
+        # Full mode counts /v1/check, /v1/report and forward-auth decisions in namespaces
+        # customers own, through the service's decision observer: those endpoints then go
+        # through Python (the native parser, the native engine), where the observer runs.
+        counted = self.full is not None and s.usage
+        if endpoints is not None and self.native is not None and not counted:
             # The check endpoints answered inside Rust (full mode's key endpoints stay
             # referrals to its Python code).
             engine = NativeEngineSide(self.native.serve_http1(self.service),

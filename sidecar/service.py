@@ -18,13 +18,18 @@ UNAVAILABLE rather than an answer when the store or the rules are missing: Envoy
 ``failure_mode_deny`` then decides whether traffic passes while we cannot count (the
 reference answers UNKNOWN; both are a failed call to Envoy). Each failure is counted once in
 ``ratelimit_service_should_rate_limit_error_total{err_type}``, whatever the transport.
+
+A method may have an observer (``RateLimitService.observe``): a function called with the
+domain, the descriptors and the Decision after each decision the method makes, before the
+transport answers. Full mode counts the decisions of namespaces its customers own with one; a
+standalone sidecar has none, and a method without one pays a single ``is None`` test per call.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sidecar.errors import (
@@ -44,6 +49,9 @@ log = logging.getLogger("sidecar.service")
 
 INTERNAL_MESSAGE = "internal error; see the sidecar log"
 T = TypeVar("T")
+# (domain, descriptors, decision) after each decision; it must not block: it runs on the
+# request's path, between the decision and the answer.
+DecisionObserver = Callable[[str, Sequence[Descriptor], Decision], None]
 
 
 class Failure(NamedTuple):
@@ -96,10 +104,25 @@ class RateLimitService:
         self._errors = {kind: metrics.errors.labels(kind)
                         for kind in ("service_error", "redis_error", "no_config", "internal",
                                      "not_found")}
+        self.observers: dict[str, DecisionObserver] = {}
+        self._methods: list[Method] = []
 
     def method(self, name: str, transport: str) -> Method:
         """``name`` (the ``grpc_method`` label) as ``transport`` serves it."""
-        return Method(self, name, transport)
+        method = Method(self, name, transport)
+        self._methods.append(method)
+        return method
+
+    def observe(self, observer: DecisionObserver | None, names: Iterable[str]) -> None:
+        """Call ``observer`` after every decision of the methods ``names`` (None: stop), on
+        every transport, those made already and those made later."""
+        for name in names:
+            if observer is None:
+                self.observers.pop(name, None)
+            else:
+                self.observers[name] = observer
+        for method in self._methods:
+            method.observer = self.observers.get(method.name)
 
     def count_errors(self, kind: str, count: int) -> None:
         """``count`` failures of ``kind`` (an err_type of the table) counted elsewhere."""
@@ -120,10 +143,11 @@ class RateLimitService:
 
 class Method:
     """One method of the service as one transport serves it; its metric children are bound
-    once, so a call costs two counter increments, a gauge up and down and one observation."""
+    once, so a call costs two counter increments, a gauge up and down and one observation
+    (and the observer's call, when the method has one)."""
 
     __slots__ = ("_counted_in_flight", "_engine", "_in_flight", "_latency", "_requests",
-                 "_service", "_tracing", "name")
+                 "_service", "_tracing", "name", "observer", "observer_failures")
 
     def __init__(self, service: RateLimitService, name: str, transport: str) -> None:
         metrics = service.metrics
@@ -135,6 +159,8 @@ class Method:
         self._latency = metrics.response_time.labels(name)
         self._in_flight = metrics.in_flight.labels(transport)
         self._counted_in_flight = 0  # of the calls counted elsewhere (add_counts)
+        self.observer: DecisionObserver | None = service.observers.get(name)
+        self.observer_failures = 0
 
     async def decide(self, domain: str, descriptors: Sequence[Descriptor], hits: int = 0, *,
                      charge_always: bool = False,
@@ -146,14 +172,33 @@ class Method:
         self._in_flight.inc()
         try:
             if self._tracing.enabled:
-                return await self._traced(domain, descriptors, hits, charge_always, metadata)
-            return await self._engine.should_rate_limit(domain, descriptors, hits,
-                                                        charge_always=charge_always)
+                decision = await self._traced(domain, descriptors, hits, charge_always,
+                                              metadata)
+            else:
+                decision = await self._engine.should_rate_limit(domain, descriptors, hits,
+                                                                charge_always=charge_always)
         except Exception as exc:
             raise self._service.failed(exc) from None
         finally:
             self._in_flight.dec()
             self._latency.observe(time.perf_counter() - started)
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer(domain, descriptors, decision)
+            except Exception:  # the decision stands: the caller still gets its answer
+                self._observer_failed()
+        return decision
+
+    def _observer_failed(self) -> None:
+        """Logged with its traceback the first time, then at debug level: a broken observer
+        must not flood the log at the request rate."""
+        self.observer_failures += 1
+        if self.observer_failures == 1:
+            log.exception("the decision observer of %s failed; its further failures are "
+                          "logged at debug level", self.name)
+        else:
+            log.debug("the decision observer of %s failed", self.name, exc_info=True)
 
     def add_counts(self, requests: int, errors: Mapping[str, int], latency: Sequence[int],
                    latency_sum: float, in_flight: int) -> None:

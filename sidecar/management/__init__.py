@@ -9,6 +9,7 @@ sidecar does not load SQLAlchemy, msgspec or the catalog.
     plans.py       plans YAML (checked and reloaded as the rules are), overrides, merging
     db/            SQLAlchemy models, the async engine, Alembic migrations (package data)
     catalog.py     the transactions of the admin API (every change audited and logged)
+    namespaces.py  rules namespaces a customer owns (its /v1/check decisions are its usage)
     cache.py       verified keys in memory, by key hash; the change-log poller
     verify.py      a key → plan limits → engine decision → a code from a closed list
     schemas.py     request/response types of the admin API (msgspec) and its OpenAPI

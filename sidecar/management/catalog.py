@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sidecar.errors import RuleSetError
+from sidecar.management import namespaces as ns
 from sidecar.management import schemas as s
 from sidecar.management.alerts.schemas import KeyCreatedData, KeyRevokedData, KeyRotatedData
 from sidecar.management.db.models import (
@@ -44,6 +45,9 @@ from sidecar.management.plans import PlanSet, check_limits
 
 Clock = Callable[[], float]
 MAX_PAGE = 100
+# Hears, after the commit, a customer whose namespaces or plan may have changed, with what it
+# owns now: [(namespace, customer id, plan)], [] when nothing (or the customer is deleted).
+OwnersHook = Callable[[str, list[ns.Ownership]], None]
 
 
 class EventSink(Protocol):
@@ -74,6 +78,9 @@ class Catalog:
         # Hears this instance's own changes once committed (its cache need not wait for the
         # change-log poll; other instances hear them from the poll).
         self.committed = committed
+        # Hears this instance's own namespace changes once committed (usage/checks.py), so
+        # they apply here before the answer; others learn them from the change log.
+        self.owners_committed: OwnersHook | None = None
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -83,6 +90,9 @@ class Catalog:
         for change in session.info.get("changes", ()):
             if self.committed is not None:
                 self.committed(change)
+        for customer_id, owned in session.info.get("owners", ()):
+            if self.owners_committed is not None:
+                self.owners_committed(customer_id, owned)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -92,6 +102,7 @@ class Catalog:
     async def create_customer(self, actor: Actor, body: s.CustomerCreate) -> s.Customer:
         self._check_plan(body.plan)
         limits = self._limits(body.limits, body.plan)
+        owned = ns.check_namespaces(body.namespaces)
         now = self.now()
         row = Customer(id=body.id if body.id is not msgspec.UNSET else new_id("cus"),
                        name=body.name, email=body.email, plan=body.plan, meta=body.meta,
@@ -103,15 +114,31 @@ class Catalog:
                 session.add(row)
                 await session.flush()
                 session.add(PlanPeriod(customer_id=row.id, plan=row.plan, starts_at=now))
+                if owned:  # other instances count its namespaces from the change log on
+                    await ns.replace(session, row.id, owned, now)
+                    self._owners(session, row, owned)
+                    self._changed(session, "customer", customer_id=row.id)
                 self._audit(session, actor, "customer.create", f"customer:{row.id}",
                             _fields(body))
-        except IntegrityError:  # created by someone else between the check and the insert
-            raise Conflict(f"customer {row.id!r} exists already", "id") from None
-        return customer_view(row)
+        except IntegrityError:  # someone else took the id or a namespace since the checks
+            raise await self._taken(row.id, owned, creating=True) from None
+        return customer_view(row, sorted(owned))
+
+    async def _taken(self, customer_id: str, owned: list[str], creating: bool) -> Conflict:
+        """What a unique key refused a create or an update for: the customer's id (a create
+        only) or one of its namespaces."""
+        async with self.sessions() as session:
+            if creating and await session.get(Customer, customer_id) is not None:
+                return Conflict(f"customer {customer_id!r} exists already", "id")
+            conflict = await ns.holder_conflict(session, customer_id, owned)
+        return conflict or Conflict("another customer took one of these namespaces at the "
+                                    "same moment and gave it up again; try again", "namespaces")
 
     async def get_customer(self, customer_id: str) -> s.Customer:
         async with self.sessions() as session:
-            return customer_view(await self._customer(session, customer_id))
+            row = await self._customer(session, customer_id)
+            owned = await ns.owned(session, [row.id])
+        return customer_view(row, owned.get(row.id, []))
 
     async def list_customers(self, limit: int, cursor: str | None) -> s.CustomerList:
         query = select(Customer).where(Customer.deleted_at.is_(None))
@@ -119,7 +146,8 @@ class Catalog:
             query = query.where(Customer.id > cursor)
         async with self.sessions() as session:
             rows = (await session.scalars(query.order_by(Customer.id).limit(limit + 1))).all()
-        items = [customer_view(r) for r in rows[:limit]]
+            owned = await ns.owned(session, [r.id for r in rows[:limit]])
+        items = [customer_view(r, owned.get(r.id, [])) for r in rows[:limit]]
         return s.CustomerList(items, items[-1].id if len(rows) > limit else None)
 
     async def update_customer(self, actor: Actor, customer_id: str,
@@ -128,23 +156,35 @@ class Catalog:
         plan = body.plan if body.plan is not msgspec.UNSET else None
         if plan is not None:
             self._check_plan(plan)
-        async with self._transaction() as session:
-            row = await self._customer(session, customer_id, lock=True)
-            scope = plan or row.plan
-            if body.limits is not msgspec.UNSET:
-                row.limits = self._limits(body.limits, scope)
-            elif plan is not None and row.limits:  # the overrides must still hold
-                self._limits([msgspec.convert(x, s.Limit) for x in row.limits], scope)
-            if plan is not None and plan != row.plan:
-                await self._plan_changed(session, row.id, plan)
-            for name in ("name", "email", "plan", "meta"):
-                value = getattr(body, name)
-                if value is not msgspec.UNSET:
-                    setattr(row, name, value)
-            row.updated_at = self.now()
-            self._audit(session, actor, "customer.update", f"customer:{row.id}", changes)
-            self._changed(session, "customer", customer_id=row.id)
-        return customer_view(row)
+        wanted = None if body.namespaces is msgspec.UNSET else \
+            ns.check_namespaces(body.namespaces)
+        try:
+            async with self._transaction() as session:
+                row = await self._customer(session, customer_id, lock=True)
+                self._update_limits(row, body, plan)
+                if plan is not None and plan != row.plan:
+                    await self._plan_changed(session, row.id, plan)
+                for name in ("name", "email", "plan", "meta"):
+                    value = getattr(body, name)
+                    if value is not msgspec.UNSET:
+                        setattr(row, name, value)
+                if wanted is not None:
+                    await ns.replace(session, row.id, wanted, self.now())
+                owned = (await ns.owned(session, [row.id])).get(row.id, [])
+                self._owners(session, row, owned)
+                row.updated_at = self.now()
+                self._audit(session, actor, "customer.update", f"customer:{row.id}", changes)
+                self._changed(session, "customer", customer_id=row.id)
+        except IntegrityError:  # a namespace taken by another customer since the check
+            raise await self._taken(customer_id, wanted or [], creating=False) from None
+        return customer_view(row, owned)
+
+    def _update_limits(self, row: Customer, body: s.CustomerUpdate, plan: str | None) -> None:
+        scope = plan or row.plan
+        if body.limits is not msgspec.UNSET:
+            row.limits = self._limits(body.limits, scope)
+        elif plan is not None and row.limits:  # the overrides must still hold
+            self._limits([msgspec.convert(x, s.Limit) for x in row.limits], scope)
 
     async def delete_customer(self, actor: Actor, customer_id: str) -> None:
         """Mark the customer deleted and revoke every key it has (kept for the audit log and
@@ -154,6 +194,8 @@ class Catalog:
             row = await self._customer(session, customer_id, lock=True)
             row.deleted_at = row.updated_at = now
             await self._plan_changed(session, row.id, None)
+            released = await ns.release(session, row.id)
+            self._owners(session, row, [])
             keys = (await session.scalars(select(ApiKey).where(
                 ApiKey.customer_id == row.id, ApiKey.revoked_at.is_(None)))).all()
             for key in keys:
@@ -161,7 +203,7 @@ class Catalog:
                 await self._emit(session, "key.revoked",
                                  KeyRevokedData(key_view(key, row.plan), "customer_deleted"))
             self._audit(session, actor, "customer.delete", f"customer:{row.id}",
-                        {"revoked_keys": [k.id for k in keys]})
+                        {"revoked_keys": [k.id for k in keys], "released_namespaces": released})
             self._changed(session, "customer", customer_id=row.id)
 
     # -- keys --------------------------------------------------------------------------------
@@ -263,6 +305,11 @@ class Catalog:
             found = (await session.execute(select(ApiKey, Customer).join(Customer).where(
                 ApiKey.hash == key_hash))).first()
         return None if found is None else (found[0], found[1])
+
+    async def ownerships(self, customer_id: str | None = None) -> list[ns.Ownership]:
+        """(namespace, customer, plan) of every owned namespace, or of one customer's."""
+        async with self.sessions() as session:
+            return await ns.ownerships(session, customer_id)
 
     # -- root keys and audit -----------------------------------------------------------------
 
@@ -403,6 +450,12 @@ class Catalog:
         if self.events is not None:
             await self.events.emit(session, event_type, data)
 
+    @staticmethod
+    def _owners(session: AsyncSession, row: Customer, owned: Sequence[str]) -> None:
+        """Note what the customer owns once this transaction commits (``_transaction``)."""
+        session.info.setdefault("owners", []).append(
+            (row.id, [(namespace, row.id, row.plan) for namespace in owned]))
+
     def _changed(self, session: AsyncSession, kind: str, key: ApiKey | None = None,
                  customer_id: str | None = None) -> None:
         change = Change(at=self.now(), kind=kind, key_id=key.id if key else None,
@@ -426,9 +479,9 @@ def _fields(body: msgspec.Struct) -> dict[str, Any]:
     return out
 
 
-def customer_view(row: Customer) -> s.Customer:
+def customer_view(row: Customer, namespaces: Sequence[str] = ()) -> s.Customer:
     return s.Customer(row.id, row.name, row.email, row.plan, row.meta, _limit_views(row.limits),
-                      row.created_at, row.updated_at)
+                      row.created_at, row.updated_at, list(namespaces))
 
 
 def key_view(row: ApiKey, plan: str) -> s.Key:

@@ -21,8 +21,8 @@ _ERRORS = {"400": "Invalid request; `field` names the culprit",
            "401": "No valid root key (`Authorization: Bearer <root key>`)",
            "403": "The root key lacks the operation's scope",
            "404": "No such customer, key, invoice, webhook or delivery",
-           "409": "Conflict: the id is taken, the plan's max_keys is reached, the key is "
-                  "revoked, the billing period is not over or cannot be priced",
+           "409": "Conflict: the id or a namespace is taken, the plan's max_keys is reached, "
+                  "the key is revoked, the billing period is not over or cannot be priced",
            "413": "The body exceeds VIVA_REST_MAX_BODY_BYTES",
            "503": "The catalog database or the counter store is unavailable (webhooks: or "
                   "VIVA_SECRET_KEY is not set)"}
@@ -75,7 +75,8 @@ def admin_openapi() -> dict[str, Any]:
             "get": _operation("get_customer", "customers:read", "One customer", "200",
                               "Customer", errors=r, params=_ID),
             "patch": _operation("update_customer", "customers:write", "Change a customer "
-                                "(a plan change applies to its keys at once)", "200",
+                                "(a plan or namespace change applies on every instance "
+                                "within a second)", "200",
                                 "Customer", "CustomerUpdate", w, _ID),
             "delete": _operation("delete_customer", "customers:write", "Delete a customer "
                                  "and revoke its keys", "204", None, errors=r, params=_ID)},

@@ -53,6 +53,7 @@ from sidecar.rules.yaml11 import FLOAT, INT, describe, int_value, is_null
 log = logging.getLogger("sidecar.plans")
 
 DOMAIN = "viva_keys"  # the engine domain of key verification (counters, metrics)
+FAILURES_DOMAIN = "viva_verify_failures"  # failed verifications per client (verify.py)
 ROOT_KEYS = ("plans", "time_zone", "meters")
 PLAN_KEYS = ("name", "limits", "max_keys", "features", "alerts", "price")
 ALERT_KEYS = ("thresholds", "limits")

@@ -44,6 +44,16 @@ class Limit(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 Limits = Annotated[list[Limit], Meta(max_length=20)]
+MAX_NAMESPACES = 50
+Namespace = Annotated[str, Meta(
+    pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+    description="a rules domain (the namespace of /v1/check): 1 to 64 letters, digits, "
+                "'_', '.', ':' or '-'")]
+Namespaces = Annotated[list[Namespace], Meta(
+    max_length=MAX_NAMESPACES,
+    description="rules namespaces this customer owns: their /v1/check, /v1/report and "
+                "/v1/forward-auth decisions are counted as its usage (and priced as its "
+                "requests); each namespace belongs to one customer at most")]
 
 
 class CustomerCreate(Struct, forbid_unknown_fields=True):
@@ -53,6 +63,7 @@ class CustomerCreate(Struct, forbid_unknown_fields=True):
     email: Email | None = None
     meta: Meta_ = {}
     limits: Limits | None = None
+    namespaces: Namespaces = []
 
 
 class CustomerUpdate(Struct, forbid_unknown_fields=True):
@@ -61,6 +72,7 @@ class CustomerUpdate(Struct, forbid_unknown_fields=True):
     plan: PlanId | UnsetType = UNSET
     meta: Meta_ | UnsetType = UNSET
     limits: Limits | UnsetType | None = UNSET
+    namespaces: Namespaces | UnsetType = UNSET  # the whole list: [] gives them all up
 
 
 class Customer(Struct):
@@ -72,6 +84,7 @@ class Customer(Struct):
     limits: list[Limit] | None
     created_at: datetime
     updated_at: datetime
+    namespaces: list[str] = []  # sorted
 
 
 class CustomerList(Struct):

@@ -3,8 +3,10 @@
     catalog (SQL) ─ Catalog ─ AdminApi (HTTP port: /v1/customers, /v1/keys, /v1/audit, …)
                       │   └── events ─▶ Alerts (outbox, dispatcher, /v1/webhooks, alerts)
     ChangeFeed ─ KeyCache ─ Verifier ─ engine (the sidecar's own: same store and policies)
-                              │    └── UsageCounter (memory) ─ UsageFlusher ─ usage ledger
-            /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
+         │                    │    └── UsageCounter (memory) ─ UsageFlusher ─ usage ledger
+         │  /v1/keys/verify, /v1/keys/forward-auth (HTTP), ext_authz Check (gRPC port)
+         └ NamespaceOwners ─ observer of /v1/check, /v1/report, /v1/forward-auth ─┘
+                             (the service's: a customer's namespaces counted as its usage)
 
     EventIngest ─ UsageApi (/v1/usage/events, /v1/usage); PeriodTotals
     Billing ─ BillingApi (/v1/invoices…, /v1/billing/periods/{period}/close)
@@ -46,6 +48,7 @@ from sidecar.management.openapi import admin_openapi
 from sidecar.management.plans import PlanSet, PlansManager
 from sidecar.management.schemas import to_json
 from sidecar.management.usage.api import UsageApi
+from sidecar.management.usage.checks import COUNTED_METHODS, NamespaceOwners
 from sidecar.management.usage.counter import UsageCounter
 from sidecar.management.usage.events import EventIngest
 from sidecar.management.usage.flusher import UsageFlusher
@@ -54,6 +57,7 @@ from sidecar.management.usage.totals import PeriodTotals
 from sidecar.management.verify import Verifier
 from sidecar.management.web.site import Sources, WebSite
 from sidecar.observability.metrics import Metrics
+from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.transports.reply import Reply, RequestParts
 
@@ -94,8 +98,10 @@ class FullMode:
                                  observe=self.alerts.observe)
         self._usage_wiring(settings, metrics, clock)
         self._counted: dict[tuple[str, str], Any] = {}
+        self.namespaces = NamespaceOwners(self.catalog.ownerships, metrics.registry)
+        self.catalog.owners_committed = self.namespaces.apply
         self.feed = ChangeFeed(self.catalog.changes_after, self._changed,
-                               prune=self.catalog.prune_changes, resync=self.cache.clear)
+                               prune=self.catalog.prune_changes, resync=self._resync)
         rest = settings.rest
         self.ext_authz = ExtAuthz(self.verifier, settings.key_headers, rest.headers, metrics)
         self.forward_auth = ForwardAuth(self.verifier, settings.key_headers, rest.headers,
@@ -133,6 +139,14 @@ class FullMode:
     def _current_plans(self) -> PlanSet | None:
         return self.plans.current
 
+    def observe_decisions(self, service: RateLimitService) -> None:
+        """Count the decisions of /v1/check, /v1/report and /v1/forward-auth made in a
+        namespace a customer owns as that customer's usage (usage/checks.py), on every
+        transport that serves them; nothing is observed with VIVA_USAGE=false."""
+        if self.settings.usage:
+            service.observe(self.namespaces.observer(self.usage.record_check),
+                            COUNTED_METHODS)
+
     def plans_view(self) -> s.Plans:
         """What GET /v1/plans shows: the plans in force and the last refused reload."""
         plans, status = self.plans.current, self.plans.status
@@ -165,7 +179,10 @@ class FullMode:
                 await self.catalog.add_root_key(self.settings.root_key, ["admin"],
                                                 "VIVA_ROOT_KEY")
             self.roots.replace(await self.catalog.root_keys())
-            self.feed.start(await self.catalog.last_change())
+            floor = await self.catalog.last_change()  # changes after it are applied again
+            await self.namespaces.load()
+            self.namespaces.start()
+            self.feed.start(floor)
             self.flusher.start()
             await self.alerts.start()
         except (SQLAlchemyError, OSError) as exc:
@@ -185,6 +202,7 @@ class FullMode:
         shutdown grace."""
         await self.flusher.stop(self.settings.shutdown_grace)
         await self.feed.stop()
+        await self.namespaces.stop()
         await self.plans.stop()
         await self.alerts.stop()
         for task in list(self._tasks):
@@ -244,10 +262,18 @@ class FullMode:
 
     def _changed(self, change: Change) -> None:
         self.cache.forget(change)
+        if change.kind == "customer" and change.customer_id:  # its namespaces, or plan
+            self.namespaces.stale(change.customer_id)
         if change.kind == "root_key":
             task = asyncio.get_running_loop().create_task(self._reload_roots())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _resync(self) -> None:
+        """The change log is readable again after failures: what it said meanwhile may have
+        been pruned, so whatever was learnt from it is dropped or read again."""
+        self.cache.clear()
+        self.namespaces.stale(None)
 
     async def _reload_roots(self) -> None:
         self.roots.replace(await self.catalog.root_keys())

@@ -34,13 +34,20 @@ from sidecar.limiter.engine import Limiter
 from sidecar.management.cache import CachedKey, KeyCache, cached_key
 from sidecar.management.catalog import Catalog
 from sidecar.management.keys import hash_key, well_formed
-from sidecar.management.plans import DOMAIN, Plan, PlanSet, check_limits, merge_limits, scoped
+from sidecar.management.plans import (
+    DOMAIN,
+    FAILURES_DOMAIN,
+    Plan,
+    PlanSet,
+    check_limits,
+    merge_limits,
+    scoped,
+)
 from sidecar.model import Code, Decision, Descriptor, RateLimit, Unit
 from sidecar.rules.model import DomainOptions
 
 log = logging.getLogger("sidecar.keys")
 
-FAILURES_DOMAIN = "viva_verify_failures"
 _FAILURE_OPTIONS = DomainOptions()
 
 

@@ -40,8 +40,8 @@ async def test_migrations_build_exactly_the_models(url: str) -> None:
     engine = create_engine(database_url(url, ""))
     try:
         assert await current(engine) is None
-        assert await upgrade(engine) == head() == "0004"
-        assert await upgrade(engine) == "0004"  # idempotent
+        assert await upgrade(engine) == head() == "0005"
+        assert await upgrade(engine) == "0005"  # idempotent
 
         def diff(connection: Any) -> list[Any]:
             return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))

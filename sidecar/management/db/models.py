@@ -1,6 +1,8 @@
 """The catalog's tables (SQLAlchemy 2 declarative models).
 
     customers     who pays: a plan, optional limit overrides, free-form meta
+    customer_namespaces  the rules namespaces (domains) a customer owns: their /v1/check
+                  decisions are counted as its usage; a namespace has one owner at most
     api_keys      a customer's keys: SHA-256 only, display start, overrides, expiry, revocation
     root_keys     admin credentials with scopes (SHA-256 only)
     audit_events  every admin mutation: actor, action, target, changed fields (never secrets)
@@ -89,6 +91,17 @@ class Customer(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+
+
+class CustomerNamespace(Base):
+    """A rules namespace (a domain) owned by a customer; the primary key keeps it to one
+    owner, whatever instances write at once. A deleted customer's rows are deleted with it."""
+
+    __tablename__ = "customer_namespaces"
+
+    namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime]
 
 
 class ApiKey(Base):

@@ -3,6 +3,8 @@ API provider, both read back per hour, day or month and priced by billing/.
 
     counter.py   the hot path: decisions counted in memory per (customer, key, refusing
                  limit, outcome, plan, hour); no SQL, no Redis round trip
+    checks.py    /v1/check, /v1/report and /v1/forward-auth decisions in a namespace a
+                 customer owns: the owners in memory and the service's observer
     flusher.py   writes the counts to the ledger every VIVA_USAGE_FLUSH_INTERVAL (10 s) and
                  on a clean stop; a batch that fails is retried under the same id
     ledger.py    the decisions ledger in SQL: ``+=`` upserts (exact with N instances), reads

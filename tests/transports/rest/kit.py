@@ -108,7 +108,8 @@ class Rest:
 
     def __init__(self, url: str, session: aiohttp.ClientSession, engine: Engine | None,
                  fast: bool = False, runner: web.AppRunner | None = None,
-                 metrics: Metrics | None = None, native: NativePath | None = None) -> None:
+                 metrics: Metrics | None = None, native: NativePath | None = None,
+                 service: RateLimitService | None = None) -> None:
         self.url = url
         self.session = session
         self.engine = engine  # the Python engine (None on the native one)
@@ -116,6 +117,7 @@ class Rest:
         self.runner = runner
         self.metrics = metrics
         self.native = native  # the native stack, on the native engine
+        self.service = service  # in process: the service behind the app
 
     @property
     def port(self) -> int:
@@ -228,7 +230,7 @@ async def serve_rest(rules_dir: Path, store: Store, options: RestOptions | None 
         async with aiohttp.ClientSession(timeout=timeout) as session:
             yield Rest(f"http://127.0.0.1:{port}", session,
                        limiter if isinstance(limiter, Engine) else None, native is not None,
-                       runner, metrics, path)
+                       runner, metrics, path, service)
     finally:
         await runner.cleanup()
         await store.close()
