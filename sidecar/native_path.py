@@ -24,7 +24,7 @@ from sidecar.model import Algorithm
 from sidecar.observability.health import Health
 from sidecar.observability.metrics import Metrics
 from sidecar.rules.loader import load_rules
-from sidecar.rules.model import DescriptorNode, RuleSet
+from sidecar.rules.model import RuleSet
 from sidecar.service import RateLimitService
 from sidecar.settings import Settings
 from sidecar.storage.memory import MemoryStore
@@ -57,19 +57,8 @@ def python_engine_reason(settings: Settings, tracing: bool,
 
 def concurrency_limits(rules: RuleSet) -> list[str]:
     """The full keys of every concurrency limit in ``rules``."""
-    found: list[str] = []
-
-    def walk(node: DescriptorNode, path: str) -> None:
-        kids = [*node.children.values(), *(kid for _, _, kid in node.wildcards)]
-        for kid in kids:
-            where = f"{path}.{kid.final_key}"
-            if kid.limit is not None and kid.limit.algorithm == Algorithm.CONCURRENCY:
-                found.append(where)
-            walk(kid, where)
-
-    for domain, root in sorted(rules.domains.items()):
-        walk(root, domain)
-    return sorted(set(found))
+    return [key for key, limit in rules.iter_limits()
+            if limit.algorithm == Algorithm.CONCURRENCY]
 
 
 def peek_rules(settings: Settings) -> RuleSet | None:
